@@ -1,0 +1,119 @@
+//! The zones one node serves, and the authoritative answer for any name inside them.
+//!
+//! A node may serve several zones, nested or not (`acme` and `finance.acme`); a name is
+//! answered from the closest enclosing zone it serves, as hickory's catalog and every DNS
+//! server do. The set of zones is an immutable map behind an [`ArcSwap`], so lookups never
+//! take a lock and a zone update (a reload, later a registration) swaps in a new map.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use crate::answer::Answer;
+use crate::name::Name;
+use crate::zone::ZoneSnapshot;
+
+/// Why the catalog could not answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CatalogError {
+    #[error("this node is not authoritative for {name} (it serves {served})")]
+    NotAuthoritative { name: Name, served: String },
+    #[error("this node does not serve zone {zone} (it serves {served})")]
+    NoSuchZone { zone: Name, served: String },
+}
+
+/// The zones of one node.
+pub struct Catalog {
+    zones: ArcSwap<HashMap<Name, Arc<ZoneSnapshot>>>,
+    node_id: Arc<str>,
+}
+
+impl Catalog {
+    pub fn new(node_id: impl Into<Arc<str>>, zones: Vec<ZoneSnapshot>) -> Catalog {
+        let map = zones
+            .into_iter()
+            .map(|zone| (zone.origin().clone(), Arc::new(zone)))
+            .collect();
+        Catalog {
+            zones: ArcSwap::from_pointee(map),
+            node_id: node_id.into(),
+        }
+    }
+
+    pub fn node_id(&self) -> &Arc<str> {
+        &self.node_id
+    }
+
+    /// Adds or replaces a zone.
+    pub fn upsert(&self, zone: ZoneSnapshot) {
+        let zone = Arc::new(zone);
+        self.zones.rcu(|current| {
+            let mut next = HashMap::clone(current);
+            next.insert(zone.origin().clone(), Arc::clone(&zone));
+            next
+        });
+    }
+
+    /// The zone with this origin, if served here.
+    pub fn zone(&self, origin: &Name) -> Result<Arc<ZoneSnapshot>, CatalogError> {
+        self.zones
+            .load()
+            .get(origin)
+            .cloned()
+            .ok_or_else(|| CatalogError::NoSuchZone {
+                zone: origin.clone(),
+                served: self.served_list(),
+            })
+    }
+
+    /// Origins of the zones served here, in name order.
+    pub fn origins(&self) -> Vec<Name> {
+        let mut origins: Vec<Name> = self.zones.load().keys().cloned().collect();
+        origins.sort();
+        origins
+    }
+
+    /// The closest enclosing zone of `name` served here.
+    pub fn find_zone(&self, name: &Name) -> Option<Arc<ZoneSnapshot>> {
+        let zones = self.zones.load();
+        name.self_and_ancestors()
+            .find_map(|ancestor| zones.get(ancestor))
+            .cloned()
+    }
+
+    /// The authoritative answer for `name` from the closest enclosing zone.
+    pub fn lookup(&self, name: &Name) -> Result<Answer, CatalogError> {
+        let zone = self
+            .find_zone(name)
+            .ok_or_else(|| CatalogError::NotAuthoritative {
+                name: name.clone(),
+                served: self.served_list(),
+            })?;
+        let found = zone.lookup(name);
+        Ok(Answer {
+            name: name.clone(),
+            outcome: found.outcome,
+            aliases: found.aliases,
+            zone: zone.origin().clone(),
+            zone_serial: zone.serial(),
+            ttl: found.ttl,
+            authoritative: true,
+            served_by: Arc::clone(&self.node_id),
+            stale: false,
+            recursion_available: false,
+            trace: Vec::new(),
+        })
+    }
+
+    fn served_list(&self) -> String {
+        let origins = self.origins();
+        if origins.is_empty() {
+            "no zones".to_string()
+        } else {
+            let names: Vec<String> = origins.iter().map(Name::to_string).collect();
+            format!("zones {}", names.join(", "))
+        }
+    }
+}

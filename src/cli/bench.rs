@@ -1,0 +1,108 @@
+//! `aop bench`: load generators that print figures.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+
+use aop::bench::{self, BenchReport, ResolveBench};
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Resolve names from a file as fast as the node answers, C in flight over K connections.
+    Resolve(ResolveArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ResolveArgs {
+    /// gRPC URL of the node to load.
+    #[arg(long, default_value = super::DEFAULT_SERVER, value_name = "URL")]
+    server: String,
+    /// File of names, one per line (blank lines and lines starting with # are skipped).
+    #[arg(long, value_name = "FILE")]
+    names: PathBuf,
+    /// Requests in flight.
+    #[arg(long, default_value_t = 128, value_name = "C")]
+    concurrency: usize,
+    /// HTTP/2 connections the requests share.
+    #[arg(long, default_value_t = 4, value_name = "K")]
+    connections: usize,
+    /// How long to run.
+    #[arg(long, default_value = "10s", value_parser = super::parse_duration, value_name = "D")]
+    duration: Duration,
+    /// Non-recursive queries (the node's authoritative data only).
+    #[arg(long)]
+    no_recurse: bool,
+    /// Print one JSON document on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        BenchCommand::Resolve(args) => resolve(args).await,
+    }
+}
+
+async fn resolve(args: ResolveArgs) -> anyhow::Result<ExitCode> {
+    let text = std::fs::read_to_string(&args.names)
+        .with_context(|| format!("cannot read names file {}", args.names.display()))?;
+    let names: Vec<String> = text
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .map(str::to_string)
+        .collect();
+    let report = bench::run_resolve(ResolveBench {
+        server: args.server.clone(),
+        names,
+        concurrency: args.concurrency,
+        connections: args.connections,
+        duration: args.duration,
+        recursive: !args.no_recurse,
+        progress: !args.json && std::io::stderr().is_terminal(),
+    })
+    .await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_report("resolve", &args.server, &report);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn ms(micros: u64) -> String {
+    format!("{:.3} ms", micros as f64 / 1000.0)
+}
+
+fn print_report(what: &str, server: &str, report: &BenchReport) {
+    println!(
+        "bench {what} against {server}: {} in flight over {} connections for {:.1} s",
+        report.concurrency, report.connections, report.elapsed_s
+    );
+    println!("requests     {}", report.requests);
+    println!("throughput   {:.0} /s", report.throughput_per_s);
+    println!("errors       {}", report.errors);
+    let l = &report.latency_us;
+    println!(
+        "latency      p50 {}  p90 {}  p99 {}  p999 {}  max {}  mean {}",
+        ms(l.p50),
+        ms(l.p90),
+        ms(l.p99),
+        ms(l.p999),
+        ms(l.max),
+        ms(l.mean as u64)
+    );
+    let outcomes: Vec<String> = report
+        .outcomes
+        .iter()
+        .map(|(outcome, count)| format!("{outcome} {count}"))
+        .collect();
+    println!("outcomes     {}", outcomes.join(", "));
+    for sample in &report.error_samples {
+        println!("error        {sample}");
+    }
+}

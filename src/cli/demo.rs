@@ -1,0 +1,63 @@
+//! `aop demo`: start the federation of zones/ and print how to use it.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+
+use aop::demo;
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Port plan from --port-base B: node i serves gRPC on B+i (node 0 is the \
+    root, then one node per distinct `servers` entry of the zone files, zones in name order). \
+    --port-base 0 takes free ports from the OS. Ctrl-C stops everything."
+)]
+pub struct DemoArgs {
+    /// First port of the port plan; 0 takes free ports from the OS.
+    #[arg(long, default_value_t = 7100, value_name = "B")]
+    port_base: u16,
+    /// Directory of zone files.
+    #[arg(long, default_value = "zones", value_name = "DIR")]
+    zones: PathBuf,
+}
+
+pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
+    let demo = demo::start(&args.zones, args.port_base).await?;
+    println!("AOP demo federation from {}/", args.zones.display());
+    println!();
+    println!("{:<6} {:<8} {:<24} zones", "node", "id", "grpc");
+    for node in &demo.nodes {
+        let zones: Vec<String> = node.zones.iter().map(ToString::to_string).collect();
+        println!(
+            "{:<6} {:<8} {:<24} {}",
+            node.index,
+            node.handle.node_id(),
+            node.handle.grpc_url(),
+            zones.join(", ")
+        );
+    }
+    let root = demo.root_url().unwrap_or_default();
+    let finance = demo
+        .nodes
+        .iter()
+        .find(|node| node.zones.iter().any(|z| z.as_str() == "finance.acme"))
+        .map(|node| node.handle.grpc_url());
+    println!();
+    println!("Try:");
+    println!(
+        "  aop resolve --server {root} --no-recurse analyst.finance.acme    # the root refers you to acme"
+    );
+    if let Some(finance) = finance {
+        println!(
+            "  aop resolve --server {finance} --no-recurse analyst.finance.acme    # the authoritative answer"
+        );
+        println!("  aop resolve --server {finance} --no-recurse forecaster.finance.acme --json");
+    }
+    println!();
+    println!("ready: {} nodes; Ctrl-C stops", demo.nodes.len());
+    super::shutdown_signal().await;
+    eprintln!("stopping");
+    demo.shutdown().await?;
+    Ok(ExitCode::SUCCESS)
+}

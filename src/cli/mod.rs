@@ -1,0 +1,183 @@
+//! The `aop` command line (CONTRACT section 3): clap definitions, logging set-up, and the
+//! one place errors become `error: ...` lines and exit codes (1 for a failed operation, 2 for
+//! bad usage, which clap reports itself).
+
+mod bench;
+mod demo;
+mod node;
+mod output;
+mod resolve;
+mod zone;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// The demo root's gRPC address: where commands look when no `--server` is given.
+pub const DEFAULT_SERVER: &str = "http://127.0.0.1:7100";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "aop",
+    version,
+    about = "AOP agent registry: DNS-like zone servers for AI agents",
+    long_about = "AOP agent registry: DNS-like zone servers for AI agents.\n\n\
+        Nodes are authoritative for dotted zones of agent names (finance.acme), delegate child \
+        zones to other nodes, and answer lookups over gRPC. Zone files are TOML (zones/*.toml).",
+    propagate_version = true
+)]
+struct Cli {
+    /// Log format of long-running commands (logs go to stderr; filter with RUST_LOG).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Start a whole federation from zones/ in one process and print its addresses.
+    Demo(demo::DemoArgs),
+    /// Run one zone server.
+    Node(node::NodeArgs),
+    /// Validate or inspect zone files.
+    #[command(subcommand)]
+    Zone(zone::ZoneCommand),
+    /// Resolve an agent name.
+    Resolve(resolve::ResolveArgs),
+    /// Load generators that print latency percentiles, throughput and errors.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let long_running = matches!(cli.command, Command::Demo(_) | Command::Node(_));
+    init_logging(cli.log_format, if long_running { "info" } else { "warn" });
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Demo(args) => demo::run(args).await,
+            Command::Node(args) => node::run(args).await,
+            Command::Zone(command) => zone::run(command),
+            Command::Resolve(args) => resolve::run(args).await,
+            Command::Bench(command) => bench::run(command).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            report(&error);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `error: <first line>` then the rest as context lines.
+fn report(error: &anyhow::Error) {
+    let text = format!("{error:#}");
+    let mut lines = text.lines();
+    eprintln!("error: {}", lines.next().unwrap_or("unknown error"));
+    for line in lines {
+        eprintln!("  {line}");
+    }
+}
+
+fn init_logging(format: LogFormat, default_level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Parses `500ms`, `10s`, `2m` or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
+        Some(at) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration such as 500ms, 10s or 2m"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        _ => return Err(format!("unknown unit {unit:?} in {text:?}: use ms, s or m")),
+    };
+    if !seconds.is_finite() || seconds <= 0.0 || seconds > 86_400.0 {
+        return Err(format!("{text:?} must be between 1ms and 24h"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+/// Waits for Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot listen for SIGTERM; Ctrl-C still stops");
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("10s").unwrap(), Duration::from_secs(10));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("3").unwrap(), Duration::from_secs(3));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("5h").is_err());
+        assert!(parse_duration("fast").is_err());
+    }
+}

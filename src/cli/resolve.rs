@@ -1,0 +1,123 @@
+//! `aop resolve`: ask a node what a name is.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+use serde_json::json;
+
+use aop::answer::{Answer, Outcome};
+use aop::grpc::{connect, pb};
+
+use super::output;
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Exit status: 0 with an answer (or a referral under --no-recurse), \
+    1 for NXDOMAIN, NODATA or a failed resolution.\n\nExample:\n  \
+    aop resolve --server http://127.0.0.1:7102 --no-recurse analyst.finance.acme"
+)]
+pub struct ResolveArgs {
+    /// The agent name, such as analyst.finance.acme.
+    name: String,
+    /// gRPC URL of the node to ask.
+    #[arg(long, default_value = super::DEFAULT_SERVER, value_name = "URL")]
+    server: String,
+    /// Ask for the node's authoritative data only: referrals are returned, not followed.
+    #[arg(long)]
+    no_recurse: bool,
+    /// Print every server queried, like `dig +trace`.
+    #[arg(long)]
+    trace: bool,
+    /// Give up after this long (travels to the node as the gRPC deadline).
+    #[arg(long, default_value = "10s", value_parser = super::parse_duration, value_name = "DURATION")]
+    timeout: Duration,
+    /// Print one JSON document on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn run(args: ResolveArgs) -> anyhow::Result<ExitCode> {
+    match resolve(&args).await {
+        Ok(answer) => {
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&output::answer_json(&answer))?
+                );
+            } else {
+                output::print_answer(&answer);
+            }
+            let code = exit_code(&answer, args.no_recurse);
+            if code != ExitCode::SUCCESS && !args.json {
+                eprintln!("error: {}", failure_line(&answer, args.no_recurse));
+            }
+            Ok(code)
+        }
+        Err(error) => {
+            if args.json {
+                let document = json!({
+                    "name": args.name,
+                    "outcome": "error",
+                    "error": format!("{error:#}"),
+                });
+                println!("{}", serde_json::to_string_pretty(&document)?);
+            }
+            Err(error)
+        }
+    }
+}
+
+async fn resolve(args: &ResolveArgs) -> anyhow::Result<Answer> {
+    let mut client = connect(&args.server).await?;
+    let mut request = tonic::Request::new(pb::ResolveRequest {
+        name: args.name.clone(),
+        recursive: !args.no_recurse,
+        trace: args.trace,
+    });
+    request.set_timeout(args.timeout);
+    let response = client.resolve(request).await.map_err(|status| {
+        anyhow::anyhow!(
+            "{} ({:?} from {})",
+            status.message(),
+            status.code(),
+            args.server
+        )
+    })?;
+    Ok(Answer::try_from(response.into_inner())?)
+}
+
+fn exit_code(answer: &Answer, no_recurse: bool) -> ExitCode {
+    match &answer.outcome {
+        Outcome::Answer(_) => ExitCode::SUCCESS,
+        Outcome::Referral(_) | Outcome::Alias { .. } if no_recurse => ExitCode::SUCCESS,
+        _ => ExitCode::FAILURE,
+    }
+}
+
+fn failure_line(answer: &Answer, no_recurse: bool) -> String {
+    match &answer.outcome {
+        Outcome::NxDomain => format!(
+            "{} does not exist (NXDOMAIN in zone {})",
+            answer.name, answer.zone
+        ),
+        Outcome::NoData => format!(
+            "{} has no agent record, only names below it (NODATA in zone {})",
+            answer.name, answer.zone
+        ),
+        Outcome::Referral(_) | Outcome::Alias { .. }
+            if !no_recurse && !answer.recursion_available =>
+        {
+            format!(
+                "{} answered with a {} and does not offer recursion; ask the node it names, or pass --no-recurse",
+                answer.served_by,
+                answer.outcome.word()
+            )
+        }
+        _ => format!(
+            "resolution of {} ended with a {}",
+            answer.name,
+            answer.outcome.word()
+        ),
+    }
+}

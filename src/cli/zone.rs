@@ -1,0 +1,111 @@
+//! `aop zone check`: validate zone files, every error as FILE:LINE:COL: message.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+use serde_json::json;
+
+use aop::zone::file::{self, ZoneFileError};
+
+#[derive(Debug, Subcommand)]
+pub enum ZoneCommand {
+    /// Validate zone files; print every error (up to 100 per file) as FILE:LINE:COL: message.
+    Check(CheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Zone files to check.
+    #[arg(required = true, value_name = "FILE")]
+    files: Vec<PathBuf>,
+    /// Print one JSON document on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(command: ZoneCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        ZoneCommand::Check(args) => check(args),
+    }
+}
+
+fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
+    let mut reports = Vec::new();
+    let mut failed_files = 0;
+    let mut error_count = 0;
+    let mut error_lines = Vec::new();
+    for path in &args.files {
+        match file::load(path) {
+            Ok(zone) => {
+                if !args.json {
+                    println!(
+                        "ok  {}  zone {}, serial {}, {} agents, {} aliases, {} delegations",
+                        path.display(),
+                        zone.origin(),
+                        zone.serial(),
+                        zone.agent_count(),
+                        zone.alias_count(),
+                        zone.delegations().count()
+                    );
+                }
+                reports.push(json!({
+                    "file": path.display().to_string(),
+                    "ok": true,
+                    "zone": zone.origin().to_string(),
+                    "serial": zone.serial(),
+                    "agents": zone.agent_count(),
+                    "aliases": zone.alias_count(),
+                    "delegations": zone.delegations().count(),
+                    "errors": [],
+                }));
+            }
+            Err(error) => {
+                failed_files += 1;
+                let diagnostics: Vec<_> = error
+                    .diagnostics()
+                    .iter()
+                    .map(|d| json!({"line": d.line, "column": d.column, "message": d.message}))
+                    .collect();
+                error_count += match &error {
+                    ZoneFileError::Invalid {
+                        diagnostics,
+                        omitted,
+                        ..
+                    } => diagnostics.len() + omitted,
+                    _ => 1,
+                };
+                let message = match &error {
+                    ZoneFileError::Read { .. } => Some(error.to_string()),
+                    _ => None,
+                };
+                error_lines.extend(error.to_string().lines().map(str::to_string));
+                reports.push(json!({
+                    "file": path.display().to_string(),
+                    "ok": false,
+                    "errors": diagnostics,
+                    "error": message,
+                }));
+            }
+        }
+    }
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({ "files": reports }))?
+        );
+    }
+    if failed_files == 0 {
+        return Ok(ExitCode::SUCCESS);
+    }
+    eprintln!(
+        "error: {error_count} error{} in {failed_files} of {} zone file{}",
+        if error_count == 1 { "" } else { "s" },
+        args.files.len(),
+        if args.files.len() == 1 { "" } else { "s" },
+    );
+    for line in error_lines {
+        eprintln!("{line}");
+    }
+    Ok(ExitCode::FAILURE)
+}

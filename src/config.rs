@@ -1,0 +1,68 @@
+//! Node configuration files (`deploy/nodes/*.toml`): the `aop node` flags, written down.
+//!
+//! Keys mirror the flags (`grpc` for `--grpc`, `zones` for `--zone`, ...); a flag given on
+//! the command line wins over the file. Relative zone paths are relative to the config
+//! file's directory, so a config works from any working directory.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The file as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfigFile {
+    /// Names the node in `served_by`; default: its gRPC address.
+    pub node_id: Option<String>,
+    /// The gRPC listen address, such as `127.0.0.1:7100`.
+    pub grpc: Option<SocketAddr>,
+    /// Zone files this node is primary for.
+    #[serde(default)]
+    pub zones: Vec<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    #[error("{}: cannot read: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}:{line}:{column}: {message}", path.display())]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+}
+
+impl NodeConfigFile {
+    pub fn load(path: &Path) -> Result<NodeConfigFile, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut config: NodeConfigFile = toml::from_str(&text).map_err(|error| {
+            let offset = error.span().map_or(0, |span| span.start);
+            let before = &text[..offset.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            ConfigError::Invalid {
+                path: path.to_path_buf(),
+                line,
+                column,
+                message: error.message().trim().to_string(),
+            }
+        })?;
+        let base = path.parent().unwrap_or_else(|| Path::new("."));
+        for zone in &mut config.zones {
+            if zone.is_relative() {
+                *zone = base.join(&*zone);
+            }
+        }
+        Ok(config)
+    }
+}

@@ -1,0 +1,494 @@
+//! Conversions between protobuf messages and domain types, in one place.
+//!
+//! Requests are decoded into domain types with [`RequestError`]s that name the field; answers
+//! from peers (other nodes, for the CLI and the resolver) are checked with the same record
+//! rules as zone files ([`PeerDataError`]), because a peer is input like any other.
+
+use std::sync::Arc;
+
+use crate::answer::{Answer, Outcome, TraceStep};
+use crate::name::{Name, NameError};
+use crate::record::{
+    self, Agent, Alias, Delegation, Endpoint, JsonDoc, RecordError, ServerAddress, limits,
+};
+use crate::zone::ZoneSnapshot;
+
+use super::pb;
+
+/// A request field this door cannot accept.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum RequestError {
+    #[error("invalid {field}: {source}")]
+    Name {
+        field: &'static str,
+        source: NameError,
+    },
+    #[error(
+        "page_size {requested} is over the limit of {} entries per page",
+        limits::PAGE_MAX
+    )]
+    PageTooLarge { requested: u32 },
+    #[error("invalid cursor: pass back the next_cursor of a previous ListAgents response")]
+    InvalidCursor,
+}
+
+/// Data from a peer that breaks the record rules.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum PeerDataError {
+    #[error("invalid {field} from peer: {source}")]
+    Name {
+        field: &'static str,
+        source: NameError,
+    },
+    #[error("invalid agent record from peer: {0}")]
+    Record(#[from] RecordError),
+    #[error("invalid {field} JSON from peer: {reason}")]
+    Json { field: &'static str, reason: String },
+    #[error("peer answer is missing {field}")]
+    Missing { field: &'static str },
+    #[error("peer answer has unknown outcome {0}")]
+    UnknownOutcome(i32),
+}
+
+pub fn request_name(field: &'static str, text: &str) -> Result<Name, RequestError> {
+    Name::parse(text).map_err(|source| RequestError::Name { field, source })
+}
+
+/// Page size of a ListAgents request: 0 means the default.
+pub fn page_size(requested: u32) -> Result<usize, RequestError> {
+    const DEFAULT_PAGE: usize = 100;
+    match requested {
+        0 => Ok(DEFAULT_PAGE),
+        n if n as usize > limits::PAGE_MAX => Err(RequestError::PageTooLarge { requested: n }),
+        n => Ok(n as usize),
+    }
+}
+
+const CURSOR_PREFIX: &str = "a1:";
+
+/// An opaque cursor: the last name returned, so paging is stable across zone changes.
+pub fn encode_cursor(last: &Name) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(format!("{CURSOR_PREFIX}{}", last.as_str()))
+}
+
+pub fn decode_cursor(cursor: &str) -> Result<Option<String>, RequestError> {
+    use base64::Engine;
+    if cursor.is_empty() {
+        return Ok(None);
+    }
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cursor)
+        .map_err(|_| RequestError::InvalidCursor)?;
+    let text = String::from_utf8(bytes).map_err(|_| RequestError::InvalidCursor)?;
+    let last = text
+        .strip_prefix(CURSOR_PREFIX)
+        .ok_or(RequestError::InvalidCursor)?;
+    Ok(Some(last.to_string()))
+}
+
+fn name_text(name: &Name) -> String {
+    name.to_string()
+}
+
+impl From<&Agent> for pb::Agent {
+    fn from(agent: &Agent) -> pb::Agent {
+        pb::Agent {
+            name: name_text(&agent.name),
+            description: agent.description.clone(),
+            tags: agent.tags.clone(),
+            capabilities: agent.capabilities.clone(),
+            version: agent.version.clone(),
+            ttl: agent.ttl.unwrap_or(0),
+            timeout_ms: agent.timeout_ms,
+            max_retries: agent.max_retries,
+            endpoints: agent.endpoints.iter().map(pb::Endpoint::from).collect(),
+            input_schema_json: agent.input_schema.text().to_string(),
+            output_schema_json: agent
+                .output_schema
+                .as_ref()
+                .map_or_else(String::new, |doc| doc.text().to_string()),
+            metadata_json: agent
+                .metadata
+                .as_ref()
+                .map_or_else(String::new, |doc| doc.text().to_string()),
+        }
+    }
+}
+
+impl From<&Endpoint> for pb::Endpoint {
+    fn from(endpoint: &Endpoint) -> pb::Endpoint {
+        pb::Endpoint {
+            url: endpoint.url.clone(),
+            tool: endpoint.tool.clone(),
+            priority: u32::from(endpoint.priority),
+            weight: u32::from(endpoint.weight),
+        }
+    }
+}
+
+impl From<&ServerAddress> for pb::ServerAddress {
+    fn from(server: &ServerAddress) -> pb::ServerAddress {
+        pb::ServerAddress {
+            grpc: server.grpc.clone(),
+            dns: server.dns.map_or_else(String::new, |addr| addr.to_string()),
+        }
+    }
+}
+
+fn referral(delegation: &Delegation, ttl: u32) -> pb::Referral {
+    pb::Referral {
+        zone: name_text(&delegation.zone),
+        servers: delegation
+            .servers
+            .iter()
+            .map(pb::ServerAddress::from)
+            .collect(),
+        ttl,
+    }
+}
+
+impl From<&Answer> for pb::ResolveResponse {
+    fn from(answer: &Answer) -> pb::ResolveResponse {
+        let (outcome, agent, referral_msg, alias_target) = match &answer.outcome {
+            Outcome::Answer(agent) => (
+                pb::Outcome::Answer,
+                Some(pb::Agent::from(&**agent)),
+                None,
+                String::new(),
+            ),
+            Outcome::Alias { target } => (pb::Outcome::Alias, None, None, name_text(target)),
+            Outcome::Referral(delegation) => (
+                pb::Outcome::Referral,
+                None,
+                Some(referral(delegation, answer.ttl)),
+                String::new(),
+            ),
+            Outcome::NxDomain => (pb::Outcome::Nxdomain, None, None, String::new()),
+            Outcome::NoData => (pb::Outcome::Nodata, None, None, String::new()),
+        };
+        pb::ResolveResponse {
+            name: name_text(&answer.name),
+            outcome: outcome as i32,
+            zone: name_text(&answer.zone),
+            ttl: answer.ttl,
+            authoritative: answer.authoritative,
+            served_by: answer.served_by.to_string(),
+            stale: answer.stale,
+            agent,
+            aliases: answer
+                .aliases
+                .iter()
+                .map(|alias| pb::Alias {
+                    name: name_text(&alias.name),
+                    target: name_text(&alias.target),
+                    ttl: alias.ttl.unwrap_or(0),
+                })
+                .collect(),
+            referral: referral_msg,
+            alias_target,
+            zone_serial: answer.zone_serial,
+            recursion_available: answer.recursion_available,
+            trace: answer.trace.iter().map(pb::TraceStep::from).collect(),
+        }
+    }
+}
+
+fn outcome_from_word(word: Option<&str>) -> pb::Outcome {
+    match word {
+        Some("answer") => pb::Outcome::Answer,
+        Some("alias") => pb::Outcome::Alias,
+        Some("referral") => pb::Outcome::Referral,
+        Some("nxdomain") => pb::Outcome::Nxdomain,
+        Some("nodata") => pb::Outcome::Nodata,
+        _ => pb::Outcome::Unspecified,
+    }
+}
+
+fn outcome_word(outcome: pb::Outcome) -> Option<&'static str> {
+    match outcome {
+        pb::Outcome::Answer => Some("answer"),
+        pb::Outcome::Alias => Some("alias"),
+        pb::Outcome::Referral => Some("referral"),
+        pb::Outcome::Nxdomain => Some("nxdomain"),
+        pb::Outcome::Nodata => Some("nodata"),
+        pb::Outcome::Unspecified => None,
+    }
+}
+
+impl From<&TraceStep> for pb::TraceStep {
+    fn from(step: &TraceStep) -> pb::TraceStep {
+        pb::TraceStep {
+            server: step.server.clone(),
+            zone: name_text(&step.zone),
+            outcome: outcome_from_word(step.outcome) as i32,
+            latency_us: step.latency_us,
+            cached: step.cached,
+            authoritative: step.authoritative,
+            error: step.error.clone().unwrap_or_default(),
+        }
+    }
+}
+
+/// GetZone's answer for a zone served here.
+pub fn zone_response(zone: &ZoneSnapshot, served_by: &str) -> pb::GetZoneResponse {
+    let header = zone.header();
+    pb::GetZoneResponse {
+        origin: name_text(&header.origin),
+        serial: header.serial,
+        ttl: header.ttl,
+        negative_ttl: header.negative_ttl,
+        refresh: header.refresh,
+        retry: header.retry,
+        expire: header.expire,
+        contact: header.contact.clone(),
+        servers: header.servers.iter().map(pb::ServerAddress::from).collect(),
+        delegations: zone
+            .delegations()
+            .map(|d| referral(d, d.ttl.unwrap_or(header.ttl)))
+            .collect(),
+        agent_count: u32::try_from(zone.agent_count()).unwrap_or(u32::MAX),
+        alias_count: u32::try_from(zone.alias_count()).unwrap_or(u32::MAX),
+        served_by: served_by.to_string(),
+    }
+}
+
+fn peer_name(field: &'static str, text: &str) -> Result<Name, PeerDataError> {
+    Name::parse(text).map_err(|source| PeerDataError::Name { field, source })
+}
+
+fn peer_json(field: &'static str, text: &str) -> Result<serde_json::Value, PeerDataError> {
+    serde_json::from_str(text).map_err(|error| PeerDataError::Json {
+        field,
+        reason: error.to_string(),
+    })
+}
+
+impl TryFrom<pb::Agent> for Agent {
+    type Error = PeerDataError;
+
+    fn try_from(agent: pb::Agent) -> Result<Agent, PeerDataError> {
+        let pb::Agent {
+            name,
+            description,
+            tags,
+            capabilities,
+            version,
+            ttl,
+            timeout_ms,
+            max_retries,
+            endpoints,
+            input_schema_json,
+            output_schema_json,
+            metadata_json,
+        } = agent;
+        let name = Name::parse_agent(&name).map_err(|source| PeerDataError::Name {
+            field: "agent name",
+            source,
+        })?;
+        record::check_description(&description)?;
+        record::check_labels("tags", &tags)?;
+        record::check_labels("capabilities", &capabilities)?;
+        record::check_version(&version)?;
+        record::check_range(
+            "timeout_ms",
+            i64::from(timeout_ms),
+            1,
+            i64::from(limits::TIMEOUT_MS_MAX),
+        )?;
+        record::check_range(
+            "max_retries",
+            i64::from(max_retries),
+            0,
+            i64::from(limits::MAX_RETRIES_MAX),
+        )?;
+        let endpoints = endpoints
+            .into_iter()
+            .map(|e| Endpoint::new(&e.url, &e.tool, i64::from(e.priority), i64::from(e.weight)))
+            .collect::<Result<Vec<_>, _>>()?;
+        record::check_endpoints(&endpoints)?;
+        // The default schema is by far the most common: share it instead of recompiling.
+        let default_schema = record::default_input_schema();
+        let input_schema =
+            if input_schema_json.is_empty() || input_schema_json == default_schema.text() {
+                default_schema
+            } else {
+                record::check_schema(
+                    "input_schema",
+                    peer_json("input_schema", &input_schema_json)?,
+                )?
+            };
+        let output_schema: Option<JsonDoc> = if output_schema_json.is_empty() {
+            None
+        } else {
+            Some(record::check_schema(
+                "output_schema",
+                peer_json("output_schema", &output_schema_json)?,
+            )?)
+        };
+        let metadata = if metadata_json.is_empty() {
+            None
+        } else {
+            Some(record::check_metadata(peer_json(
+                "metadata",
+                &metadata_json,
+            )?)?)
+        };
+        Ok(Agent {
+            name,
+            description,
+            tags,
+            capabilities,
+            version,
+            ttl: (ttl > 0).then_some(ttl),
+            timeout_ms,
+            max_retries,
+            endpoints,
+            input_schema,
+            output_schema,
+            metadata,
+        })
+    }
+}
+
+impl TryFrom<pb::ServerAddress> for ServerAddress {
+    type Error = PeerDataError;
+    fn try_from(server: pb::ServerAddress) -> Result<ServerAddress, PeerDataError> {
+        let dns = (!server.dns.is_empty()).then_some(server.dns.as_str());
+        Ok(ServerAddress::new(&server.grpc, dns)?)
+    }
+}
+
+impl TryFrom<pb::Referral> for Delegation {
+    type Error = PeerDataError;
+    fn try_from(referral: pb::Referral) -> Result<Delegation, PeerDataError> {
+        let servers = referral
+            .servers
+            .into_iter()
+            .map(ServerAddress::try_from)
+            .collect::<Result<Vec<_>, _>>()?;
+        record::check_servers(&servers)?;
+        Ok(Delegation {
+            zone: peer_name("referral zone", &referral.zone)?,
+            servers,
+            ttl: Some(referral.ttl),
+        })
+    }
+}
+
+impl TryFrom<pb::ResolveResponse> for Answer {
+    type Error = PeerDataError;
+
+    fn try_from(response: pb::ResolveResponse) -> Result<Answer, PeerDataError> {
+        let pb::ResolveResponse {
+            name,
+            outcome,
+            zone,
+            ttl,
+            authoritative,
+            served_by,
+            stale,
+            agent,
+            aliases,
+            referral,
+            alias_target,
+            zone_serial,
+            recursion_available,
+            trace,
+        } = response;
+        let outcome = match pb::Outcome::try_from(outcome) {
+            Ok(pb::Outcome::Answer) => {
+                let agent = agent.ok_or(PeerDataError::Missing { field: "agent" })?;
+                Outcome::Answer(Arc::new(Agent::try_from(agent)?))
+            }
+            Ok(pb::Outcome::Alias) => Outcome::Alias {
+                target: peer_name("alias target", &alias_target)?,
+            },
+            Ok(pb::Outcome::Referral) => {
+                let referral = referral.ok_or(PeerDataError::Missing { field: "referral" })?;
+                Outcome::Referral(Arc::new(Delegation::try_from(referral)?))
+            }
+            Ok(pb::Outcome::Nxdomain) => Outcome::NxDomain,
+            Ok(pb::Outcome::Nodata) => Outcome::NoData,
+            Ok(pb::Outcome::Unspecified) | Err(_) => {
+                return Err(PeerDataError::UnknownOutcome(outcome));
+            }
+        };
+        let aliases = aliases
+            .into_iter()
+            .map(|alias| {
+                Ok(Arc::new(Alias {
+                    name: peer_name("alias name", &alias.name)?,
+                    target: peer_name("alias target", &alias.target)?,
+                    ttl: (alias.ttl > 0).then_some(alias.ttl),
+                }))
+            })
+            .collect::<Result<Vec<_>, PeerDataError>>()?;
+        let trace = trace
+            .into_iter()
+            .map(|step| {
+                Ok(TraceStep {
+                    server: step.server,
+                    zone: peer_name("trace zone", &step.zone)?,
+                    outcome: pb::Outcome::try_from(step.outcome)
+                        .ok()
+                        .and_then(outcome_word),
+                    latency_us: step.latency_us,
+                    cached: step.cached,
+                    authoritative: step.authoritative,
+                    error: (!step.error.is_empty()).then_some(step.error),
+                })
+            })
+            .collect::<Result<Vec<_>, PeerDataError>>()?;
+        Ok(Answer {
+            name: peer_name("name", &name)?,
+            outcome,
+            aliases,
+            zone: peer_name("zone", &zone)?,
+            zone_serial,
+            ttl: ttl.min(limits::TTL_MAX),
+            authoritative,
+            served_by: Arc::from(served_by),
+            stale,
+            recursion_available,
+            trace,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_reject_garbage() {
+        let name = Name::parse("analyst.finance.acme").unwrap();
+        let cursor = encode_cursor(&name);
+        assert_eq!(
+            decode_cursor(&cursor).unwrap().as_deref(),
+            Some("analyst.finance.acme")
+        );
+        assert_eq!(decode_cursor("").unwrap(), None);
+        assert!(matches!(
+            decode_cursor("!!!"),
+            Err(RequestError::InvalidCursor)
+        ));
+        assert!(matches!(
+            decode_cursor("aGVsbG8"),
+            Err(RequestError::InvalidCursor)
+        ));
+    }
+
+    #[test]
+    fn page_size_is_bounded() {
+        assert_eq!(page_size(0).unwrap(), 100);
+        assert_eq!(page_size(1000).unwrap(), 1000);
+        assert_eq!(
+            page_size(1001).unwrap_err().to_string(),
+            "page_size 1001 is over the limit of 1000 entries per page"
+        );
+    }
+}

@@ -1,0 +1,38 @@
+//! The AOP agent registry: DNS-like zone servers for AI agents.
+//!
+//! Each node is authoritative for dotted zones of agent names (`finance.acme`), answers
+//! lookups from its zones over gRPC, and delegates child zones to other nodes, as DNS does
+//! for host names.
+//!
+//! # Layout
+//!
+//! The core knows nothing of sockets or wire formats:
+//!
+//! - [`name`]: agent and zone names, their rules and canonical form.
+//! - [`record`]: agents, endpoints, aliases, delegations, zone headers; field rules and limits.
+//! - [`zone`]: an immutable zone snapshot and its authoritative lookup; [`zone::file`] reads
+//!   zone files with `FILE:LINE:COL` errors.
+//! - [`catalog`]: the zones one node serves, and the closest enclosing zone of a name.
+//! - [`answer`]: what a lookup returns, whoever produced it.
+//!
+//! Around it, the doors and the wiring:
+//!
+//! - [`grpc`]: the `aop.v1` gRPC service and client; pb <-> domain conversions.
+//! - [`node`]: starts a node's listeners and tasks, hands back a handle, shuts down cleanly.
+//! - [`config`]: node configuration files (`deploy/nodes/*.toml`).
+//! - [`demo`]: the whole federation of `zones/` in one process.
+//! - [`bench`]: the load generator behind `aop bench`.
+//!
+//! The `aop` command line lives in the binary (`src/main.rs`, `src/cli/`), the only place
+//! that formats for humans.
+
+pub mod answer;
+pub mod bench;
+pub mod catalog;
+pub mod config;
+pub mod demo;
+pub mod grpc;
+pub mod name;
+pub mod node;
+pub mod record;
+pub mod zone;

@@ -1,0 +1,208 @@
+//! A running node: its zones, its gRPC door, and a handle to stop it.
+//!
+//! Starting is split in two so the demo can assign every address before any zone is
+//! served: [`GrpcListener::bind`] takes the port (port 0 asks the OS for a free one), then
+//! [`GrpcListener::serve`] starts the door with the zones. The handle's
+//! [`NodeHandle::shutdown`] stops accepting, lets requests in flight finish, and gives up on
+//! stragglers after a deadline.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::server::TcpIncoming;
+
+use crate::catalog::Catalog;
+use crate::grpc::RegistryService;
+use crate::grpc::limit::RequestSizeLimitLayer;
+use crate::grpc::pb::registry_server::RegistryServer;
+use crate::record::limits::GRPC_REQUEST_MAX_BYTES;
+use crate::zone::ZoneSnapshot;
+use crate::zone::file::{self, ZoneFileError};
+
+/// How long shutdown waits for requests in flight.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NodeError {
+    #[error("{}", errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    ZoneFiles { errors: Vec<ZoneFileError> },
+    #[error("two zone files define zone {zone}: {} and {}", first.display(), second.display())]
+    DuplicateZone {
+        zone: String,
+        first: PathBuf,
+        second: PathBuf,
+    },
+    #[error("cannot listen for gRPC on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("gRPC server failed: {0}")]
+    Serve(String),
+}
+
+/// What `aop node` runs.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Names the node in `served_by`; default: its gRPC address.
+    pub node_id: Option<String>,
+    pub grpc: SocketAddr,
+    pub zone_files: Vec<PathBuf>,
+}
+
+/// Loads zone files, reporting every file's errors, not just the first file's.
+pub fn load_zone_files(paths: &[PathBuf]) -> Result<Vec<ZoneSnapshot>, NodeError> {
+    let mut zones: Vec<(ZoneSnapshot, &PathBuf)> = Vec::new();
+    let mut errors = Vec::new();
+    for path in paths {
+        match file::load(path) {
+            Ok(zone) => {
+                if let Some((_, first)) = zones.iter().find(|(z, _)| z.origin() == zone.origin()) {
+                    return Err(NodeError::DuplicateZone {
+                        zone: zone.origin().to_string(),
+                        first: (*first).clone(),
+                        second: path.clone(),
+                    });
+                }
+                zones.push((zone, path));
+            }
+            Err(error) => errors.push(error),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(NodeError::ZoneFiles { errors });
+    }
+    Ok(zones.into_iter().map(|(zone, _)| zone).collect())
+}
+
+/// Starts a node from its config: loads the zones, binds, serves.
+pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
+    let zones = load_zone_files(&config.zone_files)?;
+    for zone in &zones {
+        tracing::info!(
+            zone = %zone.origin(),
+            serial = zone.serial(),
+            agents = zone.agent_count(),
+            "loaded zone"
+        );
+    }
+    let listener = GrpcListener::bind(config.grpc).await?;
+    Ok(listener.serve(config.node_id, zones))
+}
+
+/// A bound gRPC port, not yet serving.
+pub struct GrpcListener {
+    listener: TcpListener,
+    addr: SocketAddr,
+}
+
+impl GrpcListener {
+    pub async fn bind(addr: SocketAddr) -> Result<GrpcListener, NodeError> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| NodeError::Bind { addr, source })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| NodeError::Bind { addr, source })?;
+        Ok(GrpcListener { listener, addr })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The URL clients and zone files use for this listener.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Serves `zones` on this listener until the handle shuts it down.
+    pub fn serve(self, node_id: Option<String>, zones: Vec<ZoneSnapshot>) -> NodeHandle {
+        let node_id = node_id.unwrap_or_else(|| self.addr.to_string());
+        let catalog = Arc::new(Catalog::new(node_id.clone(), zones));
+        let shutdown = CancellationToken::new();
+        let (health_reporter, health_service) = tonic_health::server::health_reporter();
+        let registry = RegistryServer::new(RegistryService::new(Arc::clone(&catalog)))
+            // Our own layer enforces the contract's limit with the contract's status; this
+            // is only a backstop above it.
+            .max_decoding_message_size(2 * GRPC_REQUEST_MAX_BYTES);
+        let incoming = TcpIncoming::from(self.listener).with_nodelay(Some(true));
+        let signal = shutdown.clone();
+        let addr = self.addr;
+        let task = tokio::spawn(async move {
+            health_reporter
+                .set_serving::<RegistryServer<RegistryService>>()
+                .await;
+            tracing::info!(%addr, "gRPC door listening");
+            tonic::transport::Server::builder()
+                .layer(RequestSizeLimitLayer::new(GRPC_REQUEST_MAX_BYTES))
+                .add_service(health_service)
+                .add_service(registry)
+                .serve_with_incoming_shutdown(incoming, signal.cancelled_owned())
+                .await
+                .map_err(|error| NodeError::Serve(crate::grpc::client::error_chain(&error)))
+        });
+        NodeHandle {
+            node_id,
+            grpc_addr: self.addr,
+            catalog,
+            shutdown,
+            task,
+        }
+    }
+}
+
+/// A running node.
+pub struct NodeHandle {
+    node_id: String,
+    grpc_addr: SocketAddr,
+    catalog: Arc<Catalog>,
+    shutdown: CancellationToken,
+    task: JoinHandle<Result<(), NodeError>>,
+}
+
+impl NodeHandle {
+    pub fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc_addr
+    }
+
+    pub fn grpc_url(&self) -> String {
+        format!("http://{}", self.grpc_addr)
+    }
+
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.catalog
+    }
+
+    /// Resolves when the node stops by itself (a server error) rather than by shutdown.
+    pub async fn stopped(&mut self) -> Result<(), NodeError> {
+        match (&mut self.task).await {
+            Ok(result) => result,
+            Err(join) => Err(NodeError::Serve(join.to_string())),
+        }
+    }
+
+    /// Stops accepting, drains requests in flight for up to five seconds, then stops.
+    pub async fn shutdown(mut self) -> Result<(), NodeError> {
+        self.shutdown.cancel();
+        match tokio::time::timeout(DRAIN_DEADLINE, &mut self.task).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(join)) => Err(NodeError::Serve(join.to_string())),
+            Err(_) => {
+                tracing::warn!(node = %self.node_id, "requests still in flight after the drain deadline; stopping anyway");
+                self.task.abort();
+                Ok(())
+            }
+        }
+    }
+}

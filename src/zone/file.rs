@@ -1,0 +1,939 @@
+//! Zone files (`zones/*.toml`, CONTRACT section 2): TOML in, a checked [`ZoneSnapshot`] out,
+//! or every error found as `FILE:LINE:COL: message`.
+//!
+//! serde stops at the first error, and operators fixing a file want them all, so the file is
+//! parsed into toml's spanned document tree ([`DeTable`]) and walked here key by key: each
+//! field is checked with the rules of [`crate::record`], each error is pinned to the span of
+//! the value (or key) at fault, and walking goes on. Structural rules (duplicates, occlusion,
+//! alias loops) come from [`ZoneSnapshot::build`] and are pinned to the record they name.
+
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+use crate::name::{Name, NameError};
+use crate::record::{
+    self, Agent, Alias, Delegation, Endpoint, RecordError, ServerAddress, ZoneHeader,
+};
+use crate::zone::{ItemRef, ZoneRecords, ZoneSnapshot};
+
+/// At most this many errors are reported per file.
+pub const MAX_ERRORS_PER_FILE: usize = 100;
+
+/// One error at a place in a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    /// 1-based.
+    pub line: usize,
+    /// 1-based, in characters.
+    pub column: usize,
+    pub message: String,
+}
+
+/// Why a zone file could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ZoneFileError {
+    #[error("{}: cannot read: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}", Invalid { path, diagnostics, omitted: *omitted })]
+    Invalid {
+        path: PathBuf,
+        /// Sorted by position, at most [`MAX_ERRORS_PER_FILE`].
+        diagnostics: Vec<Diagnostic>,
+        /// Errors found beyond the limit.
+        omitted: usize,
+    },
+}
+
+struct Invalid<'a> {
+    path: &'a Path,
+    diagnostics: &'a [Diagnostic],
+    omitted: usize,
+}
+
+impl fmt::Display for Invalid<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (index, d) in self.diagnostics.iter().enumerate() {
+            if index > 0 {
+                writeln!(f)?;
+            }
+            write!(
+                f,
+                "{}:{}:{}: {}",
+                self.path.display(),
+                d.line,
+                d.column,
+                d.message
+            )?;
+        }
+        if self.omitted > 0 {
+            write!(
+                f,
+                "\n{}: {} more errors not shown (limit {MAX_ERRORS_PER_FILE} per file)",
+                self.path.display(),
+                self.omitted
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl ZoneFileError {
+    pub fn diagnostics(&self) -> &[Diagnostic] {
+        match self {
+            ZoneFileError::Invalid { diagnostics, .. } => diagnostics,
+            ZoneFileError::Read { .. } => &[],
+        }
+    }
+}
+
+/// Reads and checks a zone file.
+pub fn load(path: &Path) -> Result<ZoneSnapshot, ZoneFileError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ZoneFileError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse(path, &text)
+}
+
+/// Checks zone file text; `path` is used in messages only.
+pub fn parse(path: &Path, text: &str) -> Result<ZoneSnapshot, ZoneFileError> {
+    let mut reader = Reader::new(text);
+    let snapshot = reader.read_zone();
+    if reader.errors.is_empty() {
+        if let Some(snapshot) = snapshot {
+            return Ok(snapshot);
+        }
+    }
+    Err(reader.into_error(path))
+}
+
+type Span = Range<usize>;
+
+/// Walks the spanned TOML tree, collecting errors with their byte offsets.
+struct Reader<'i> {
+    text: &'i str,
+    errors: Vec<(usize, String)>,
+}
+
+/// Spans of the records, to pin structural errors on.
+#[derive(Default)]
+struct ItemSpans {
+    agents: Vec<Span>,
+    aliases: Vec<Span>,
+    delegations: Vec<Span>,
+}
+
+impl<'i> Reader<'i> {
+    fn new(text: &'i str) -> Reader<'i> {
+        Reader {
+            text,
+            errors: Vec::new(),
+        }
+    }
+
+    fn error(&mut self, span: &Span, message: impl Into<String>) {
+        self.errors.push((span.start, message.into()));
+    }
+
+    fn into_error(mut self, path: &Path) -> ZoneFileError {
+        self.errors.sort_by_key(|(offset, _)| *offset);
+        self.errors.dedup();
+        let omitted = self.errors.len().saturating_sub(MAX_ERRORS_PER_FILE);
+        self.errors.truncate(MAX_ERRORS_PER_FILE);
+        let diagnostics = self
+            .errors
+            .iter()
+            .map(|(offset, message)| {
+                let (line, column) = line_column(self.text, *offset);
+                Diagnostic {
+                    line,
+                    column,
+                    message: message.clone(),
+                }
+            })
+            .collect();
+        ZoneFileError::Invalid {
+            path: path.to_path_buf(),
+            diagnostics,
+            omitted,
+        }
+    }
+
+    fn read_zone(&mut self) -> Option<ZoneSnapshot> {
+        let root = match DeTable::parse(self.text) {
+            Ok(root) => root,
+            Err(error) => {
+                let span = error.span().unwrap_or(0..0);
+                self.error(&span, format!("TOML syntax: {}", error.message().trim()));
+                return None;
+            }
+        };
+        let root = root.get_ref();
+        self.reject_unknown_keys(root, "the file", &["zone", "agent", "alias", "delegation"]);
+
+        let (origin, header) = match root.get("zone") {
+            Some(value) => match self.table(value, "[zone]") {
+                Some(table) => self.read_header(table, &value.span()),
+                None => (None, None),
+            },
+            None => {
+                self.error(
+                    &(0..0),
+                    "missing [zone] table (origin, serial, servers, ...)",
+                );
+                (None, None)
+            }
+        };
+        // Names are relative to the origin; without a valid one, check labels against the
+        // root so their errors are still reported.
+        let known_origin = origin.clone();
+        let origin = origin.unwrap_or_else(Name::root);
+
+        let mut records = ZoneRecords::default();
+        let mut spans = ItemSpans::default();
+        for (table, span) in self.array_of_tables(root, "agent") {
+            if let Some((agent, name_span)) = self.read_agent(table, &span, &origin) {
+                records.agents.push(agent);
+                spans.agents.push(name_span);
+            }
+        }
+        for (table, span) in self.array_of_tables(root, "alias") {
+            if let Some((alias, name_span)) = self.read_alias(table, &span, &origin) {
+                records.aliases.push(alias);
+                spans.aliases.push(name_span);
+            }
+        }
+        for (table, span) in self.array_of_tables(root, "delegation") {
+            if let Some((delegation, zone_span)) = self.read_delegation(table, &span, &origin) {
+                records.delegations.push(delegation);
+                spans.delegations.push(zone_span);
+            }
+        }
+
+        // Structural rules run on the records that passed their field checks, even when
+        // other errors were found, so one pass reports everything.
+        let known_origin = known_origin?;
+        let header = header.unwrap_or_else(|| placeholder_header(known_origin));
+        match ZoneSnapshot::build(header, records) {
+            Ok(_) if !self.errors.is_empty() => None,
+            Ok(snapshot) => Some(snapshot),
+            Err(structure_errors) => {
+                for error in structure_errors {
+                    let span = match error.item {
+                        ItemRef::Agent(i) => spans.agents[i].clone(),
+                        ItemRef::Alias(i) => spans.aliases[i].clone(),
+                        ItemRef::Delegation(i) => spans.delegations[i].clone(),
+                    };
+                    self.error(&span, error.error.to_string());
+                }
+                None
+            }
+        }
+    }
+
+    /// The origin (when valid) and the whole header (when every field is).
+    fn read_header(
+        &mut self,
+        table: &DeTable<'_>,
+        span: &Span,
+    ) -> (Option<Name>, Option<ZoneHeader>) {
+        self.reject_unknown_keys(
+            table,
+            "[zone]",
+            &[
+                "origin",
+                "serial",
+                "ttl",
+                "negative_ttl",
+                "refresh",
+                "retry",
+                "expire",
+                "contact",
+                "servers",
+            ],
+        );
+        let origin = self
+            .required_str(table, "origin", "[zone]", span)
+            .and_then(|(text, span)| self.name_result(Name::parse(text), &span));
+        let serial = self
+            .required_int(table, "serial", "[zone]", span)
+            .and_then(|(value, span)| self.range(value, &span, "serial", 0, i64::from(u32::MAX)))
+            .map(|v| v as u32);
+        let ttl = self.ttl(table, "ttl", ZoneHeader::DEFAULT_TTL, 0);
+        let negative_ttl = self.ttl(table, "negative_ttl", ZoneHeader::DEFAULT_NEGATIVE_TTL, 0);
+        let refresh = self.ttl(table, "refresh", ZoneHeader::DEFAULT_REFRESH, 1);
+        let retry = self.ttl(table, "retry", ZoneHeader::DEFAULT_RETRY, 1);
+        let expire = self.ttl(table, "expire", ZoneHeader::DEFAULT_EXPIRE, 1);
+        let contact = match self.optional_str(table, "contact") {
+            Some((text, span)) => self
+                .record_result(record::check_contact(text), &span)
+                .map(|()| text.to_string()),
+            None => Some(String::new()),
+        };
+        let servers = self.servers(table, "[zone]", span);
+        let header = (|| {
+            Some(ZoneHeader {
+                origin: origin.clone()?,
+                serial: serial?,
+                ttl: ttl?,
+                negative_ttl: negative_ttl?,
+                refresh: refresh?,
+                retry: retry?,
+                expire: expire?,
+                contact: contact?,
+                servers: servers?,
+            })
+        })();
+        (origin, header)
+    }
+
+    fn read_agent(
+        &mut self,
+        table: &DeTable<'_>,
+        span: &Span,
+        origin: &Name,
+    ) -> Option<(Agent, Span)> {
+        const KEYS: &[&str] = &[
+            "name",
+            "description",
+            "tags",
+            "capabilities",
+            "version",
+            "ttl",
+            "timeout_ms",
+            "max_retries",
+            "endpoints",
+            "input_schema",
+            "output_schema",
+            "metadata",
+        ];
+        self.reject_unknown_keys(table, "[[agent]]", KEYS);
+        let (name, name_span) = match self.required_str(table, "name", "[[agent]]", span) {
+            Some((text, name_span)) => {
+                let name = Name::parse_relative(text, origin)
+                    .and_then(|name| name.check_agent_len().map(|()| name));
+                (self.name_result(name, &name_span), name_span)
+            }
+            None => (None, span.clone()),
+        };
+        let description = match self.optional_str(table, "description") {
+            Some((text, span)) => self
+                .record_result(record::check_description(text), &span)
+                .map(|()| text.to_string()),
+            None => Some(String::new()),
+        };
+        let tags = self.labels(table, "tags");
+        let capabilities = self.labels(table, "capabilities");
+        let version = match self.optional_str(table, "version") {
+            Some((text, span)) => self
+                .record_result(record::check_version(text), &span)
+                .map(|()| text.to_string()),
+            None => Some(String::new()),
+        };
+        let ttl = match table.get("ttl") {
+            Some(_) => self.ttl(table, "ttl", 0, 0).map(Some),
+            None => Some(None),
+        };
+        let timeout_ms = self.optional_int_in(
+            table,
+            "timeout_ms",
+            record::DEFAULT_TIMEOUT_MS,
+            1,
+            record::limits::TIMEOUT_MS_MAX,
+        );
+        let max_retries = self.optional_int_in(
+            table,
+            "max_retries",
+            record::DEFAULT_MAX_RETRIES,
+            0,
+            record::limits::MAX_RETRIES_MAX,
+        );
+        let default_tool = name.as_ref().map_or("agent", |n| Agent::default_tool(n));
+        let endpoints = self.endpoints(table, span, default_tool);
+        let input_schema = match table.get("input_schema") {
+            Some(value) => self.json_doc(value, |v| record::check_schema("input_schema", v)),
+            None => Some(record::default_input_schema()),
+        };
+        let output_schema = match table.get("output_schema") {
+            Some(value) => self
+                .json_doc(value, |v| record::check_schema("output_schema", v))
+                .map(Some),
+            None => Some(None),
+        };
+        let metadata = match table.get("metadata") {
+            Some(value) => self.json_doc(value, record::check_metadata).map(Some),
+            None => Some(None),
+        };
+        let agent = Agent {
+            name: name?,
+            description: description?,
+            tags: tags?,
+            capabilities: capabilities?,
+            version: version?,
+            ttl: ttl?,
+            timeout_ms: timeout_ms?,
+            max_retries: max_retries?,
+            endpoints: endpoints?,
+            input_schema: input_schema?,
+            output_schema: output_schema?,
+            metadata: metadata?,
+        };
+        Some((agent, name_span))
+    }
+
+    fn read_alias(
+        &mut self,
+        table: &DeTable<'_>,
+        span: &Span,
+        origin: &Name,
+    ) -> Option<(Alias, Span)> {
+        self.reject_unknown_keys(table, "[[alias]]", &["name", "target", "ttl"]);
+        let (name, name_span) = match self.required_str(table, "name", "[[alias]]", span) {
+            Some((text, name_span)) => {
+                let name = Name::parse_relative(text, origin)
+                    .and_then(|name| name.check_agent_len().map(|()| name));
+                (self.name_result(name, &name_span), name_span)
+            }
+            None => (None, span.clone()),
+        };
+        let target = self
+            .required_str(table, "target", "[[alias]]", span)
+            .and_then(|(text, span)| self.name_result(Name::parse_relative(text, origin), &span));
+        let ttl = match table.get("ttl") {
+            Some(_) => self.ttl(table, "ttl", 0, 0).map(Some),
+            None => Some(None),
+        };
+        Some((
+            Alias {
+                name: name?,
+                target: target?,
+                ttl: ttl?,
+            },
+            name_span,
+        ))
+    }
+
+    fn read_delegation(
+        &mut self,
+        table: &DeTable<'_>,
+        span: &Span,
+        origin: &Name,
+    ) -> Option<(Delegation, Span)> {
+        self.reject_unknown_keys(table, "[[delegation]]", &["zone", "servers", "ttl"]);
+        let (zone, zone_span) = match self.required_str(table, "zone", "[[delegation]]", span) {
+            Some((text, zone_span)) => (
+                self.name_result(Name::parse_relative(text, origin), &zone_span),
+                zone_span,
+            ),
+            None => (None, span.clone()),
+        };
+        let servers = self.servers(table, "[[delegation]]", span);
+        let ttl = match table.get("ttl") {
+            Some(_) => self.ttl(table, "ttl", 0, 0).map(Some),
+            None => Some(None),
+        };
+        Some((
+            Delegation {
+                zone: zone?,
+                servers: servers?,
+                ttl: ttl?,
+            },
+            zone_span,
+        ))
+    }
+
+    fn servers(
+        &mut self,
+        table: &DeTable<'_>,
+        context: &str,
+        span: &Span,
+    ) -> Option<Vec<ServerAddress>> {
+        let Some(value) = table.get("servers") else {
+            self.error(span, format!("{context} is missing required key `servers`"));
+            return None;
+        };
+        let items = self.array(value, "servers")?;
+        let mut servers = Vec::with_capacity(items.len());
+        let mut ok = true;
+        for item in items {
+            let Some(entry) = self.table(item, "a servers entry") else {
+                ok = false;
+                continue;
+            };
+            self.reject_unknown_keys(entry, "a servers entry", &["grpc", "dns"]);
+            let grpc = self.required_str(entry, "grpc", "a servers entry", &item.span());
+            let dns = self.optional_str(entry, "dns");
+            let Some((grpc, grpc_span)) = grpc else {
+                ok = false;
+                continue;
+            };
+            let grpc_ok = self
+                .record_result(record::check_http_url("server grpc", grpc), &grpc_span)
+                .is_some();
+            let dns_ok = match &dns {
+                Some((text, span)) => self
+                    .record_result(record::check_socket_address("server dns", text), span)
+                    .is_some(),
+                None => true,
+            };
+            if !(grpc_ok && dns_ok) {
+                ok = false;
+                continue;
+            }
+            match ServerAddress::new(grpc, dns.as_ref().map(|(text, _)| *text)) {
+                Ok(server) => servers.push(server),
+                Err(error) => {
+                    self.error(&grpc_span, error.to_string());
+                    ok = false;
+                }
+            }
+        }
+        if !ok {
+            return None;
+        }
+        self.record_result(record::check_servers(&servers), &value.span())?;
+        Some(servers)
+    }
+
+    fn endpoints(
+        &mut self,
+        table: &DeTable<'_>,
+        span: &Span,
+        default_tool: &str,
+    ) -> Option<Vec<Endpoint>> {
+        let Some(value) = table.get("endpoints") else {
+            self.error(span, "[[agent]] is missing required key `endpoints`");
+            return None;
+        };
+        let items = self.array(value, "endpoints")?;
+        let mut endpoints = Vec::with_capacity(items.len());
+        let mut ok = true;
+        for item in items {
+            let Some(entry) = self.table(item, "an endpoints entry") else {
+                ok = false;
+                continue;
+            };
+            self.reject_unknown_keys(
+                entry,
+                "an endpoints entry",
+                &["url", "tool", "priority", "weight"],
+            );
+            let url = self.required_str(entry, "url", "an endpoints entry", &item.span());
+            let tool = self.optional_str(entry, "tool");
+            let priority = self.optional_int(entry, "priority");
+            let weight = self.optional_int(entry, "weight");
+            let (Some((url, url_span)), Some(priority), Some(weight)) = (url, priority, weight)
+            else {
+                ok = false;
+                continue;
+            };
+            let (tool, tool_span) = tool.unwrap_or((default_tool, url_span.clone()));
+            let (priority, priority_span) =
+                priority.unwrap_or((i64::from(record::DEFAULT_PRIORITY), url_span.clone()));
+            let (weight, weight_span) =
+                weight.unwrap_or((i64::from(record::DEFAULT_WEIGHT), url_span.clone()));
+            // Each field on its own, so one pass reports every bad field.
+            let checks = [
+                (record::check_http_url("endpoint url", url), url_span),
+                (record::check_tool_name(tool), tool_span),
+                (
+                    record::check_range("priority", priority, 1, 65535),
+                    priority_span,
+                ),
+                (record::check_range("weight", weight, 0, 65535), weight_span),
+            ];
+            let mut fields_ok = true;
+            for (result, span) in checks {
+                fields_ok &= self.record_result(result, &span).is_some();
+            }
+            if !fields_ok {
+                ok = false;
+                continue;
+            }
+            match Endpoint::new(url, tool, priority, weight) {
+                Ok(endpoint) => endpoints.push(endpoint),
+                Err(error) => {
+                    self.error(&item.span(), error.to_string());
+                    ok = false;
+                }
+            }
+        }
+        if !ok {
+            return None;
+        }
+        let at = match &record::check_endpoints(&endpoints) {
+            Err(RecordError::Duplicate { value, .. }) => items
+                .iter()
+                .filter(|item| {
+                    item.get_ref().get("url").and_then(|u| u.get_ref().as_str())
+                        == Some(value.as_str())
+                })
+                .nth(1)
+                .map(|item| item.span()),
+            _ => None,
+        }
+        .unwrap_or_else(|| value.span());
+        self.record_result(record::check_endpoints(&endpoints), &at)?;
+        Some(endpoints)
+    }
+
+    fn labels(&mut self, table: &DeTable<'_>, key: &'static str) -> Option<Vec<String>> {
+        let Some(value) = table.get(key) else {
+            return Some(Vec::new());
+        };
+        let items = self.array(value, key)?;
+        let mut labels = Vec::with_capacity(items.len());
+        for item in items {
+            match item.get_ref().as_str() {
+                Some(text) => labels.push(text.to_string()),
+                None => {
+                    self.error(
+                        &item.span(),
+                        format!(
+                            "`{key}` entries must be strings, found {}",
+                            item.get_ref().type_str()
+                        ),
+                    );
+                    return None;
+                }
+            }
+        }
+        match record::check_labels(key, &labels) {
+            Ok(()) => Some(labels),
+            Err(error) => {
+                // Point at the offending entry where there is one.
+                let at = match &error {
+                    RecordError::TooLong { .. } => items
+                        .iter()
+                        .find(|i| {
+                            i.get_ref()
+                                .as_str()
+                                .is_some_and(|t| t.len() > record::limits::TAG_MAX_BYTES)
+                        })
+                        .map(|i| i.span()),
+                    RecordError::Empty { .. } => items
+                        .iter()
+                        .find(|i| i.get_ref().as_str().is_some_and(|t| t.trim().is_empty()))
+                        .map(|i| i.span()),
+                    RecordError::Duplicate { value: dup, .. } => items
+                        .iter()
+                        .filter(|i| i.get_ref().as_str() == Some(dup.as_str()))
+                        .nth(1)
+                        .map(|i| i.span()),
+                    _ => None,
+                }
+                .unwrap_or_else(|| value.span());
+                self.error(&at, error.to_string());
+                None
+            }
+        }
+    }
+
+    fn json_doc(
+        &mut self,
+        value: &Spanned<DeValue<'_>>,
+        check: impl FnOnce(serde_json::Value) -> Result<record::JsonDoc, RecordError>,
+    ) -> Option<record::JsonDoc> {
+        let json = match to_json(value) {
+            Ok(json) => json,
+            Err((span, message)) => {
+                self.error(&span, message);
+                return None;
+            }
+        };
+        self.record_result(check(json), &value.span())
+    }
+
+    /// `[[key]]` entries of the root table, each with its span.
+    fn array_of_tables<'t, 'v>(
+        &mut self,
+        root: &'t DeTable<'v>,
+        key: &str,
+    ) -> Vec<(&'t DeTable<'v>, Span)> {
+        let Some(value) = root.get(key) else {
+            return Vec::new();
+        };
+        let Some(items) = value.get_ref().as_array() else {
+            self.error(
+                &value.span(),
+                format!(
+                    "`{key}` must be an array of tables ([[{key}]]), found {}",
+                    value.get_ref().type_str()
+                ),
+            );
+            return Vec::new();
+        };
+        let mut tables = Vec::with_capacity(items.len());
+        for item in items.iter() {
+            match item.get_ref().as_table() {
+                Some(table) => tables.push((table, item.span())),
+                None => self.error(
+                    &item.span(),
+                    format!(
+                        "`{key}` entries must be tables, found {}",
+                        item.get_ref().type_str()
+                    ),
+                ),
+            }
+        }
+        tables
+    }
+
+    fn reject_unknown_keys(&mut self, table: &DeTable<'_>, context: &str, allowed: &[&str]) {
+        for key in table.keys() {
+            if !allowed.contains(&key.get_ref().as_ref()) {
+                self.error(
+                    &key.span(),
+                    format!(
+                        "unknown key `{}` in {context} (allowed: {})",
+                        key.get_ref(),
+                        allowed.join(", ")
+                    ),
+                );
+            }
+        }
+    }
+
+    fn table<'t, 'v>(
+        &mut self,
+        value: &'t Spanned<DeValue<'v>>,
+        context: &str,
+    ) -> Option<&'t DeTable<'v>> {
+        match value.get_ref().as_table() {
+            Some(table) => Some(table),
+            None => {
+                self.error(
+                    &value.span(),
+                    format!(
+                        "{context} must be a table, found {}",
+                        value.get_ref().type_str()
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn array<'t, 'v>(
+        &mut self,
+        value: &'t Spanned<DeValue<'v>>,
+        key: &str,
+    ) -> Option<&'t [Spanned<DeValue<'v>>]> {
+        match value.get_ref().as_array() {
+            Some(items) => Some(items),
+            None => {
+                self.error(
+                    &value.span(),
+                    format!(
+                        "`{key}` must be an array, found {}",
+                        value.get_ref().type_str()
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn required_str<'t>(
+        &mut self,
+        table: &'t DeTable<'_>,
+        key: &str,
+        context: &str,
+        span: &Span,
+    ) -> Option<(&'t str, Span)> {
+        if table.get(key).is_none() {
+            self.error(span, format!("{context} is missing required key `{key}`"));
+            return None;
+        }
+        self.optional_str(table, key)
+    }
+
+    fn optional_str<'t>(&mut self, table: &'t DeTable<'_>, key: &str) -> Option<(&'t str, Span)> {
+        let value = table.get(key)?;
+        match value.get_ref().as_str() {
+            Some(text) => Some((text, value.span())),
+            None => {
+                self.error(
+                    &value.span(),
+                    format!(
+                        "`{key}` must be a string, found {}",
+                        value.get_ref().type_str()
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn required_int(
+        &mut self,
+        table: &DeTable<'_>,
+        key: &str,
+        context: &str,
+        span: &Span,
+    ) -> Option<(i64, Span)> {
+        if table.get(key).is_none() {
+            self.error(span, format!("{context} is missing required key `{key}`"));
+            return None;
+        }
+        self.optional_int(table, key).flatten()
+    }
+
+    /// `None`: the key is there but wrong (reported); `Some(None)`: absent.
+    fn optional_int(&mut self, table: &DeTable<'_>, key: &str) -> Option<Option<(i64, Span)>> {
+        let Some(value) = table.get(key) else {
+            return Some(None);
+        };
+        let span = value.span();
+        match value.get_ref().as_integer() {
+            Some(integer) => match i64::from_str_radix(integer.as_str(), integer.radix()) {
+                Ok(number) => Some(Some((number, span))),
+                Err(_) => {
+                    self.error(&span, format!("`{key}` is out of the 64-bit integer range"));
+                    None
+                }
+            },
+            None => {
+                self.error(
+                    &span,
+                    format!(
+                        "`{key}` must be an integer, found {}",
+                        value.get_ref().type_str()
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn optional_int_in(
+        &mut self,
+        table: &DeTable<'_>,
+        key: &'static str,
+        default: u32,
+        min: u32,
+        max: u32,
+    ) -> Option<u32> {
+        match self.optional_int(table, key)? {
+            None => Some(default),
+            Some((value, span)) => self
+                .range(value, &span, key, i64::from(min), i64::from(max))
+                .map(|v| v as u32),
+        }
+    }
+
+    fn ttl(
+        &mut self,
+        table: &DeTable<'_>,
+        key: &'static str,
+        default: u32,
+        min: u32,
+    ) -> Option<u32> {
+        self.optional_int_in(table, key, default, min, record::limits::TTL_MAX)
+    }
+
+    fn range(
+        &mut self,
+        value: i64,
+        span: &Span,
+        field: &'static str,
+        min: i64,
+        max: i64,
+    ) -> Option<i64> {
+        self.record_result(record::check_range(field, value, min, max), span)
+            .map(|()| value)
+    }
+
+    fn name_result(&mut self, result: Result<Name, NameError>, span: &Span) -> Option<Name> {
+        result
+            .map_err(|error| self.error(span, error.to_string()))
+            .ok()
+    }
+
+    fn record_result<T>(&mut self, result: Result<T, RecordError>, span: &Span) -> Option<T> {
+        result
+            .map_err(|error| self.error(span, error.to_string()))
+            .ok()
+    }
+}
+
+/// Stands in for a header with errors (already reported) so the records can still be checked
+/// against each other.
+fn placeholder_header(origin: Name) -> ZoneHeader {
+    ZoneHeader {
+        origin,
+        serial: 0,
+        ttl: ZoneHeader::DEFAULT_TTL,
+        negative_ttl: ZoneHeader::DEFAULT_NEGATIVE_TTL,
+        refresh: ZoneHeader::DEFAULT_REFRESH,
+        retry: ZoneHeader::DEFAULT_RETRY,
+        expire: ZoneHeader::DEFAULT_EXPIRE,
+        contact: String::new(),
+        servers: Vec::new(),
+    }
+}
+
+/// Converts a TOML value (a schema, metadata) to JSON; a value JSON cannot hold is an error
+/// at its span.
+fn to_json(value: &Spanned<DeValue<'_>>) -> Result<serde_json::Value, (Span, String)> {
+    Ok(match value.get_ref() {
+        DeValue::String(text) => serde_json::Value::String(text.to_string()),
+        DeValue::Integer(integer) => {
+            let number = i64::from_str_radix(integer.as_str(), integer.radix())
+                .map_err(|_| (value.span(), "integer out of the 64-bit range".to_string()))?;
+            serde_json::Value::from(number)
+        }
+        DeValue::Float(float) => {
+            let number: f64 = float
+                .as_str()
+                .replace('_', "")
+                .parse()
+                .map_err(|_| (value.span(), format!("invalid float {}", float.as_str())))?;
+            serde_json::Number::from_f64(number)
+                .map(serde_json::Value::Number)
+                .ok_or_else(|| {
+                    (
+                        value.span(),
+                        format!("{} cannot be represented in JSON", float.as_str()),
+                    )
+                })?
+        }
+        DeValue::Boolean(flag) => serde_json::Value::Bool(*flag),
+        DeValue::Datetime(datetime) => serde_json::Value::String(datetime.to_string()),
+        DeValue::Array(items) => {
+            serde_json::Value::Array(items.iter().map(to_json).collect::<Result<Vec<_>, _>>()?)
+        }
+        DeValue::Table(table) => {
+            let mut map = serde_json::Map::new();
+            for (key, item) in table.iter() {
+                map.insert(key.get_ref().to_string(), to_json(item)?);
+            }
+            serde_json::Value::Object(map)
+        }
+    })
+}
+
+/// 1-based line and character column of a byte offset.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = &text[..floor_char_boundary(text, offset)];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = before[line_start..].chars().count() + 1;
+    (line, column)
+}
+
+fn floor_char_boundary(text: &str, mut offset: usize) -> usize {
+    while offset > 0 && !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    offset
+}

@@ -1,0 +1,480 @@
+//! An immutable zone snapshot and the authoritative lookup in it.
+//!
+//! A [`ZoneSnapshot`] is built once from checked records ([`ZoneSnapshot::build`] enforces
+//! the structural rules: names inside the origin, no duplicates, nothing occluded by a
+//! delegation, no alias loops) and then only read, so readers share it through an `Arc`
+//! without locks; a change builds the next snapshot. [`ZoneSnapshot::lookup`] follows the
+//! shape of RFC 1034 section 4.3.2 for our record kinds: a delegation cut at or above the name
+//! gives a referral, an exact match gives the agent or follows the alias, and a miss is NODATA
+//! when names exist below (an empty non-terminal) and NXDOMAIN otherwise.
+//!
+//! Parsing zone files lives in [`file`]; this module knows nothing of TOML.
+
+pub mod file;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use crate::answer::Outcome;
+use crate::name::Name;
+use crate::record::limits::ALIAS_CHAIN_MAX;
+use crate::record::{Agent, Alias, Delegation, ServerAddress, ZoneHeader};
+
+/// Which record of the input a structural error is about (index into its list).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ItemRef {
+    Agent(usize),
+    Alias(usize),
+    Delegation(usize),
+}
+
+/// A rule about how records fit together in a zone.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ZoneError {
+    #[error("{name} is not inside zone {origin}")]
+    OutsideOrigin { name: Name, origin: Name },
+    #[error("delegated zone {zone} must be strictly below the origin {origin}")]
+    DelegationNotBelowOrigin { zone: Name, origin: Name },
+    #[error(
+        "{name} is occluded by the delegation of {delegation}: data at or below a delegated zone belongs to the child zone"
+    )]
+    Occluded { name: Name, delegation: Name },
+    #[error("duplicate name {name}: already defined as {first_kind}")]
+    Duplicate {
+        name: Name,
+        first_kind: &'static str,
+    },
+    #[error("alias {name} cannot be the zone's origin: the origin holds the zone's own data")]
+    AliasAtOrigin { name: Name },
+    #[error("alias loop: {}", chain.iter().map(Name::to_string).collect::<Vec<_>>().join(" -> "))]
+    AliasLoop { chain: Vec<Name> },
+    #[error(
+        "alias chain from {name} follows more than {ALIAS_CHAIN_MAX} aliases (limit {ALIAS_CHAIN_MAX})"
+    )]
+    AliasChainTooLong { name: Name },
+}
+
+/// A structural error and the record it is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StructureError {
+    pub item: ItemRef,
+    pub error: ZoneError,
+}
+
+/// The records of a zone before they are checked together.
+#[derive(Debug, Clone, Default)]
+pub struct ZoneRecords {
+    pub agents: Vec<Agent>,
+    pub aliases: Vec<Alias>,
+    pub delegations: Vec<Delegation>,
+}
+
+#[derive(Debug, Clone)]
+enum Entry {
+    Agent(Arc<Agent>),
+    Alias(Arc<Alias>),
+}
+
+/// The result of an authoritative lookup in one zone.
+#[derive(Debug, Clone)]
+pub struct ZoneLookup {
+    pub outcome: Outcome,
+    pub aliases: Vec<Arc<Alias>>,
+    pub ttl: u32,
+}
+
+/// One zone's data at one serial. Immutable; share it through `Arc`.
+#[derive(Debug)]
+pub struct ZoneSnapshot {
+    header: ZoneHeader,
+    entries: HashMap<Name, Entry>,
+    delegations: HashMap<Name, Arc<Delegation>>,
+    /// Names with no record of their own but with records below them (RFC 8020).
+    empty_non_terminals: HashSet<Name>,
+    /// Agent names in order, for paged listings.
+    agent_order: Vec<Name>,
+    /// Delegated zones in order.
+    delegation_order: Vec<Name>,
+    alias_count: usize,
+}
+
+impl ZoneSnapshot {
+    /// Checks how the records fit together and builds the snapshot, or returns every
+    /// structural error found.
+    pub fn build(
+        header: ZoneHeader,
+        records: ZoneRecords,
+    ) -> Result<ZoneSnapshot, Vec<StructureError>> {
+        let origin = header.origin.clone();
+        let mut errors = Vec::new();
+        let mut entries: HashMap<Name, Entry> =
+            HashMap::with_capacity(records.agents.len() + records.aliases.len());
+        let mut delegations: HashMap<Name, Arc<Delegation>> = HashMap::new();
+        let mut delegation_index: HashMap<Name, usize> = HashMap::new();
+        let mut kinds: HashMap<Name, &'static str> = HashMap::new();
+
+        for (index, delegation) in records.delegations.into_iter().enumerate() {
+            let item = ItemRef::Delegation(index);
+            if !delegation.zone.is_strictly_below(&origin) {
+                errors.push(StructureError {
+                    item,
+                    error: ZoneError::DelegationNotBelowOrigin {
+                        zone: delegation.zone.clone(),
+                        origin: origin.clone(),
+                    },
+                });
+                continue;
+            }
+            if let Some(first_kind) = kinds.get(&delegation.zone) {
+                errors.push(StructureError {
+                    item,
+                    error: ZoneError::Duplicate {
+                        name: delegation.zone.clone(),
+                        first_kind,
+                    },
+                });
+                continue;
+            }
+            kinds.insert(delegation.zone.clone(), "a delegation");
+            delegation_index.insert(delegation.zone.clone(), index);
+            delegations.insert(delegation.zone.clone(), Arc::new(delegation));
+        }
+        // A delegation below another delegation is occluded by it.
+        let mut occluded: Vec<(usize, Name, Name)> = delegations
+            .keys()
+            .filter_map(|zone| {
+                let cut = find_cut(&delegations, zone, &origin, true)?;
+                Some((delegation_index[zone], zone.clone(), cut))
+            })
+            .collect();
+        occluded.sort_by_key(|(index, _, _)| *index);
+        for (index, zone, cut) in occluded {
+            delegations.remove(&zone);
+            errors.push(StructureError {
+                item: ItemRef::Delegation(index),
+                error: ZoneError::Occluded {
+                    name: zone,
+                    delegation: cut,
+                },
+            });
+        }
+
+        let mut add = |name: &Name,
+                       item: ItemRef,
+                       kind: &'static str,
+                       entry: Entry,
+                       errors: &mut Vec<StructureError>| {
+            if !name.is_at_or_below(&origin) {
+                errors.push(StructureError {
+                    item,
+                    error: ZoneError::OutsideOrigin {
+                        name: name.clone(),
+                        origin: origin.clone(),
+                    },
+                });
+                return;
+            }
+            if let Some(cut) = find_cut(&delegations, name, &origin, false) {
+                errors.push(StructureError {
+                    item,
+                    error: ZoneError::Occluded {
+                        name: name.clone(),
+                        delegation: cut,
+                    },
+                });
+                return;
+            }
+            if let Some(first_kind) = kinds.get(name) {
+                errors.push(StructureError {
+                    item,
+                    error: ZoneError::Duplicate {
+                        name: name.clone(),
+                        first_kind,
+                    },
+                });
+                return;
+            }
+            kinds.insert(name.clone(), kind);
+            entries.insert(name.clone(), entry);
+        };
+
+        let mut agent_order = Vec::with_capacity(records.agents.len());
+        for (index, agent) in records.agents.into_iter().enumerate() {
+            let name = agent.name.clone();
+            let before = errors.len();
+            add(
+                &name,
+                ItemRef::Agent(index),
+                "an agent",
+                Entry::Agent(Arc::new(agent)),
+                &mut errors,
+            );
+            if errors.len() == before {
+                agent_order.push(name);
+            }
+        }
+        let mut alias_count = 0;
+        let mut alias_items = Vec::new();
+        for (index, alias) in records.aliases.into_iter().enumerate() {
+            let item = ItemRef::Alias(index);
+            if alias.name == origin {
+                errors.push(StructureError {
+                    item,
+                    error: ZoneError::AliasAtOrigin { name: alias.name },
+                });
+                continue;
+            }
+            let name = alias.name.clone();
+            let before = errors.len();
+            add(
+                &name,
+                item,
+                "an alias",
+                Entry::Alias(Arc::new(alias)),
+                &mut errors,
+            );
+            if errors.len() == before {
+                alias_count += 1;
+                alias_items.push((index, name));
+            }
+        }
+        errors.extend(check_alias_chains(&entries, &alias_items));
+
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+
+        agent_order.sort_unstable();
+        let mut delegation_order: Vec<Name> = delegations.keys().cloned().collect();
+        delegation_order.sort_unstable();
+        let mut empty_non_terminals = HashSet::new();
+        for name in entries.keys().chain(delegations.keys()) {
+            let mut parent = name.parent();
+            while let Some(ancestor) = parent {
+                if !ancestor.is_strictly_below(&origin)
+                    || entries.contains_key(&ancestor)
+                    || !empty_non_terminals.insert(ancestor.clone())
+                {
+                    break;
+                }
+                parent = ancestor.parent();
+            }
+        }
+
+        Ok(ZoneSnapshot {
+            header,
+            entries,
+            delegations,
+            empty_non_terminals,
+            agent_order,
+            delegation_order,
+            alias_count,
+        })
+    }
+
+    pub fn header(&self) -> &ZoneHeader {
+        &self.header
+    }
+
+    pub fn origin(&self) -> &Name {
+        &self.header.origin
+    }
+
+    pub fn serial(&self) -> u32 {
+        self.header.serial
+    }
+
+    pub fn agent_count(&self) -> usize {
+        self.agent_order.len()
+    }
+
+    pub fn alias_count(&self) -> usize {
+        self.alias_count
+    }
+
+    /// The zone's own agents in name order (not those of delegated children).
+    pub fn agent_names(&self) -> &[Name] {
+        &self.agent_order
+    }
+
+    pub fn agent(&self, name: &str) -> Option<&Arc<Agent>> {
+        match self.entries.get(name) {
+            Some(Entry::Agent(agent)) => Some(agent),
+            _ => None,
+        }
+    }
+
+    /// Delegations in zone-name order.
+    pub fn delegations(&self) -> impl Iterator<Item = &Arc<Delegation>> {
+        self.delegation_order
+            .iter()
+            .filter_map(|zone| self.delegations.get(zone))
+    }
+
+    /// Aliases in name order.
+    pub fn aliases(&self) -> Vec<&Arc<Alias>> {
+        let mut aliases: Vec<&Arc<Alias>> = self
+            .entries
+            .values()
+            .filter_map(|entry| match entry {
+                Entry::Alias(alias) => Some(alias),
+                Entry::Agent(_) => None,
+            })
+            .collect();
+        aliases.sort_by(|a, b| a.name.cmp(&b.name));
+        aliases
+    }
+
+    /// Agents whose names sort after `after` (or from the start), at most `limit` of them.
+    pub fn agents_page(&self, after: Option<&str>, limit: usize) -> &[Name] {
+        let start = match after {
+            None => 0,
+            Some(after) => self.agent_order.partition_point(|n| n.as_str() <= after),
+        };
+        let end = (start + limit).min(self.agent_order.len());
+        &self.agent_order[start..end]
+    }
+
+    /// The same zone with every server address rewritten (the demo assigns addresses).
+    pub fn with_servers(&self, rewrite: impl Fn(&ServerAddress) -> ServerAddress) -> ZoneSnapshot {
+        let mut header = self.header.clone();
+        header.servers = header.servers.iter().map(&rewrite).collect();
+        let delegations = self
+            .delegations
+            .iter()
+            .map(|(zone, delegation)| {
+                let mut delegation = Delegation::clone(delegation);
+                delegation.servers = delegation.servers.iter().map(&rewrite).collect();
+                (zone.clone(), Arc::new(delegation))
+            })
+            .collect();
+        ZoneSnapshot {
+            header,
+            entries: self.entries.clone(),
+            delegations,
+            empty_non_terminals: self.empty_non_terminals.clone(),
+            agent_order: self.agent_order.clone(),
+            delegation_order: self.delegation_order.clone(),
+            alias_count: self.alias_count,
+        }
+    }
+
+    /// Authoritative lookup of `name`, which must be at or below this zone's origin.
+    pub fn lookup(&self, name: &Name) -> ZoneLookup {
+        debug_assert!(name.is_at_or_below(self.origin()));
+        let mut aliases: Vec<Arc<Alias>> = Vec::new();
+        let mut current = name.clone();
+        let mut ttl = u32::MAX;
+        loop {
+            if let Some(cut) = find_cut(&self.delegations, &current, self.origin(), false) {
+                let delegation = Arc::clone(&self.delegations[cut.as_str()]);
+                ttl = ttl.min(delegation.ttl.unwrap_or(self.header.ttl));
+                return ZoneLookup {
+                    outcome: Outcome::Referral(delegation),
+                    aliases,
+                    ttl,
+                };
+            }
+            match self.entries.get(&current) {
+                Some(Entry::Agent(agent)) => {
+                    ttl = ttl.min(agent.ttl.unwrap_or(self.header.ttl));
+                    return ZoneLookup {
+                        outcome: Outcome::Answer(Arc::clone(agent)),
+                        aliases,
+                        ttl,
+                    };
+                }
+                Some(Entry::Alias(alias)) => {
+                    ttl = ttl.min(alias.ttl.unwrap_or(self.header.ttl));
+                    aliases.push(Arc::clone(alias));
+                    let target = alias.target.clone();
+                    // Chains were checked at build time; this bound keeps a lookup finite
+                    // whatever the data.
+                    if aliases.len() > ALIAS_CHAIN_MAX || !target.is_at_or_below(self.origin()) {
+                        return ZoneLookup {
+                            outcome: Outcome::Alias { target },
+                            aliases,
+                            ttl,
+                        };
+                    }
+                    current = target;
+                }
+                None => {
+                    let outcome = if self.empty_non_terminals.contains(&current)
+                        || current == *self.origin()
+                    {
+                        Outcome::NoData
+                    } else {
+                        Outcome::NxDomain
+                    };
+                    return ZoneLookup {
+                        outcome,
+                        aliases,
+                        ttl: ttl.min(self.header.negative_cache_ttl()),
+                    };
+                }
+            }
+        }
+    }
+}
+
+/// The delegated zone at or above `name` (strictly above when `strict`), strictly below
+/// `origin`, if any.
+fn find_cut(
+    delegations: &HashMap<Name, Arc<Delegation>>,
+    name: &Name,
+    origin: &Name,
+    strict: bool,
+) -> Option<Name> {
+    if delegations.is_empty() {
+        return None;
+    }
+    let origin_len = origin.as_str().len();
+    name.self_and_ancestors()
+        .skip(usize::from(strict))
+        .take_while(|ancestor| ancestor.len() > origin_len)
+        .find_map(|ancestor| delegations.get(ancestor).map(|d| d.zone.clone()))
+}
+
+/// Reports each in-zone alias loop once (at its first alias in input order) and every chain
+/// longer than the limit.
+fn check_alias_chains(
+    entries: &HashMap<Name, Entry>,
+    aliases: &[(usize, Name)],
+) -> Vec<StructureError> {
+    let position: HashMap<&Name, usize> = aliases.iter().map(|(i, n)| (n, *i)).collect();
+    let mut errors = Vec::new();
+    for (index, start) in aliases {
+        let mut chain = vec![start.clone()];
+        let mut current = start.clone();
+        while let Some(Entry::Alias(alias)) = entries.get(&current) {
+            let target = alias.target.clone();
+            if let Some(at) = chain.iter().position(|n| *n == target) {
+                let cycle = &chain[at..];
+                let first = cycle.iter().filter_map(|n| position.get(n)).min();
+                if at == 0 && first == Some(index) {
+                    let mut shown = cycle.to_vec();
+                    shown.push(target);
+                    errors.push(StructureError {
+                        item: ItemRef::Alias(*index),
+                        error: ZoneError::AliasLoop { chain: shown },
+                    });
+                }
+                break;
+            }
+            chain.push(target.clone());
+            if chain.len() > ALIAS_CHAIN_MAX + 1 {
+                errors.push(StructureError {
+                    item: ItemRef::Alias(*index),
+                    error: ZoneError::AliasChainTooLong {
+                        name: start.clone(),
+                    },
+                });
+                break;
+            }
+            current = target;
+        }
+    }
+    errors
+}
