@@ -3,8 +3,9 @@
 //!
 //! tonic's own decoder limit answers OUT_OF_RANGE, which is not what the contract (or
 //! grpc-go) says, so requests pass through [`RequestSizeLimitLayer`], whose body fails with
-//! the right status once more bytes than the limit (plus the 5-byte gRPC frame header)
-//! arrive. tonic finds a [`Status`] in a body error and sends it as is.
+//! the right status as soon as a message header declares more than the limit, or more bytes
+//! than that arrive, before anything is buffered. tonic finds a [`Status`] in a body error
+//! and sends it as is. Every `aop.v1` request is unary, so the limit is per request.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -62,6 +63,7 @@ where
                 inner: body,
                 remaining: limit + FRAME_HEADER_BYTES,
                 limit,
+                header: Vec::with_capacity(FRAME_HEADER_BYTES),
             })
         });
         self.inner.call(request)
@@ -74,7 +76,16 @@ pin_project_lite::pin_project! {
         inner: tonic::body::Body,
         remaining: usize,
         limit: usize,
+        // The first message's frame header, gathered across data frames.
+        header: Vec<u8>,
     }
+}
+
+fn too_large(limit: usize) -> Status {
+    Status::resource_exhausted(format!(
+        "gRPC request is over the size limit of {limit} bytes ({} KiB)",
+        limit / 1024
+    ))
 }
 
 impl Body for LimitedBody {
@@ -89,11 +100,19 @@ impl Body for LimitedBody {
         match this.inner.poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
+                    if this.header.len() < FRAME_HEADER_BYTES {
+                        let wanted = FRAME_HEADER_BYTES - this.header.len();
+                        this.header
+                            .extend_from_slice(&data[..wanted.min(data.len())]);
+                        if let [_, a, b, c, d] = this.header[..] {
+                            let declared = u32::from_be_bytes([a, b, c, d]) as usize;
+                            if declared > *this.limit {
+                                return Poll::Ready(Some(Err(too_large(*this.limit))));
+                            }
+                        }
+                    }
                     if data.len() > *this.remaining {
-                        return Poll::Ready(Some(Err(Status::resource_exhausted(format!(
-                            "gRPC request is over the size limit of {} bytes (1 MiB)",
-                            this.limit
-                        )))));
+                        return Poll::Ready(Some(Err(too_large(*this.limit))));
                     }
                     *this.remaining -= data.len();
                 }

@@ -107,10 +107,8 @@ pub fn load(path: &Path) -> Result<ZoneSnapshot, ZoneFileError> {
 pub fn parse(path: &Path, text: &str) -> Result<ZoneSnapshot, ZoneFileError> {
     let mut reader = Reader::new(text);
     let snapshot = reader.read_zone();
-    if reader.errors.is_empty() {
-        if let Some(snapshot) = snapshot {
-            return Ok(snapshot);
-        }
+    if let (true, Some(snapshot)) = (reader.errors.is_empty(), snapshot) {
+        return Ok(snapshot);
     }
     Err(reader.into_error(path))
 }

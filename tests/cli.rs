@@ -1,0 +1,388 @@
+//! End-to-end tests of the `aop` binary: the demo from zones/, the commands it prints, node
+//! configs, exit codes and shutdown on a signal.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const DEADLINE: Duration = Duration::from_secs(30);
+
+fn aop() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_aop"))
+}
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A child process whose output lines arrive on a channel, killed when dropped.
+struct Running {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Running {
+    fn spawn(mut command: Command, watch_stderr: bool) -> Running {
+        command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .stdin(Stdio::null());
+        let mut child = command.spawn().expect("spawn aop");
+        let (sender, lines) = mpsc::channel();
+        let stdout = child.stdout.take().expect("piped stdout");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let out_sender = sender.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = out_sender.send(line);
+            }
+        });
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if watch_stderr {
+                    let _ = sender.send(line);
+                }
+            }
+        });
+        Running {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits (with a deadline) for a line containing `needle`; returns it.
+    fn wait_for(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!(
+                    "no line with {needle:?} in time; saw:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    fn interrupt(&self) {
+        // SAFETY: sending a signal to our own child process by pid.
+        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGINT) };
+        assert_eq!(rc, 0, "kill -INT");
+    }
+
+    fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "process did not exit in time");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn run(args: &[&str]) -> Output {
+    aop()
+        .args(args)
+        .current_dir(repo())
+        .output()
+        .expect("run aop")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn json(output: &Output) -> serde_json::Value {
+    serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", stdout(output)))
+}
+
+#[test]
+fn demo_starts_the_federation_and_answers_the_commands_it_prints() {
+    let mut command = aop();
+    command
+        .args(["demo", "--port-base", "0"])
+        .current_dir(repo());
+    let mut demo = Running::spawn(command, false);
+    demo.wait_for("ready:");
+    // The node table: "index id url zones".
+    let nodes: Vec<(String, String)> = demo
+        .seen
+        .iter()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            match fields.as_slice() {
+                [index, _, url, zones @ ..]
+                    if index.parse::<usize>().is_ok() && url.starts_with("http://") =>
+                {
+                    Some((url.to_string(), zones.join(" ")))
+                }
+                _ => None,
+            }
+        })
+        .collect();
+    assert_eq!(
+        nodes.len(),
+        6,
+        "root, acme, finance.acme x2, globex, research.globex: {:?}",
+        demo.seen
+    );
+    assert_eq!(nodes[0].1, ".", "node 0 is the root");
+    let finance: Vec<&String> = nodes
+        .iter()
+        .filter(|(_, z)| z == "finance.acme")
+        .map(|(u, _)| u)
+        .collect();
+    assert_eq!(finance.len(), 2, "finance.acme has two servers");
+
+    // Every "aop resolve ..." example the demo printed works as printed.
+    let examples: Vec<String> = demo
+        .seen
+        .iter()
+        .filter_map(|line| {
+            line.trim()
+                .strip_prefix("aop ")
+                .map(|rest| rest.split('#').next().unwrap_or("").trim().to_string())
+        })
+        .collect();
+    assert!(examples.len() >= 3, "{examples:?}");
+    for example in &examples {
+        let args: Vec<&str> = example.split_whitespace().collect();
+        let output = run(&args);
+        assert!(
+            output.status.success(),
+            "aop {example}: {}{}",
+            stdout(&output),
+            stderr(&output)
+        );
+    }
+
+    // The root refers the finance name to acme, with acme's assigned address as glue.
+    let root = &nodes[0].0;
+    let output = run(&[
+        "resolve",
+        "--server",
+        root,
+        "--no-recurse",
+        "--json",
+        "analyst.finance.acme",
+    ]);
+    assert!(output.status.success());
+    let answer = json(&output);
+    assert_eq!(answer["outcome"], "referral");
+    assert_eq!(answer["referral"]["zone"], "acme");
+    let acme_url = answer["referral"]["servers"][0]["grpc"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        nodes[1].0, acme_url,
+        "glue is the demo's assigned address, not the file's"
+    );
+
+    // Following the referrals by hand reaches the answer on both finance servers.
+    let output = run(&[
+        "resolve",
+        "--server",
+        &acme_url,
+        "--no-recurse",
+        "--json",
+        "analyst.finance.acme",
+    ]);
+    let answer = json(&output);
+    assert_eq!(answer["outcome"], "referral");
+    let servers = answer["referral"]["servers"].as_array().unwrap();
+    assert_eq!(servers.len(), 2);
+    for server in servers {
+        let url = server["grpc"].as_str().unwrap();
+        let output = run(&[
+            "resolve",
+            "--server",
+            url,
+            "--no-recurse",
+            "--json",
+            "forecaster.finance.acme",
+        ]);
+        assert!(output.status.success(), "{}", stderr(&output));
+        let answer = json(&output);
+        assert_eq!(answer["outcome"], "answer");
+        assert_eq!(answer["agent"]["name"], "analyst.finance.acme");
+        assert_eq!(answer["aliases"][0]["name"], "forecaster.finance.acme");
+        assert_eq!(answer["authoritative"], true);
+        assert_eq!(answer["ttl"], 120);
+    }
+
+    // NXDOMAIN and NODATA exit 1 and say which.
+    let output = run(&[
+        "resolve",
+        "--server",
+        finance[0],
+        "--no-recurse",
+        "nobody.finance.acme",
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).starts_with("error: nobody.finance.acme does not exist (NXDOMAIN"),
+        "{}",
+        stderr(&output)
+    );
+    let output = run(&[
+        "resolve",
+        "--server",
+        finance[0],
+        "--no-recurse",
+        "--json",
+        "trading.finance.acme",
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(json(&output)["outcome"], "nodata");
+
+    // A bad name is refused with the label named; exit 1.
+    let output = run(&["resolve", "--server", finance[0], "bad_label.finance.acme"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("label \"bad_label\""),
+        "{}",
+        stderr(&output)
+    );
+
+    // Ctrl-C stops it cleanly.
+    demo.interrupt();
+    let status = demo.wait_exit();
+    assert!(
+        status.success(),
+        "demo exit status after SIGINT: {status:?}"
+    );
+}
+
+#[test]
+fn node_from_a_config_file_serves_its_zones_and_flags_win() {
+    let dir = tempfile::tempdir().unwrap();
+    let zones = repo().join("zones");
+    let config = dir.path().join("node.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "node_id = \"from-config\"\ngrpc = \"127.0.0.1:1\"\nzones = [\"{}\"]\n",
+            zones.join("finance.acme.toml").display()
+        ),
+    )
+    .unwrap();
+    let mut command = aop();
+    // --grpc on the command line wins over the file's unusable port 1.
+    command.args([
+        "node",
+        "--config",
+        config.to_str().unwrap(),
+        "--grpc",
+        "127.0.0.1:0",
+    ]);
+    let mut node = Running::spawn(command, true);
+    let ready = node.wait_for("node ready");
+    let url = ready
+        .split_whitespace()
+        .find_map(|field| field.strip_prefix("grpc="))
+        .expect("the ready line names the gRPC URL")
+        .to_string();
+    let output = run(&[
+        "resolve",
+        "--server",
+        &url,
+        "--no-recurse",
+        "--json",
+        "auditor.finance.acme",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let answer = json(&output);
+    assert_eq!(answer["served_by"], "from-config");
+    assert_eq!(answer["agent"]["capabilities"][0], "audit");
+    node.interrupt();
+    assert!(node.wait_exit().success());
+}
+
+#[test]
+fn node_refuses_to_start_on_a_bad_zone_file_and_says_where() {
+    let dir = tempfile::tempdir().unwrap();
+    let zone: PathBuf = dir.path().join("bad.toml");
+    std::fs::write(&zone, "[zone]\norigin = \"x\"\nserial = 1\nservers = []\n").unwrap();
+    let output = run(&[
+        "node",
+        "--zone",
+        zone.to_str().unwrap(),
+        "--grpc",
+        "127.0.0.1:0",
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    let text = stderr(&output);
+    assert!(
+        text.contains(&format!(
+            "{}:4:11: servers must not be empty",
+            zone.display()
+        )),
+        "{text}"
+    );
+}
+
+#[test]
+fn usage_errors_exit_2_and_help_is_complete() {
+    let output = run(&["resolve"]);
+    assert_eq!(output.status.code(), Some(2));
+    let output = run(&["--help"]);
+    assert!(output.status.success());
+    let help = stdout(&output);
+    for command in ["demo", "node", "zone", "resolve", "bench"] {
+        assert!(help.contains(command), "--help lists {command}: {help}");
+    }
+    let output = run(&["bench", "resolve", "--help"]);
+    let help = stdout(&output);
+    for flag in [
+        "--server",
+        "--names",
+        "--concurrency",
+        "--connections",
+        "--duration",
+        "--json",
+    ] {
+        assert!(help.contains(flag), "bench resolve --help lists {flag}");
+    }
+}
+
+#[test]
+fn unreachable_server_is_a_clear_error() {
+    // Port 1 on loopback: nothing listens there.
+    let output = run(&[
+        "resolve",
+        "--server",
+        "http://127.0.0.1:1",
+        "analyst.finance.acme",
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).starts_with("error: cannot reach http://127.0.0.1:1"),
+        "{}",
+        stderr(&output)
+    );
+}
