@@ -107,15 +107,17 @@ impl Name {
             return Ok(Name::root());
         }
         let body = text.strip_suffix('.').unwrap_or(text);
+        // Labels first: a name with a bad character is reported by that character, whatever
+        // its length; after this every character is ASCII, so bytes count characters.
+        for (index, label) in body.split('.').enumerate() {
+            check_label(text, index + 1, label)?;
+        }
         if body.len() > limit {
             return Err(NameError::TooLong {
                 name: abbreviate(text),
-                len: body.chars().count(),
+                len: body.len(),
                 limit,
             });
-        }
-        for (index, label) in body.split('.').enumerate() {
-            check_label(text, index + 1, label)?;
         }
         let canonical = if body.bytes().any(|b| b.is_ascii_uppercase()) {
             Arc::from(body.to_ascii_lowercase())
@@ -253,14 +255,6 @@ fn check_label(name: &str, position: usize, label: &str) -> Result<(), NameError
             position,
         });
     }
-    let len = label.chars().count();
-    if len > MAX_LABEL_LEN {
-        return Err(NameError::LabelTooLong {
-            name: abbreviate(name),
-            label: abbreviate(label),
-            len,
-        });
-    }
     if let Some(character) = label
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || *c == '-'))
@@ -269,6 +263,13 @@ fn check_label(name: &str, position: usize, label: &str) -> Result<(), NameError
             name: abbreviate(name),
             label: abbreviate(label),
             character,
+        });
+    }
+    if label.len() > MAX_LABEL_LEN {
+        return Err(NameError::LabelTooLong {
+            name: abbreviate(name),
+            label: abbreviate(label),
+            len: label.len(),
         });
     }
     let edge = if label.starts_with('-') {

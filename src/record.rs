@@ -281,9 +281,18 @@ pub fn check_http_url(field: &'static str, text: &str) -> Result<(), RecordError
         return Err(invalid("no host".to_string()));
     }
     if !url.username().is_empty() || url.password().is_some() {
-        return Err(invalid(
-            "credentials in the URL would be published to every reader of the zone".to_string(),
-        ));
+        // Never echo the secret itself into messages and logs.
+        let mut redacted = url.clone();
+        let _ = redacted.set_username("***");
+        if url.password().is_some() {
+            let _ = redacted.set_password(Some("***"));
+        }
+        return Err(RecordError::InvalidUrl {
+            field,
+            url: redacted.to_string(),
+            reason: "credentials in the URL would be published to every reader of the zone"
+                .to_string(),
+        });
     }
     Ok(())
 }
