@@ -20,6 +20,11 @@ pub struct NodeConfigFile {
     /// Zone files this node is primary for.
     #[serde(default)]
     pub zones: Vec<PathBuf>,
+    /// Root hints: gRPC URLs of the root zone's servers, for recursion.
+    #[serde(default)]
+    pub roots: Vec<String>,
+    /// How long past its TTL a cached answer may be served stale, such as "1d" or "30m".
+    pub max_stale: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]

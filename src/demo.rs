@@ -11,7 +11,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use crate::name::Name;
-use crate::node::{GrpcListener, NodeError, NodeHandle, load_zone_files};
+use crate::node::{GrpcListener, NodeError, NodeHandle, ServeOptions, load_zone_files};
 use crate::record::ServerAddress;
 
 /// Offsets from the port base (CONTRACT section 3).
@@ -142,6 +142,15 @@ pub async fn start(zones_dir: &Path, port_base: u16) -> Result<Demo, DemoError> 
         .map(|zone| zone.with_servers(rewrite))
         .collect();
 
+    // Every node recurses from the root node.
+    let root_hints: Vec<ServerAddress> = listeners
+        .first()
+        .map(|root| ServerAddress {
+            grpc: root.url(),
+            dns: None,
+        })
+        .into_iter()
+        .collect();
     let mut nodes = Vec::with_capacity(listeners.len());
     for (index, listener) in listeners.into_iter().enumerate() {
         let url = listener.url();
@@ -151,8 +160,10 @@ pub async fn start(zones_dir: &Path, port_base: u16) -> Result<Demo, DemoError> 
             .map(|zone| zone.with_servers(|s| s.clone()))
             .collect();
         let names = served.iter().map(|zone| zone.origin().clone()).collect();
-        let node_id = format!("node{index}");
-        let handle = listener.serve(Some(node_id), served);
+        let options = ServeOptions::new(served)
+            .node_id(format!("node{index}"))
+            .roots(root_hints.clone());
+        let handle = listener.serve_with(options);
         nodes.push(DemoNode {
             index,
             handle,

@@ -14,6 +14,9 @@
 //!   zone files with `FILE:LINE:COL` errors.
 //! - [`catalog`]: the zones one node serves, and the closest enclosing zone of a name.
 //! - [`answer`]: what a lookup returns, whoever produced it.
+//! - [`resolver`]: recursive resolution through multi-level caches, with failover across a
+//!   zone's servers and stale answers when every server fails.
+//! - [`clock`]: time as an input, so TTL logic can be tested by moving time by hand.
 //!
 //! Around it, the doors and the wiring:
 //!
@@ -29,10 +32,12 @@
 pub mod answer;
 pub mod bench;
 pub mod catalog;
+pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod grpc;
 pub mod name;
 pub mod node;
 pub mod record;
+pub mod resolver;
 pub mod zone;

@@ -9,6 +9,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -17,10 +18,14 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;
 
 use crate::catalog::Catalog;
+use crate::clock::{self, Clock};
 use crate::grpc::RegistryService;
 use crate::grpc::limit::RequestSizeLimitLayer;
 use crate::grpc::pb::registry_server::RegistryServer;
+use crate::grpc::upstream::GrpcUpstream;
+use crate::record::ServerAddress;
 use crate::record::limits::GRPC_REQUEST_MAX_BYTES;
+use crate::resolver::{Resolver, ResolverConfig};
 use crate::zone::ZoneSnapshot;
 use crate::zone::file::{self, ZoneFileError};
 
@@ -54,6 +59,39 @@ pub struct NodeConfig {
     pub node_id: Option<String>,
     pub grpc: SocketAddr,
     pub zone_files: Vec<PathBuf>,
+    /// Resolver settings; `resolver.roots` are the root hints.
+    pub resolver: ResolverConfig,
+}
+
+/// Everything a bound listener needs to serve.
+pub struct ServeOptions {
+    /// Names the node in `served_by`; default: its gRPC address.
+    pub node_id: Option<String>,
+    pub zones: Vec<ZoneSnapshot>,
+    pub resolver: ResolverConfig,
+    /// The clock TTLs are judged by (tests move a manual one).
+    pub clock: Arc<dyn Clock>,
+}
+
+impl ServeOptions {
+    pub fn new(zones: Vec<ZoneSnapshot>) -> ServeOptions {
+        ServeOptions {
+            node_id: None,
+            zones,
+            resolver: ResolverConfig::default(),
+            clock: clock::system(),
+        }
+    }
+
+    pub fn node_id(mut self, id: impl Into<String>) -> Self {
+        self.node_id = Some(id.into());
+        self
+    }
+
+    pub fn roots(mut self, roots: Vec<ServerAddress>) -> Self {
+        self.resolver.roots = roots;
+        self
+    }
 }
 
 /// Loads zone files, reporting every file's errors, not just the first file's.
@@ -93,7 +131,12 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
         );
     }
     let listener = GrpcListener::bind(config.grpc).await?;
-    Ok(listener.serve(config.node_id, zones))
+    Ok(listener.serve_with(ServeOptions {
+        node_id: config.node_id,
+        zones,
+        resolver: config.resolver,
+        clock: clock::system(),
+    }))
 }
 
 /// A bound gRPC port, not yet serving.
@@ -122,13 +165,28 @@ impl GrpcListener {
         format!("http://{}", self.addr)
     }
 
-    /// Serves `zones` on this listener until the handle shuts it down.
+    /// Serves `zones` with default settings until the handle shuts it down.
     pub fn serve(self, node_id: Option<String>, zones: Vec<ZoneSnapshot>) -> NodeHandle {
-        let node_id = node_id.unwrap_or_else(|| self.addr.to_string());
-        let catalog = Arc::new(Catalog::new(node_id.clone(), zones));
+        let mut options = ServeOptions::new(zones);
+        options.node_id = node_id;
+        self.serve_with(options)
+    }
+
+    /// Serves until the handle shuts it down.
+    pub fn serve_with(self, options: ServeOptions) -> NodeHandle {
+        let node_id = options.node_id.unwrap_or_else(|| self.addr.to_string());
+        let catalog = Arc::new(Catalog::new(node_id.clone(), options.zones));
+        let resolver = Arc::new(Resolver::new(
+            Arc::clone(&catalog),
+            options.resolver,
+            Arc::new(GrpcUpstream::new()),
+            options.clock,
+        ));
         let shutdown = CancellationToken::new();
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
-        let registry = RegistryServer::new(RegistryService::new(Arc::clone(&catalog)))
+        let service = RegistryService::new(Arc::clone(&catalog), Arc::clone(&resolver));
+        let resolve_requests = service.resolve_requests();
+        let registry = RegistryServer::new(service)
             // Our own layer enforces the contract's limit with the contract's status; this
             // is only a backstop above it.
             .max_decoding_message_size(2 * GRPC_REQUEST_MAX_BYTES);
@@ -152,6 +210,8 @@ impl GrpcListener {
             node_id,
             grpc_addr: self.addr,
             catalog,
+            resolver,
+            resolve_requests,
             shutdown,
             task,
         }
@@ -163,6 +223,8 @@ pub struct NodeHandle {
     node_id: String,
     grpc_addr: SocketAddr,
     catalog: Arc<Catalog>,
+    resolver: Arc<Resolver>,
+    resolve_requests: Arc<AtomicU64>,
     shutdown: CancellationToken,
     task: JoinHandle<Result<(), NodeError>>,
 }
@@ -182,6 +244,15 @@ impl NodeHandle {
 
     pub fn catalog(&self) -> &Arc<Catalog> {
         &self.catalog
+    }
+
+    pub fn resolver(&self) -> &Arc<Resolver> {
+        &self.resolver
+    }
+
+    /// Resolve requests this node has received.
+    pub fn resolve_requests(&self) -> u64 {
+        self.resolve_requests.load(Ordering::Relaxed)
     }
 
     /// Resolves when the node stops by itself (a server error) rather than by shutdown.

@@ -113,7 +113,7 @@ fn init_logging(format: LogFormat, default_level: &str) {
     }
 }
 
-/// Parses `500ms`, `10s`, `2m` or a bare number of seconds.
+/// Parses `500ms`, `10s`, `2m`, `1h`, `1d` or a bare number of seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let (number, unit) = match text.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
@@ -127,10 +127,16 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "ms" => value / 1000.0,
         "s" => value,
         "m" => value * 60.0,
-        _ => return Err(format!("unknown unit {unit:?} in {text:?}: use ms, s or m")),
+        "h" => value * 3600.0,
+        "d" => value * 86_400.0,
+        _ => {
+            return Err(format!(
+                "unknown unit {unit:?} in {text:?}: use ms, s, m, h or d"
+            ));
+        }
     };
-    if !seconds.is_finite() || seconds <= 0.0 || seconds > 86_400.0 {
-        return Err(format!("{text:?} must be between 1ms and 24h"));
+    if !seconds.is_finite() || seconds <= 0.0 || seconds > 30.0 * 86_400.0 {
+        return Err(format!("{text:?} must be between 1ms and 30d"));
     }
     Ok(Duration::from_secs_f64(seconds))
 }
@@ -177,7 +183,9 @@ mod tests {
         assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
         assert_eq!(parse_duration("3").unwrap(), Duration::from_secs(3));
         assert!(parse_duration("0s").is_err());
-        assert!(parse_duration("5h").is_err());
+        assert_eq!(parse_duration("1d").unwrap(), Duration::from_secs(86_400));
+        assert!(parse_duration("31d").is_err());
+        assert!(parse_duration("5y").is_err());
         assert!(parse_duration("fast").is_err());
     }
 }

@@ -3,12 +3,15 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
 
 use aop::config::NodeConfigFile;
 use aop::node::{self, NodeConfig};
+use aop::record::ServerAddress;
+use aop::resolver::ResolverConfig;
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  \
@@ -29,6 +32,13 @@ pub struct NodeArgs {
     /// Names this node in answers (`served_by`) [default: its gRPC address].
     #[arg(long, value_name = "ID")]
     node_id: Option<String>,
+    /// Root hint: gRPC URL of a server of the root zone, where recursion starts (repeatable).
+    #[arg(long = "root", value_name = "URL")]
+    roots: Vec<String>,
+    /// How long past its TTL a cached answer may still be served, marked stale, when every
+    /// server of its zone fails [default: 1d].
+    #[arg(long, value_name = "DURATION", value_parser = super::parse_duration)]
+    max_stale: Option<Duration>,
 }
 
 pub async fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
@@ -44,16 +54,39 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
     } else {
         args.zones
     };
-    if zone_files.is_empty() {
+    let root_urls = if args.roots.is_empty() {
+        file.roots
+    } else {
+        args.roots
+    };
+    if zone_files.is_empty() && root_urls.is_empty() {
         bail!(
-            "no zones to serve: give --zone FILE (repeatable) or `zones` in the config file\n\
-             (a node that only resolves arrives with recursion, in a later release)"
+            "nothing to do: give --zone FILE (repeatable) to serve zones, --root URL to resolve, \
+             or both (or `zones` / `roots` in the config file)"
         );
+    }
+    let mut resolver = ResolverConfig::default();
+    for url in &root_urls {
+        let root =
+            ServerAddress::new(url, None).with_context(|| format!("invalid root hint {url:?}"))?;
+        resolver.roots.push(root);
+    }
+    let max_stale = match (args.max_stale, &file.max_stale) {
+        (Some(duration), _) => Some(duration),
+        (None, Some(text)) => Some(
+            super::parse_duration(text)
+                .map_err(|e| anyhow::anyhow!("invalid max_stale in the config file: {e}"))?,
+        ),
+        (None, None) => None,
+    };
+    if let Some(max_stale) = max_stale {
+        resolver.cache.max_stale_age = max_stale;
     }
     let config = NodeConfig {
         node_id: args.node_id.or(file.node_id),
         grpc,
         zone_files,
+        resolver,
     };
     let mut handle = node::start(config).await?;
     tracing::info!(

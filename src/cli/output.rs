@@ -3,6 +3,7 @@
 use serde_json::{Value, json};
 
 use aop::answer::{Answer, Outcome};
+use aop::grpc::pb;
 use aop::record::{Agent, Delegation};
 
 pub fn answer_json(answer: &Answer) -> Value {
@@ -176,6 +177,53 @@ fn print_agent(agent: &Agent) {
         println!(
             "               {:<8} {:<7} {:<36} {}",
             endpoint.priority, endpoint.weight, endpoint.url, endpoint.tool
+        );
+    }
+}
+
+pub fn cache_stats_json(stats: &pb::GetCacheStatsResponse) -> Value {
+    json!({
+        "served_by": stats.served_by,
+        "levels": stats.levels.iter().map(|l| json!({
+            "level": l.level,
+            "entries": l.entries,
+            "weighted_bytes": l.weighted_bytes,
+            "capacity_bytes": l.capacity_bytes,
+            "hits": l.hits,
+            "misses": l.misses,
+            "inserts": l.inserts,
+            "evictions": l.evictions,
+            "stale_served": l.stale_served,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+pub fn print_cache_stats(stats: &pb::GetCacheStatsResponse) {
+    println!();
+    println!(";; cache of {}", stats.served_by);
+    println!(
+        "   {:<12} {:>8} {:>10} {:>10} {:>8} {:>8} {:>9} {:>6}  bytes used / capacity",
+        "level", "entries", "hits", "misses", "hit %", "inserts", "evictions", "stale"
+    );
+    for level in &stats.levels {
+        let lookups = level.hits + level.misses;
+        let ratio = if lookups == 0 {
+            "-".to_string()
+        } else {
+            format!("{:.1}", 100.0 * level.hits as f64 / lookups as f64)
+        };
+        println!(
+            "   {:<12} {:>8} {:>10} {:>10} {:>8} {:>8} {:>9} {:>6}  {} / {}",
+            level.level,
+            level.entries,
+            level.hits,
+            level.misses,
+            ratio,
+            level.inserts,
+            level.evictions,
+            level.stale_served,
+            level.weighted_bytes,
+            level.capacity_bytes
         );
     }
 }

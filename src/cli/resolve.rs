@@ -32,6 +32,9 @@ pub struct ResolveArgs {
     /// Give up after this long (travels to the node as the gRPC deadline).
     #[arg(long, default_value = "10s", value_parser = super::parse_duration, value_name = "DURATION")]
     timeout: Duration,
+    /// Also print the node's cache statistics per level (answers, negatives, delegations).
+    #[arg(long)]
+    stats: bool,
     /// Print one JSON document on stdout.
     #[arg(long)]
     json: bool,
@@ -39,14 +42,18 @@ pub struct ResolveArgs {
 
 pub async fn run(args: ResolveArgs) -> anyhow::Result<ExitCode> {
     match resolve(&args).await {
-        Ok(answer) => {
+        Ok((answer, stats)) => {
             if args.json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&output::answer_json(&answer))?
-                );
+                let mut document = output::answer_json(&answer);
+                if let (Some(stats), Some(fields)) = (&stats, document.as_object_mut()) {
+                    fields.insert("cache_stats".into(), output::cache_stats_json(stats));
+                }
+                println!("{}", serde_json::to_string_pretty(&document)?);
             } else {
                 output::print_answer(&answer);
+                if let Some(stats) = &stats {
+                    output::print_cache_stats(stats);
+                }
             }
             let code = exit_code(&answer, args.no_recurse);
             if code != ExitCode::SUCCESS && !args.json {
@@ -68,7 +75,9 @@ pub async fn run(args: ResolveArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-async fn resolve(args: &ResolveArgs) -> anyhow::Result<Answer> {
+async fn resolve(
+    args: &ResolveArgs,
+) -> anyhow::Result<(Answer, Option<pb::GetCacheStatsResponse>)> {
     let mut client = connect(&args.server).await?;
     let mut request = tonic::Request::new(pb::ResolveRequest {
         name: args.name.clone(),
@@ -84,7 +93,17 @@ async fn resolve(args: &ResolveArgs) -> anyhow::Result<Answer> {
             args.server
         )
     })?;
-    Ok(Answer::try_from(response.into_inner())?)
+    let answer = Answer::try_from(response.into_inner())?;
+    let stats = if args.stats {
+        let response = client
+            .get_cache_stats(pb::GetCacheStatsRequest {})
+            .await
+            .map_err(|status| anyhow::anyhow!("cache statistics: {}", status.message()))?;
+        Some(response.into_inner())
+    } else {
+        None
+    };
+    Ok((answer, stats))
 }
 
 fn exit_code(answer: &Answer, no_recurse: bool) -> ExitCode {

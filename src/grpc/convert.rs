@@ -11,6 +11,7 @@ use crate::name::{Name, NameError};
 use crate::record::{
     self, Agent, Alias, Delegation, Endpoint, JsonDoc, RecordError, ServerAddress, limits,
 };
+use crate::resolver::LevelStats;
 use crate::zone::ZoneSnapshot;
 
 use super::pb;
@@ -253,6 +254,22 @@ pub fn zone_response(zone: &ZoneSnapshot, served_by: &str) -> pb::GetZoneRespons
         agent_count: u32::try_from(zone.agent_count()).unwrap_or(u32::MAX),
         alias_count: u32::try_from(zone.alias_count()).unwrap_or(u32::MAX),
         served_by: served_by.to_string(),
+    }
+}
+
+impl From<&LevelStats> for pb::CacheLevelStats {
+    fn from(stats: &LevelStats) -> pb::CacheLevelStats {
+        pb::CacheLevelStats {
+            level: stats.level.to_string(),
+            entries: stats.entries,
+            weighted_bytes: stats.weighted_bytes,
+            capacity_bytes: stats.capacity_bytes,
+            hits: stats.hits,
+            misses: stats.misses,
+            inserts: stats.inserts,
+            evictions: stats.evictions,
+            stale_served: stats.stale_served,
+        }
     }
 }
 

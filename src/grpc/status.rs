@@ -4,6 +4,7 @@ use tonic::{Code, Status};
 
 use crate::catalog::CatalogError;
 use crate::grpc::convert::RequestError;
+use crate::resolver::ResolveError;
 
 /// Everything a `Registry` call can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -13,6 +14,8 @@ pub enum ServiceError {
     Request(#[from] RequestError),
     #[error(transparent)]
     Catalog(#[from] CatalogError),
+    #[error(transparent)]
+    Resolve(#[from] ResolveError),
 }
 
 impl From<ServiceError> for Status {
@@ -21,6 +24,17 @@ impl From<ServiceError> for Status {
             ServiceError::Request(_) => Code::InvalidArgument,
             ServiceError::Catalog(CatalogError::NotAuthoritative { .. })
             | ServiceError::Catalog(CatalogError::NoSuchZone { .. }) => Code::NotFound,
+            ServiceError::Resolve(error) => match error {
+                ResolveError::Unavailable { .. } => Code::Unavailable,
+                ResolveError::DeadlineExceeded { .. } => Code::DeadlineExceeded,
+                // Configuration and data problems of the tree (SERVFAIL-like): retrying the
+                // same query will not help until someone fixes the zones or the node.
+                ResolveError::NoRoots { .. }
+                | ResolveError::TooManyReferrals { .. }
+                | ResolveError::TooManyQueries { .. }
+                | ResolveError::AliasLoop { .. }
+                | ResolveError::AliasChainTooLong { .. } => Code::FailedPrecondition,
+            },
         };
         Status::new(code, error.to_string())
     }

@@ -1,0 +1,524 @@
+//! Recursive resolution (CONTRACT section 4): from this node's own zones, or from the closest
+//! cached zone cut, or from the root hints, follow referrals down to the answer, chase
+//! aliases across zones, and cache what was learnt.
+//!
+//! - Caches ([`cache`]): answers, negative answers and delegations, each with its TTL on the
+//!   resolver's clock, kept past it for serve-stale.
+//! - Server choice ([`servers`]): smoothed RTT with a decaying failure penalty; on error or
+//!   timeout the next server of the zone is tried within the same query.
+//! - Bounds: referral depth, alias chain, upstream queries per resolution, and the caller's
+//!   deadline, which shrinks as it travels to every hop.
+//! - Coalescing: concurrent resolutions of one name share one walk through the tree (moka's
+//!   `try_get_with` on an in-flight map), so a burst of identical cold queries costs one
+//!   upstream query per hop.
+//!
+//! The resolver asks other nodes through the [`Upstream`] trait, implemented over gRPC in
+//! `grpc::upstream`; it never sees a wire format.
+
+pub mod cache;
+pub mod servers;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use tokio::time::Instant;
+
+use crate::answer::{Answer, Outcome, TraceStep};
+use crate::catalog::Catalog;
+use crate::clock::Clock;
+use crate::name::Name;
+use crate::record::limits::ALIAS_CHAIN_MAX;
+use crate::record::{Alias, Delegation, ServerAddress};
+
+pub use cache::{CacheConfig, LevelStats, ResolverCache};
+pub use servers::ServerSelector;
+
+/// Limits and windows of the resolver.
+#[derive(Debug, Clone)]
+pub struct ResolverConfig {
+    /// Root hints: the servers of the root zone.
+    pub roots: Vec<ServerAddress>,
+    /// Referrals followed in one resolution.
+    pub max_referrals: usize,
+    /// Upstream queries one resolution may send, failovers included.
+    pub max_queries: usize,
+    /// Budget of a resolution when the caller sets no deadline (and the cap when it does).
+    pub max_time: Duration,
+    /// Longest wait for one server before trying the next.
+    pub attempt_timeout: Duration,
+    /// TTL given to a stale answer.
+    pub stale_ttl: u32,
+    pub cache: CacheConfig,
+}
+
+impl Default for ResolverConfig {
+    fn default() -> Self {
+        ResolverConfig {
+            roots: Vec::new(),
+            max_referrals: 16,
+            max_queries: 32,
+            max_time: Duration::from_secs(5),
+            attempt_timeout: Duration::from_millis(1500),
+            stale_ttl: 30,
+            cache: CacheConfig::default(),
+        }
+    }
+}
+
+/// Why a resolution failed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum ResolveError {
+    #[error("every server of zone {zone} failed: {}", failures.join("; "))]
+    Unavailable { zone: Name, failures: Vec<String> },
+    #[error("resolution of {name} ran out of time")]
+    DeadlineExceeded { name: Name },
+    #[error(
+        "this node is not authoritative for {name} and has no root hints to recurse from (start it with --root URL)"
+    )]
+    NoRoots { name: Name },
+    #[error(
+        "resolution of {name} followed more than {limit} referrals (limit {limit}): a delegation loop?"
+    )]
+    TooManyReferrals { name: Name, limit: usize },
+    #[error("resolution of {name} needed more than {limit} upstream queries (limit {limit})")]
+    TooManyQueries { name: Name, limit: usize },
+    #[error("alias loop across zones: {}", chain.iter().map(Name::to_string).collect::<Vec<_>>().join(" -> "))]
+    AliasLoop { chain: Vec<Name> },
+    #[error(
+        "alias chain from {name} follows more than {ALIAS_CHAIN_MAX} aliases (limit {ALIAS_CHAIN_MAX})"
+    )]
+    AliasChainTooLong { name: Name },
+}
+
+/// Why one upstream query failed; the resolver moves on to the next server.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum UpstreamError {
+    #[error("{server}: unreachable: {reason}")]
+    Unreachable { server: String, reason: String },
+    #[error("{server}: no answer within {} ms", timeout.as_millis())]
+    Timeout { server: String, timeout: Duration },
+    #[error("{server}: refused: {reason}")]
+    Refused { server: String, reason: String },
+    #[error("{server}: unusable answer: {reason}")]
+    BadAnswer { server: String, reason: String },
+}
+
+/// How the resolver asks another node (non-recursively) about a name.
+pub trait Upstream: Send + Sync + 'static {
+    fn query<'a>(
+        &'a self,
+        server: &'a ServerAddress,
+        name: &'a Name,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<Answer, UpstreamError>>;
+}
+
+/// Per-call options.
+#[derive(Debug, Clone, Copy)]
+pub struct ResolveOptions {
+    /// When the caller stops waiting (its gRPC deadline), if it set one.
+    pub deadline: Option<Instant>,
+    pub trace: bool,
+}
+
+/// The state of one resolution: its budget and its trace.
+struct Walk {
+    deadline: Instant,
+    queries: usize,
+    trace: Option<Vec<TraceStep>>,
+}
+
+impl Walk {
+    fn step(&mut self, step: impl FnOnce() -> TraceStep) {
+        if let Some(trace) = &mut self.trace {
+            trace.push(step());
+        }
+    }
+
+    fn remaining(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now())
+    }
+}
+
+/// A zone cut to ask: the zone and its servers.
+struct Cut {
+    zone: Name,
+    servers: Vec<ServerAddress>,
+}
+
+/// The recursive resolver of one node.
+pub struct Resolver {
+    catalog: Arc<Catalog>,
+    config: ResolverConfig,
+    upstream: Arc<dyn Upstream>,
+    cache: ResolverCache,
+    servers: ServerSelector,
+    /// Resolutions in flight, so concurrent misses for one name share one walk.
+    in_flight: moka::future::Cache<Name, Answer>,
+}
+
+fn micros(since: Instant) -> u32 {
+    u32::try_from(since.elapsed().as_micros()).unwrap_or(u32::MAX)
+}
+
+impl Resolver {
+    pub fn new(
+        catalog: Arc<Catalog>,
+        config: ResolverConfig,
+        upstream: Arc<dyn Upstream>,
+        clock: Arc<dyn Clock>,
+    ) -> Resolver {
+        Resolver {
+            cache: ResolverCache::new(&config.cache, Arc::clone(&clock)),
+            servers: ServerSelector::new(clock),
+            in_flight: moka::future::Cache::builder().max_capacity(100_000).build(),
+            catalog,
+            config,
+            upstream,
+        }
+    }
+
+    pub async fn cache_stats(&self) -> Vec<LevelStats> {
+        self.cache.stats().await
+    }
+
+    pub fn servers(&self) -> &ServerSelector {
+        &self.servers
+    }
+
+    fn node_id(&self) -> &Arc<str> {
+        self.catalog.node_id()
+    }
+
+    /// Resolves `name` to its final answer, chasing aliases across zones.
+    pub async fn resolve(
+        &self,
+        name: &Name,
+        options: ResolveOptions,
+    ) -> Result<Answer, ResolveError> {
+        let cap = Instant::now() + self.config.max_time;
+        let mut walk = Walk {
+            deadline: options.deadline.map_or(cap, |d| d.min(cap)),
+            queries: 0,
+            trace: options.trace.then(Vec::new),
+        };
+        let mut chain: Vec<Arc<Alias>> = Vec::new();
+        // Every name on the chain so far; meeting one again is a loop.
+        let mut seen: Vec<Name> = vec![name.clone()];
+        let mut current = name.clone();
+        let mut ttl = u32::MAX;
+        let mut stale = false;
+        loop {
+            let mut answer = self.resolve_name(&current, &mut walk).await?;
+            ttl = ttl.min(answer.ttl);
+            stale |= answer.stale;
+            for alias in &answer.aliases {
+                if seen.contains(&alias.target) {
+                    let mut shown = seen.clone();
+                    shown.push(alias.target.clone());
+                    return Err(ResolveError::AliasLoop { chain: shown });
+                }
+                seen.push(alias.target.clone());
+            }
+            chain.append(&mut answer.aliases);
+            if chain.len() > ALIAS_CHAIN_MAX {
+                return Err(ResolveError::AliasChainTooLong { name: name.clone() });
+            }
+            match &answer.outcome {
+                Outcome::Alias { target } => current = target.clone(),
+                _ => {
+                    answer.name = name.clone();
+                    answer.aliases = chain;
+                    answer.ttl = ttl;
+                    answer.stale = stale;
+                    answer.served_by = Arc::clone(self.node_id());
+                    answer.recursion_available = true;
+                    answer.trace = walk.trace.unwrap_or_default();
+                    return Ok(answer);
+                }
+            }
+        }
+    }
+
+    /// One name, without chasing an out-of-zone alias: cache, then the tree.
+    async fn resolve_name(&self, name: &Name, walk: &mut Walk) -> Result<Answer, ResolveError> {
+        let started = Instant::now();
+        if let Some(answer) = self.cache.fresh_answer(name).await {
+            walk.step(|| TraceStep {
+                server: self.node_id().to_string(),
+                zone: answer.zone.clone(),
+                outcome: Some(answer.outcome.word()),
+                latency_us: micros(started),
+                cached: true,
+                authoritative: false,
+                error: None,
+            });
+            return Ok(answer);
+        }
+        let result = if walk.trace.is_some() {
+            // A traced resolution walks on its own so its trace is its own.
+            self.walk_tree(name, walk).await
+        } else {
+            let deadline = walk.deadline;
+            let shared = self.in_flight.try_get_with(name.clone(), async {
+                let mut own = Walk {
+                    deadline,
+                    queries: 0,
+                    trace: None,
+                };
+                self.walk_tree(name, &mut own).await
+            });
+            let result = match tokio::time::timeout_at(deadline, shared).await {
+                Ok(result) => result.map_err(|error| ResolveError::clone(&error)),
+                Err(_) => Err(ResolveError::DeadlineExceeded { name: name.clone() }),
+            };
+            self.in_flight.invalidate(name).await;
+            result
+        };
+        match result {
+            Err(ResolveError::Unavailable { .. } | ResolveError::DeadlineExceeded { .. }) => {
+                let Some(mut answer) = self.cache.stale_answer(name).await else {
+                    return result;
+                };
+                answer.ttl = self.config.stale_ttl;
+                walk.step(|| TraceStep {
+                    server: self.node_id().to_string(),
+                    zone: answer.zone.clone(),
+                    outcome: Some(answer.outcome.word()),
+                    latency_us: micros(started),
+                    cached: true,
+                    authoritative: false,
+                    error: Some("every server failed; serving a stale answer".to_string()),
+                });
+                Ok(answer)
+            }
+            other => other,
+        }
+    }
+
+    /// Where to start: this node's own authority, the closest fresh cached cut, or the root
+    /// hints. Returns the answer itself when this node is authoritative for it.
+    async fn start(
+        &self,
+        name: &Name,
+        walk: &mut Walk,
+    ) -> Result<Result<Answer, Cut>, ResolveError> {
+        let started = Instant::now();
+        if let Ok(answer) = self.catalog.lookup(name) {
+            walk.step(|| TraceStep {
+                server: self.node_id().to_string(),
+                zone: answer.zone.clone(),
+                outcome: Some(answer.outcome.word()),
+                latency_us: micros(started),
+                cached: false,
+                authoritative: true,
+                error: None,
+            });
+            let answer = self.alias_into_child(answer).await;
+            return Ok(match answer.outcome {
+                Outcome::Referral(delegation) => {
+                    // A cut inside our own zone: as good as any cached one below it.
+                    let below = self
+                        .cache
+                        .closest_delegation(name, Some(&delegation.zone))
+                        .await;
+                    let cut = below.unwrap_or(delegation);
+                    Err(Cut {
+                        zone: cut.zone.clone(),
+                        servers: cut.servers.clone(),
+                    })
+                }
+                _ => Ok(answer),
+            });
+        }
+        if let Some(delegation) = self.cache.closest_delegation(name, None).await {
+            walk.step(|| TraceStep {
+                server: self.node_id().to_string(),
+                zone: delegation.zone.clone(),
+                outcome: Some("referral"),
+                latency_us: micros(started),
+                cached: true,
+                authoritative: false,
+                error: None,
+            });
+            return Ok(Err(Cut {
+                zone: delegation.zone.clone(),
+                servers: delegation.servers.clone(),
+            }));
+        }
+        if self.config.roots.is_empty() {
+            return Err(ResolveError::NoRoots { name: name.clone() });
+        }
+        walk.step(|| TraceStep {
+            server: self.node_id().to_string(),
+            zone: Name::root(),
+            outcome: Some("referral"),
+            latency_us: micros(started),
+            cached: false,
+            authoritative: false,
+            error: None,
+        });
+        Ok(Err(Cut {
+            zone: Name::root(),
+            servers: self.config.roots.clone(),
+        }))
+    }
+
+    /// A referral reached through an in-zone alias is about the alias target, not the name
+    /// asked: cache the cut and hand the target back to be chased like any alias.
+    async fn alias_into_child(&self, mut answer: Answer) -> Answer {
+        if let (Outcome::Referral(delegation), Some(last)) =
+            (&answer.outcome, answer.aliases.last())
+        {
+            let target = last.target.clone();
+            self.cache
+                .put_delegation(Arc::clone(delegation), answer.ttl)
+                .await;
+            answer.outcome = Outcome::Alias { target };
+        }
+        answer
+    }
+
+    /// Follows referrals from the starting cut down to a final answer for `name`.
+    async fn walk_tree(&self, name: &Name, walk: &mut Walk) -> Result<Answer, ResolveError> {
+        let mut cut = match self.start(name, walk).await? {
+            Ok(answer) => return Ok(answer),
+            Err(cut) => cut,
+        };
+        for _ in 0..=self.config.max_referrals {
+            let answer = self.query_zone(&cut, name, walk).await?;
+            let answer = self.alias_into_child(answer).await;
+            match &answer.outcome {
+                Outcome::Referral(delegation) => {
+                    self.cache
+                        .put_delegation(Arc::clone(delegation), answer.ttl)
+                        .await;
+                    cut = Cut {
+                        zone: delegation.zone.clone(),
+                        servers: delegation.servers.clone(),
+                    };
+                }
+                _ => {
+                    self.cache.put_answer(&answer).await;
+                    return Ok(answer);
+                }
+            }
+        }
+        Err(ResolveError::TooManyReferrals {
+            name: name.clone(),
+            limit: self.config.max_referrals,
+        })
+    }
+
+    /// Asks the servers of one zone, best first, until one gives a usable answer.
+    async fn query_zone(
+        &self,
+        cut: &Cut,
+        name: &Name,
+        walk: &mut Walk,
+    ) -> Result<Answer, ResolveError> {
+        let mut failures = Vec::new();
+        for server in self.servers.order(&cut.servers) {
+            if walk.queries >= self.config.max_queries {
+                return Err(ResolveError::TooManyQueries {
+                    name: name.clone(),
+                    limit: self.config.max_queries,
+                });
+            }
+            let remaining = walk.remaining();
+            if remaining.is_zero() {
+                return Err(ResolveError::DeadlineExceeded { name: name.clone() });
+            }
+            walk.queries += 1;
+            let timeout = remaining.min(self.config.attempt_timeout);
+            let started = Instant::now();
+            let result = self
+                .upstream
+                .query(&server, name, timeout)
+                .await
+                .and_then(|answer| check_answer(&server, cut, name, answer));
+            match result {
+                Ok(answer) => {
+                    self.servers.record_success(&server.grpc, started.elapsed());
+                    walk.step(|| TraceStep {
+                        server: answer.served_by.to_string(),
+                        zone: answer.zone.clone(),
+                        outcome: Some(answer.outcome.word()),
+                        latency_us: micros(started),
+                        cached: false,
+                        authoritative: answer.authoritative,
+                        error: None,
+                    });
+                    return Ok(answer);
+                }
+                Err(error) => {
+                    tracing::debug!(zone = %cut.zone, %error, "upstream query failed; trying the next server");
+                    self.servers.record_failure(&server.grpc);
+                    walk.step(|| TraceStep {
+                        server: server.grpc.clone(),
+                        zone: cut.zone.clone(),
+                        outcome: None,
+                        latency_us: micros(started),
+                        cached: false,
+                        authoritative: false,
+                        error: Some(error.to_string()),
+                    });
+                    failures.push(error.to_string());
+                }
+            }
+        }
+        if walk.remaining().is_zero() {
+            return Err(ResolveError::DeadlineExceeded { name: name.clone() });
+        }
+        Err(ResolveError::Unavailable {
+            zone: cut.zone.clone(),
+            failures,
+        })
+    }
+}
+
+/// An answer from the servers of `cut` about `name` must be about that name, from a zone
+/// at or below the cut, and a referral must lead strictly downwards towards the name:
+/// anything else is a lame or looping server, and the next one is tried.
+fn check_answer(
+    server: &ServerAddress,
+    cut: &Cut,
+    name: &Name,
+    answer: Answer,
+) -> Result<Answer, UpstreamError> {
+    let bad = |reason: String| UpstreamError::BadAnswer {
+        server: server.grpc.clone(),
+        reason,
+    };
+    if answer.name != *name {
+        return Err(bad(format!(
+            "answered for {} instead of {name}",
+            answer.name
+        )));
+    }
+    if !answer.zone.is_at_or_below(&cut.zone) || !name.is_at_or_below(&answer.zone) {
+        return Err(bad(format!(
+            "answered from zone {}, which is not between {} and {name} (a lame delegation or a delegation loop)",
+            answer.zone, cut.zone
+        )));
+    }
+    if let Outcome::Referral(delegation) = &answer.outcome {
+        // Through an alias, the referral is about the alias target.
+        let towards = answer.aliases.last().map_or(name, |alias| &alias.target);
+        check_referral(delegation, cut, towards).map_err(bad)?;
+    }
+    Ok(answer)
+}
+
+fn check_referral(delegation: &Delegation, cut: &Cut, name: &Name) -> Result<(), String> {
+    if !delegation.zone.is_strictly_below(&cut.zone) || !name.is_at_or_below(&delegation.zone) {
+        return Err(format!(
+            "referral to {} does not lead from {} towards {name} (a lame delegation or a delegation loop)",
+            delegation.zone, cut.zone
+        ));
+    }
+    Ok(())
+}
