@@ -4,6 +4,12 @@
 //! Each worker keeps its own histogram and counters (no shared lock on the hot path); they
 //! are merged at the end. Connections are opened before the clock starts, so the figures are
 //! about serving, not about connecting.
+//!
+//! Names are taken in turn, or by a Zipf law over their order in the file (the first name the
+//! most popular), which is how real lookups spread; the node's cache statistics before and
+//! after give the hit ratio of the run. The cold mode measures what a cache miss costs: each
+//! lookup runs in a fresh in-process resolver with empty caches, from the root hints down
+//! (connections to the nodes stay warm, as they would in a long-running resolver).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -11,9 +17,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
+use rand_distr::{Distribution, Zipf};
 
-use crate::grpc::client::{ClientError, connect};
+use crate::catalog::Catalog;
+use crate::grpc::client::{ClientError, RegistryClient, connect};
 use crate::grpc::pb;
+use crate::grpc::upstream::GrpcUpstream;
+use crate::name::Name;
+use crate::record::ServerAddress;
+use crate::resolver::{ResolveOptions, Resolver, ResolverConfig};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -24,6 +38,28 @@ pub enum BenchError {
     NoNames,
     #[error("--{flag} must be at least 1")]
     Zero { flag: &'static str },
+    #[error("--zipf exponent {0} must be a positive number")]
+    BadZipf(f64),
+    #[error("invalid root URL: {0}")]
+    BadRoot(String),
+}
+
+/// How the names of the file are chosen.
+#[derive(Debug, Clone, Copy)]
+pub enum NamePick {
+    /// Each worker walks through the names in turn.
+    InTurn,
+    /// Zipf-distributed ranks with this exponent (the first name the most popular).
+    Zipf(f64),
+}
+
+/// What is loaded.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// A node's Resolve over gRPC.
+    Server,
+    /// A fresh in-process resolver per lookup, recursing from these root hints.
+    Cold { root: String },
 }
 
 /// What to run.
@@ -35,6 +71,10 @@ pub struct ResolveBench {
     pub connections: usize,
     pub duration: Duration,
     pub recursive: bool,
+    pub pick: NamePick,
+    pub target: Target,
+    /// Seed of the Zipf draws (each worker derives its own), printed so a run can be repeated.
+    pub seed: u64,
     /// Show a progress bar on stderr (hidden anyway when stderr is not a terminal).
     pub progress: bool,
 }
@@ -53,6 +93,10 @@ pub struct BenchReport {
     pub outcomes: BTreeMap<String, u64>,
     /// The first few distinct error messages.
     pub error_samples: Vec<String>,
+    /// Hits / lookups of the node's answer caches (positive and negative) during the run,
+    /// when the node reports cache statistics.
+    pub cache_hit_ratio: Option<f64>,
+    pub seed: u64,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -111,7 +155,20 @@ pub async fn run_resolve(bench: ResolveBench) -> Result<BenchReport, BenchError>
     for _ in 0..bench.connections {
         clients.push(connect(&bench.server).await?);
     }
+    let cold_root = match &bench.target {
+        Target::Server => None,
+        Target::Cold { root } => {
+            Some(ServerAddress::new(root, None).map_err(|e| BenchError::BadRoot(e.to_string()))?)
+        }
+    };
+    if let NamePick::Zipf(exponent) = bench.pick
+        && !(exponent.is_finite() && exponent > 0.0)
+    {
+        return Err(BenchError::BadZipf(exponent));
+    }
+    let stats_before = cache_lookups(&mut clients[0]).await;
     let names: Arc<[String]> = bench.names.into();
+    let upstream = Arc::new(GrpcUpstream::new());
     let completed = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let deadline = started + bench.duration;
@@ -140,7 +197,10 @@ pub async fn run_resolve(bench: ResolveBench) -> Result<BenchReport, BenchError>
         let mut client = clients[worker % clients.len()].clone();
         let names = Arc::clone(&names);
         let completed = Arc::clone(&completed);
+        let upstream = Arc::clone(&upstream);
+        let cold_root = cold_root.clone();
         let recursive = bench.recursive;
+        let mut picker = Picker::new(bench.pick, names.len(), worker, bench.seed);
         workers.push(tokio::spawn(async move {
             let mut result = WorkerResult {
                 histogram: new_histogram(),
@@ -148,30 +208,36 @@ pub async fn run_resolve(bench: ResolveBench) -> Result<BenchReport, BenchError>
                 outcomes: BTreeMap::new(),
                 error_samples: Vec::new(),
             };
-            // Workers start at different offsets and stride through the names, so the
-            // whole set is covered without a shared counter.
-            let mut index = worker.wrapping_mul(7919) % names.len();
             while Instant::now() < deadline {
-                let request = pb::ResolveRequest {
-                    name: names[index].clone(),
-                    recursive,
-                    trace: false,
-                };
-                index = (index + 1) % names.len();
-                let sent = Instant::now();
-                let response = client.resolve(request).await;
-                let micros = sent.elapsed().as_micros().max(1) as u64;
-                match response {
-                    Ok(response) => {
-                        let _ = result.histogram.record(micros.min(60_000_000));
-                        *result
-                            .outcomes
-                            .entry(response.get_ref().outcome)
-                            .or_default() += 1;
+                let name = &names[picker.next()];
+                let outcome = match &cold_root {
+                    None => {
+                        let sent = Instant::now();
+                        let response = client
+                            .resolve(pb::ResolveRequest {
+                                name: name.clone(),
+                                recursive,
+                                trace: false,
+                            })
+                            .await;
+                        (
+                            sent,
+                            response.map(|r| r.get_ref().outcome).map_err(|status| {
+                                format!("{:?}: {}", status.code(), status.message())
+                            }),
+                        )
                     }
-                    Err(status) => {
+                    Some(root) => cold_lookup(&upstream, root, name).await,
+                };
+                let (sent, outcome) = outcome;
+                let micros = sent.elapsed().as_micros().max(1) as u64;
+                match outcome {
+                    Ok(outcome) => {
+                        let _ = result.histogram.record(micros.min(60_000_000));
+                        *result.outcomes.entry(outcome).or_default() += 1;
+                    }
+                    Err(text) => {
                         result.errors += 1;
-                        let text = format!("{:?}: {}", status.code(), status.message());
                         if result.error_samples.len() < MAX_ERROR_SAMPLES
                             && !result.error_samples.contains(&text)
                         {
@@ -209,6 +275,12 @@ pub async fn run_resolve(bench: ResolveBench) -> Result<BenchReport, BenchError>
     let elapsed = started.elapsed();
     ticker.abort();
     progress.finish_and_clear();
+    let cache_hit_ratio = match (stats_before, cache_lookups(&mut clients[0]).await) {
+        (Some((hits0, lookups0)), Some((hits1, lookups1))) if lookups1 > lookups0 => {
+            Some((hits1 - hits0) as f64 / (lookups1 - lookups0) as f64)
+        }
+        _ => None,
+    };
     let requests = histogram.len() + errors;
     Ok(BenchReport {
         requests,
@@ -220,7 +292,95 @@ pub async fn run_resolve(bench: ResolveBench) -> Result<BenchReport, BenchError>
         latency_us: Percentiles::of(&histogram),
         outcomes,
         error_samples,
+        cache_hit_ratio,
+        seed: bench.seed,
     })
+}
+
+/// Picks name indices in turn or by Zipf rank.
+struct Picker {
+    next_in_turn: usize,
+    len: usize,
+    zipf: Option<(Zipf<f64>, SmallRng)>,
+}
+
+impl Picker {
+    fn new(pick: NamePick, len: usize, worker: usize, seed: u64) -> Picker {
+        let zipf = match pick {
+            NamePick::InTurn => None,
+            NamePick::Zipf(exponent) => Zipf::new(len as f64, exponent).ok().map(|zipf| {
+                (
+                    zipf,
+                    SmallRng::seed_from_u64(seed.wrapping_add(worker as u64)),
+                )
+            }),
+        };
+        Picker {
+            // Workers start at different offsets so the whole set is covered.
+            next_in_turn: worker.wrapping_mul(7919) % len,
+            len,
+            zipf,
+        }
+    }
+
+    fn next(&mut self) -> usize {
+        match &mut self.zipf {
+            Some((zipf, rng)) => (zipf.sample(rng) as usize).clamp(1, self.len) - 1,
+            None => {
+                let index = self.next_in_turn;
+                self.next_in_turn = (index + 1) % self.len;
+                index
+            }
+        }
+    }
+}
+
+/// One lookup in a brand-new resolver (empty caches), timed from the first query.
+async fn cold_lookup(
+    upstream: &Arc<GrpcUpstream>,
+    root: &ServerAddress,
+    name: &str,
+) -> (Instant, Result<i32, String>) {
+    let config = ResolverConfig {
+        roots: vec![root.clone()],
+        ..ResolverConfig::default()
+    };
+    let resolver = Resolver::new(
+        Arc::new(Catalog::new("bench", Vec::new())),
+        config,
+        Arc::clone(upstream) as Arc<dyn crate::resolver::Upstream>,
+        crate::clock::system(),
+    );
+    let sent = Instant::now();
+    let result = match Name::parse(name) {
+        Ok(name) => resolver
+            .resolve(
+                &name,
+                ResolveOptions {
+                    deadline: None,
+                    trace: false,
+                },
+            )
+            .await
+            .map(|answer| pb::ResolveResponse::from(&answer).outcome)
+            .map_err(|error| error.to_string()),
+        Err(error) => Err(error.to_string()),
+    };
+    (sent, result)
+}
+
+/// (hits, lookups) of the node's answer caches, if it reports them.
+async fn cache_lookups(client: &mut RegistryClient) -> Option<(u64, u64)> {
+    let stats = client
+        .get_cache_stats(pb::GetCacheStatsRequest {})
+        .await
+        .ok()?;
+    let levels = &stats.get_ref().levels;
+    let answers = levels.iter().find(|l| l.level == "answers")?;
+    let negatives = levels.iter().find(|l| l.level == "negatives")?;
+    // A miss is counted at both answer levels; count it once.
+    let hits = answers.hits + negatives.hits;
+    Some((hits, hits + answers.misses))
 }
 
 fn progress_bar(enabled: bool, duration: Duration) -> indicatif::ProgressBar {

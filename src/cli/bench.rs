@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 
-use aop::bench::{self, BenchReport, ResolveBench};
+use aop::bench::{self, BenchReport, NamePick, ResolveBench, Target};
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
@@ -36,6 +36,18 @@ pub struct ResolveArgs {
     /// Non-recursive queries (the node's authoritative data only).
     #[arg(long)]
     no_recurse: bool,
+    /// Pick names by a Zipf law with this exponent over their order in the file (the first
+    /// name the most popular) instead of in turn; prints the node's cache hit ratio.
+    #[arg(long, value_name = "EXPONENT")]
+    zipf: Option<f64>,
+    /// Measure cold resolutions: each lookup runs in a fresh in-process resolver with empty
+    /// caches, recursing from this root node (connections stay warm). --server is then only
+    /// used for the cache statistics.
+    #[arg(long, value_name = "ROOT_URL")]
+    cold_root: Option<String>,
+    /// Seed of the Zipf draws [default: random, printed].
+    #[arg(long)]
+    seed: Option<u64>,
     /// Print one JSON document on stdout.
     #[arg(long)]
     json: bool,
@@ -63,6 +75,11 @@ async fn resolve(args: ResolveArgs) -> anyhow::Result<ExitCode> {
         connections: args.connections,
         duration: args.duration,
         recursive: !args.no_recurse,
+        pick: args.zipf.map_or(NamePick::InTurn, NamePick::Zipf),
+        target: args
+            .cold_root
+            .map_or(Target::Server, |root| Target::Cold { root }),
+        seed: args.seed.unwrap_or_else(rand::random),
         progress: !args.json && std::io::stderr().is_terminal(),
     })
     .await?;
@@ -102,6 +119,10 @@ fn print_report(what: &str, server: &str, report: &BenchReport) {
         .map(|(outcome, count)| format!("{outcome} {count}"))
         .collect();
     println!("outcomes     {}", outcomes.join(", "));
+    if let Some(ratio) = report.cache_hit_ratio {
+        println!("cache hits   {:.2} % of lookups on the node", 100.0 * ratio);
+    }
+    println!("seed         {}", report.seed);
     for sample in &report.error_samples {
         println!("error        {sample}");
     }
