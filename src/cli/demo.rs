@@ -43,17 +43,21 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         .iter()
         .find(|node| node.zones.iter().any(|z| z.as_str() == "finance.acme"))
         .map(|node| node.handle.grpc_url());
+    // The default --server is the demo root on the default port base.
+    let server = if root == super::DEFAULT_SERVER {
+        String::new()
+    } else {
+        format!("--server {root} ")
+    };
     println!();
     println!("Try:");
-    println!(
-        "  aop resolve --server {root} --no-recurse analyst.finance.acme    # the root refers you to acme"
-    );
+    println!("  aop resolve {server}analyst.finance.acme --trace    # recursion from the root, hop by hop");
+    println!("  aop resolve {server}forecaster.finance.acme --json  # an alias, answered from the cache");
+    println!("  aop resolve {server}librarian.research.globex --stats");
     if let Some(finance) = finance {
-        println!(
-            "  aop resolve --server {finance} --no-recurse analyst.finance.acme    # the authoritative answer"
-        );
-        println!("  aop resolve --server {finance} --no-recurse forecaster.finance.acme --json");
+        println!("  aop resolve --server {finance} --no-recurse fx.trading.finance.acme    # authoritative only");
     }
+    println!("  aop resolve --server {root} --no-recurse analyst.finance.acme    # the root's referral");
     println!();
     println!("ready: {} nodes; Ctrl-C stops", demo.nodes.len());
     super::shutdown_signal().await;

@@ -24,6 +24,14 @@ pub struct CheckArgs {
     json: bool,
 }
 
+fn count(n: usize, noun: &str) -> String {
+    match (n, noun.ends_with('s')) {
+        (1, _) => format!("1 {noun}"),
+        (_, true) => format!("{n} {noun}es"),
+        _ => format!("{n} {noun}s"),
+    }
+}
+
 pub fn run(command: ZoneCommand) -> anyhow::Result<ExitCode> {
     match command {
         ZoneCommand::Check(args) => check(args),
@@ -40,13 +48,13 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
             Ok(zone) => {
                 if !args.json {
                     println!(
-                        "ok  {}  zone {}, serial {}, {} agents, {} aliases, {} delegations",
+                        "ok  {}  zone {}, serial {}, {}, {}, {}",
                         path.display(),
                         zone.origin(),
                         zone.serial(),
-                        zone.agent_count(),
-                        zone.alias_count(),
-                        zone.delegations().count()
+                        count(zone.agent_count(), "agent"),
+                        count(zone.alias_count(), "alias"),
+                        count(zone.delegations().count(), "delegation"),
                     );
                 }
                 reports.push(json!({

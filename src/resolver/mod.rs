@@ -320,11 +320,22 @@ impl Resolver {
             let answer = self.alias_into_child(answer).await;
             return Ok(match answer.outcome {
                 Outcome::Referral(delegation) => {
-                    // A cut inside our own zone: as good as any cached one below it.
+                    // A cut inside our own zone, unless a cached one below it is closer.
                     let below = self
                         .cache
                         .closest_delegation(name, Some(&delegation.zone))
                         .await;
+                    if let Some(cached) = &below {
+                        walk.step(|| TraceStep {
+                            server: self.node_id().to_string(),
+                            zone: cached.zone.clone(),
+                            outcome: Some("referral"),
+                            latency_us: micros(started),
+                            cached: true,
+                            authoritative: false,
+                            error: None,
+                        });
+                    }
                     let cut = below.unwrap_or(delegation);
                     Err(Cut {
                         zone: cut.zone.clone(),
