@@ -306,7 +306,9 @@ async fn oversized_request_is_resource_exhausted_and_the_node_keeps_serving() {
         .unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
     assert!(
-        status.message().contains("is 1048560 characters long (limit 63)"),
+        status
+            .message()
+            .contains("is 1048560 characters long (limit 63)"),
         "{}",
         status.message()
     );

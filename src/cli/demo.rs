@@ -51,13 +51,21 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     };
     println!();
     println!("Try:");
-    println!("  aop resolve {server}analyst.finance.acme --trace    # recursion from the root, hop by hop");
-    println!("  aop resolve {server}forecaster.finance.acme --json  # an alias, answered from the cache");
+    println!(
+        "  aop resolve {server}analyst.finance.acme --trace    # recursion from the root, hop by hop"
+    );
+    println!(
+        "  aop resolve {server}forecaster.finance.acme --json  # an alias, answered from the cache"
+    );
     println!("  aop resolve {server}librarian.research.globex --stats");
     if let Some(finance) = finance {
-        println!("  aop resolve --server {finance} --no-recurse fx.trading.finance.acme    # authoritative only");
+        println!(
+            "  aop resolve --server {finance} --no-recurse fx.trading.finance.acme    # authoritative only"
+        );
     }
-    println!("  aop resolve --server {root} --no-recurse analyst.finance.acme    # the root's referral");
+    println!(
+        "  aop resolve --server {root} --no-recurse analyst.finance.acme    # the root's referral"
+    );
     println!();
     println!("ready: {} nodes; Ctrl-C stops", demo.nodes.len());
     super::shutdown_signal().await;
