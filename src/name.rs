@@ -205,6 +205,12 @@ impl Name {
         })
     }
 
+    /// The ancestor whose canonical text is `suffix`, one of [`Name::self_and_ancestors`].
+    pub(crate) fn ancestor(&self, suffix: &str) -> Name {
+        debug_assert!(is_suffix_name(&self.0, suffix));
+        Name(Arc::from(suffix))
+    }
+
     /// True when `self` is `zone` or below it.
     pub fn is_at_or_below(&self, zone: &Name) -> bool {
         is_suffix_name(&self.0, &zone.0)

@@ -1670,3 +1670,32 @@ endpoints = [{ url = "http://127.0.0.1:9101/mcp", priority = 0 }]
         .unwrap();
     assert_eq!(output.status.code(), Some(1));
 }
+
+#[test]
+fn large_zones_report_errors_from_every_part_of_the_file_in_order() {
+    // Large zones are read by two threads; errors from both halves must all arrive, sorted.
+    let mut text = String::from(
+        "[zone]\norigin = \"big\"\nserial = 1\nservers = [{ grpc = \"http://127.0.0.1:7000\" }]\n",
+    );
+    let mut expected = Vec::new();
+    for i in 0..2500 {
+        // The entry starts with a blank line, then `[[agent]]`, then `name`.
+        let line = text.lines().count() + 3;
+        let name = if i == 10 || i == 2490 {
+            expected.push(format!(
+                "{line}:8: label \"bad_{i}\" of \"bad_{i}\" contains '_': labels allow only letters a-z, digits 0-9 and inner hyphens"
+            ));
+            format!("bad_{i}")
+        } else {
+            format!("agent-{i}")
+        };
+        text.push_str(&format!(
+            "\n[[agent]]\nname = \"{name}\"\nendpoints = [{{ url = \"http://127.0.0.1:9000/mcp\" }}]\n"
+        ));
+    }
+    assert_eq!(errors(&text), expected);
+    let fixed = text.replace("bad_", "good-");
+    let zone = aop::zone::file::parse(std::path::Path::new("zone.toml"), &fixed).unwrap();
+    assert_eq!(zone.agent_count(), 2500);
+    assert_eq!(zone.agent_names()[0].as_str(), "agent-0.big");
+}

