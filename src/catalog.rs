@@ -83,6 +83,15 @@ impl Catalog {
             .cloned()
     }
 
+    /// The closest enclosing zone of any canonical dotted text (lowercase, no trailing dot,
+    /// `""` for the root), such as a DNS query name that is not an agent name.
+    pub fn find_zone_of_text(&self, name: &str) -> Option<Arc<ZoneSnapshot>> {
+        let zones = self.zones.load();
+        crate::name::label_suffixes(name)
+            .find_map(|suffix| zones.get(suffix))
+            .cloned()
+    }
+
     /// The authoritative answer for `name` from the closest enclosing zone.
     pub fn lookup(&self, name: &Name) -> Result<Answer, CatalogError> {
         let zone = self

@@ -17,6 +17,8 @@ pub struct NodeConfigFile {
     pub node_id: Option<String>,
     /// The gRPC listen address, such as `127.0.0.1:7100`.
     pub grpc: Option<SocketAddr>,
+    /// The DNS door's listen address (UDP and TCP), such as `127.0.0.2:53`.
+    pub dns: Option<SocketAddr>,
     /// Zone files this node is primary for.
     #[serde(default)]
     pub zones: Vec<PathBuf>,

@@ -3,13 +3,16 @@
 //! The zone files name their servers by address, but the demo assigns addresses itself
 //! (CONTRACT section 3): node 0 is the root, then one node per distinct `servers` entry of the
 //! zone files, zones taken in name order; node i serves gRPC on port base+i (or a free port
-//! when the base is 0). Every server address in the zones, including delegation glue, is
-//! rewritten to the assigned one, so the federation is self-consistent whatever the files say.
+//! when the base is 0) and DNS on base+100+i. Every server address in the zones, including
+//! delegation glue, is rewritten to the assigned one, so the federation is self-consistent
+//! whatever the files say. (Glue carries addresses, not ports, so a recursive DNS resolver
+//! cannot follow the demo's referrals between ports; `dig -p` against any door works.)
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
+use crate::dns::DnsListener;
 use crate::name::Name;
 use crate::node::{GrpcListener, NodeError, NodeHandle, ServeOptions, load_zone_files};
 use crate::record::ServerAddress;
@@ -108,25 +111,29 @@ pub async fn start(zones_dir: &Path, port_base: u16) -> Result<Demo, DemoError> 
     }
 
     let mut listeners = Vec::with_capacity(written.len());
-    for index in 0..written.len() {
-        let port = if port_base == 0 {
+    let mut dns_listeners = Vec::with_capacity(written.len());
+    let port = |offset: u16, index: usize| {
+        if port_base == 0 {
             0
         } else {
-            port_base + index as u16
-        };
-        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+            port_base + offset + index as u16
+        }
+    };
+    for index in 0..written.len() {
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port(0, index)));
         listeners.push(GrpcListener::bind(addr).await?);
+        let dns = SocketAddr::from((Ipv4Addr::LOCALHOST, port(DNS_PORT_OFFSET, index)));
+        dns_listeners.push(DnsListener::bind(dns).await.map_err(NodeError::from)?);
     }
     let assigned: HashMap<&str, ServerAddress> = written
         .iter()
-        .zip(&listeners)
-        .map(|(url, listener)| {
+        .zip(listeners.iter().zip(&dns_listeners))
+        .map(|(url, (listener, dns))| {
             (
                 url.as_str(),
                 ServerAddress {
                     grpc: listener.url(),
-                    // No DNS door yet: publish none rather than an address nobody serves.
-                    dns: None,
+                    dns: Some(dns.local_addr()),
                 },
             )
         })
@@ -152,7 +159,7 @@ pub async fn start(zones_dir: &Path, port_base: u16) -> Result<Demo, DemoError> 
         .into_iter()
         .collect();
     let mut nodes = Vec::with_capacity(listeners.len());
-    for (index, listener) in listeners.into_iter().enumerate() {
+    for (index, (listener, dns)) in listeners.into_iter().zip(dns_listeners).enumerate() {
         let url = listener.url();
         let served: Vec<_> = zones
             .iter()
@@ -162,7 +169,8 @@ pub async fn start(zones_dir: &Path, port_base: u16) -> Result<Demo, DemoError> 
         let names = served.iter().map(|zone| zone.origin().clone()).collect();
         let options = ServeOptions::new(served)
             .node_id(format!("node{index}"))
-            .roots(root_hints.clone());
+            .roots(root_hints.clone())
+            .dns(dns);
         let handle = listener.serve_with(options);
         nodes.push(DemoNode {
             index,

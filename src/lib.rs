@@ -21,6 +21,7 @@
 //! Around it, the doors and the wiring:
 //!
 //! - [`grpc`]: the `aop.v1` gRPC service and client; pb <-> domain conversions.
+//! - [`dns`]: the DNS door: the same zones over UDP and TCP DNS (hickory-proto wire types).
 //! - [`node`]: starts a node's listeners and tasks, hands back a handle, shuts down cleanly.
 //! - [`config`]: node configuration files (`deploy/nodes/*.toml`).
 //! - [`demo`]: the whole federation of `zones/` in one process.
@@ -35,6 +36,7 @@ pub mod catalog;
 pub mod clock;
 pub mod config;
 pub mod demo;
+pub mod dns;
 pub mod grpc;
 pub mod name;
 pub mod node;

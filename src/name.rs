@@ -192,17 +192,7 @@ impl Name {
     /// This name and every ancestor up to the root, as canonical suffixes (the root is `""`):
     /// `a.b.c`, `b.c`, `c`, `""`. Map lookups keyed by [`Name`] accept these directly.
     pub fn self_and_ancestors(&self) -> impl Iterator<Item = &str> {
-        let text: &str = &self.0;
-        let mut next = Some(text);
-        std::iter::from_fn(move || {
-            let current = next?;
-            next = if current.is_empty() {
-                None
-            } else {
-                Some(current.split_once('.').map_or("", |(_, rest)| rest))
-            };
-            Some(current)
-        })
+        label_suffixes(&self.0)
     }
 
     /// The ancestor whose canonical text is `suffix`, one of [`Name::self_and_ancestors`].
@@ -240,6 +230,21 @@ impl Name {
     pub fn child(&self, label: &str) -> Result<Name, NameError> {
         Name::parse_relative(label, self)
     }
+}
+
+/// Dotted text and every suffix of it at a label boundary, down to `""` (the root). Works on
+/// any canonical dotted text, such as DNS query names that are not agent names.
+pub(crate) fn label_suffixes(text: &str) -> impl Iterator<Item = &str> {
+    let mut next = Some(text);
+    std::iter::from_fn(move || {
+        let current = next?;
+        next = if current.is_empty() {
+            None
+        } else {
+            Some(current.split_once('.').map_or("", |(_, rest)| rest))
+        };
+        Some(current)
+    })
 }
 
 /// True when the canonical text `name` is `zone` or below it.

@@ -19,6 +19,7 @@ use tonic::transport::server::TcpIncoming;
 
 use crate::catalog::Catalog;
 use crate::clock::{self, Clock};
+use crate::dns::{DnsCounters, DnsError, DnsListener};
 use crate::grpc::RegistryService;
 use crate::grpc::limit::RequestSizeLimitLayer;
 use crate::grpc::pb::registry_server::RegistryServer;
@@ -50,6 +51,8 @@ pub enum NodeError {
     },
     #[error("gRPC server failed: {0}")]
     Serve(String),
+    #[error(transparent)]
+    Dns(#[from] DnsError),
 }
 
 /// What `aop node` runs.
@@ -58,6 +61,8 @@ pub struct NodeConfig {
     /// Names the node in `served_by`; default: its gRPC address.
     pub node_id: Option<String>,
     pub grpc: SocketAddr,
+    /// The DNS door's address (UDP and TCP), if the node has one.
+    pub dns: Option<SocketAddr>,
     pub zone_files: Vec<PathBuf>,
     /// Resolver settings; `resolver.roots` are the root hints.
     pub resolver: ResolverConfig,
@@ -71,6 +76,8 @@ pub struct ServeOptions {
     pub resolver: ResolverConfig,
     /// The clock TTLs are judged by (tests move a manual one).
     pub clock: Arc<dyn Clock>,
+    /// A bound DNS door to serve the same zones on, if any.
+    pub dns: Option<DnsListener>,
 }
 
 impl ServeOptions {
@@ -80,7 +87,13 @@ impl ServeOptions {
             zones,
             resolver: ResolverConfig::default(),
             clock: clock::system(),
+            dns: None,
         }
+    }
+
+    pub fn dns(mut self, listener: DnsListener) -> Self {
+        self.dns = Some(listener);
+        self
     }
 
     pub fn node_id(mut self, id: impl Into<String>) -> Self {
@@ -139,11 +152,16 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
         "zone files loaded"
     );
     let listener = GrpcListener::bind(config.grpc).await?;
+    let dns = match config.dns {
+        Some(addr) => Some(DnsListener::bind(addr).await?),
+        None => None,
+    };
     Ok(listener.serve_with(ServeOptions {
         node_id: config.node_id,
         zones,
         resolver: config.resolver,
         clock: clock::system(),
+        dns,
     }))
 }
 
@@ -202,6 +220,19 @@ impl GrpcListener {
             options.clock,
         ));
         let shutdown = CancellationToken::new();
+        let dns_counters = Arc::new(DnsCounters::default());
+        let (dns_addr, dns_task) = match options.dns {
+            Some(listener) => {
+                let addr = listener.local_addr();
+                let task = listener.serve(
+                    Arc::clone(&catalog),
+                    shutdown.child_token(),
+                    Arc::clone(&dns_counters),
+                );
+                (Some(addr), Some(task))
+            }
+            None => (None, None),
+        };
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
         let service = RegistryService::new(Arc::clone(&catalog), Arc::clone(&resolver));
         let resolve_requests = service.resolve_requests();
@@ -231,6 +262,9 @@ impl GrpcListener {
             catalog,
             resolver,
             resolve_requests,
+            dns_addr,
+            dns_task,
+            dns_counters,
             shutdown,
             task,
         }
@@ -244,6 +278,9 @@ pub struct NodeHandle {
     catalog: Arc<Catalog>,
     resolver: Arc<Resolver>,
     resolve_requests: Arc<AtomicU64>,
+    dns_addr: Option<SocketAddr>,
+    dns_task: Option<JoinHandle<()>>,
+    dns_counters: Arc<DnsCounters>,
     shutdown: CancellationToken,
     task: JoinHandle<Result<(), NodeError>>,
 }
@@ -269,6 +306,15 @@ impl NodeHandle {
         &self.resolver
     }
 
+    /// The DNS door's address, if the node has one.
+    pub fn dns_addr(&self) -> Option<SocketAddr> {
+        self.dns_addr
+    }
+
+    pub fn dns_counters(&self) -> &Arc<DnsCounters> {
+        &self.dns_counters
+    }
+
     /// Resolve requests this node has received.
     pub fn resolve_requests(&self) -> u64 {
         self.resolve_requests.load(Ordering::Relaxed)
@@ -285,6 +331,9 @@ impl NodeHandle {
     /// Stops accepting, drains requests in flight for up to five seconds, then stops.
     pub async fn shutdown(mut self) -> Result<(), NodeError> {
         self.shutdown.cancel();
+        if let Some(dns) = self.dns_task.take() {
+            let _ = tokio::time::timeout(DRAIN_DEADLINE, dns).await;
+        }
         match tokio::time::timeout(DRAIN_DEADLINE, &mut self.task).await {
             Ok(Ok(result)) => result,
             Ok(Err(join)) => Err(NodeError::Serve(join.to_string())),

@@ -26,14 +26,22 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let demo = demo::start(&args.zones, args.port_base).await?;
     println!("AOP demo federation from {}/", args.zones.display());
     println!();
-    println!("{:<6} {:<8} {:<24} zones", "node", "id", "grpc");
+    println!(
+        "{:<6} {:<8} {:<24} {:<17} zones",
+        "node", "id", "grpc", "dns"
+    );
     for node in &demo.nodes {
         let zones: Vec<String> = node.zones.iter().map(ToString::to_string).collect();
+        let dns = node
+            .handle
+            .dns_addr()
+            .map_or_else(|| "-".to_string(), |a| a.to_string());
         println!(
-            "{:<6} {:<8} {:<24} {}",
+            "{:<6} {:<8} {:<24} {:<17} {}",
             node.index,
             node.handle.node_id(),
             node.handle.grpc_url(),
+            dns,
             zones.join(", ")
         );
     }
@@ -66,6 +74,18 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     println!(
         "  aop resolve --server {root} --no-recurse analyst.finance.acme    # the root's referral"
     );
+    if let Some(dns) = demo
+        .nodes
+        .iter()
+        .find(|node| node.zones.iter().any(|z| z.as_str() == "finance.acme"))
+        .and_then(|node| node.handle.dns_addr())
+    {
+        println!(
+            "  dig @{} -p {} _mcp._tcp.analyst.finance.acme SRV    # the DNS door",
+            dns.ip(),
+            dns.port()
+        );
+    }
     println!();
     println!("ready: {} nodes; Ctrl-C stops", demo.nodes.len());
     super::shutdown_signal().await;

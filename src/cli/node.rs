@@ -29,6 +29,9 @@ pub struct NodeArgs {
     /// gRPC listen address (port 0 picks a free port and logs it).
     #[arg(long, value_name = "ADDR")]
     grpc: Option<SocketAddr>,
+    /// DNS door listen address, UDP and TCP (for example 127.0.0.2:53); none by default.
+    #[arg(long, value_name = "ADDR")]
+    dns: Option<SocketAddr>,
     /// Names this node in answers (`served_by`) [default: its gRPC address].
     #[arg(long, value_name = "ID")]
     node_id: Option<String>,
@@ -85,6 +88,7 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
     let config = NodeConfig {
         node_id: args.node_id.or(file.node_id),
         grpc,
+        dns: args.dns.or(file.dns),
         zone_files,
         resolver,
     };
@@ -92,6 +96,7 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
     tracing::info!(
         node = handle.node_id(),
         grpc = %handle.grpc_url(),
+        dns = ?handle.dns_addr(),
         zones = ?handle.catalog().origins().iter().map(ToString::to_string).collect::<Vec<_>>(),
         "node ready"
     );

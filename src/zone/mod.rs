@@ -307,6 +307,31 @@ impl ZoneSnapshot {
         }
     }
 
+    /// The alias at exactly this canonical name, if any.
+    pub fn alias(&self, name: &str) -> Option<&Arc<Alias>> {
+        match self.entries.get(name) {
+            Some(Entry::Alias(alias)) => Some(alias),
+            _ => None,
+        }
+    }
+
+    /// True when the name has no record but records exist below it (RFC 8020).
+    pub fn is_empty_non_terminal(&self, name: &str) -> bool {
+        self.empty_non_terminals.contains(name)
+    }
+
+    /// The delegation at or above `name` (canonical text at or below the origin, which may
+    /// hold labels no agent name can, such as `_mcp._tcp.x.eu.finance.acme`).
+    pub fn delegation_covering(&self, name: &str) -> Option<&Arc<Delegation>> {
+        if self.delegations.is_empty() {
+            return None;
+        }
+        let origin_len = self.origin().as_str().len();
+        crate::name::label_suffixes(name)
+            .take_while(|suffix| suffix.len() > origin_len)
+            .find_map(|suffix| self.delegations.get(suffix))
+    }
+
     /// Delegations in zone-name order.
     pub fn delegations(&self) -> impl Iterator<Item = &Arc<Delegation>> {
         self.delegation_order

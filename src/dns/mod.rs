@@ -1,0 +1,257 @@
+//! The DNS door (CONTRACT section 5): the same zone data answering real DNS queries over UDP
+//! and TCP, so `dig`, Unbound and DNS-AID clients can resolve agent names.
+//!
+//! [`respond`] turns one query into one response from the catalog ([`records`] maps agents,
+//! aliases and zones to TXT, SVCB, SRV, CNAME, SOA, NS and glue). This module owns the
+//! sockets: UDP workers that answer each datagram in place, and a TCP listener with a cap on
+//! connections and an idle timeout, for answers too large for UDP (RFC 7766).
+
+pub mod records;
+pub mod respond;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::catalog::Catalog;
+use respond::{Disposition, Transport};
+
+/// Bounds on TCP clients.
+#[derive(Debug, Clone, Copy)]
+pub struct TcpLimits {
+    /// Connections served at once; more are accepted and closed at once.
+    pub max_connections: usize,
+    /// A connection with no query for this long is closed (RFC 7766 section 6.2.3).
+    pub idle_timeout: Duration,
+}
+
+impl Default for TcpLimits {
+    fn default() -> Self {
+        TcpLimits {
+            max_connections: 256,
+            idle_timeout: Duration::from_secs(10),
+        }
+    }
+}
+/// UDP workers sharing the socket.
+const UDP_WORKERS: usize = 2;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DnsError {
+    #[error("cannot listen for DNS on {addr} ({transport}): {source}")]
+    Bind {
+        addr: SocketAddr,
+        transport: &'static str,
+        source: std::io::Error,
+    },
+}
+
+/// Queries seen by the door, by what happened to them.
+#[derive(Debug, Default)]
+pub struct DnsCounters {
+    pub answered: AtomicU64,
+    pub ignored: AtomicU64,
+    pub tcp_refused: AtomicU64,
+}
+
+/// Bound UDP and TCP sockets on one address, not yet serving.
+pub struct DnsListener {
+    udp: UdpSocket,
+    tcp: TcpListener,
+    addr: SocketAddr,
+    limits: TcpLimits,
+}
+
+impl DnsListener {
+    /// Binds UDP and TCP on `addr`; with port 0, one free port that both can use.
+    pub async fn bind(addr: SocketAddr) -> Result<DnsListener, DnsError> {
+        const ATTEMPTS: usize = 16;
+        let bind_error = |transport, source| DnsError::Bind {
+            addr,
+            transport,
+            source,
+        };
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let udp = UdpSocket::bind(addr)
+                .await
+                .map_err(|e| bind_error("udp", e))?;
+            let bound = udp.local_addr().map_err(|e| bind_error("udp", e))?;
+            match TcpListener::bind(bound).await {
+                Ok(tcp) => {
+                    return Ok(DnsListener {
+                        udp,
+                        tcp,
+                        addr: bound,
+                        limits: TcpLimits::default(),
+                    });
+                }
+                // The OS gave UDP a port whose TCP twin is taken: try another.
+                Err(_) if addr.port() == 0 && attempt < ATTEMPTS => continue,
+                Err(error) => return Err(bind_error("tcp", error)),
+            }
+        }
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn with_tcp_limits(mut self, limits: TcpLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Serves until `shutdown` is cancelled.
+    pub fn serve(
+        self,
+        catalog: Arc<Catalog>,
+        shutdown: CancellationToken,
+        counters: Arc<DnsCounters>,
+    ) -> tokio::task::JoinHandle<()> {
+        let addr = self.addr;
+        let udp = Arc::new(self.udp);
+        let tcp = self.tcp;
+        let limits = self.limits;
+        tokio::spawn(async move {
+            tracing::info!(%addr, "DNS door listening (UDP and TCP)");
+            let mut tasks = JoinSet::new();
+            for _ in 0..UDP_WORKERS {
+                tasks.spawn(serve_udp(
+                    Arc::clone(&udp),
+                    Arc::clone(&catalog),
+                    shutdown.clone(),
+                    Arc::clone(&counters),
+                ));
+            }
+            tasks.spawn(serve_tcp(tcp, limits, catalog, shutdown, counters));
+            while tasks.join_next().await.is_some() {}
+        })
+    }
+}
+
+fn count(counters: &DnsCounters, disposition: Disposition) {
+    let counter = match disposition {
+        Disposition::Answered(_) => &counters.answered,
+        Disposition::Ignored => &counters.ignored,
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+async fn serve_udp(
+    socket: Arc<UdpSocket>,
+    catalog: Arc<Catalog>,
+    shutdown: CancellationToken,
+    counters: Arc<DnsCounters>,
+) {
+    // Large enough for any datagram, so an oversized query is seen whole and answered.
+    let mut buffer = vec![0u8; 65_535];
+    loop {
+        let received = tokio::select! {
+            () = shutdown.cancelled() => return,
+            received = socket.recv_from(&mut buffer) => received,
+        };
+        let (len, peer) = match received {
+            Ok(received) => received,
+            // ICMP errors from earlier sends surface here on some systems; keep serving.
+            Err(error) => {
+                tracing::debug!(%error, "DNS UDP receive failed");
+                continue;
+            }
+        };
+        let (response, disposition) = respond::respond(&catalog, &buffer[..len], Transport::Udp);
+        count(&counters, disposition);
+        if let Some(response) = response
+            && let Err(error) = socket.send_to(&response, peer).await
+        {
+            tracing::debug!(%peer, %error, "DNS UDP send failed");
+        }
+    }
+}
+
+async fn serve_tcp(
+    listener: TcpListener,
+    limits: TcpLimits,
+    catalog: Arc<Catalog>,
+    shutdown: CancellationToken,
+    counters: Arc<DnsCounters>,
+) {
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let mut connections = JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => accepted,
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                tracing::debug!(%error, "DNS TCP accept failed");
+                continue;
+            }
+        };
+        let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+            counters.tcp_refused.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%peer, "DNS TCP connection limit reached; closing");
+            drop(stream);
+            continue;
+        };
+        let catalog = Arc::clone(&catalog);
+        let shutdown = shutdown.clone();
+        let counters = Arc::clone(&counters);
+        connections.spawn(async move {
+            let _permit = permit;
+            tokio::select! {
+                () = shutdown.cancelled() => {}
+                () = serve_tcp_connection(stream, limits.idle_timeout, &catalog, &counters) => {}
+            }
+        });
+    }
+    connections.shutdown().await;
+}
+
+/// Length-prefixed queries, answered in order, until the peer closes or goes idle.
+async fn serve_tcp_connection(
+    mut stream: TcpStream,
+    idle_timeout: Duration,
+    catalog: &Catalog,
+    counters: &DnsCounters,
+) {
+    let _ = stream.set_nodelay(true);
+    let mut buffer = Vec::new();
+    loop {
+        let mut prefix = [0u8; 2];
+        match tokio::time::timeout(idle_timeout, stream.read_exact(&mut prefix)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(_)) | Err(_) => return,
+        }
+        let len = usize::from(u16::from_be_bytes(prefix));
+        buffer.resize(len, 0);
+        match tokio::time::timeout(idle_timeout, stream.read_exact(&mut buffer)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(_)) | Err(_) => return,
+        }
+        let (response, disposition) = respond::respond(catalog, &buffer, Transport::Tcp);
+        count(counters, disposition);
+        let Some(response) = response else { continue };
+        let Ok(len) = u16::try_from(response.len()) else {
+            continue;
+        };
+        let mut framed = Vec::with_capacity(response.len() + 2);
+        framed.extend_from_slice(&len.to_be_bytes());
+        framed.extend_from_slice(&response);
+        if stream.write_all(&framed).await.is_err() {
+            return;
+        }
+    }
+}

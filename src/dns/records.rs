@@ -1,0 +1,284 @@
+//! Zone data as DNS records (CONTRACT section 5).
+//!
+//! - `<agent>` TXT: DNS-SD style `key=value` strings (RFC 6763): `v=aop1`, description, tags,
+//!   capabilities, version, then `url=`, `url2=`, ... one per endpoint.
+//! - `<agent>` SVCB: one per endpoint (DNS-AID layout): priority, `alpn=mcp`, `port`, and
+//!   for a literal address the agent's own name as target with `ipv4hint`/`ipv6hint`.
+//! - `_mcp._tcp.<agent>` SRV: one per endpoint.
+//! - `<agent>` A/AAAA: the literal endpoint addresses, if any.
+//! - `_index._agents.<zone>` TXT: `agents=name:mcp,...` of the zone's single-label agents.
+//! - `<zone>` SOA and NS; name servers are named `_ns1.<zone>`, `_ns2.<zone>`, ... (a label
+//!   no agent name can take), with A/AAAA glue from `servers[].dns`. Glue carries addresses,
+//!   not ports: resolvers ask port 53.
+
+use std::net::IpAddr;
+
+use hickory_proto::rr::rdata::svcb::{Alpn, IpHint, SvcParamKey, SvcParamValue};
+use hickory_proto::rr::rdata::{A, AAAA, CNAME, NS, SOA, SRV, SVCB, TXT};
+use hickory_proto::rr::{Name as DnsName, RData, Record};
+
+use crate::name::Name;
+use crate::record::{Agent, Alias, Endpoint, ServerAddress, ZoneHeader};
+
+/// Longest character-string in a TXT record (RFC 1035 section 3.3).
+const TXT_STRING_MAX: usize = 255;
+
+/// The protocol label of our agents in the DNS-AID index and SRV owner names.
+pub const PROTOCOL: &str = "mcp";
+
+/// A DNS name from canonical text ("" for the root). Our names are LDH or `_`-prefixed
+/// service labels, always valid DNS names; the fallback is never reached with our data.
+pub fn dns_name(text: &str) -> DnsName {
+    if text.is_empty() {
+        return DnsName::root();
+    }
+    DnsName::from_ascii(format!("{text}.")).unwrap_or_else(|_| DnsName::root())
+}
+
+fn record(owner: &DnsName, ttl: u32, rdata: RData) -> Record {
+    Record::from_rdata(owner.clone(), ttl, rdata)
+}
+
+/// Cuts text at `limit` bytes on a UTF-8 character boundary.
+fn cut(text: &str, limit: usize) -> &str {
+    if text.len() <= limit {
+        return text;
+    }
+    let mut end = limit;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// The agent's TXT record.
+pub fn agent_txt(agent: &Agent, ttl: u32) -> Record {
+    let mut strings = vec!["v=aop1".to_string()];
+    let mut push = |key: &str, value: &str| {
+        if !value.is_empty() {
+            strings.push(cut(&format!("{key}={value}"), TXT_STRING_MAX).to_string());
+        }
+    };
+    push("description", &agent.description);
+    push("tags", &agent.tags.join(","));
+    push("capabilities", &agent.capabilities.join(","));
+    push("version", &agent.version);
+    for (index, endpoint) in agent.endpoints.iter().enumerate() {
+        let key = if index == 0 {
+            "url".to_string()
+        } else {
+            format!("url{}", index + 1)
+        };
+        push(&key, &endpoint.url);
+    }
+    record(
+        &dns_name(agent.name.as_str()),
+        ttl,
+        RData::TXT(TXT::new(strings)),
+    )
+}
+
+/// Where an endpoint is: its target name and port, and its address when the URL holds a
+/// literal one.
+struct Location {
+    target: DnsName,
+    port: u16,
+    address: Option<IpAddr>,
+}
+
+fn locate(agent: &Agent, endpoint: &Endpoint) -> Option<Location> {
+    let url = url::Url::parse(&endpoint.url).ok()?;
+    let port = url.port_or_known_default()?;
+    match url.host()? {
+        url::Host::Domain(host) => Some(Location {
+            target: dns_name(&host.trim_end_matches('.').to_ascii_lowercase()),
+            port,
+            address: None,
+        }),
+        url::Host::Ipv4(ip) => Some(Location {
+            target: dns_name(agent.name.as_str()),
+            port,
+            address: Some(IpAddr::V4(ip)),
+        }),
+        url::Host::Ipv6(ip) => Some(Location {
+            target: dns_name(agent.name.as_str()),
+            port,
+            address: Some(IpAddr::V6(ip)),
+        }),
+    }
+}
+
+/// One SVCB per endpoint, keys in increasing order (alpn=1, port=3, ipv4hint=4, ipv6hint=6).
+pub fn agent_svcb(agent: &Agent, ttl: u32) -> Vec<Record> {
+    let owner = dns_name(agent.name.as_str());
+    agent
+        .endpoints
+        .iter()
+        .filter_map(|endpoint| {
+            let location = locate(agent, endpoint)?;
+            let mut params = vec![
+                (
+                    SvcParamKey::Alpn,
+                    SvcParamValue::Alpn(Alpn(vec![PROTOCOL.to_string()])),
+                ),
+                (SvcParamKey::Port, SvcParamValue::Port(location.port)),
+            ];
+            match location.address {
+                Some(IpAddr::V4(ip)) => params.push((
+                    SvcParamKey::Ipv4Hint,
+                    SvcParamValue::Ipv4Hint(IpHint(vec![A(ip)])),
+                )),
+                Some(IpAddr::V6(ip)) => params.push((
+                    SvcParamKey::Ipv6Hint,
+                    SvcParamValue::Ipv6Hint(IpHint(vec![AAAA(ip)])),
+                )),
+                None => {}
+            }
+            let svcb = SVCB::new(endpoint.priority, location.target, params);
+            Some(record(&owner, ttl, RData::SVCB(svcb)))
+        })
+        .collect()
+}
+
+/// `_mcp._tcp.<agent>` SRV, one per endpoint.
+pub fn agent_srv(agent: &Agent, owner: &DnsName, ttl: u32) -> Vec<Record> {
+    agent
+        .endpoints
+        .iter()
+        .filter_map(|endpoint| {
+            let location = locate(agent, endpoint)?;
+            let srv = SRV::new(
+                endpoint.priority,
+                endpoint.weight,
+                location.port,
+                location.target,
+            );
+            Some(record(owner, ttl, RData::SRV(srv)))
+        })
+        .collect()
+}
+
+/// A or AAAA records for the agent's literal endpoint addresses, without duplicates.
+pub fn agent_addresses(agent: &Agent, ttl: u32, v6: bool) -> Vec<Record> {
+    let owner = dns_name(agent.name.as_str());
+    let mut seen = Vec::new();
+    for endpoint in &agent.endpoints {
+        if let Some(address) = locate(agent, endpoint).and_then(|l| l.address)
+            && address.is_ipv6() == v6
+            && !seen.contains(&address)
+        {
+            seen.push(address);
+        }
+    }
+    seen.into_iter()
+        .map(|address| record(&owner, ttl, address_rdata(address)))
+        .collect()
+}
+
+fn address_rdata(address: IpAddr) -> RData {
+    match address {
+        IpAddr::V4(ip) => RData::A(A(ip)),
+        IpAddr::V6(ip) => RData::AAAA(AAAA(ip)),
+    }
+}
+
+pub fn alias_cname(alias: &Alias, ttl: u32) -> Record {
+    record(
+        &dns_name(alias.name.as_str()),
+        ttl,
+        RData::CNAME(CNAME(dns_name(alias.target.as_str()))),
+    )
+}
+
+/// `agents=analyst:mcp,writer:mcp,...`: the zone's single-label agents, whole entries only
+/// within one 255-byte string (the full list is on gRPC and MCP).
+pub fn index_txt(owner: &DnsName, origin: &Name, agents: &[Name], ttl: u32) -> Record {
+    let mut text = String::from("agents=");
+    let mut first = true;
+    for name in agents {
+        let Some(label) = name.relative_to(origin) else {
+            continue;
+        };
+        if label.contains('.') || label == "@" {
+            continue;
+        }
+        let entry_len = label.len() + 1 + PROTOCOL.len() + usize::from(!first);
+        if text.len() + entry_len > TXT_STRING_MAX {
+            break;
+        }
+        if !first {
+            text.push(',');
+        }
+        text.push_str(label);
+        text.push(':');
+        text.push_str(PROTOCOL);
+        first = false;
+    }
+    record(owner, ttl, RData::TXT(TXT::new(vec![text])))
+}
+
+/// The servers of a zone that have a DNS door, with their name-server names.
+pub fn name_servers(zone: &Name, servers: &[ServerAddress]) -> Vec<(DnsName, IpAddr)> {
+    servers
+        .iter()
+        .filter_map(|server| server.dns)
+        .enumerate()
+        .map(|(index, dns)| {
+            let text = if zone.is_root() {
+                format!("_ns{}", index + 1)
+            } else {
+                format!("_ns{}.{}", index + 1, zone.as_str())
+            };
+            (dns_name(&text), dns.ip())
+        })
+        .collect()
+}
+
+pub fn ns_records(zone: &Name, servers: &[(DnsName, IpAddr)], ttl: u32) -> Vec<Record> {
+    let owner = dns_name(zone.as_str());
+    servers
+        .iter()
+        .map(|(name, _)| record(&owner, ttl, RData::NS(NS(name.clone()))))
+        .collect()
+}
+
+pub fn glue_records(servers: &[(DnsName, IpAddr)], ttl: u32) -> Vec<Record> {
+    servers
+        .iter()
+        .map(|(name, address)| record(name, ttl, address_rdata(*address)))
+        .collect()
+}
+
+/// The zone's SOA. RNAME is the contact mailbox written as a name (`ops@acme.example` ->
+/// `ops.acme.example.`); MINIMUM is the negative TTL (RFC 2308).
+pub fn soa(header: &ZoneHeader, mname: DnsName, ttl: u32) -> Record {
+    let rname_text = if header.contact.is_empty() {
+        format!("hostmaster.{}", header.origin.as_str())
+    } else {
+        header.contact.replacen('@', ".", 1)
+    };
+    let rname = DnsName::from_ascii(format!("{}.", rname_text.trim_end_matches('.')))
+        .unwrap_or_else(|_| dns_name(&format!("hostmaster.{}", header.origin.as_str())));
+    let soa = SOA::new(
+        mname,
+        rname,
+        header.serial,
+        i32::try_from(header.refresh).unwrap_or(i32::MAX),
+        i32::try_from(header.retry).unwrap_or(i32::MAX),
+        i32::try_from(header.expire).unwrap_or(i32::MAX),
+        header.negative_ttl,
+    );
+    record(&dns_name(header.origin.as_str()), ttl, RData::SOA(soa))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cut_keeps_whole_characters() {
+        let text = format!("{}é", "a".repeat(254));
+        assert_eq!(cut(&text, 255).len(), 254);
+        assert_eq!(cut("short", 255), "short");
+    }
+}

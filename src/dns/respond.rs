@@ -1,0 +1,380 @@
+//! One DNS query in, one response out: a pure function of the catalog and the bytes, so it is
+//! tested without sockets and both transports share it.
+//!
+//! Authoritative only (AA on our answers, RA clear): answers, CNAME chains inside the zone,
+//! referrals with glue for delegated children (AA clear), NXDOMAIN and NODATA with the SOA at
+//! min(SOA TTL, MINIMUM) (RFC 2308), REFUSED outside our zones, FORMERR for malformed
+//! queries, NOTIMP for other opcodes. EDNS(0): our payload is 1232 bytes, version above 0
+//! gets BADVERS, unknown options are ignored (RFC 6891, RFC 8906). An answer that does not
+//! fit the UDP payload is sent empty with TC set, and the client retries over TCP.
+
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::{DNSClass, Name as DnsName, Record, RecordType};
+
+use crate::catalog::Catalog;
+use crate::dns::records::{self, dns_name};
+use crate::record::limits::ALIAS_CHAIN_MAX;
+use crate::zone::ZoneSnapshot;
+
+/// Our EDNS(0) UDP payload size (the DNS flag day 2020 default).
+pub const EDNS_PAYLOAD: u16 = 1232;
+/// The UDP payload without EDNS (RFC 1035).
+pub const PLAIN_UDP_PAYLOAD: u16 = 512;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+/// What happened to a query, for logs and counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    Answered(ResponseCode),
+    /// Not answered: it was itself a response, or too short to carry an ID.
+    Ignored,
+}
+
+/// Builds the response to `request`, or `None` when no response may be sent.
+pub fn respond(
+    catalog: &Catalog,
+    request: &[u8],
+    transport: Transport,
+) -> (Option<Vec<u8>>, Disposition) {
+    let message = match Message::from_vec(request) {
+        Ok(message) => message,
+        Err(_) => return malformed(request),
+    };
+    if message.metadata.message_type == MessageType::Response {
+        // Answering responses invites loops between servers.
+        return (None, Disposition::Ignored);
+    }
+    let mut response = Message::response(message.metadata.id, message.metadata.op_code);
+    response.metadata.recursion_desired = message.metadata.recursion_desired;
+    let udp_limit = match &message.edns {
+        Some(edns) => {
+            let mut ours = Edns::new();
+            ours.set_max_payload(EDNS_PAYLOAD);
+            ours.set_version(0);
+            response.set_edns(ours);
+            if edns.version() > 0 {
+                response.metadata.response_code = ResponseCode::BADVERS;
+                return finish(response, usize::from(PLAIN_UDP_PAYLOAD));
+            }
+            edns.max_payload().clamp(PLAIN_UDP_PAYLOAD, EDNS_PAYLOAD)
+        }
+        None => PLAIN_UDP_PAYLOAD,
+    };
+    let limit = match transport {
+        Transport::Udp => usize::from(udp_limit),
+        Transport::Tcp => usize::from(u16::MAX),
+    };
+    if message.metadata.op_code != OpCode::Query {
+        response.metadata.response_code = ResponseCode::NotImp;
+        return finish(response, limit);
+    }
+    let [query] = message.queries.as_slice() else {
+        response.metadata.response_code = ResponseCode::FormErr;
+        return finish(response, limit);
+    };
+    response.add_query(query.clone());
+    if query.query_class() != DNSClass::IN && query.query_class() != DNSClass::ANY {
+        response.metadata.response_code = ResponseCode::Refused;
+        return finish(response, limit);
+    }
+    match query.query_type() {
+        // Zone transfers between nodes go over gRPC, not DNS.
+        RecordType::AXFR | RecordType::IXFR => {
+            response.metadata.response_code = ResponseCode::Refused;
+        }
+        _ => answer(catalog, query, &mut response),
+    }
+    finish(response, limit)
+}
+
+/// A request hickory could not parse: FORMERR with its ID when it has one.
+fn malformed(request: &[u8]) -> (Option<Vec<u8>>, Disposition) {
+    let [high, low, flags, ..] = *request else {
+        return (None, Disposition::Ignored);
+    };
+    if flags & 0x80 != 0 {
+        return (None, Disposition::Ignored);
+    }
+    let response = Message::error_msg(
+        u16::from_be_bytes([high, low]),
+        OpCode::Query,
+        ResponseCode::FormErr,
+    );
+    (
+        response.to_vec().ok(),
+        Disposition::Answered(ResponseCode::FormErr),
+    )
+}
+
+/// Encodes the response; one that does not fit is sent with TC and empty sections.
+fn finish(mut response: Message, limit: usize) -> (Option<Vec<u8>>, Disposition) {
+    let code = response.metadata.response_code;
+    let bytes = match response.to_vec() {
+        Ok(bytes) if bytes.len() <= limit => bytes,
+        Ok(_) => {
+            response.answers.clear();
+            response.authorities.clear();
+            response.additionals.clear();
+            response.metadata.truncation = true;
+            match response.to_vec() {
+                Ok(bytes) => bytes,
+                Err(_) => return server_failure(&response),
+            }
+        }
+        Err(_) => return server_failure(&response),
+    };
+    (Some(bytes), Disposition::Answered(code))
+}
+
+fn server_failure(response: &Message) -> (Option<Vec<u8>>, Disposition) {
+    let mut failure = Message::error_msg(
+        response.metadata.id,
+        response.metadata.op_code,
+        ResponseCode::ServFail,
+    );
+    failure.queries = response.queries.clone();
+    (
+        failure.to_vec().ok(),
+        Disposition::Answered(ResponseCode::ServFail),
+    )
+}
+
+/// Lowercase dotted text of a DNS name, as our maps key it. A label that could never be one
+/// of ours (holding a dot, a backslash or a non-printing byte) becomes a NUL character, so it
+/// matches nothing, and the label boundaries stay where they are.
+pub fn canonical_text(name: &DnsName) -> String {
+    let mut text = String::with_capacity(name.len());
+    for (index, label) in name.iter().enumerate() {
+        if index > 0 {
+            text.push('.');
+        }
+        let plain = label
+            .iter()
+            .all(|b| b.is_ascii_graphic() && *b != b'.' && *b != b'\\');
+        if plain {
+            text.extend(label.iter().map(|b| char::from(b.to_ascii_lowercase())));
+        } else {
+            text.push('\0');
+        }
+    }
+    text
+}
+
+/// What a name is, inside one zone.
+enum Node<'z> {
+    Apex,
+    Index,
+    Agent(&'z std::sync::Arc<crate::record::Agent>),
+    Srv(&'z std::sync::Arc<crate::record::Agent>),
+    Alias(&'z std::sync::Arc<crate::record::Alias>),
+    NameServer(usize),
+    /// Exists only because names below it do.
+    EmptyNonTerminal,
+    Missing,
+}
+
+fn classify<'z>(zone: &'z ZoneSnapshot, name: &str, name_servers: usize) -> Node<'z> {
+    let origin = zone.origin().as_str();
+    if name == origin {
+        return Node::Apex;
+    }
+    let relative = if origin.is_empty() {
+        name
+    } else {
+        name.strip_suffix(origin)
+            .and_then(|r| r.strip_suffix('.'))
+            .unwrap_or(name)
+    };
+    match relative {
+        "_index._agents" => return Node::Index,
+        "_agents" => return Node::EmptyNonTerminal,
+        _ => {}
+    }
+    if let Some(number) = relative
+        .strip_prefix("_ns")
+        .and_then(|n| n.parse::<usize>().ok())
+        && (1..=name_servers).contains(&number)
+    {
+        return Node::NameServer(number - 1);
+    }
+    if let Some(agent) = zone.agent(name) {
+        return Node::Agent(agent);
+    }
+    if let Some(alias) = zone.alias(name) {
+        return Node::Alias(alias);
+    }
+    if zone.is_empty_non_terminal(name) {
+        return Node::EmptyNonTerminal;
+    }
+    let service = format!("_{}._tcp.", records::PROTOCOL);
+    if let Some(agent) = name
+        .strip_prefix(service.as_str())
+        .and_then(|rest| zone.agent(rest))
+    {
+        return Node::Srv(agent);
+    }
+    if name
+        .strip_prefix("_tcp.")
+        .is_some_and(|rest| zone.agent(rest).is_some())
+    {
+        return Node::EmptyNonTerminal;
+    }
+    Node::Missing
+}
+
+fn answer(catalog: &Catalog, query: &Query, response: &mut Message) {
+    let qname = canonical_text(query.name());
+    let Some(zone) = catalog.find_zone_of_text(&qname) else {
+        response.metadata.response_code = ResponseCode::Refused;
+        return;
+    };
+    let header = zone.header();
+    if let Some(delegation) = zone.delegation_covering(&qname) {
+        let servers = records::name_servers(&delegation.zone, &delegation.servers);
+        if servers.is_empty() {
+            // The child has no DNS door anywhere: nothing to refer to.
+            response.metadata.response_code = ResponseCode::ServFail;
+            return;
+        }
+        let ttl = delegation.ttl.unwrap_or(header.ttl);
+        response.add_authorities(records::ns_records(&delegation.zone, &servers, ttl));
+        response.add_additionals(records::glue_records(&servers, ttl));
+        return;
+    }
+    response.metadata.authoritative = true;
+    let name_servers = records::name_servers(zone.origin(), &header.servers);
+    let qtype = query.query_type();
+    let mut current = qname;
+    for _ in 0..=ALIAS_CHAIN_MAX {
+        let node = classify(&zone, &current, name_servers.len());
+        if let Node::Alias(alias) = node {
+            let ttl = alias.ttl.unwrap_or(header.ttl);
+            response.add_answer(records::alias_cname(alias, ttl));
+            let target = alias.target.as_str();
+            let in_zone = alias.target.is_at_or_below(zone.origin())
+                && zone.delegation_covering(target).is_none();
+            if qtype == RecordType::CNAME || !in_zone {
+                return;
+            }
+            current = target.to_string();
+            continue;
+        }
+        if matches!(node, Node::Missing) {
+            response.metadata.response_code = ResponseCode::NXDomain;
+            negative(&zone, &name_servers, response);
+            return;
+        }
+        let found = node_records(&zone, &node, &current, qtype, &name_servers, response);
+        if found.is_empty() {
+            negative(&zone, &name_servers, response);
+        } else {
+            response.add_answers(found);
+        }
+        return;
+    }
+}
+
+/// The SOA in AUTHORITY of a negative answer, with TTL min(SOA TTL, MINIMUM) (RFC 2308).
+fn negative(
+    zone: &ZoneSnapshot,
+    name_servers: &[(DnsName, std::net::IpAddr)],
+    response: &mut Message,
+) {
+    let header = zone.header();
+    response.add_authority(records::soa(
+        header,
+        primary_name(zone, name_servers),
+        header.negative_cache_ttl(),
+    ));
+}
+
+fn primary_name(zone: &ZoneSnapshot, name_servers: &[(DnsName, std::net::IpAddr)]) -> DnsName {
+    name_servers.first().map_or_else(
+        || {
+            let origin = zone.origin();
+            dns_name(&if origin.is_root() {
+                "_ns1".to_string()
+            } else {
+                format!("_ns1.{}", origin.as_str())
+            })
+        },
+        |(name, _)| name.clone(),
+    )
+}
+
+fn node_records(
+    zone: &ZoneSnapshot,
+    node: &Node<'_>,
+    name: &str,
+    qtype: RecordType,
+    name_servers: &[(DnsName, std::net::IpAddr)],
+    response: &mut Message,
+) -> Vec<Record> {
+    let header = zone.header();
+    let any = qtype == RecordType::ANY;
+    match node {
+        Node::Apex => {
+            let mut found = Vec::new();
+            if qtype == RecordType::SOA || any {
+                found.push(records::soa(
+                    header,
+                    primary_name(zone, name_servers),
+                    header.ttl,
+                ));
+            }
+            if qtype == RecordType::NS || any {
+                found.extend(records::ns_records(zone.origin(), name_servers, header.ttl));
+                response.add_additionals(records::glue_records(name_servers, header.ttl));
+            }
+            if found.is_empty()
+                && let Some(agent) = zone.agent(zone.origin().as_str())
+            {
+                found = agent_records(agent, qtype, agent.ttl.unwrap_or(header.ttl));
+            }
+            found
+        }
+        Node::Agent(agent) => agent_records(agent, qtype, agent.ttl.unwrap_or(header.ttl)),
+        Node::Srv(agent) => {
+            if qtype == RecordType::SRV || any {
+                records::agent_srv(agent, &dns_name(name), agent.ttl.unwrap_or(header.ttl))
+            } else {
+                Vec::new()
+            }
+        }
+        Node::Index => {
+            if qtype == RecordType::TXT || any {
+                vec![records::index_txt(
+                    &dns_name(name),
+                    zone.origin(),
+                    zone.agent_names(),
+                    header.ttl,
+                )]
+            } else {
+                Vec::new()
+            }
+        }
+        Node::NameServer(index) => {
+            let glue = records::glue_records(&name_servers[*index..=*index], header.ttl);
+            glue.into_iter()
+                .filter(|record| any || record.record_type() == qtype)
+                .collect()
+        }
+        Node::EmptyNonTerminal | Node::Missing | Node::Alias(_) => Vec::new(),
+    }
+}
+
+fn agent_records(agent: &crate::record::Agent, qtype: RecordType, ttl: u32) -> Vec<Record> {
+    match qtype {
+        // A minimal answer to ANY (RFC 8482): the descriptive record.
+        RecordType::TXT | RecordType::ANY => vec![records::agent_txt(agent, ttl)],
+        RecordType::SVCB => records::agent_svcb(agent, ttl),
+        RecordType::A => records::agent_addresses(agent, ttl, false),
+        RecordType::AAAA => records::agent_addresses(agent, ttl, true),
+        _ => Vec::new(),
+    }
+}
