@@ -128,15 +128,17 @@ fn demo_starts_the_federation_and_answers_the_commands_it_prints() {
         .current_dir(repo());
     let mut demo = Running::spawn(command, false);
     demo.wait_for("ready:");
-    // The node table: "index id url zones".
+    // The node table: "index id grpc dns zones".
     let nodes: Vec<(String, String)> = demo
         .seen
         .iter()
         .filter_map(|line| {
             let fields: Vec<&str> = line.split_whitespace().collect();
             match fields.as_slice() {
-                [index, _, url, zones @ ..]
-                    if index.parse::<usize>().is_ok() && url.starts_with("http://") =>
+                [index, _, url, dns, zones @ ..]
+                    if index.parse::<usize>().is_ok()
+                        && url.starts_with("http://")
+                        && dns.parse::<std::net::SocketAddr>().is_ok() =>
                 {
                     Some((url.to_string(), zones.join(" ")))
                 }
