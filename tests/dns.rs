@@ -209,6 +209,11 @@ async fn svcb_one_per_endpoint_in_the_dns_aid_layout() {
     let (node, dns) = finance().await;
     let response = udp(dns, &query("analyst.finance.acme.", RecordType::SVCB, true)).await;
     assert_eq!(response.answers.len(), 3);
+    // The preferred endpoint comes first on the wire: some clients read only the first.
+    let RData::SVCB(first) = &response.answers[0].data else {
+        panic!("not SVCB")
+    };
+    assert_eq!(first.svc_priority, 10);
     let mut seen = Vec::new();
     for record in &response.answers {
         let RData::SVCB(svcb) = &record.data else {

@@ -108,12 +108,21 @@ fn locate(agent: &Agent, endpoint: &Endpoint) -> Option<Location> {
     }
 }
 
-/// One SVCB per endpoint, keys in increasing order (alpn=1, port=3, ipv4hint=4, ipv6hint=6).
+/// Endpoints in the order clients should try them: lowest priority first, then heaviest
+/// weight. Some clients (the DNS-AID reference client among them) use only the first SVCB
+/// record on the wire, so the order matters.
+fn preferred_order(agent: &Agent) -> Vec<&Endpoint> {
+    let mut endpoints: Vec<&Endpoint> = agent.endpoints.iter().collect();
+    endpoints.sort_by_key(|e| (e.priority, std::cmp::Reverse(e.weight)));
+    endpoints
+}
+
+/// One SVCB per endpoint, preferred first, keys in increasing order (alpn=1, port=3,
+/// ipv4hint=4, ipv6hint=6), never `mandatory` (every client must understand these keys).
 pub fn agent_svcb(agent: &Agent, ttl: u32) -> Vec<Record> {
     let owner = dns_name(agent.name.as_str());
-    agent
-        .endpoints
-        .iter()
+    preferred_order(agent)
+        .into_iter()
         .filter_map(|endpoint| {
             let location = locate(agent, endpoint)?;
             let mut params = vec![
@@ -140,11 +149,10 @@ pub fn agent_svcb(agent: &Agent, ttl: u32) -> Vec<Record> {
         .collect()
 }
 
-/// `_mcp._tcp.<agent>` SRV, one per endpoint.
+/// `_mcp._tcp.<agent>` SRV, one per endpoint, preferred first.
 pub fn agent_srv(agent: &Agent, owner: &DnsName, ttl: u32) -> Vec<Record> {
-    agent
-        .endpoints
-        .iter()
+    preferred_order(agent)
+        .into_iter()
         .filter_map(|endpoint| {
             let location = locate(agent, endpoint)?;
             let srv = SRV::new(
