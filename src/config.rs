@@ -73,3 +73,36 @@ impl NodeConfigFile {
         Ok(config)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_node_configs_load_and_name_existing_zone_files() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/nodes");
+        let mut count = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let config = NodeConfigFile::load(&path).unwrap_or_else(|e| panic!("{e}"));
+            assert!(config.grpc.is_some(), "{}", path.display());
+            for zone in &config.zones {
+                assert!(zone.exists(), "{} names {}", path.display(), zone.display());
+            }
+            count += 1;
+        }
+        assert_eq!(count, 6);
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_with_a_position() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.toml");
+        std::fs::write(&path, "grpc = \"127.0.0.1:1\"\ncolour = \"blue\"\n").unwrap();
+        let error = NodeConfigFile::load(&path).unwrap_err().to_string();
+        assert!(
+            error.contains("node.toml:2:1: unknown field `colour`"),
+            "{error}"
+        );
+    }
+}
