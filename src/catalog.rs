@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
 
@@ -28,6 +29,9 @@ pub enum CatalogError {
 pub struct Catalog {
     zones: ArcSwap<HashMap<Name, Arc<ZoneSnapshot>>>,
     node_id: Arc<str>,
+    /// Bumped on every change, so derived caches (the DNS door's encoded responses) know
+    /// when what they hold is out of date.
+    generation: AtomicU64,
 }
 
 impl Catalog {
@@ -39,6 +43,7 @@ impl Catalog {
         Catalog {
             zones: ArcSwap::from_pointee(map),
             node_id: node_id.into(),
+            generation: AtomicU64::new(0),
         }
     }
 
@@ -54,6 +59,12 @@ impl Catalog {
             next.insert(zone.origin().clone(), Arc::clone(&zone));
             next
         });
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// Changes on every zone change.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// The zone with this origin, if served here.

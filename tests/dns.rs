@@ -88,7 +88,7 @@ async fn finance() -> (NodeHandle, SocketAddr) {
 fn query(name: &str, rtype: RecordType, edns: bool) -> Message {
     let mut message = Message::query();
     message.metadata.recursion_desired = true;
-    message.add_query(Query::query(Name::from_str(name).unwrap(), rtype));
+    message.add_query(Query::query(Name::from_ascii(name).unwrap(), rtype));
     if edns {
         let mut opt = Edns::new();
         opt.set_max_payload(1232);
@@ -738,5 +738,62 @@ async fn random_truncated_and_oversized_packets_do_not_stop_the_listener() {
     )
     .await;
     assert_eq!(answer.answers.len(), 3);
+    node.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn repeat_questions_are_answered_the_same_with_the_callers_id_flags_and_case() {
+    let (node, dns) = finance().await;
+    let names = [
+        ("analyst.finance.acme.", RecordType::TXT),
+        ("_mcp._tcp.analyst.finance.acme.", RecordType::SRV),
+        ("nobody.finance.acme.", RecordType::TXT),
+        ("forecaster.finance.acme.", RecordType::SVCB),
+        ("x.eu.finance.acme.", RecordType::A),
+        ("example.com.", RecordType::A),
+    ];
+    for (name, rtype) in names {
+        for edns in [false, true] {
+            let first = udp(dns, &query(name, rtype, edns)).await;
+            // Same question in mixed case (0x20), without RD: from the cache this time.
+            let mixed: String = name
+                .chars()
+                .enumerate()
+                .map(|(i, c)| {
+                    if i % 2 == 0 {
+                        c.to_ascii_uppercase()
+                    } else {
+                        c
+                    }
+                })
+                .collect();
+            let mut again = query(&mixed, rtype, edns);
+            again.metadata.recursion_desired = false;
+            let second = udp(dns, &again).await;
+            assert_eq!(
+                second.queries[0].name().to_string(),
+                mixed,
+                "the question as sent"
+            );
+            assert!(
+                !second.metadata.recursion_desired,
+                "RD echoed from this request"
+            );
+            assert!(first.metadata.recursion_desired);
+            assert_eq!(
+                first.metadata.response_code, second.metadata.response_code,
+                "{name}"
+            );
+            assert_eq!(
+                first.metadata.authoritative, second.metadata.authoritative,
+                "{name}"
+            );
+            assert_eq!(first.answers, second.answers, "{name}");
+            assert_eq!(first.authorities, second.authorities, "{name}");
+            assert_eq!(first.additionals, second.additionals, "{name}");
+            assert_eq!(first.edns.is_some(), edns);
+            assert_eq!(second.edns.is_some(), edns);
+        }
+    }
     node.shutdown().await.unwrap();
 }

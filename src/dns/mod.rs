@@ -6,6 +6,7 @@
 //! sockets: UDP workers that answer each datagram in place, and a TCP listener with a cap on
 //! connections and an idle timeout, for answers too large for UDP (RFC 7766).
 
+pub mod cache;
 pub mod records;
 pub mod respond;
 
@@ -21,6 +22,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::catalog::Catalog;
+use cache::ResponseCache;
 use respond::{Disposition, Transport};
 
 /// Bounds on TCP clients.
@@ -42,6 +44,8 @@ impl Default for TcpLimits {
 }
 /// UDP workers sharing the socket.
 const UDP_WORKERS: usize = 2;
+/// Bytes of encoded responses kept for repeat questions.
+const RESPONSE_CACHE_BYTES: u64 = 64 << 20;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -122,37 +126,48 @@ impl DnsListener {
         let udp = Arc::new(self.udp);
         let tcp = self.tcp;
         let limits = self.limits;
+        let door = Arc::new(Door {
+            catalog,
+            cache: ResponseCache::new(RESPONSE_CACHE_BYTES),
+            counters,
+        });
         tokio::spawn(async move {
             tracing::info!(%addr, "DNS door listening (UDP and TCP)");
             let mut tasks = JoinSet::new();
             for _ in 0..UDP_WORKERS {
                 tasks.spawn(serve_udp(
                     Arc::clone(&udp),
-                    Arc::clone(&catalog),
+                    Arc::clone(&door),
                     shutdown.clone(),
-                    Arc::clone(&counters),
                 ));
             }
-            tasks.spawn(serve_tcp(tcp, limits, catalog, shutdown, counters));
+            tasks.spawn(serve_tcp(tcp, limits, door, shutdown));
             while tasks.join_next().await.is_some() {}
         })
     }
 }
 
-fn count(counters: &DnsCounters, disposition: Disposition) {
-    let counter = match disposition {
-        Disposition::Answered(_) => &counters.answered,
-        Disposition::Ignored => &counters.ignored,
-    };
-    counter.fetch_add(1, Ordering::Relaxed);
+/// What every socket task shares.
+struct Door {
+    catalog: Arc<Catalog>,
+    cache: ResponseCache,
+    counters: Arc<DnsCounters>,
 }
 
-async fn serve_udp(
-    socket: Arc<UdpSocket>,
-    catalog: Arc<Catalog>,
-    shutdown: CancellationToken,
-    counters: Arc<DnsCounters>,
-) {
+impl Door {
+    fn answer(&self, request: &[u8], transport: Transport) -> Option<Vec<u8>> {
+        let (response, disposition) =
+            respond::respond_cached(&self.catalog, &self.cache, request, transport);
+        let counter = match disposition {
+            Disposition::Answered(_) => &self.counters.answered,
+            Disposition::Ignored => &self.counters.ignored,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        response
+    }
+}
+
+async fn serve_udp(socket: Arc<UdpSocket>, door: Arc<Door>, shutdown: CancellationToken) {
     // Large enough for any datagram, so an oversized query is seen whole and answered.
     let mut buffer = vec![0u8; 65_535];
     loop {
@@ -168,9 +183,7 @@ async fn serve_udp(
                 continue;
             }
         };
-        let (response, disposition) = respond::respond(&catalog, &buffer[..len], Transport::Udp);
-        count(&counters, disposition);
-        if let Some(response) = response
+        if let Some(response) = door.answer(&buffer[..len], Transport::Udp)
             && let Err(error) = socket.send_to(&response, peer).await
         {
             tracing::debug!(%peer, %error, "DNS UDP send failed");
@@ -181,9 +194,8 @@ async fn serve_udp(
 async fn serve_tcp(
     listener: TcpListener,
     limits: TcpLimits,
-    catalog: Arc<Catalog>,
+    door: Arc<Door>,
     shutdown: CancellationToken,
-    counters: Arc<DnsCounters>,
 ) {
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let mut connections = JoinSet::new();
@@ -201,19 +213,18 @@ async fn serve_tcp(
             }
         };
         let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
-            counters.tcp_refused.fetch_add(1, Ordering::Relaxed);
+            door.counters.tcp_refused.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(%peer, "DNS TCP connection limit reached; closing");
             drop(stream);
             continue;
         };
-        let catalog = Arc::clone(&catalog);
+        let door = Arc::clone(&door);
         let shutdown = shutdown.clone();
-        let counters = Arc::clone(&counters);
         connections.spawn(async move {
             let _permit = permit;
             tokio::select! {
                 () = shutdown.cancelled() => {}
-                () = serve_tcp_connection(stream, limits.idle_timeout, &catalog, &counters) => {}
+                () = serve_tcp_connection(stream, limits.idle_timeout, &door) => {}
             }
         });
     }
@@ -221,12 +232,7 @@ async fn serve_tcp(
 }
 
 /// Length-prefixed queries, answered in order, until the peer closes or goes idle.
-async fn serve_tcp_connection(
-    mut stream: TcpStream,
-    idle_timeout: Duration,
-    catalog: &Catalog,
-    counters: &DnsCounters,
-) {
+async fn serve_tcp_connection(mut stream: TcpStream, idle_timeout: Duration, door: &Door) {
     let _ = stream.set_nodelay(true);
     let mut buffer = Vec::new();
     loop {
@@ -241,9 +247,9 @@ async fn serve_tcp_connection(
             Ok(Ok(_)) => {}
             Ok(Err(_)) | Err(_) => return,
         }
-        let (response, disposition) = respond::respond(catalog, &buffer, Transport::Tcp);
-        count(counters, disposition);
-        let Some(response) = response else { continue };
+        let Some(response) = door.answer(&buffer, Transport::Tcp) else {
+            continue;
+        };
         let Ok(len) = u16::try_from(response.len()) else {
             continue;
         };

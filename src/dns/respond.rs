@@ -12,6 +12,7 @@ use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode}
 use hickory_proto::rr::{DNSClass, Name as DnsName, Record, RecordType};
 
 use crate::catalog::Catalog;
+use crate::dns::cache::{ResponseCache, parse_simple};
 use crate::dns::records::{self, dns_name};
 use crate::record::limits::ALIAS_CHAIN_MAX;
 use crate::zone::ZoneSnapshot;
@@ -33,6 +34,29 @@ pub enum Disposition {
     Answered(ResponseCode),
     /// Not answered: it was itself a response, or too short to carry an ID.
     Ignored,
+}
+
+/// Answers `request`, from the cache of encoded responses when the query has the common
+/// shape and was answered before with the same zone data.
+pub fn respond_cached(
+    catalog: &Catalog,
+    cache: &ResponseCache,
+    request: &[u8],
+    transport: Transport,
+) -> (Option<Vec<u8>>, Disposition) {
+    let Some(query) = parse_simple(request) else {
+        return respond(catalog, request, transport);
+    };
+    let generation = catalog.generation();
+    if let Some(response) = cache.get(request, &query, transport, generation) {
+        let code = ResponseCode::from_low(response[3] & 0x0f);
+        return (Some(response), Disposition::Answered(code));
+    }
+    let (response, disposition) = respond(catalog, request, transport);
+    if let Some(bytes) = &response {
+        cache.put(request, &query, transport, generation, bytes);
+    }
+    (response, disposition)
 }
 
 /// Builds the response to `request`, or `None` when no response may be sent.
