@@ -160,6 +160,13 @@ pub struct Resolver {
     in_flight: moka::future::Cache<Name, Answer>,
 }
 
+/// How this node knew what a trace step records.
+#[derive(Debug, Clone, Copy)]
+struct Provenance {
+    cached: bool,
+    authoritative: bool,
+}
+
 fn micros(since: Instant) -> u32 {
     u32::try_from(since.elapsed().as_micros()).unwrap_or(u32::MAX)
 }
@@ -191,6 +198,26 @@ impl Resolver {
 
     fn node_id(&self) -> &Arc<str> {
         self.catalog.node_id()
+    }
+
+    /// A trace step taken by this node itself (its own zones, its caches, its root hints).
+    fn own_step(
+        &self,
+        zone: Name,
+        outcome: &'static str,
+        started: Instant,
+        provenance: Provenance,
+        error: Option<String>,
+    ) -> TraceStep {
+        TraceStep {
+            server: self.node_id().to_string(),
+            zone,
+            outcome: Some(outcome),
+            latency_us: micros(started),
+            cached: provenance.cached,
+            authoritative: provenance.authoritative,
+            error,
+        }
     }
 
     /// Resolves `name` to its final answer, chasing aliases across zones.
@@ -247,14 +274,17 @@ impl Resolver {
     async fn resolve_name(&self, name: &Name, walk: &mut Walk) -> Result<Answer, ResolveError> {
         let started = Instant::now();
         if let Some(answer) = self.cache.fresh_answer(name).await {
-            walk.step(|| TraceStep {
-                server: self.node_id().to_string(),
-                zone: answer.zone.clone(),
-                outcome: Some(answer.outcome.word()),
-                latency_us: micros(started),
-                cached: true,
-                authoritative: false,
-                error: None,
+            walk.step(|| {
+                self.own_step(
+                    answer.zone.clone(),
+                    answer.outcome.word(),
+                    started,
+                    Provenance {
+                        cached: true,
+                        authoritative: false,
+                    },
+                    None,
+                )
             });
             return Ok(answer);
         }
@@ -284,14 +314,17 @@ impl Resolver {
                     return result;
                 };
                 answer.ttl = self.config.stale_ttl;
-                walk.step(|| TraceStep {
-                    server: self.node_id().to_string(),
-                    zone: answer.zone.clone(),
-                    outcome: Some(answer.outcome.word()),
-                    latency_us: micros(started),
-                    cached: true,
-                    authoritative: false,
-                    error: Some("every server failed; serving a stale answer".to_string()),
+                walk.step(|| {
+                    self.own_step(
+                        answer.zone.clone(),
+                        answer.outcome.word(),
+                        started,
+                        Provenance {
+                            cached: true,
+                            authoritative: false,
+                        },
+                        Some("every server failed; serving a stale answer".to_string()),
+                    )
                 });
                 Ok(answer)
             }
@@ -308,14 +341,17 @@ impl Resolver {
     ) -> Result<Result<Answer, Cut>, ResolveError> {
         let started = Instant::now();
         if let Ok(answer) = self.catalog.lookup(name) {
-            walk.step(|| TraceStep {
-                server: self.node_id().to_string(),
-                zone: answer.zone.clone(),
-                outcome: Some(answer.outcome.word()),
-                latency_us: micros(started),
-                cached: false,
-                authoritative: true,
-                error: None,
+            walk.step(|| {
+                self.own_step(
+                    answer.zone.clone(),
+                    answer.outcome.word(),
+                    started,
+                    Provenance {
+                        cached: false,
+                        authoritative: true,
+                    },
+                    None,
+                )
             });
             let answer = self.alias_into_child(answer).await;
             return Ok(match answer.outcome {
@@ -326,14 +362,17 @@ impl Resolver {
                         .closest_delegation(name, Some(&delegation.zone))
                         .await;
                     if let Some(cached) = &below {
-                        walk.step(|| TraceStep {
-                            server: self.node_id().to_string(),
-                            zone: cached.zone.clone(),
-                            outcome: Some("referral"),
-                            latency_us: micros(started),
-                            cached: true,
-                            authoritative: false,
-                            error: None,
+                        walk.step(|| {
+                            self.own_step(
+                                cached.zone.clone(),
+                                "referral",
+                                started,
+                                Provenance {
+                                    cached: true,
+                                    authoritative: false,
+                                },
+                                None,
+                            )
                         });
                     }
                     let cut = below.unwrap_or(delegation);
@@ -346,14 +385,17 @@ impl Resolver {
             });
         }
         if let Some(delegation) = self.cache.closest_delegation(name, None).await {
-            walk.step(|| TraceStep {
-                server: self.node_id().to_string(),
-                zone: delegation.zone.clone(),
-                outcome: Some("referral"),
-                latency_us: micros(started),
-                cached: true,
-                authoritative: false,
-                error: None,
+            walk.step(|| {
+                self.own_step(
+                    delegation.zone.clone(),
+                    "referral",
+                    started,
+                    Provenance {
+                        cached: true,
+                        authoritative: false,
+                    },
+                    None,
+                )
             });
             return Ok(Err(Cut {
                 zone: delegation.zone.clone(),
@@ -363,14 +405,17 @@ impl Resolver {
         if self.config.roots.is_empty() {
             return Err(ResolveError::NoRoots { name: name.clone() });
         }
-        walk.step(|| TraceStep {
-            server: self.node_id().to_string(),
-            zone: Name::root(),
-            outcome: Some("referral"),
-            latency_us: micros(started),
-            cached: false,
-            authoritative: false,
-            error: None,
+        walk.step(|| {
+            self.own_step(
+                Name::root(),
+                "referral",
+                started,
+                Provenance {
+                    cached: false,
+                    authoritative: false,
+                },
+                None,
+            )
         });
         Ok(Err(Cut {
             zone: Name::root(),
