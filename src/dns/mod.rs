@@ -22,8 +22,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::catalog::Catalog;
-use cache::ResponseCache;
-use respond::{Disposition, Transport};
+use respond::{Answerer, Disposition, Transport};
 
 /// Bounds on TCP clients.
 #[derive(Debug, Clone, Copy)]
@@ -46,6 +45,10 @@ impl Default for TcpLimits {
 const UDP_WORKERS: usize = 2;
 /// Bytes of encoded responses kept for repeat questions.
 const RESPONSE_CACHE_BYTES: u64 = 64 << 20;
+/// UDP socket buffers. The kernel charges each small datagram its whole buffer (about a
+/// kilobyte), so the 208 KB default overflows with a couple of hundred queries in flight
+/// and drops them; NSD and Unbound ask for megabytes too. Capped by net.core.rmem_max.
+const UDP_SOCKET_BUFFER: usize = 4 << 20;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -90,6 +93,13 @@ impl DnsListener {
                 .await
                 .map_err(|e| bind_error("udp", e))?;
             let bound = udp.local_addr().map_err(|e| bind_error("udp", e))?;
+            let socket = socket2::SockRef::from(&udp);
+            if let Err(error) = socket
+                .set_recv_buffer_size(UDP_SOCKET_BUFFER)
+                .and_then(|()| socket.set_send_buffer_size(UDP_SOCKET_BUFFER))
+            {
+                tracing::warn!(%error, "cannot enlarge the DNS UDP socket buffers; bursts may be dropped");
+            }
             match TcpListener::bind(bound).await {
                 Ok(tcp) => {
                     return Ok(DnsListener {
@@ -127,8 +137,7 @@ impl DnsListener {
         let tcp = self.tcp;
         let limits = self.limits;
         let door = Arc::new(Door {
-            catalog,
-            cache: ResponseCache::new(RESPONSE_CACHE_BYTES),
+            answerer: Answerer::new(catalog, RESPONSE_CACHE_BYTES),
             counters,
         });
         tokio::spawn(async move {
@@ -149,15 +158,13 @@ impl DnsListener {
 
 /// What every socket task shares.
 struct Door {
-    catalog: Arc<Catalog>,
-    cache: ResponseCache,
+    answerer: Answerer,
     counters: Arc<DnsCounters>,
 }
 
 impl Door {
     fn answer(&self, request: &[u8], transport: Transport) -> Option<Vec<u8>> {
-        let (response, disposition) =
-            respond::respond_cached(&self.catalog, &self.cache, request, transport);
+        let (response, disposition) = self.answerer.answer(request, transport);
         let counter = match disposition {
             Disposition::Answered(_) => &self.counters.answered,
             Disposition::Ignored => &self.counters.ignored,

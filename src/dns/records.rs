@@ -19,6 +19,7 @@ use hickory_proto::rr::{Name as DnsName, RData, Record};
 
 use crate::name::Name;
 use crate::record::{Agent, Alias, Endpoint, ServerAddress, ZoneHeader};
+use crate::zone::ZoneSnapshot;
 
 /// Longest character-string in a TXT record (RFC 1035 section 3.3).
 const TXT_STRING_MAX: usize = 255;
@@ -277,6 +278,43 @@ pub fn soa(header: &ZoneHeader, mname: DnsName, ttl: u32) -> Record {
         header.negative_ttl,
     );
     record(&dns_name(header.origin.as_str()), ttl, RData::SOA(soa))
+}
+
+/// A zone's records that do not depend on the question, built once per zone version rather
+/// than on every query (names parsed, SOA assembled).
+pub struct ApexRecords {
+    pub name_servers: Vec<(DnsName, IpAddr)>,
+    /// The SOA at the zone TTL, for SOA and ANY questions.
+    pub soa: Record,
+    /// The SOA at min(TTL, MINIMUM), for the AUTHORITY of negative answers (RFC 2308).
+    pub negative_soa: Record,
+    pub ns: Vec<Record>,
+    pub glue: Vec<Record>,
+}
+
+impl ApexRecords {
+    pub fn build(zone: &ZoneSnapshot) -> ApexRecords {
+        let header = zone.header();
+        let name_servers = name_servers(zone.origin(), &header.servers);
+        let primary = name_servers.first().map_or_else(
+            || {
+                let origin = zone.origin();
+                dns_name(&if origin.is_root() {
+                    "_ns1".to_string()
+                } else {
+                    format!("_ns1.{}", origin.as_str())
+                })
+            },
+            |(name, _)| name.clone(),
+        );
+        ApexRecords {
+            soa: soa(header, primary.clone(), header.ttl),
+            negative_soa: soa(header, primary, header.negative_cache_ttl()),
+            ns: ns_records(zone.origin(), &name_servers, header.ttl),
+            glue: glue_records(&name_servers, header.ttl),
+            name_servers,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -11,9 +11,12 @@
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{DNSClass, Name as DnsName, Record, RecordType};
 
+use std::sync::Arc;
+
 use crate::catalog::Catalog;
 use crate::dns::cache::{ResponseCache, parse_simple};
-use crate::dns::records::{self, dns_name};
+use crate::dns::records::{self, ApexRecords, dns_name};
+use crate::name::Name;
 use crate::record::limits::ALIAS_CHAIN_MAX;
 use crate::zone::ZoneSnapshot;
 
@@ -36,32 +39,57 @@ pub enum Disposition {
     Ignored,
 }
 
-/// Answers `request`, from the cache of encoded responses when the query has the common
-/// shape and was answered before with the same zone data.
-pub fn respond_cached(
-    catalog: &Catalog,
-    cache: &ResponseCache,
-    request: &[u8],
-    transport: Transport,
-) -> (Option<Vec<u8>>, Disposition) {
-    let Some(query) = parse_simple(request) else {
-        return respond(catalog, request, transport);
-    };
-    let generation = catalog.generation();
-    if let Some(response) = cache.get(request, &query, transport, generation) {
-        let code = ResponseCode::from_low(response[3] & 0x0f);
-        return (Some(response), Disposition::Answered(code));
+/// Answers queries for one door: the full path below, behind the cache of encoded
+/// responses, with each zone's question-independent records built once per zone version.
+pub struct Answerer {
+    catalog: Arc<Catalog>,
+    responses: ResponseCache,
+    apexes: moka::sync::Cache<(Name, u64), Arc<ApexRecords>>,
+}
+
+impl Answerer {
+    pub fn new(catalog: Arc<Catalog>, response_cache_bytes: u64) -> Answerer {
+        Answerer {
+            catalog,
+            responses: ResponseCache::new(response_cache_bytes),
+            apexes: moka::sync::Cache::new(10_000),
+        }
     }
-    let (response, disposition) = respond(catalog, request, transport);
-    if let Some(bytes) = &response {
-        cache.put(request, &query, transport, generation, bytes);
+
+    /// Answers `request`, from the cache when the query has the common shape and was
+    /// answered before with the same zone data.
+    pub fn answer(&self, request: &[u8], transport: Transport) -> (Option<Vec<u8>>, Disposition) {
+        let Some(query) = parse_simple(request) else {
+            return self.respond(request, transport);
+        };
+        let generation = self.catalog.generation();
+        if let Some(response) = self.responses.get(request, &query, transport, generation) {
+            let code = ResponseCode::from_low(response[3] & 0x0f);
+            return (Some(response), Disposition::Answered(code));
+        }
+        let (response, disposition) = self.respond(request, transport);
+        if let Some(bytes) = &response {
+            self.responses
+                .put(request, &query, transport, generation, bytes);
+        }
+        (response, disposition)
     }
-    (response, disposition)
+
+    fn apex(&self, zone: &ZoneSnapshot) -> Arc<ApexRecords> {
+        let key = (zone.origin().clone(), self.catalog.generation());
+        self.apexes
+            .get_with(key, || Arc::new(ApexRecords::build(zone)))
+    }
+
+    /// The full path: any query, answered from the catalog.
+    pub fn respond(&self, request: &[u8], transport: Transport) -> (Option<Vec<u8>>, Disposition) {
+        respond(self, request, transport)
+    }
 }
 
 /// Builds the response to `request`, or `None` when no response may be sent.
-pub fn respond(
-    catalog: &Catalog,
+fn respond(
+    answerer: &Answerer,
     request: &[u8],
     transport: Transport,
 ) -> (Option<Vec<u8>>, Disposition) {
@@ -111,7 +139,7 @@ pub fn respond(
         RecordType::AXFR | RecordType::IXFR => {
             response.metadata.response_code = ResponseCode::Refused;
         }
-        _ => answer(catalog, query, &mut response),
+        _ => answer(answerer, query, &mut response),
     }
     finish(response, limit)
 }
@@ -189,6 +217,9 @@ pub fn canonical_text(name: &DnsName) -> String {
     text
 }
 
+/// The SRV owner prefix of an agent: `_mcp._tcp.`.
+const SERVICE_PREFIX: &str = "_mcp._tcp.";
+
 /// What a name is, inside one zone.
 enum Node<'z> {
     Apex,
@@ -235,9 +266,8 @@ fn classify<'z>(zone: &'z ZoneSnapshot, name: &str, name_servers: usize) -> Node
     if zone.is_empty_non_terminal(name) {
         return Node::EmptyNonTerminal;
     }
-    let service = format!("_{}._tcp.", records::PROTOCOL);
     if let Some(agent) = name
-        .strip_prefix(service.as_str())
+        .strip_prefix(SERVICE_PREFIX)
         .and_then(|rest| zone.agent(rest))
     {
         return Node::Srv(agent);
@@ -251,9 +281,9 @@ fn classify<'z>(zone: &'z ZoneSnapshot, name: &str, name_servers: usize) -> Node
     Node::Missing
 }
 
-fn answer(catalog: &Catalog, query: &Query, response: &mut Message) {
+fn answer(answerer: &Answerer, query: &Query, response: &mut Message) {
     let qname = canonical_text(query.name());
-    let Some(zone) = catalog.find_zone_of_text(&qname) else {
+    let Some(zone) = answerer.catalog.find_zone_of_text(&qname) else {
         response.metadata.response_code = ResponseCode::Refused;
         return;
     };
@@ -271,11 +301,11 @@ fn answer(catalog: &Catalog, query: &Query, response: &mut Message) {
         return;
     }
     response.metadata.authoritative = true;
-    let name_servers = records::name_servers(zone.origin(), &header.servers);
+    let apex = answerer.apex(&zone);
     let qtype = query.query_type();
     let mut current = qname;
     for _ in 0..=ALIAS_CHAIN_MAX {
-        let node = classify(&zone, &current, name_servers.len());
+        let node = classify(&zone, &current, apex.name_servers.len());
         if let Node::Alias(alias) = node {
             let ttl = alias.ttl.unwrap_or(header.ttl);
             response.add_answer(records::alias_cname(alias, ttl));
@@ -290,12 +320,13 @@ fn answer(catalog: &Catalog, query: &Query, response: &mut Message) {
         }
         if matches!(node, Node::Missing) {
             response.metadata.response_code = ResponseCode::NXDomain;
-            negative(&zone, &name_servers, response);
+            response.add_authority(apex.negative_soa.clone());
             return;
         }
-        let found = node_records(&zone, &node, &current, qtype, &name_servers, response);
+        let found = node_records(&zone, &node, &current, qtype, &apex, response);
         if found.is_empty() {
-            negative(&zone, &name_servers, response);
+            // NODATA: the SOA at the negative TTL (RFC 2308).
+            response.add_authority(apex.negative_soa.clone());
         } else {
             response.add_answers(found);
         }
@@ -303,40 +334,12 @@ fn answer(catalog: &Catalog, query: &Query, response: &mut Message) {
     }
 }
 
-/// The SOA in AUTHORITY of a negative answer, with TTL min(SOA TTL, MINIMUM) (RFC 2308).
-fn negative(
-    zone: &ZoneSnapshot,
-    name_servers: &[(DnsName, std::net::IpAddr)],
-    response: &mut Message,
-) {
-    let header = zone.header();
-    response.add_authority(records::soa(
-        header,
-        primary_name(zone, name_servers),
-        header.negative_cache_ttl(),
-    ));
-}
-
-fn primary_name(zone: &ZoneSnapshot, name_servers: &[(DnsName, std::net::IpAddr)]) -> DnsName {
-    name_servers.first().map_or_else(
-        || {
-            let origin = zone.origin();
-            dns_name(&if origin.is_root() {
-                "_ns1".to_string()
-            } else {
-                format!("_ns1.{}", origin.as_str())
-            })
-        },
-        |(name, _)| name.clone(),
-    )
-}
-
 fn node_records(
     zone: &ZoneSnapshot,
     node: &Node<'_>,
     name: &str,
     qtype: RecordType,
-    name_servers: &[(DnsName, std::net::IpAddr)],
+    apex: &ApexRecords,
     response: &mut Message,
 ) -> Vec<Record> {
     let header = zone.header();
@@ -345,15 +348,11 @@ fn node_records(
         Node::Apex => {
             let mut found = Vec::new();
             if qtype == RecordType::SOA || any {
-                found.push(records::soa(
-                    header,
-                    primary_name(zone, name_servers),
-                    header.ttl,
-                ));
+                found.push(apex.soa.clone());
             }
             if qtype == RecordType::NS || any {
-                found.extend(records::ns_records(zone.origin(), name_servers, header.ttl));
-                response.add_additionals(records::glue_records(name_servers, header.ttl));
+                found.extend(apex.ns.iter().cloned());
+                response.add_additionals(apex.glue.iter().cloned());
             }
             if found.is_empty()
                 && let Some(agent) = zone.agent(zone.origin().as_str())
@@ -382,12 +381,13 @@ fn node_records(
                 Vec::new()
             }
         }
-        Node::NameServer(index) => {
-            let glue = records::glue_records(&name_servers[*index..=*index], header.ttl);
-            glue.into_iter()
-                .filter(|record| any || record.record_type() == qtype)
-                .collect()
-        }
+        Node::NameServer(index) => apex
+            .glue
+            .get(*index)
+            .filter(|record| any || record.record_type() == qtype)
+            .cloned()
+            .into_iter()
+            .collect(),
         Node::EmptyNonTerminal | Node::Missing | Node::Alias(_) => Vec::new(),
     }
 }
