@@ -7,7 +7,10 @@
 Every agent gets a description of a few words from a vocabulary, 1-3 tags, 1-2
 capabilities, a version and one MCP endpoint; the input schema is left to the default.
 Names are agent-000000, agent-000001, ... (relative to the origin). With --names, the
-absolute names (FQDNs) are also written one per line. Python 3.11, stdlib only.
+absolute names (FQDNs) are also written one per line. With --endpoint-host, endpoints name a
+host (such as `agent-000001.hosts.example`) instead of 127.0.0.1, so the DNS door has no A/AAAA
+for the agents (bench/dns.sh); with --dns, the zone's server also has a DNS door (NS + glue).
+Python 3.11, stdlib only.
 """
 
 from __future__ import annotations
@@ -74,6 +77,15 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--server", default="http://127.0.0.1:7190", help="the zone's gRPC server URL"
     )
+    parser.add_argument(
+        "--endpoint-host",
+        metavar="TEMPLATE",
+        help="endpoint host instead of 127.0.0.1; {name} is the agent's label "
+        "(e.g. '{name}.hosts.example')",
+    )
+    parser.add_argument(
+        "--dns", metavar="ADDR", help="the zone's server's DNS door (servers[].dns), e.g. 127.0.0.1:53"
+    )
     args = parser.parse_args(argv)
     if args.agents < 0:
         parser.error("--agents must be >= 0")
@@ -95,13 +107,15 @@ def main(argv: list[str]) -> int:
             out.write("ttl = 300\n")
             out.write("negative_ttl = 60\n")
             out.write('contact = "bench@example.invalid"\n')
-            out.write(f"servers = [{{ grpc = {toml_str(args.server)} }}]\n")
+            dns = f", dns = {toml_str(args.dns)}" if args.dns else ""
+            out.write(f"servers = [{{ grpc = {toml_str(args.server)}{dns} }}]\n")
             for index in range(args.agents):
                 label = f"agent-{index:0{width}d}"
                 tags = rng.sample(TAGS, rng.randint(1, 3))
                 capabilities = rng.sample(CAPABILITIES, rng.randint(1, 2))
                 version = f"{rng.randint(0, 3)}.{rng.randint(0, 20)}.{rng.randint(0, 9)}"
                 port = 20_000 + rng.randrange(10_000)
+                host = args.endpoint_host.format(name=label) if args.endpoint_host else "127.0.0.1"
                 out.write("\n[[agent]]\n")
                 out.write(f"name = {toml_str(label)}\n")
                 out.write(f"description = {toml_str(description(rng))}\n")
@@ -109,7 +123,7 @@ def main(argv: list[str]) -> int:
                 out.write(f"capabilities = {toml_list(capabilities)}\n")
                 out.write(f"version = {toml_str(version)}\n")
                 out.write(
-                    f'endpoints = [{{ url = "http://127.0.0.1:{port}/mcp", tool = {toml_str(label)} }}]\n'
+                    f'endpoints = [{{ url = "http://{host}:{port}/mcp", tool = {toml_str(label)} }}]\n'
                 )
                 if names_file is not None:
                     names_file.write(f"{label}.{origin}\n")
