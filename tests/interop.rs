@@ -88,9 +88,8 @@ target = "analyst"
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "interop stage: needs dig (dnsutils)"]
-async fn dig_reads_agents_from_a_node() {
+/// A node serving finance.acme with its DNS door on a free port of 127.0.0.1.
+async fn finance_node(id: &str) -> (NodeHandle, SocketAddr) {
     let listener = grpc().await;
     let url = listener.url();
     let dns_listener = DnsListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
@@ -101,11 +100,16 @@ async fn dig_reads_agents_from_a_node() {
         [&url, "http://127.0.0.1:1"],
         [&addr.to_string(), "127.0.0.9:53"],
     );
-    let node = listener.serve_with(
-        ServeOptions::new(vec![zone(&zone_text)])
-            .node_id("dig")
-            .dns(dns_listener),
-    );
+    let options = ServeOptions::new(vec![zone(&zone_text)])
+        .node_id(id)
+        .dns(dns_listener);
+    (listener.serve_with(options), addr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "interop stage: needs dig (dnsutils)"]
+async fn dig_reads_agents_from_a_node() {
+    let (node, addr) = finance_node("dig").await;
     let port = addr.port().to_string();
     let server = format!("@{}", addr.ip());
     let base = [
@@ -337,21 +341,7 @@ remote-control:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "interop stage: needs the dns-aid client (AOP_INTEROP_PYTHON: a Python with dns-aid installed)"]
 async fn the_dns_aid_reference_client_discovers_a_zones_agents() {
-    let listener = grpc().await;
-    let url = listener.url();
-    let dns_listener = DnsListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .await
-        .unwrap();
-    let addr = dns_listener.local_addr();
-    let zone_text = finance_zone(
-        [&url, "http://127.0.0.1:1"],
-        [&addr.to_string(), "127.0.0.9:53"],
-    );
-    let node = listener.serve_with(
-        ServeOptions::new(vec![zone(&zone_text)])
-            .node_id("dns-aid")
-            .dns(dns_listener),
-    );
+    let (node, addr) = finance_node("dns-aid").await;
 
     let python = std::env::var("AOP_INTEROP_PYTHON").unwrap_or_else(|_| "python3".to_string());
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/dns_aid_discover.py");
