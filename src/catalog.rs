@@ -88,10 +88,7 @@ impl Catalog {
 
     /// The closest enclosing zone of `name` served here.
     pub fn find_zone(&self, name: &Name) -> Option<Arc<ZoneSnapshot>> {
-        let zones = self.zones.load();
-        name.self_and_ancestors()
-            .find_map(|ancestor| zones.get(ancestor))
-            .cloned()
+        self.find_zone_of_text(name.as_str())
     }
 
     /// The closest enclosing zone of any canonical dotted text (lowercase, no trailing dot,

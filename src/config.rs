@@ -54,9 +54,7 @@ impl NodeConfigFile {
         })?;
         let mut config: NodeConfigFile = toml::from_str(&text).map_err(|error| {
             let offset = error.span().map_or(0, |span| span.start);
-            let before = &text[..offset.min(text.len())];
-            let line = before.matches('\n').count() + 1;
-            let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            let (line, column) = crate::zone::file::line_column(&text, offset);
             ConfigError::Invalid {
                 path: path.to_path_buf(),
                 line,

@@ -956,7 +956,7 @@ fn to_json(value: &Spanned<DeValue<'_>>) -> Result<serde_json::Value, (Span, Str
 }
 
 /// 1-based line and character column of a byte offset.
-fn line_column(text: &str, offset: usize) -> (usize, usize) {
+pub(crate) fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(text.len());
     let before = &text[..floor_char_boundary(text, offset)];
     let line = before.matches('\n').count() + 1;

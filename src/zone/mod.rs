@@ -144,8 +144,8 @@ impl ZoneSnapshot {
         let mut occluded: Vec<(usize, Name, Name)> = delegations
             .keys()
             .filter_map(|zone| {
-                let cut = find_cut(&delegations, zone, &origin, true)?;
-                Some((delegation_index[zone], zone.clone(), cut))
+                let cut = find_cut(&delegations, zone.as_str(), &origin, true)?;
+                Some((delegation_index[zone], zone.clone(), cut.zone.clone()))
             })
             .collect();
         occluded.sort_by_key(|(index, _, _)| *index);
@@ -175,12 +175,12 @@ impl ZoneSnapshot {
                 });
                 return;
             }
-            if let Some(cut) = find_cut(&delegations, name, &origin, false) {
+            if let Some(cut) = find_cut(&delegations, name.as_str(), &origin, false) {
                 errors.push(StructureError {
                     item,
                     error: ZoneError::Occluded {
                         name: name.clone(),
-                        delegation: cut,
+                        delegation: cut.zone.clone(),
                     },
                 });
                 return;
@@ -323,13 +323,7 @@ impl ZoneSnapshot {
     /// The delegation at or above `name` (canonical text at or below the origin, which may
     /// hold labels no agent name can, such as `_mcp._tcp.x.eu.finance.acme`).
     pub fn delegation_covering(&self, name: &str) -> Option<&Arc<Delegation>> {
-        if self.delegations.is_empty() {
-            return None;
-        }
-        let origin_len = self.origin().as_str().len();
-        crate::name::label_suffixes(name)
-            .take_while(|suffix| suffix.len() > origin_len)
-            .find_map(|suffix| self.delegations.get(suffix))
+        find_cut(&self.delegations, name, self.origin(), false)
     }
 
     /// Delegations in zone-name order.
@@ -394,8 +388,8 @@ impl ZoneSnapshot {
         let mut current = name.clone();
         let mut ttl = u32::MAX;
         loop {
-            if let Some(cut) = find_cut(&self.delegations, &current, self.origin(), false) {
-                let delegation = Arc::clone(&self.delegations[cut.as_str()]);
+            if let Some(cut) = self.delegation_covering(current.as_str()) {
+                let delegation = Arc::clone(cut);
                 ttl = ttl.min(delegation.ttl.unwrap_or(self.header.ttl));
                 return ZoneLookup {
                     outcome: Outcome::Referral(delegation),
@@ -446,22 +440,22 @@ impl ZoneSnapshot {
     }
 }
 
-/// The delegated zone at or above `name` (strictly above when `strict`), strictly below
-/// `origin`, if any.
-fn find_cut(
-    delegations: &HashMap<Name, Arc<Delegation>>,
-    name: &Name,
+/// The delegation at or above `name` (strictly above when `strict`), strictly below
+/// `origin`, if any. `name` is canonical text, which may hold labels no agent name can.
+fn find_cut<'d>(
+    delegations: &'d HashMap<Name, Arc<Delegation>>,
+    name: &str,
     origin: &Name,
     strict: bool,
-) -> Option<Name> {
+) -> Option<&'d Arc<Delegation>> {
     if delegations.is_empty() {
         return None;
     }
     let origin_len = origin.as_str().len();
-    name.self_and_ancestors()
+    crate::name::label_suffixes(name)
         .skip(usize::from(strict))
         .take_while(|ancestor| ancestor.len() > origin_len)
-        .find_map(|ancestor| delegations.get(ancestor).map(|d| d.zone.clone()))
+        .find_map(|ancestor| delegations.get(ancestor))
 }
 
 /// Reports each in-zone alias loop once (at its first alias in input order) and every chain
