@@ -232,15 +232,17 @@ pub fn name_servers(zone: &Name, servers: &[ServerAddress]) -> Vec<(DnsName, IpA
         .iter()
         .filter_map(|server| server.dns)
         .enumerate()
-        .map(|(index, dns)| {
-            let text = if zone.is_root() {
-                format!("_ns{}", index + 1)
-            } else {
-                format!("_ns{}.{}", index + 1, zone.as_str())
-            };
-            (dns_name(&text), dns.ip())
-        })
+        .map(|(index, dns)| (name_server_name(zone, index + 1), dns.ip()))
         .collect()
+}
+
+/// `_nsN.<zone>`: the name of a zone's Nth name server (1-based).
+fn name_server_name(zone: &Name, number: usize) -> DnsName {
+    if zone.is_root() {
+        dns_name(&format!("_ns{number}"))
+    } else {
+        dns_name(&format!("_ns{number}.{}", zone.as_str()))
+    }
 }
 
 pub fn ns_records(zone: &Name, servers: &[(DnsName, IpAddr)], ttl: u32) -> Vec<Record> {
@@ -296,17 +298,8 @@ impl ApexRecords {
     pub fn build(zone: &ZoneSnapshot) -> ApexRecords {
         let header = zone.header();
         let name_servers = name_servers(zone.origin(), &header.servers);
-        let primary = name_servers.first().map_or_else(
-            || {
-                let origin = zone.origin();
-                dns_name(&if origin.is_root() {
-                    "_ns1".to_string()
-                } else {
-                    format!("_ns1.{}", origin.as_str())
-                })
-            },
-            |(name, _)| name.clone(),
-        );
+        // MNAME: the first name server, named as it would be even when none has a DNS door.
+        let primary = name_server_name(zone.origin(), 1);
         ApexRecords {
             soa: soa(header, primary.clone(), header.ttl),
             negative_soa: soa(header, primary, header.negative_cache_ttl()),
