@@ -30,6 +30,7 @@
 //! The `aop` command line lives in the binary (`src/main.rs`, `src/cli/`), the only place
 //! that formats for humans.
 
+pub mod agent;
 pub mod answer;
 pub mod bench;
 pub mod catalog;
@@ -37,7 +38,9 @@ pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod dns;
+pub mod gateway;
 pub mod grpc;
+pub mod mcp;
 pub mod name;
 pub mod node;
 pub mod record;

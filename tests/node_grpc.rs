@@ -332,6 +332,7 @@ async fn get_zone_reports_the_header_servers_and_delegations() {
     let zone = client
         .get_zone(pb::GetZoneRequest {
             zone: "finance.acme".into(),
+            recursive: false,
         })
         .await
         .unwrap()
@@ -349,6 +350,7 @@ async fn get_zone_reports_the_header_servers_and_delegations() {
     let status = client
         .get_zone(pb::GetZoneRequest {
             zone: "globex".into(),
+            recursive: false,
         })
         .await
         .unwrap_err();
@@ -383,6 +385,7 @@ async fn list_agents_pages_through_every_agent_once_in_order() {
                 zone: "big".into(),
                 page_size: 1000,
                 cursor: cursor.clone(),
+                recursive: false,
             })
             .await
             .unwrap()
@@ -415,6 +418,7 @@ async fn list_agents_pages_through_every_agent_once_in_order() {
             zone: "big".into(),
             page_size: 1001,
             cursor: String::new(),
+            recursive: false,
         })
         .await
         .unwrap_err();
@@ -428,6 +432,7 @@ async fn list_agents_pages_through_every_agent_once_in_order() {
             zone: "big".into(),
             page_size: 10,
             cursor: "not-a-cursor".into(),
+            recursive: false,
         })
         .await
         .unwrap_err();

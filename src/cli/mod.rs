@@ -2,8 +2,10 @@
 //! one place errors become `error: ...` lines and exit codes (1 for a failed operation, 2 for
 //! bad usage, which clap reports itself).
 
+mod agent;
 mod bench;
 mod demo;
+mod gateway;
 mod node;
 mod output;
 mod resolve;
@@ -52,6 +54,11 @@ enum Command {
     Zone(zone::ZoneCommand),
     /// Resolve an agent name.
     Resolve(resolve::ResolveArgs),
+    /// Run the MCP gateway: LLM hosts discover and call agents through it.
+    Gateway(gateway::GatewayArgs),
+    /// Built-in demo agents (real MCP servers, no LLM).
+    #[command(subcommand)]
+    Agent(agent::AgentCommand),
     /// Load generators that print latency percentiles, throughput and errors.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -59,7 +66,10 @@ enum Command {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let long_running = matches!(cli.command, Command::Demo(_) | Command::Node(_));
+    let long_running = matches!(
+        cli.command,
+        Command::Demo(_) | Command::Node(_) | Command::Gateway(_) | Command::Agent(_)
+    );
     init_logging(cli.log_format, if long_running { "info" } else { "warn" });
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -77,6 +87,8 @@ pub fn main() -> ExitCode {
             Command::Node(args) => node::run(args).await,
             Command::Zone(command) => zone::run(command),
             Command::Resolve(args) => resolve::run(args).await,
+            Command::Gateway(args) => gateway::run(args).await,
+            Command::Agent(command) => agent::run(command).await,
             Command::Bench(command) => bench::run(command).await,
         }
     });

@@ -8,16 +8,25 @@ use tonic::{Request, Response, Status};
 
 use crate::answer::TraceStep;
 use crate::catalog::Catalog;
+use crate::grpc::client::RegistryClient;
 use crate::grpc::convert::{self, request_name};
 use crate::grpc::pb;
 use crate::grpc::status::ServiceError;
-use crate::resolver::{ResolveOptions, Resolver};
+use crate::grpc::upstream::GrpcUpstream;
+use crate::name::Name;
+use crate::record::ServerAddress;
+use crate::resolver::{ResolveError, ResolveOptions, Resolver, ZoneAuthority};
+
+/// How long a forwarded zone request may take when the caller set no deadline.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Serves one node's catalog and resolver over gRPC.
 #[derive(Clone)]
 pub struct RegistryService {
     catalog: Arc<Catalog>,
     resolver: Arc<Resolver>,
+    /// Channels to other nodes, for zone requests forwarded on a client's behalf.
+    upstream: Arc<GrpcUpstream>,
     resolve_requests: Arc<AtomicU64>,
 }
 
@@ -48,6 +57,7 @@ impl RegistryService {
         RegistryService {
             catalog,
             resolver,
+            upstream: Arc::new(GrpcUpstream::new()),
             resolve_requests: Arc::new(AtomicU64::new(0)),
         }
     }
@@ -88,19 +98,65 @@ impl RegistryService {
         Ok(pb::ResolveResponse::from(&answer))
     }
 
-    fn get_zone(&self, request: pb::GetZoneRequest) -> Result<pb::GetZoneResponse, ServiceError> {
+    async fn get_zone(
+        &self,
+        request: pb::GetZoneRequest,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Result<pb::GetZoneResponse, ServiceError> {
         let origin = request_name("zone", &request.zone)?;
+        if request.recursive
+            && let Some(servers) = self.remote_servers(&origin, deadline).await?
+        {
+            let forwarded = pb::GetZoneRequest {
+                zone: origin.to_string(),
+                recursive: false,
+            };
+            return self
+                .forward(&origin, &servers, deadline, move |mut client| {
+                    let request = forwarded.clone();
+                    async move { client.get_zone(request).await }
+                })
+                .await;
+        }
         let zone = self.catalog.zone(&origin)?;
         Ok(convert::zone_response(&zone, self.catalog.node_id()))
     }
 
-    fn list_agents(
+    async fn list_agents(
         &self,
         request: pb::ListAgentsRequest,
+        deadline: Option<tokio::time::Instant>,
     ) -> Result<pb::ListAgentsResponse, ServiceError> {
         let origin = request_name("zone", &request.zone)?;
         let page_size = convert::page_size(request.page_size)?;
         let after = convert::decode_cursor(&request.cursor)?;
+        if request.recursive
+            && let Some(servers) = self.remote_servers(&origin, deadline).await?
+        {
+            let forwarded = pb::ListAgentsRequest {
+                recursive: false,
+                zone: origin.to_string(),
+                ..request
+            };
+            let response = self
+                .forward(&origin, &servers, deadline, move |mut client| {
+                    let request = forwarded.clone();
+                    async move { client.list_agents(request).await }
+                })
+                .await?;
+            // Relayed, but checked like any peer data before it goes further.
+            for agent in &response.agents {
+                crate::record::Agent::try_from(agent.clone()).map_err(|error| {
+                    ServiceError::Authority {
+                        zone: origin.clone(),
+                        server: "the zone's servers".into(),
+                        code: tonic::Code::Unavailable,
+                        message: format!("unusable agent record: {error}"),
+                    }
+                })?;
+            }
+            return Ok(response);
+        }
         let zone = self.catalog.zone(&origin)?;
         let names = zone.agents_page(after.as_deref(), page_size);
         let agents: Vec<pb::Agent> = names
@@ -122,6 +178,79 @@ impl RegistryService {
             zone_serial: zone.serial(),
             total: u32::try_from(zone.agent_count()).unwrap_or(u32::MAX),
         })
+    }
+
+    /// The servers to forward a recursive zone request to, or `None` when this node serves
+    /// the zone itself.
+    async fn remote_servers(
+        &self,
+        zone: &Name,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Result<Option<Vec<ServerAddress>>, ServiceError> {
+        let options = ResolveOptions {
+            deadline,
+            trace: false,
+        };
+        Ok(match self.resolver.locate_zone(zone, options).await? {
+            ZoneAuthority::Local => None,
+            ZoneAuthority::Servers(servers) => Some(servers),
+        })
+    }
+
+    /// Asks a zone's servers, best first, until one answers; an error status from a server
+    /// that answered is passed on, since its siblings hold the same data.
+    async fn forward<T, F, Fut>(
+        &self,
+        zone: &Name,
+        servers: &[ServerAddress],
+        deadline: Option<tokio::time::Instant>,
+        call: F,
+    ) -> Result<T, ServiceError>
+    where
+        F: Fn(RegistryClient) -> Fut,
+        Fut: Future<Output = Result<Response<T>, Status>>,
+    {
+        let deadline = deadline.unwrap_or_else(|| tokio::time::Instant::now() + FORWARD_TIMEOUT);
+        let mut failures = Vec::new();
+        for server in self.resolver.servers().order(servers) {
+            let client = match self.upstream.client(&server) {
+                Ok(client) => client,
+                Err(error) => {
+                    failures.push(error.to_string());
+                    continue;
+                }
+            };
+            match tokio::time::timeout_at(deadline, call(client)).await {
+                Err(_) => {
+                    failures.push(format!("{}: no answer in time", server.grpc));
+                    break;
+                }
+                Ok(Ok(response)) => return Ok(response.into_inner()),
+                Ok(Err(status))
+                    if matches!(
+                        status.code(),
+                        tonic::Code::Unavailable
+                            | tonic::Code::DeadlineExceeded
+                            | tonic::Code::Cancelled
+                            | tonic::Code::Unknown
+                    ) =>
+                {
+                    failures.push(format!("{}: {}", server.grpc, status.message()));
+                }
+                Ok(Err(status)) => {
+                    return Err(ServiceError::Authority {
+                        zone: zone.clone(),
+                        server: server.grpc.clone(),
+                        code: status.code(),
+                        message: status.message().to_string(),
+                    });
+                }
+            }
+        }
+        Err(ServiceError::Resolve(ResolveError::Unavailable {
+            zone: zone.clone(),
+            failures,
+        }))
     }
 
     async fn cache_stats(&self) -> pb::GetCacheStatsResponse {
@@ -154,14 +283,18 @@ impl pb::registry_server::Registry for RegistryService {
         &self,
         request: Request<pb::GetZoneRequest>,
     ) -> Result<Response<pb::GetZoneResponse>, Status> {
-        Ok(Response::new(self.get_zone(request.into_inner())?))
+        let deadline = deadline(&request);
+        let response = RegistryService::get_zone(self, request.into_inner(), deadline).await?;
+        Ok(Response::new(response))
     }
 
     async fn list_agents(
         &self,
         request: Request<pb::ListAgentsRequest>,
     ) -> Result<Response<pb::ListAgentsResponse>, Status> {
-        Ok(Response::new(self.list_agents(request.into_inner())?))
+        let deadline = deadline(&request);
+        let response = RegistryService::list_agents(self, request.into_inner(), deadline).await?;
+        Ok(Response::new(response))
     }
 
     async fn get_cache_stats(

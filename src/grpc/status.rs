@@ -16,6 +16,14 @@ pub enum ServiceError {
     Catalog(#[from] CatalogError),
     #[error(transparent)]
     Resolve(#[from] ResolveError),
+    /// A request forwarded to a zone's own server failed there.
+    #[error("{message} (answered by {server}, a server of zone {zone})")]
+    Authority {
+        zone: crate::name::Name,
+        server: String,
+        code: Code,
+        message: String,
+    },
 }
 
 impl From<ServiceError> for Status {
@@ -34,7 +42,9 @@ impl From<ServiceError> for Status {
                 | ResolveError::TooManyQueries { .. }
                 | ResolveError::AliasLoop { .. }
                 | ResolveError::AliasChainTooLong { .. } => Code::FailedPrecondition,
+                ResolveError::NotAZone { .. } | ResolveError::NoSuchZone { .. } => Code::NotFound,
             },
+            ServiceError::Authority { code, .. } => *code,
         };
         Status::new(code, error.to_string())
     }

@@ -26,7 +26,8 @@ impl GrpcUpstream {
         GrpcUpstream::default()
     }
 
-    fn client(&self, server: &ServerAddress) -> Result<RegistryClient, UpstreamError> {
+    /// The pooled channel to `server`, made (lazily connecting) on first use.
+    pub fn client(&self, server: &ServerAddress) -> Result<RegistryClient, UpstreamError> {
         let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(client) = clients.get(&server.grpc) {
             return Ok(client.clone());

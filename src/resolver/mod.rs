@@ -90,6 +90,19 @@ pub enum ResolveError {
         "alias chain from {name} follows more than {ALIAS_CHAIN_MAX} aliases (limit {ALIAS_CHAIN_MAX})"
     )]
     AliasChainTooLong { name: Name },
+    #[error("{name} is not a zone: it lies inside zone {zone}")]
+    NotAZone { name: Name, zone: Name },
+    #[error("no such zone: {name} does not exist (NXDOMAIN from zone {zone})")]
+    NoSuchZone { name: Name, zone: Name },
+}
+
+/// Who serves a zone, as [`Resolver::locate_zone`] found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ZoneAuthority {
+    /// This node serves it.
+    Local,
+    /// These servers do (the zone's NS set from its delegation, or the root hints).
+    Servers(Vec<ServerAddress>),
 }
 
 /// Why one upstream query failed; the resolver moves on to the next server.
@@ -217,6 +230,62 @@ impl Resolver {
             cached: provenance.cached,
             authoritative: provenance.authoritative,
             error,
+        }
+    }
+
+    /// Finds the servers of `zone`: this node, or the NS set of the delegation that leads to
+    /// it, walking the tree (through the caches) as a resolution of the apex name does.
+    pub async fn locate_zone(
+        &self,
+        zone: &Name,
+        options: ResolveOptions,
+    ) -> Result<ZoneAuthority, ResolveError> {
+        if self.catalog.zone(zone).is_ok() {
+            return Ok(ZoneAuthority::Local);
+        }
+        if zone.is_root() && !self.config.roots.is_empty() {
+            return Ok(ZoneAuthority::Servers(self.config.roots.clone()));
+        }
+        let mut walk = Walk {
+            deadline: options
+                .deadline
+                .map_or(Instant::now() + self.config.max_time, |deadline| {
+                    deadline.min(Instant::now() + self.config.max_time)
+                }),
+            queries: 0,
+            trace: None,
+        };
+        let answer = self.resolve_name(zone, &mut walk).await?;
+        if answer.zone != *zone {
+            return Err(match answer.outcome {
+                Outcome::NxDomain => ResolveError::NoSuchZone {
+                    name: zone.clone(),
+                    zone: answer.zone,
+                },
+                _ => ResolveError::NotAZone {
+                    name: zone.clone(),
+                    zone: answer.zone,
+                },
+            });
+        }
+        // The delegation into the zone is in one of this node's zones, or the walk that
+        // reached the zone cached it.
+        if let Ok(Answer {
+            outcome: Outcome::Referral(delegation),
+            ..
+        }) = self.catalog.lookup(zone)
+            && delegation.zone == *zone
+        {
+            return Ok(ZoneAuthority::Servers(delegation.servers.clone()));
+        }
+        match self.cache.closest_delegation(zone, None).await {
+            Some(delegation) if delegation.zone == *zone => {
+                Ok(ZoneAuthority::Servers(delegation.servers.clone()))
+            }
+            _ => Err(ResolveError::Unavailable {
+                zone: zone.clone(),
+                failures: vec!["the delegation into the zone is no longer cached".into()],
+            }),
         }
     }
 

@@ -1,0 +1,90 @@
+//! `aop gateway`: the MCP gateway for LLM hosts.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Args;
+
+use aop::gateway::{self, GatewayConfig};
+use aop::name::Name;
+
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+    aop gateway --resolver http://127.0.0.1:7100 --listen 127.0.0.1:8000 --mount finance.acme\n  \
+    aop gateway --stdio --mount finance.acme      (for desktop LLM hosts)\n\n\
+    MCP clients connect to http://ADDR/mcp. Browsers' requests need an allowed Origin \
+    (default: loopback origins); with --token-file every request needs \
+    `Authorization: Bearer <token>`.")]
+pub struct GatewayArgs {
+    /// gRPC URL of the node that resolves names for the gateway.
+    #[arg(long, value_name = "URL", default_value = super::DEFAULT_SERVER)]
+    resolver: String,
+    /// Listen address of the Streamable HTTP endpoint (/mcp).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8000")]
+    listen: SocketAddr,
+    /// Serve one MCP session on stdin/stdout instead of HTTP (for desktop LLM hosts).
+    #[arg(long)]
+    stdio: bool,
+    /// Zone whose agents become tools (repeatable).
+    #[arg(long = "mount", value_name = "ZONE")]
+    mounts: Vec<String>,
+    /// Origin allowed to call from a browser, e.g. https://app.example.com:443 or
+    /// http://localhost:* (repeatable) [default: loopback origins].
+    #[arg(long = "allow-origin", value_name = "ORIGIN")]
+    allow_origins: Vec<String>,
+    /// File holding the bearer token every request must carry.
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+    /// How often the mounted zones are checked for changes.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = super::parse_duration)]
+    poll_interval: Duration,
+}
+
+pub async fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
+    let mut config = GatewayConfig::new(args.resolver.clone());
+    for text in &args.mounts {
+        let zone = Name::parse(text).with_context(|| format!("invalid --mount {text:?}"))?;
+        config.mounts.push(zone);
+    }
+    config.poll_interval = args.poll_interval;
+    for origin in &args.allow_origins {
+        if !(origin == "null" || origin.starts_with("http://") || origin.starts_with("https://")) {
+            bail!(
+                "invalid --allow-origin {origin:?}: an origin is scheme://host[:port] \
+                 (http or https; `:*` for any port), or `null`"
+            );
+        }
+    }
+    config.guards.allowed_origins = args.allow_origins.clone();
+    if let Some(path) = &args.token_file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read --token-file {}", path.display()))?;
+        let token = text.trim();
+        if token.is_empty() {
+            bail!(
+                "--token-file {} is empty: put the bearer token in it",
+                path.display()
+            );
+        }
+        config.guards.bearer_token = Some(Arc::from(token));
+    }
+    if args.stdio {
+        gateway::serve_stdio(config).await?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let handle = gateway::start(config, listener).await?;
+    if let Some(url) = handle.url() {
+        println!("MCP gateway at {url} (resolver {})", args.resolver);
+    }
+    super::shutdown_signal().await;
+    tracing::info!("gateway stopping");
+    handle.shutdown().await;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,571 @@
+//! The call path: from a resolved agent to its answer, reliably.
+//!
+//! 1. Validate the arguments against the agent's `input_schema` (compiled once per schema);
+//!    a bad argument is an `isError` result naming the field.
+//! 2. The agent's `timeout_ms` (or the caller's, when smaller) bounds the whole call,
+//!    retries and backoff included.
+//! 3. Choose an endpoint: the lowest priority among those whose breaker lets a call through,
+//!    then weighted random (SRV semantics); a retry prefers an endpoint not tried yet.
+//! 4. Call it on its pooled session, passing progress through and cancellation on.
+//! 5. A failure before the agent got the call is retried; a timeout or a connection lost
+//!    after sending only for tools the endpoint marks `idempotentHint` (CONTRACT section 6).
+//!    Up to `max_retries` retries, exponential backoff with full jitter between them.
+//!
+//! An agent's own failure (a result with `isError`) is an answer, not a failure of the
+//! endpoint: it is returned as is, never retried, and keeps the breaker closed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use rand::Rng;
+use rmcp::model::{
+    CallToolRequest, CallToolRequestParams, CallToolResult, CancelledNotificationParam,
+    ClientRequest, ContentBlock, JsonObject, ProgressNotificationParam, ProgressToken,
+    ServerResult,
+};
+use rmcp::service::PeerRequestOptions;
+use rmcp::{Peer, RoleServer, ServiceError};
+use serde_json::{Value, json};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::gateway::breaker::Breakers;
+use crate::gateway::error::GatewayError;
+use crate::gateway::sessions::{AgentSessions, Delivery, EndpointFailure, classify};
+use crate::record::{Agent, Endpoint};
+
+/// What the MCP request that asked for a call brings along.
+#[derive(Clone, Default)]
+pub struct CallContext {
+    /// The caller's progress token and where to send progress.
+    pub progress: Option<(ProgressToken, Peer<RoleServer>)>,
+    /// Cancelled when the caller cancels its request.
+    pub cancel: CancellationToken,
+}
+
+/// Backoff between attempts.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    pub base: Duration,
+    pub max: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            base: Duration::from_millis(50),
+            max: Duration::from_secs(2),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The pause before retry `attempt` (1 for the first retry): full jitter over an
+    /// exponentially growing window.
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let window = self
+            .base
+            .saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
+            .min(self.max);
+        let millis = window.as_millis() as u64;
+        Duration::from_millis(rand::rng().random_range(millis / 2..=millis.max(1)))
+    }
+}
+
+/// A successful call.
+#[derive(Debug)]
+pub struct CallOutcome {
+    pub agent: Arc<Agent>,
+    pub result: CallToolResult,
+    /// The endpoint URL that answered.
+    pub endpoint: String,
+    pub attempts: u32,
+}
+
+/// The text of a result's text blocks, joined by newlines.
+fn text_of(result: &CallToolResult) -> String {
+    result
+        .content
+        .iter()
+        .filter_map(|block| block.as_text().map(|text| text.text.as_str()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+impl CallOutcome {
+    /// The answer of the agent's own tool (CONTRACT section 6): with an `output_schema`, the
+    /// agent's result unchanged; without, the AOP shape `{result, success, error}`.
+    pub fn into_agent_tool_result(self) -> CallToolResult {
+        if self.agent.output_schema.is_some() {
+            return self.result;
+        }
+        let failed = self.result.is_error == Some(true);
+        let text = text_of(&self.result);
+        let shape = if failed {
+            json!({"result": "", "success": false, "error": text})
+        } else {
+            json!({"result": text, "success": true, "error": null})
+        };
+        let body = serde_json::to_string_pretty(&shape).unwrap_or_default();
+        let mut result = if failed {
+            CallToolResult::error(vec![ContentBlock::text(body)])
+        } else {
+            CallToolResult::success(vec![ContentBlock::text(body)])
+        };
+        result.structured_content = Some(shape);
+        result
+    }
+
+    /// The answer of `call_agent`: the agent's content, and as structured content the AOP
+    /// shape plus `served_by` (the endpoint that answered), `agent` and `attempts`.
+    pub fn into_call_agent_result(self) -> CallToolResult {
+        let failed = self.result.is_error == Some(true);
+        let text = text_of(&self.result);
+        let mut structured = json!({
+            "result": if failed { String::new() } else { text.clone() },
+            "success": !failed,
+            "error": if failed { Value::String(text) } else { Value::Null },
+            "served_by": self.endpoint,
+            "agent": self.agent.name.to_string(),
+            "attempts": self.attempts,
+        });
+        if let (Some(inner), Value::Object(map)) =
+            (self.result.structured_content.clone(), &mut structured)
+        {
+            map.insert("structured_content".into(), inner);
+        }
+        let mut result = self.result;
+        result.structured_content = Some(structured);
+        result
+    }
+}
+
+/// Compiled input schemas, by schema text, so a schema is compiled once, not per call.
+pub struct Validators {
+    cache: moka::sync::Cache<Arc<str>, Arc<jsonschema::Validator>>,
+}
+
+impl Validators {
+    pub fn new() -> Validators {
+        Validators {
+            cache: moka::sync::Cache::new(10_000),
+        }
+    }
+
+    /// Checks `arguments` against `agent`'s input schema; the problems name the fields.
+    pub fn check(&self, agent: &Agent, arguments: &JsonObject) -> Result<(), GatewayError> {
+        let key: Arc<str> = Arc::from(agent.input_schema.text());
+        let validator = match self.cache.get(&key) {
+            Some(validator) => validator,
+            None => {
+                // Zone data passed the same compilation when it was loaded; a schema that
+                // still fails here is the agent's problem, reported as such.
+                let validator =
+                    jsonschema::validator_for(agent.input_schema.value()).map_err(|error| {
+                        GatewayError::InvalidArguments {
+                            agent: agent.name.clone(),
+                            problems: vec![format!(
+                                "the agent's input_schema does not compile: {error}"
+                            )],
+                        }
+                    })?;
+                let validator = Arc::new(validator);
+                self.cache.insert(key, Arc::clone(&validator));
+                validator
+            }
+        };
+        let instance = Value::Object(arguments.clone());
+        let problems: Vec<String> = validator
+            .iter_errors(&instance)
+            .take(10)
+            .map(|error| {
+                let path = error.instance_path().to_string();
+                let field = match error.kind() {
+                    jsonschema::error::ValidationErrorKind::Required { property } => {
+                        join_path(&path, property.as_str().unwrap_or_default())
+                    }
+                    _ => path.trim_start_matches('/').replace('/', "."),
+                };
+                if field.is_empty() {
+                    format!("arguments: {error}")
+                } else {
+                    format!("`{field}`: {error}")
+                }
+            })
+            .collect();
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(GatewayError::InvalidArguments {
+                agent: agent.name.clone(),
+                problems,
+            })
+        }
+    }
+}
+
+impl Default for Validators {
+    fn default() -> Self {
+        Validators::new()
+    }
+}
+
+fn join_path(path: &str, property: &str) -> String {
+    let parent = path.trim_start_matches('/').replace('/', ".");
+    if parent.is_empty() {
+        property.to_string()
+    } else {
+        format!("{parent}.{property}")
+    }
+}
+
+/// Picks the endpoint for the next attempt: lowest priority among the permitted, weighted
+/// random within it, preferring endpoints not tried yet in this call.
+pub fn choose<'a>(
+    endpoints: &'a [Endpoint],
+    permitted: impl Fn(&Endpoint) -> bool,
+    tried: &[String],
+) -> Option<&'a Endpoint> {
+    let allowed: Vec<&Endpoint> = endpoints.iter().filter(|e| permitted(e)).collect();
+    let fresh: Vec<&Endpoint> = allowed
+        .iter()
+        .copied()
+        .filter(|e| !tried.contains(&e.url))
+        .collect();
+    let pool = if fresh.is_empty() { allowed } else { fresh };
+    let best = pool.iter().map(|e| e.priority).min()?;
+    let group: Vec<&Endpoint> = pool.into_iter().filter(|e| e.priority == best).collect();
+    let total: u64 = group.iter().map(|e| u64::from(e.weight)).sum();
+    if total == 0 {
+        return group.get(rand::rng().random_range(0..group.len())).copied();
+    }
+    let mut ticket = rand::rng().random_range(0..total);
+    for endpoint in &group {
+        let weight = u64::from(endpoint.weight);
+        if ticket < weight {
+            return Some(endpoint);
+        }
+        ticket -= weight;
+    }
+    group.last().copied()
+}
+
+/// Calls agents: endpoint choice, breakers, sessions, retries.
+pub struct Caller {
+    pub sessions: AgentSessions,
+    pub breakers: Arc<Breakers>,
+    pub validators: Validators,
+    pub retry: RetryPolicy,
+}
+
+impl Caller {
+    /// Calls `agent` with `arguments`, within `timeout_ms` (at most the agent's own).
+    pub async fn call(
+        &self,
+        agent: Arc<Agent>,
+        arguments: JsonObject,
+        timeout_ms: Option<u64>,
+        context: &CallContext,
+    ) -> Result<CallOutcome, GatewayError> {
+        self.validators.check(&agent, &arguments)?;
+        if agent.endpoints.is_empty() {
+            return Err(GatewayError::NoEndpoints {
+                agent: agent.name.clone(),
+            });
+        }
+        let budget_ms = timeout_ms
+            .unwrap_or(u64::from(agent.timeout_ms))
+            .min(u64::from(agent.timeout_ms));
+        let deadline = Instant::now() + Duration::from_millis(budget_ms);
+        let mut failures: Vec<EndpointFailure> = Vec::new();
+        let mut tried: Vec<String> = Vec::new();
+        let attempts_max = agent.max_retries + 1;
+        let mut attempt = 0;
+        while attempt < attempts_max {
+            attempt += 1;
+            if attempt > 1 {
+                let pause = self.retry.backoff(attempt - 1);
+                if Instant::now() + pause >= deadline {
+                    break;
+                }
+                tokio::select! {
+                    _ = context.cancel.cancelled() => {
+                        return Err(GatewayError::Cancelled { agent: agent.name.clone() });
+                    }
+                    _ = tokio::time::sleep(pause) => {}
+                }
+            }
+            let permits = |endpoint: &Endpoint| {
+                !matches!(
+                    self.breakers.state(&endpoint.url),
+                    crate::gateway::breaker::BreakerState::Open
+                )
+            };
+            let Some(endpoint) = choose(&agent.endpoints, permits, &tried) else {
+                failures.push(EndpointFailure {
+                    url: "every endpoint".into(),
+                    delivery: Delivery::NotReceived,
+                    reason: "circuit breaker open".into(),
+                });
+                continue;
+            };
+            let Some(permit) = self.breakers.try_acquire(&endpoint.url) else {
+                // A half-open breaker whose single probe is already out.
+                tried.push(endpoint.url.clone());
+                failures.push(EndpointFailure {
+                    url: endpoint.url.clone(),
+                    delivery: Delivery::NotReceived,
+                    reason: "circuit breaker open (a probe is in flight)".into(),
+                });
+                continue;
+            };
+            tried.push(endpoint.url.clone());
+            let outcome = self.attempt(endpoint, &arguments, deadline, context).await;
+            match outcome {
+                Ok(result) => {
+                    self.breakers.record(permit, true);
+                    let endpoint = endpoint.url.clone();
+                    return Ok(CallOutcome {
+                        agent,
+                        result,
+                        endpoint,
+                        attempts: attempt,
+                    });
+                }
+                Err(AttemptError::Cancelled) => {
+                    self.breakers.release(permit);
+                    return Err(GatewayError::Cancelled {
+                        agent: agent.name.clone(),
+                    });
+                }
+                Err(AttemptError::Failed(failure, retryable)) => {
+                    self.breakers.record(permit, false);
+                    tracing::debug!(agent = %agent.name, %failure, retryable, "agent call attempt failed");
+                    failures.push(failure);
+                    if !retryable {
+                        break;
+                    }
+                }
+                Err(AttemptError::OutOfTime(failure)) => {
+                    self.breakers.record(permit, false);
+                    failures.push(failure);
+                    break;
+                }
+            }
+            if Instant::now() >= deadline {
+                break;
+            }
+        }
+        let attempts: Vec<String> = failures.iter().map(ToString::to_string).collect();
+        if Instant::now() >= deadline {
+            Err(GatewayError::Timeout {
+                agent: agent.name.clone(),
+                timeout_ms: budget_ms,
+                attempts,
+            })
+        } else {
+            Err(GatewayError::Failed {
+                agent: agent.name.clone(),
+                attempts,
+            })
+        }
+    }
+
+    /// One attempt on one endpoint.
+    async fn attempt(
+        &self,
+        endpoint: &Endpoint,
+        arguments: &JsonObject,
+        deadline: Instant,
+        context: &CallContext,
+    ) -> Result<CallToolResult, AttemptError> {
+        let url = endpoint.url.as_str();
+        let failed = |delivery: Delivery, reason: String| EndpointFailure {
+            url: url.to_string(),
+            delivery,
+            reason,
+        };
+        let session = tokio::select! {
+            _ = context.cancel.cancelled() => return Err(AttemptError::Cancelled),
+            opened = tokio::time::timeout_at(deadline, self.sessions.session(url)) => match opened {
+                Err(_) => {
+                    return Err(AttemptError::OutOfTime(failed(
+                        Delivery::NotReceived,
+                        "out of time opening a session".into(),
+                    )));
+                }
+                Ok(Err(failure)) => return Err(AttemptError::Failed(failure, true)),
+                Ok(Ok(session)) => session,
+            },
+        };
+        let idempotent = session.is_idempotent(&endpoint.tool);
+        let request = ClientRequest::CallToolRequest(CallToolRequest::new(
+            CallToolRequestParams::new(endpoint.tool.clone()).with_arguments(arguments.clone()),
+        ));
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let options = PeerRequestOptions::with_timeout(remaining);
+        let handle = match session
+            .service
+            .send_request_with_option(request, options)
+            .await
+        {
+            Ok(handle) => handle,
+            // Never queued: the session is gone.
+            Err(error) => {
+                return Err(AttemptError::Failed(
+                    failed(Delivery::NotReceived, error_text(&error)),
+                    true,
+                ));
+            }
+        };
+        let request_id = handle.id.clone();
+        let peer = handle.peer.clone();
+        let relay = context.progress.clone().map(|(token, client)| {
+            let dispatcher = session.service.service().progress.clone();
+            let agent_token = handle.progress_token.clone();
+            tokio::spawn(async move {
+                let mut updates = dispatcher.subscribe(agent_token).await;
+                while let Some(update) = updates.next().await {
+                    let mut forwarded =
+                        ProgressNotificationParam::new(token.clone(), update.progress);
+                    forwarded.total = update.total;
+                    forwarded.message = update.message;
+                    if client.notify_progress(forwarded).await.is_err() {
+                        return;
+                    }
+                }
+            })
+        });
+        let response = tokio::select! {
+            response = handle.await_response() => Some(response),
+            _ = context.cancel.cancelled() => None,
+        };
+        if let Some(relay) = relay {
+            relay.abort();
+        }
+        let Some(response) = response else {
+            let _ = peer
+                .notify_cancelled(CancelledNotificationParam::new(
+                    Some(request_id),
+                    Some("cancelled by the gateway's caller".into()),
+                ))
+                .await;
+            return Err(AttemptError::Cancelled);
+        };
+        match response {
+            Ok(ServerResult::CallToolResult(result)) => Ok(result),
+            Ok(_) => Err(AttemptError::Failed(
+                failed(
+                    Delivery::MaybeReceived,
+                    "unexpected response to tools/call".into(),
+                ),
+                false,
+            )),
+            // The agent answered with a JSON-RPC error: it got the call and refused it.
+            Err(ServiceError::McpError(error)) => {
+                Ok(CallToolResult::error(vec![ContentBlock::text(format!(
+                    "the agent refused the call: {}",
+                    error.message
+                ))]))
+            }
+            Err(ServiceError::Timeout { .. }) => Err(AttemptError::OutOfTime(failed(
+                Delivery::MaybeReceived,
+                "no answer within the time budget".into(),
+            ))),
+            Err(error) => {
+                let delivery = classify(&error);
+                let retryable = delivery == Delivery::NotReceived || idempotent;
+                Err(AttemptError::Failed(
+                    failed(delivery, error_text(&error)),
+                    retryable,
+                ))
+            }
+        }
+    }
+}
+
+enum AttemptError {
+    Failed(EndpointFailure, bool),
+    OutOfTime(EndpointFailure),
+    Cancelled,
+}
+
+fn error_text(error: &ServiceError) -> String {
+    match error {
+        ServiceError::TransportSend(transport) => {
+            crate::grpc::client::error_chain(transport.error.as_ref())
+        }
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn endpoint(url: &str, priority: u16, weight: u16) -> Endpoint {
+        Endpoint {
+            url: url.into(),
+            tool: "t".into(),
+            priority,
+            weight,
+        }
+    }
+
+    #[test]
+    fn lowest_priority_wins_and_weights_share_it() {
+        let endpoints = [
+            endpoint("a", 10, 3),
+            endpoint("b", 10, 1),
+            endpoint("c", 20, 100),
+        ];
+        let mut counts = std::collections::HashMap::new();
+        for _ in 0..4000 {
+            let chosen = choose(&endpoints, |_| true, &[]).unwrap();
+            *counts.entry(chosen.url.clone()).or_insert(0) += 1;
+        }
+        assert_eq!(counts.get("c"), None, "priority 20 is a backup");
+        let a = counts["a"] as f64;
+        let b = counts["b"] as f64;
+        assert!((2.4..3.8).contains(&(a / b)), "weights 3:1, got {a}:{b}");
+    }
+
+    #[test]
+    fn failing_endpoints_fall_back_to_the_next_priority_and_retries_move_on() {
+        let endpoints = [endpoint("a", 10, 1), endpoint("b", 20, 1)];
+        let chosen = choose(&endpoints, |e| e.url != "a", &[]).unwrap();
+        assert_eq!(chosen.url, "b");
+        let chosen = choose(&endpoints, |_| true, &["a".into()]).unwrap();
+        assert_eq!(chosen.url, "b", "a retry prefers an endpoint not tried");
+        let chosen = choose(&endpoints, |_| true, &["a".into(), "b".into()]).unwrap();
+        assert_eq!(chosen.url, "a", "all tried: back to the best");
+        assert!(choose(&endpoints, |_| false, &[]).is_none());
+    }
+
+    #[test]
+    fn zero_weights_are_chosen_uniformly() {
+        let endpoints = [endpoint("a", 10, 0), endpoint("b", 10, 0)];
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..200 {
+            seen.insert(choose(&endpoints, |_| true, &[]).unwrap().url.clone());
+        }
+        assert_eq!(seen.len(), 2);
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let policy = RetryPolicy {
+            base: Duration::from_millis(100),
+            max: Duration::from_millis(400),
+        };
+        for _ in 0..100 {
+            let first = policy.backoff(1);
+            assert!((50..=100).contains(&first.as_millis()), "{first:?}");
+            let third = policy.backoff(3);
+            assert!((200..=400).contains(&third.as_millis()), "{third:?}");
+            let tenth = policy.backoff(10);
+            assert!((200..=400).contains(&tenth.as_millis()), "{tenth:?}");
+        }
+    }
+}

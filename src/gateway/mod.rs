@@ -1,0 +1,319 @@
+//! The MCP gateway (`aop gateway`): LLM hosts discover and call agents across the federation.
+//!
+//! One MCP endpoint (Streamable HTTP at `/mcp`, or stdio) offers:
+//! - the meta tools of CONTRACT section 6 ([`meta`]), compatible with the Python AOP server;
+//! - one tool per agent of each mounted zone ([`directory`] keeps them in step with the
+//!   zones and announces changes).
+//!
+//! A call resolves the agent through the gateway's own cache ([`names`]), then goes through
+//! the call path ([`call`]): argument validation, endpoint choice by priority, weight and
+//! circuit breaker ([`breaker`]), pooled MCP sessions to the agents ([`sessions`]), retries
+//! with backoff within the agent's time budget. Errors have one enum and one mapping to MCP
+//! ([`error`]); the MCP server itself is [`server`].
+//!
+//! The gateway talks to the registry only through a resolver node's gRPC door (`--resolver`):
+//! `Resolve` for calls, `GetZone`/`ListAgents` (recursive, so any zone in the tree) for the
+//! mounted zones.
+
+pub mod breaker;
+pub mod call;
+pub mod directory;
+pub mod error;
+pub mod meta;
+pub mod names;
+pub mod server;
+pub mod sessions;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rmcp::model::{JsonObject, Tool};
+use rmcp::{Peer, RoleServer, ServiceExt};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::{self, Clock};
+use crate::gateway::breaker::{BreakerConfig, Breakers};
+use crate::gateway::call::{CallContext, CallOutcome, Caller, RetryPolicy, Validators};
+use crate::gateway::directory::Directory;
+use crate::gateway::error::GatewayError;
+use crate::gateway::names::NameCache;
+use crate::gateway::server::GatewayServer;
+use crate::gateway::sessions::{AgentSessions, SessionStats};
+use crate::grpc::client::{ClientError, RegistryClient, endpoint};
+use crate::mcp::http::{self, HttpGuards, McpHttpServer};
+use crate::name::Name;
+use crate::record::Agent;
+
+/// How a gateway runs.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// gRPC URL of the node that resolves names (recursively) for the gateway.
+    pub resolver_url: String,
+    /// Zones whose agents become tools.
+    pub mounts: Vec<Name>,
+    /// How often the mounted zones' serials are checked.
+    pub poll_interval: Duration,
+    /// Entries of the gateway's name cache.
+    pub cache_capacity: u64,
+    pub breaker: BreakerConfig,
+    pub retry: RetryPolicy,
+    pub guards: HttpGuards,
+}
+
+impl GatewayConfig {
+    pub fn new(resolver_url: impl Into<String>) -> GatewayConfig {
+        GatewayConfig {
+            resolver_url: resolver_url.into(),
+            mounts: Vec::new(),
+            poll_interval: Duration::from_secs(1),
+            cache_capacity: 100_000,
+            breaker: BreakerConfig::default(),
+            retry: RetryPolicy::default(),
+            guards: HttpGuards::default(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GatewayStartError {
+    #[error("--resolver: {0}")]
+    Resolver(#[from] ClientError),
+    #[error("cannot serve MCP on {addr}: {source}")]
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
+}
+
+/// Client sessions (2025 era) to tell when the tool list changes.
+#[derive(Default)]
+pub struct SessionsToNotify {
+    // std Mutex: held to push or swap the list, never across an await.
+    peers: Mutex<Vec<Peer<RoleServer>>>,
+}
+
+impl SessionsToNotify {
+    pub fn add(&self, peer: Peer<RoleServer>) {
+        self.peers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(peer);
+    }
+
+    /// Sends `notifications/tools/list_changed` to every live session; forgets closed ones.
+    async fn notify_all(&self) {
+        let peers: Vec<Peer<RoleServer>> = {
+            let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+            peers.retain(|peer| !peer.is_transport_closed());
+            peers.clone()
+        };
+        for peer in peers {
+            let _ = peer.notify_tool_list_changed().await;
+        }
+    }
+}
+
+/// The gateway's shared state: every MCP session's handler points here.
+pub struct Gateway {
+    config: GatewayConfig,
+    directory: Arc<Directory>,
+    names: NameCache,
+    caller: Caller,
+    meta_tools: Vec<Tool>,
+    notify: SessionsToNotify,
+    started: Instant,
+}
+
+impl Gateway {
+    /// Builds a gateway (no tasks yet; see [`start`]).
+    pub fn new(
+        config: GatewayConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Arc<Gateway>, GatewayStartError> {
+        let channel = endpoint(&config.resolver_url)?.connect_lazy();
+        let client = RegistryClient::new(channel);
+        Ok(Arc::new(Gateway {
+            directory: Directory::new(config.mounts.clone(), client.clone()),
+            names: NameCache::new(client, config.cache_capacity),
+            caller: Caller {
+                sessions: AgentSessions::new(),
+                breakers: Arc::new(Breakers::new(config.breaker, clock)),
+                validators: Validators::new(),
+                retry: config.retry,
+            },
+            meta_tools: meta::tools(),
+            notify: SessionsToNotify::default(),
+            started: Instant::now(),
+            config,
+        }))
+    }
+
+    pub fn config(&self) -> &GatewayConfig {
+        &self.config
+    }
+
+    pub fn directory(&self) -> &Arc<Directory> {
+        &self.directory
+    }
+
+    pub fn names(&self) -> &NameCache {
+        &self.names
+    }
+
+    pub fn breakers(&self) -> &Breakers {
+        &self.caller.breakers
+    }
+
+    pub fn sessions(&self) -> &AgentSessions {
+        &self.caller.sessions
+    }
+
+    pub fn session_stats(&self) -> SessionStats {
+        self.caller.sessions.stats()
+    }
+
+    pub fn meta_tools(&self) -> &[Tool] {
+        &self.meta_tools
+    }
+
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
+    pub(crate) fn sessions_to_notify(&self) -> &SessionsToNotify {
+        &self.notify
+    }
+
+    /// Calls a mounted agent whose record is in hand: its endpoints are still resolved
+    /// through the name cache, so a call follows the zone within the TTL.
+    pub async fn call_agent(
+        &self,
+        agent: Arc<Agent>,
+        arguments: JsonObject,
+        timeout_ms: Option<u64>,
+        context: &CallContext,
+    ) -> Result<CallOutcome, GatewayError> {
+        self.call_by_name(&agent.name, arguments, timeout_ms, context)
+            .await
+    }
+
+    /// Resolves `name` (through the cache) and calls the agent.
+    pub async fn call_by_name(
+        &self,
+        name: &Name,
+        arguments: JsonObject,
+        timeout_ms: Option<u64>,
+        context: &CallContext,
+    ) -> Result<CallOutcome, GatewayError> {
+        let resolution = self.names.resolve(name).await?;
+        let agent = Arc::clone(resolution.agent()?);
+        self.caller
+            .call(agent, arguments, timeout_ms, context)
+            .await
+    }
+}
+
+/// A running gateway: its MCP listener (unless stdio) and its background tasks.
+pub struct GatewayHandle {
+    pub gateway: Arc<Gateway>,
+    pub http: Option<McpHttpServer>,
+    shutdown: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl GatewayHandle {
+    /// `http://ADDR/mcp`, when serving HTTP.
+    pub fn url(&self) -> Option<String> {
+        self.http.as_ref().map(McpHttpServer::url)
+    }
+
+    /// Stops serving, ends the sessions with clients and agents.
+    pub async fn shutdown(self) {
+        self.shutdown.cancel();
+        if let Some(http) = self.http {
+            http.shutdown().await;
+        }
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        self.gateway.sessions().close_all().await;
+    }
+}
+
+/// Lists the mounted zones once (so the first `tools/list` has them when the resolver is
+/// up), then starts the refresh and notification tasks.
+async fn start_tasks(gateway: &Arc<Gateway>, shutdown: &CancellationToken) -> Vec<JoinHandle<()>> {
+    let directory = Arc::clone(gateway.directory());
+    let _ = tokio::time::timeout(Duration::from_secs(5), directory.refresh()).await;
+    let refresher = tokio::spawn(
+        Arc::clone(&directory).run(gateway.config.poll_interval, shutdown.child_token()),
+    );
+    let notifier_gateway = Arc::clone(gateway);
+    let stop = shutdown.child_token();
+    let notifier = tokio::spawn(async move {
+        let mut changes = notifier_gateway.directory().subscribe();
+        changes.mark_unchanged();
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                changed = changes.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    notifier_gateway.sessions_to_notify().notify_all().await;
+                }
+            }
+        }
+    });
+    vec![refresher, notifier]
+}
+
+/// Starts a gateway serving MCP over HTTP on `listener`.
+pub async fn start(
+    config: GatewayConfig,
+    listener: TcpListener,
+) -> Result<GatewayHandle, GatewayStartError> {
+    let guards = config.guards.clone();
+    let gateway = Gateway::new(config, clock::system())?;
+    let shutdown = CancellationToken::new();
+    let tasks = start_tasks(&gateway, &shutdown).await;
+    let addr = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let handler_gateway = Arc::clone(&gateway);
+    let http = http::serve(listener, guards, move || {
+        GatewayServer::new(Arc::clone(&handler_gateway))
+    })
+    .map_err(|source| GatewayStartError::Listen { addr, source })?;
+    tracing::info!(url = %http.url(), mounts = ?gateway.directory().mounts(), "MCP gateway listening");
+    Ok(GatewayHandle {
+        gateway,
+        http: Some(http),
+        shutdown,
+        tasks,
+    })
+}
+
+/// Serves one MCP session over stdin/stdout until the client closes it.
+pub async fn serve_stdio(config: GatewayConfig) -> Result<(), GatewayStartError> {
+    let gateway = Gateway::new(config, clock::system())?;
+    let shutdown = CancellationToken::new();
+    let tasks = start_tasks(&gateway, &shutdown).await;
+    let server = GatewayServer::new(Arc::clone(&gateway));
+    match server.serve(rmcp::transport::stdio()).await {
+        Ok(running) => {
+            let _ = running.waiting().await;
+        }
+        Err(error) => tracing::error!(%error, "stdio MCP session failed to start"),
+    }
+    shutdown.cancel();
+    for task in tasks {
+        let _ = task.await;
+    }
+    gateway.sessions().close_all().await;
+    Ok(())
+}

@@ -1,0 +1,169 @@
+//! The gateway as an MCP server: one handler per client session, all sharing the gateway.
+//!
+//! `tools/list` pages the meta tools and then every mounted agent's tool (at most 500 a
+//! page, with the zone TTL as `ttlMs`); `tools/call` dispatches a meta tool, or an agent by
+//! its tool name (or its FQDN, as Python AOP clients call agents by name). When the mounted
+//! zones change, every session hears `notifications/tools/list_changed`: on its standalone
+//! stream in the 2025 session era, through `subscriptions/listen` in the 2026-07-28 era.
+
+use std::sync::Arc;
+
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, Implementation, ListToolsResult,
+    PaginatedRequestParams, ServerCapabilities, ServerConfig, SubscriptionFilter, Tool,
+};
+use rmcp::service::{NotificationContext, RequestContext, SubscriptionContext};
+use rmcp::{ErrorData, RoleServer, ServerHandler};
+
+use crate::gateway::Gateway;
+use crate::gateway::call::CallContext;
+use crate::gateway::error::GatewayError;
+use crate::gateway::meta;
+
+/// Tools per `tools/list` page (CONTRACT section 6).
+pub const TOOLS_PAGE: usize = 500;
+
+#[derive(Clone)]
+pub struct GatewayServer {
+    gateway: Arc<Gateway>,
+}
+
+impl GatewayServer {
+    pub fn new(gateway: Arc<Gateway>) -> GatewayServer {
+        GatewayServer { gateway }
+    }
+}
+
+/// Cursor of a `tools/list` page: the index of its first tool, in decimal.
+fn page_start(request: Option<&PaginatedRequestParams>) -> Result<usize, ErrorData> {
+    let Some(cursor) = request.and_then(|r| r.cursor.as_deref()) else {
+        return Ok(0);
+    };
+    cursor.parse::<usize>().map_err(|_| {
+        ErrorData::invalid_params(
+            format!("invalid cursor {cursor:?}: pass the nextCursor of a previous tools/list"),
+            None,
+        )
+    })
+}
+
+impl ServerHandler for GatewayServer {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_tool_list_changed()
+                .build(),
+        )
+        .with_server_info(Implementation::new(
+            "aop-gateway",
+            env!("CARGO_PKG_VERSION"),
+        ))
+        .with_instructions(
+            "AOP registry gateway. Find agents with discover_agents, list_agents and \
+             search_agents; call them with their own tools (one per agent of the mounted \
+             zones, named after the agent: analyst.finance.acme is analyst_finance_acme) or \
+             with call_agent for any agent in the federation.",
+        )
+    }
+
+    async fn list_tools(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        let start = page_start(request.as_ref())?;
+        let mounted = self.gateway.directory().current();
+        let meta_tools = self.gateway.meta_tools();
+        let total = meta_tools.len() + mounted.tools.len();
+        if start > total {
+            return Err(ErrorData::invalid_params(
+                format!("cursor {start} is past the end of the tool list ({total} tools)"),
+                None,
+            ));
+        }
+        let end = (start + TOOLS_PAGE).min(total);
+        let page: Vec<Tool> = (start..end)
+            .map(|index| match index.checked_sub(meta_tools.len()) {
+                None => meta_tools[index].clone(),
+                Some(agent_index) => mounted.tools[agent_index].clone(),
+            })
+            .collect();
+        let mut result = ListToolsResult::with_all_items(page).with_ttl_ms(mounted.ttl_ms());
+        if end < total {
+            result.next_cursor = Some(end.to_string());
+        }
+        Ok(result)
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let arguments = request.arguments.unwrap_or_default();
+        let call_context = CallContext {
+            progress: context
+                .meta
+                .get_progress_token()
+                .map(|token| (token, context.peer.clone())),
+            cancel: context.ct.clone(),
+        };
+        if let Some(result) =
+            meta::call(&self.gateway, &request.name, &arguments, &call_context).await
+        {
+            return Ok(result.into());
+        }
+        let Some(agent) = meta::find_mounted(&self.gateway, &request.name) else {
+            return Err(GatewayError::UnknownTool {
+                tool: request.name.to_string(),
+            }
+            .to_error_data());
+        };
+        match self
+            .gateway
+            .call_agent(agent, arguments, None, &call_context)
+            .await
+        {
+            Ok(outcome) => Ok(outcome.into_agent_tool_result().into()),
+            Err(error) => {
+                let mut result = error.to_tool_result();
+                result.structured_content = Some(serde_json::json!({
+                    "result": "", "success": false, "error": error.to_string()
+                }));
+                Ok(result.into())
+            }
+        }
+    }
+
+    async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
+        self.gateway.sessions_to_notify().add(context.peer);
+    }
+
+    fn accepted_subscription_filter(
+        &self,
+        requested: &SubscriptionFilter,
+    ) -> Option<SubscriptionFilter> {
+        let mut accepted = SubscriptionFilter::new();
+        accepted.tools_list_changed = requested.tools_list_changed;
+        Some(accepted)
+    }
+
+    async fn listen(&self, context: SubscriptionContext) -> Result<(), ErrorData> {
+        let mut changes = self.gateway.directory().subscribe();
+        changes.mark_unchanged();
+        loop {
+            tokio::select! {
+                _ = context.cancelled() => return Ok(()),
+                changed = changes.changed() => {
+                    if changed.is_err() {
+                        return Ok(());
+                    }
+                    if context.sink().notify_tool_list_changed().await.is_err() {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+}

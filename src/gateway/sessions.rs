@@ -1,0 +1,277 @@
+//! Pooled MCP client sessions to agent endpoints.
+//!
+//! One session per endpoint URL, opened on first use (`initialize`, then the endpoint's tool
+//! list, to know which tools say they are idempotent) and shared by every call to that
+//! endpoint: each call is one HTTP POST on kept-alive connections of one shared HTTP client,
+//! so a call costs no TCP handshake and no MCP handshake. A session whose transport closed is
+//! dropped and opened again on the next call; an agent that restarts behind the same URL is
+//! picked up by rmcp itself (it re-initializes when the old session id gets a 404).
+//!
+//! Also here: the progress dispatcher that routes an agent's progress notifications to the
+//! call that asked for them, and the classification of call failures into "the agent never
+//! got the call" and "it may have" (CONTRACT section 6), which decides what may be retried.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rmcp::handler::client::progress::ProgressDispatcher;
+use rmcp::model::{
+    ClientCapabilities, ClientConfig, Implementation, ProgressNotificationParam, ProtocolVersion,
+    Tool,
+};
+use rmcp::service::{NotificationContext, RunningService};
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::transport::common::client_side_sse::ExponentialBackoff;
+use rmcp::transport::streamable_http_client::{
+    StreamableHttpClientTransportConfig, StreamableHttpError,
+};
+use rmcp::{ClientHandler, RoleClient, ServiceError, ServiceExt};
+use tokio::sync::OnceCell;
+
+/// How long opening a session (TCP connect and MCP handshake) may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Calls in flight on one session; rmcp's default of 16 would queue a gateway's calls.
+const CALLS_PER_SESSION: usize = 4096;
+
+/// The gateway's side of a session with an agent: it only listens for progress.
+#[derive(Clone, Default)]
+pub struct AgentClient {
+    pub progress: ProgressDispatcher,
+}
+
+impl ClientHandler for AgentClient {
+    async fn on_progress(
+        &self,
+        params: ProgressNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        self.progress.handle_notification(params).await;
+    }
+
+    fn get_info(&self) -> ClientConfig {
+        ClientConfig::new(
+            ClientCapabilities::default(),
+            Implementation::new("aop-gateway", env!("CARGO_PKG_VERSION")),
+        )
+        // The newest version with an `initialize` handshake, which every MCP server we call
+        // (rmcp's, the Python SDK's 1.x) speaks; rmcp servers would negotiate down to it.
+        .with_protocol_version(ProtocolVersion::V_2025_11_25)
+    }
+}
+
+/// One open session with an agent endpoint.
+pub struct AgentSession {
+    pub url: String,
+    pub service: RunningService<RoleClient, AgentClient>,
+    /// The endpoint's tools by name, as listed when the session opened.
+    pub tools: HashMap<String, Tool>,
+}
+
+impl AgentSession {
+    /// Whether the endpoint says `tool` may be called twice with the same effect.
+    pub fn is_idempotent(&self, tool: &str) -> bool {
+        self.tools
+            .get(tool)
+            .and_then(|t| t.annotations.as_ref())
+            .is_some_and(|a| a.is_idempotent())
+    }
+}
+
+/// Whether a failed call reached the agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// It never did (connection refused, 503, breaker open): always safe to retry.
+    NotReceived,
+    /// It may have (timeout, connection lost after sending): retry only idempotent tools.
+    MaybeReceived,
+}
+
+/// Why a call to an endpoint failed.
+#[derive(Debug, Clone)]
+pub struct EndpointFailure {
+    pub url: String,
+    pub delivery: Delivery,
+    pub reason: String,
+}
+
+impl std::fmt::Display for EndpointFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.url, self.reason)
+    }
+}
+
+/// Classifies a failed request to an agent.
+pub fn classify(error: &ServiceError) -> Delivery {
+    let ServiceError::TransportSend(transport) = error else {
+        return Delivery::MaybeReceived;
+    };
+    match transport
+        .error
+        .downcast_ref::<StreamableHttpError<reqwest::Error>>()
+    {
+        Some(StreamableHttpError::Client(http)) if http.is_connect() => Delivery::NotReceived,
+        // 503 and 429 are the server saying it did not take the request.
+        Some(StreamableHttpError::HttpStatus(status)) if matches!(status.status, 429 | 503) => {
+            Delivery::NotReceived
+        }
+        Some(StreamableHttpError::AuthRequired(_) | StreamableHttpError::InsufficientScope(_)) => {
+            Delivery::NotReceived
+        }
+        _ => Delivery::MaybeReceived,
+    }
+}
+
+/// Counters of the pool, for `get_server_info`, tests and benchmarks.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct SessionStats {
+    /// Sessions opened (MCP handshakes) since start.
+    pub opened: u64,
+    /// Sessions open now.
+    pub open: usize,
+}
+
+type Slot = Arc<OnceCell<Arc<AgentSession>>>;
+
+pub struct AgentSessions {
+    http: reqwest::Client,
+    // std Mutex: held to find or insert a slot, never across an await.
+    slots: Mutex<HashMap<String, Slot>>,
+    opened: AtomicU64,
+}
+
+impl AgentSessions {
+    pub fn new() -> AgentSessions {
+        let http = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(CALLS_PER_SESSION)
+            .tcp_nodelay(true)
+            .build()
+            .unwrap_or_else(|_| reqwest::Client::new());
+        AgentSessions {
+            http,
+            slots: Mutex::new(HashMap::new()),
+            opened: AtomicU64::new(0),
+        }
+    }
+
+    fn slot(&self, url: &str) -> Slot {
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(slots.entry(url.to_string()).or_default())
+    }
+
+    /// Forgets `url`'s session if it is still `dead` (another call may have replaced it).
+    fn forget(&self, url: &str, dead: &Slot) {
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        if slots.get(url).is_some_and(|slot| Arc::ptr_eq(slot, dead)) {
+            slots.remove(url);
+        }
+    }
+
+    /// The open session with `url`, opening one if needed.
+    pub async fn session(&self, url: &str) -> Result<Arc<AgentSession>, EndpointFailure> {
+        for _ in 0..2 {
+            let slot = self.slot(url);
+            let session = slot.get_or_try_init(|| self.open(url)).await?;
+            if !session.service.is_transport_closed() {
+                return Ok(Arc::clone(session));
+            }
+            self.forget(url, &slot);
+        }
+        Err(EndpointFailure {
+            url: url.to_string(),
+            delivery: Delivery::NotReceived,
+            reason: "the session closed as soon as it opened".into(),
+        })
+    }
+
+    async fn open(&self, url: &str) -> Result<Arc<AgentSession>, EndpointFailure> {
+        let failure = |reason: String| EndpointFailure {
+            url: url.to_string(),
+            delivery: Delivery::NotReceived,
+            reason,
+        };
+        let mut backoff = ExponentialBackoff::default();
+        // rmcp's default resumes a broken SSE stream forever; a call has a budget.
+        backoff.max_times = Some(2);
+        backoff.max_delay = Some(Duration::from_millis(500));
+        let mut config = StreamableHttpClientTransportConfig::with_uri(url)
+            .max_concurrent_requests(CALLS_PER_SESSION);
+        config.retry_config = Arc::new(backoff);
+        let transport = StreamableHttpClientTransport::with_client(self.http.clone(), config);
+        let opening = AgentClient::default().serve(transport);
+        let service = match tokio::time::timeout(CONNECT_TIMEOUT, opening).await {
+            Err(_) => {
+                return Err(failure(format!(
+                    "no MCP handshake within {} ms",
+                    CONNECT_TIMEOUT.as_millis()
+                )));
+            }
+            Ok(Err(error)) => {
+                return Err(failure(format!(
+                    "cannot open an MCP session: {}",
+                    error_chain(&error)
+                )));
+            }
+            Ok(Ok(service)) => service,
+        };
+        let tools = match tokio::time::timeout(CONNECT_TIMEOUT, service.list_all_tools()).await {
+            Ok(Ok(tools)) => tools,
+            Ok(Err(error)) => {
+                return Err(failure(format!(
+                    "cannot list its tools: {}",
+                    error_chain(&error)
+                )));
+            }
+            Err(_) => return Err(failure("no tools/list answer in time".into())),
+        };
+        self.opened.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(
+            endpoint = url,
+            tools = tools.len(),
+            "opened an agent session"
+        );
+        Ok(Arc::new(AgentSession {
+            url: url.to_string(),
+            service,
+            tools: tools
+                .into_iter()
+                .map(|tool| (tool.name.to_string(), tool))
+                .collect(),
+        }))
+    }
+
+    pub fn stats(&self) -> SessionStats {
+        let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        SessionStats {
+            opened: self.opened.load(Ordering::Relaxed),
+            open: slots.values().filter(|slot| slot.initialized()).count(),
+        }
+    }
+
+    /// Closes every session (gateway shutdown).
+    pub async fn close_all(&self) {
+        let slots: Vec<Slot> = {
+            let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+            slots.drain().map(|(_, slot)| slot).collect()
+        };
+        for slot in slots {
+            if let Some(session) = slot.get() {
+                let _ = session.service.cancellation_token().cancel();
+            }
+        }
+    }
+}
+
+impl Default for AgentSessions {
+    fn default() -> Self {
+        AgentSessions::new()
+    }
+}
+
+/// An error and its sources, joined.
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    crate::grpc::client::error_chain(error)
+}

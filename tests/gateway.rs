@@ -1,0 +1,693 @@
+//! The MCP gateway over real HTTP, driven by rmcp's client: a node on 127.0.0.1:0 serving a
+//! zone whose endpoints are built-in agents (in this process, or child processes where a
+//! test kills one), and a gateway mounting that zone.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aop::agent::{AgentKind, BuiltinAgent};
+use aop::gateway::{self, GatewayConfig, GatewayHandle};
+use aop::mcp::http::McpHttpServer;
+use aop::name::Name;
+use aop::node::{GrpcListener, NodeHandle};
+use aop::zone::file;
+use rmcp::model::{
+    CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig, Implementation,
+    JsonObject, ProgressNotificationParam,
+};
+use rmcp::service::{NotificationContext, RunningService};
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::{ClientHandler, RoleClient, ServiceExt};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+async fn free_listener() -> TcpListener {
+    TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind a free port")
+}
+
+/// A built-in agent served in this process.
+async fn agent(kind: AgentKind, tool: &str) -> (BuiltinAgent, McpHttpServer) {
+    let agent = BuiltinAgent::new(kind, tool);
+    let server = agent
+        .serve_http(free_listener().await)
+        .expect("serve the agent");
+    (agent, server)
+}
+
+/// An address nothing listens on (bound, then released).
+async fn dead_url() -> String {
+    let listener = free_listener().await;
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    format!("http://{addr}/mcp")
+}
+
+fn zone_text(serial: u32, agents: &str) -> String {
+    format!(
+        r#"
+[zone]
+origin = "finance.acme"
+serial = {serial}
+ttl = 2
+negative_ttl = 1
+servers = [{{ grpc = "http://127.0.0.1:7102" }}]
+{agents}
+"#
+    )
+}
+
+async fn start_node(zone: &str) -> NodeHandle {
+    let zone = file::parse(Path::new("finance.acme.toml"), zone).expect("test zone is valid");
+    let listener = GrpcListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .expect("bind a free port");
+    listener.serve(Some("finance-node".to_string()), vec![zone])
+}
+
+async fn start_gateway(node: &NodeHandle) -> GatewayHandle {
+    let mut config = GatewayConfig::new(node.grpc_url());
+    config.mounts = vec![Name::parse("finance.acme").unwrap()];
+    config.poll_interval = Duration::from_millis(100);
+    gateway::start(config, free_listener().await)
+        .await
+        .expect("start the gateway")
+}
+
+/// A client that forwards list_changed and progress notifications to the test.
+#[derive(Clone)]
+struct Observer {
+    list_changed: mpsc::UnboundedSender<()>,
+    progress: mpsc::UnboundedSender<ProgressNotificationParam>,
+}
+
+impl ClientHandler for Observer {
+    async fn on_tool_list_changed(&self, _context: NotificationContext<RoleClient>) {
+        let _ = self.list_changed.send(());
+    }
+
+    async fn on_progress(
+        &self,
+        params: ProgressNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        let _ = self.progress.send(params);
+    }
+
+    fn get_info(&self) -> ClientConfig {
+        ClientConfig::new(
+            ClientCapabilities::default(),
+            Implementation::new("gateway-test", "1"),
+        )
+    }
+}
+
+struct Client {
+    service: RunningService<RoleClient, Observer>,
+    list_changed: mpsc::UnboundedReceiver<()>,
+    progress: mpsc::UnboundedReceiver<ProgressNotificationParam>,
+}
+
+async fn connect(gateway: &GatewayHandle) -> Client {
+    let (list_tx, list_changed) = mpsc::unbounded_channel();
+    let (progress_tx, progress) = mpsc::unbounded_channel();
+    let observer = Observer {
+        list_changed: list_tx,
+        progress: progress_tx,
+    };
+    let transport = StreamableHttpClientTransport::from_uri(gateway.url().unwrap());
+    let service = observer.serve(transport).await.expect("MCP handshake");
+    Client {
+        service,
+        list_changed,
+        progress,
+    }
+}
+
+fn args(value: Value) -> JsonObject {
+    match value {
+        Value::Object(map) => map,
+        other => panic!("not an object: {other}"),
+    }
+}
+
+async fn call(client: &Client, tool: &str, arguments: Value) -> CallToolResult {
+    tokio::time::timeout(
+        DEADLINE,
+        client.service.call_tool(
+            CallToolRequestParams::new(tool.to_string()).with_arguments(args(arguments)),
+        ),
+    )
+    .await
+    .expect("answer in time")
+    .expect("a tool result, not a protocol error")
+}
+
+fn text(result: &CallToolResult) -> String {
+    result
+        .content
+        .iter()
+        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn structured(result: &CallToolResult) -> &Value {
+    result
+        .structured_content
+        .as_ref()
+        .expect("structuredContent")
+}
+
+fn analyst_zone(urls: &[String]) -> String {
+    let endpoints: Vec<String> = urls
+        .iter()
+        .map(|url| format!(r#"{{ url = "{url}", tool = "analyst", priority = 10, weight = 1 }}"#))
+        .collect();
+    format!(
+        r#"
+[[agent]]
+name = "analyst"
+description = "Financial analyst: ratios, forecasts, filings."
+tags = ["finance", "analysis"]
+capabilities = ["forecast", "summarize"]
+version = "1.4.0"
+timeout_ms = 10000
+max_retries = 2
+endpoints = [{}]
+"#,
+        endpoints.join(", ")
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tools_list_shows_the_meta_tools_and_the_mounted_agents() {
+    let (_analyst, server) = agent(AgentKind::Analyst, "analyst").await;
+    let (_writer, writer_server) = agent(AgentKind::Writer, "writer").await;
+    let agents = format!(
+        "{}\n[[agent]]\nname = \"writer\"\ndescription = \"Turns notes into outlines.\"\nendpoints = [{{ url = \"{}\" }}]\n",
+        analyst_zone(&[server.url()]),
+        writer_server.url()
+    );
+    let node = start_node(&zone_text(1, &agents)).await;
+    let gateway = start_gateway(&node).await;
+    let client = connect(&gateway).await;
+    let tools = client.service.list_all_tools().await.expect("tools/list");
+    let names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
+    for meta in [
+        "discover_agents",
+        "get_agent_details",
+        "get_agents_info",
+        "list_agents",
+        "search_agents",
+        "get_server_info",
+        "resolve_agent",
+        "call_agent",
+    ] {
+        assert!(names.contains(&meta), "{meta} missing from {names:?}");
+    }
+    assert!(names.contains(&"analyst_finance_acme"), "{names:?}");
+    assert!(names.contains(&"writer_finance_acme"), "{names:?}");
+    let analyst = tools
+        .iter()
+        .find(|t| t.name == "analyst_finance_acme")
+        .unwrap();
+    assert_eq!(analyst.input_schema["required"], json!(["task"]));
+    assert!(
+        analyst
+            .description
+            .as_deref()
+            .unwrap()
+            .contains("Financial analyst")
+    );
+    for tool in &tools {
+        let name = tool.name.as_ref();
+        assert!(
+            !name.is_empty()
+                && name.len() <= 64
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'),
+            "tool name {name:?} is not one LLM APIs accept"
+        );
+    }
+    gateway.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tools_list_is_paged_by_500() {
+    let mut agents = String::new();
+    for i in 0..620 {
+        agents.push_str(&format!(
+            "[[agent]]\nname = \"a{i:04}\"\nendpoints = [{{ url = \"http://127.0.0.1:9/mcp\" }}]\n"
+        ));
+    }
+    let node = start_node(&zone_text(1, &agents)).await;
+    let gateway = start_gateway(&node).await;
+    let client = connect(&gateway).await;
+    let first = client.service.list_tools(None).await.expect("first page");
+    assert_eq!(first.tools.len(), 500);
+    let cursor = first.next_cursor.clone().expect("a next page");
+    let second = client
+        .service
+        .list_tools(Some(
+            rmcp::model::PaginatedRequestParams::default().with_cursor(Some(cursor)),
+        ))
+        .await
+        .expect("second page");
+    assert_eq!(second.tools.len(), 620 + 8 - 500);
+    assert!(second.next_cursor.is_none());
+    assert_eq!(first.ttl_ms, Some(2000), "ttlMs is the zone TTL");
+    gateway.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_tools_and_call_agent_return_the_agents_result() {
+    let (analyst, server) = agent(AgentKind::Analyst, "analyst").await;
+    let node = start_node(&zone_text(1, &analyst_zone(&[server.url()]))).await;
+    let gateway = start_gateway(&node).await;
+    let client = connect(&gateway).await;
+
+    let result = call(
+        &client,
+        "analyst_finance_acme",
+        json!({"task": "sales 10, 20, 30, 40"}),
+    )
+    .await;
+    assert_ne!(result.is_error, Some(true), "{}", text(&result));
+    let expected = "count=4 sum=100 mean=25 median=25 min=10 max=40 stdev=11.1803";
+    assert_eq!(
+        structured(&result),
+        &json!({"result": expected, "success": true, "error": null})
+    );
+    let from_text: Value = serde_json::from_str(&text(&result)).expect("a JSON text block");
+    assert_eq!(&from_text, structured(&result));
+
+    let result = call(
+        &client,
+        "call_agent",
+        json!({"name": "analyst.finance.acme", "arguments": {"task": "1 2 3"}}),
+    )
+    .await;
+    assert_ne!(result.is_error, Some(true), "{}", text(&result));
+    assert_eq!(
+        text(&result),
+        "count=3 sum=6 mean=2 median=2 min=1 max=3 stdev=0.8165"
+    );
+    assert_eq!(structured(&result)["served_by"], json!(server.url()));
+    assert_eq!(structured(&result)["success"], json!(true));
+    assert_eq!(analyst.calls(), 2);
+
+    // Python AOP clients call agents by name: the FQDN works as a tool name too.
+    let result = call(&client, "analyst.finance.acme", json!({"task": "5"})).await;
+    assert_eq!(structured(&result)["success"], json!(true));
+
+    // Pooled: three calls, one MCP session with the agent.
+    assert_eq!(gateway.gateway.session_stats().opened, 1);
+    gateway.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn meta_tools_answer_in_the_python_aop_shape() {
+    let (_analyst, server) = agent(AgentKind::Analyst, "analyst").await;
+    let node = start_node(&zone_text(1, &analyst_zone(&[server.url()]))).await;
+    let gateway = start_gateway(&node).await;
+    let client = connect(&gateway).await;
+
+    let listed = call(&client, "list_agents", json!({})).await;
+    assert_eq!(
+        structured(&listed)["agent_names"],
+        json!(["analyst.finance.acme"])
+    );
+    assert_eq!(structured(&listed)["total_count"], json!(1));
+
+    let discovered = call(&client, "discover_agents", json!({})).await;
+    let agent = &structured(&discovered)["agents"][0];
+    assert_eq!(agent["tool_name"], json!("analyst_finance_acme"));
+    assert_eq!(agent["agent_name"], json!("analyst.finance.acme"));
+    assert_eq!(agent["tags"], json!(["finance", "analysis"]));
+    for key in [
+        "description",
+        "short_system_prompt",
+        "capabilities",
+        "role",
+        "model_name",
+    ] {
+        assert!(agent.get(key).is_some(), "discovery info lacks {key}");
+    }
+
+    let details = call(
+        &client,
+        "get_agent_details",
+        json!({"agent_name": "analyst_finance_acme"}),
+    )
+    .await;
+    assert_eq!(structured(&details)["success"], json!(true));
+    assert_eq!(structured(&details)["agent_info"]["max_retries"], json!(2));
+    assert!(structured(&details)["discovery_info"].is_object());
+
+    let missing = call(
+        &client,
+        "get_agent_details",
+        json!({"agent_name": "nobody.finance.acme"}),
+    )
+    .await;
+    assert_eq!(missing.is_error, Some(true));
+    assert_eq!(structured(&missing)["success"], json!(false));
+    assert!(
+        structured(&missing)["error"]
+            .as_str()
+            .unwrap()
+            .contains("nobody.finance.acme")
+    );
+    assert_eq!(structured(&missing)["agent_info"], Value::Null);
+
+    let info = call(
+        &client,
+        "get_agents_info",
+        json!({"agent_names": ["analyst.finance.acme", "ghost"]}),
+    )
+    .await;
+    assert_eq!(structured(&info)["total_found"], json!(1));
+    assert_eq!(structured(&info)["not_found"], json!(["ghost"]));
+    assert_eq!(structured(&info)["total_requested"], json!(2));
+
+    let found = call(&client, "search_agents", json!({"query": "forecast"})).await;
+    assert_eq!(structured(&found)["total_matches"], json!(1));
+    assert_eq!(
+        structured(&found)["matching_agents"][0]["agent_name"],
+        json!("analyst.finance.acme")
+    );
+    assert_eq!(structured(&found)["partial"], json!(false));
+    let none = call(
+        &client,
+        "search_agents",
+        json!({"query": "forecast", "search_fields": ["name"]}),
+    )
+    .await;
+    assert_eq!(structured(&none)["total_matches"], json!(0));
+
+    let resolved = call(
+        &client,
+        "resolve_agent",
+        json!({"name": "analyst.finance.acme"}),
+    )
+    .await;
+    assert_eq!(structured(&resolved)["served_by"], json!("finance-node"));
+    assert_eq!(structured(&resolved)["authoritative"], json!(true));
+    assert_eq!(structured(&resolved)["stale"], json!(false));
+    assert_eq!(
+        structured(&resolved)["endpoints"][0]["url"],
+        json!(server.url())
+    );
+
+    let server_info = call(&client, "get_server_info", json!({})).await;
+    assert_eq!(
+        structured(&server_info)["server_info"]["total_agents"],
+        json!(1)
+    );
+    gateway.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_arguments_are_an_error_result_naming_the_field() {
+    let (analyst, server) = agent(AgentKind::Analyst, "analyst").await;
+    let node = start_node(&zone_text(1, &analyst_zone(&[server.url()]))).await;
+    let gateway = start_gateway(&node).await;
+    let client = connect(&gateway).await;
+
+    let result = call(&client, "analyst_finance_acme", json!({"task": 42})).await;
+    assert_eq!(result.is_error, Some(true));
+    assert!(text(&result).contains("`task`"), "{}", text(&result));
+    assert!(text(&result).contains("string"), "{}", text(&result));
+
+    let result = call(
+        &client,
+        "call_agent",
+        json!({"name": "analyst.finance.acme", "arguments": {}}),
+    )
+    .await;
+    assert_eq!(result.is_error, Some(true));
+    assert!(text(&result).contains("`task`"), "{}", text(&result));
+    assert!(text(&result).contains("required"), "{}", text(&result));
+    assert_eq!(analyst.calls(), 0, "invalid calls never reach the agent");
+    gateway.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_tool_is_a_json_rpc_error() {
+    let node = start_node(&zone_text(1, "")).await;
+    let gateway = start_gateway(&node).await;
+    let client = connect(&gateway).await;
+    let error = client
+        .service
+        .call_tool(CallToolRequestParams::new("no_such_tool").with_arguments(JsonObject::new()))
+        .await
+        .expect_err("a JSON-RPC error");
+    match error {
+        rmcp::ServiceError::McpError(data) => {
+            assert!(data.message.contains("no_such_tool"), "{}", data.message);
+        }
+        other => panic!("expected a JSON-RPC error, got {other:?}"),
+    }
+    gateway.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_endpoints_breaker_opens_and_calls_go_to_the_live_one() {
+    let dead = dead_url().await;
+    let (analyst, live) = agent(AgentKind::Analyst, "analyst").await;
+    let node = start_node(&zone_text(1, &analyst_zone(&[dead.clone(), live.url()]))).await;
+    let gateway = start_gateway(&node).await;
+    let client = connect(&gateway).await;
+    for i in 0..30 {
+        let result = call(
+            &client,
+            "analyst_finance_acme",
+            json!({"task": format!("{i}")}),
+        )
+        .await;
+        assert_ne!(result.is_error, Some(true), "call {i}: {}", text(&result));
+    }
+    assert_eq!(
+        analyst.calls(),
+        30,
+        "every call answered by the live endpoint"
+    );
+    let state = gateway.gateway.breakers().state(&dead);
+    assert_eq!(state, aop::gateway::breaker::BreakerState::Open);
+    let resolved = call(
+        &client,
+        "resolve_agent",
+        json!({"name": "analyst.finance.acme"}),
+    )
+    .await;
+    let endpoints = structured(&resolved)["endpoints"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let dead_entry = endpoints.iter().find(|e| e["url"] == json!(dead)).unwrap();
+    assert_eq!(dead_entry["breaker"], json!("open"));
+    gateway.shutdown().await;
+}
+
+/// `aop agent serve` in a child process, killable with SIGKILL.
+struct ChildAgent {
+    child: tokio::process::Child,
+    url: String,
+}
+
+async fn child_agent(kind: &str, name: &str) -> ChildAgent {
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_aop"))
+        .args([
+            "agent",
+            "serve",
+            "--kind",
+            kind,
+            "--name",
+            name,
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start aop agent serve");
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let line = tokio::time::timeout(DEADLINE, lines.next_line())
+        .await
+        .expect("agent ready in time")
+        .expect("read stdout")
+        .expect("a ready line");
+    let url = line
+        .rsplit(' ')
+        .next()
+        .expect("the URL ends the ready line")
+        .to_string();
+    ChildAgent { child, url }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_killed_mid_run_is_retried_on_the_other() {
+    let mut first = child_agent("sleeper", "sleeper").await;
+    let second = child_agent("sleeper", "sleeper").await;
+    let agents = format!(
+        r#"
+[[agent]]
+name = "sleeper"
+timeout_ms = 15000
+max_retries = 3
+input_schema = {{ type = "object", properties = {{ task = {{ type = "string" }}, ms = {{ type = "integer" }} }}, required = ["task"] }}
+endpoints = [
+  {{ url = "{}", tool = "sleeper", priority = 10, weight = 1 }},
+  {{ url = "{}", tool = "sleeper", priority = 10, weight = 1 }},
+]
+"#,
+        first.url, second.url
+    );
+    let node = start_node(&zone_text(1, &agents)).await;
+    let gateway = start_gateway(&node).await;
+    let client = Arc::new(connect(&gateway).await);
+    // Twenty calls in flight, spread over both replicas, each sleeping 1.5 s.
+    let mut calls = Vec::new();
+    for i in 0..20 {
+        let client = Arc::clone(&client);
+        calls.push(tokio::spawn(async move {
+            call(
+                &client,
+                "call_agent",
+                json!({"name": "sleeper.finance.acme",
+                "arguments": {"task": format!("call {i}"), "ms": 1500}}),
+            )
+            .await
+        }));
+    }
+    // Kill the first replica once calls are running on it.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    first.child.start_kill().expect("SIGKILL the first replica");
+    let _ = first.child.wait().await;
+    let mut retried = 0;
+    for call in calls {
+        let result = call.await.unwrap();
+        assert_ne!(result.is_error, Some(true), "{}", text(&result));
+        let structured = structured(&result);
+        assert_eq!(structured["success"], json!(true));
+        assert_eq!(structured["served_by"], json!(second.url), "{structured}");
+        if structured["attempts"].as_u64().unwrap() > 1 {
+            retried += 1;
+        }
+    }
+    assert!(
+        retried > 0,
+        "some calls were on the killed replica and were retried"
+    );
+    gateway.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_from_the_agent_reaches_the_client() {
+    let (_sleeper, server) = agent(AgentKind::Sleeper, "sleeper").await;
+    let agents = format!(
+        "[[agent]]\nname = \"sleeper\"\nendpoints = [{{ url = \"{}\" }}]\n",
+        server.url()
+    );
+    let node = start_node(&zone_text(1, &agents)).await;
+    let gateway = start_gateway(&node).await;
+    let mut client = connect(&gateway).await;
+    let result = call(
+        &client,
+        "sleeper_finance_acme",
+        json!({"task": "wait", "ms": 450}),
+    )
+    .await;
+    assert_eq!(structured(&result)["result"], json!("slept 450 ms"));
+    let first = tokio::time::timeout(DEADLINE, client.progress.recv())
+        .await
+        .expect("progress in time")
+        .expect("a progress notification");
+    assert_eq!(first.total, Some(450.0));
+    assert!(first.progress > 0.0);
+    gateway.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zone_change_updates_the_tools_and_sends_list_changed() {
+    let (_analyst, server) = agent(AgentKind::Analyst, "analyst").await;
+    let node = start_node(&zone_text(1, &analyst_zone(&[server.url()]))).await;
+    let gateway = start_gateway(&node).await;
+    let mut client = connect(&gateway).await;
+    let before = client.service.list_all_tools().await.unwrap();
+    assert!(!before.iter().any(|t| t.name == "writer_finance_acme"));
+
+    let changed = format!(
+        "{}\n[[agent]]\nname = \"writer\"\nendpoints = [{{ url = \"{}\" }}]\n",
+        analyst_zone(&[server.url()]),
+        server.url()
+    );
+    let zone = file::parse(Path::new("finance.acme.toml"), &zone_text(2, &changed)).unwrap();
+    node.catalog().upsert(zone);
+
+    tokio::time::timeout(DEADLINE, client.list_changed.recv())
+        .await
+        .expect("list_changed in time")
+        .expect("a notification");
+    let after = client.service.list_all_tools().await.unwrap();
+    assert!(after.iter().any(|t| t.name == "writer_finance_acme"));
+    gateway.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreign_origins_and_missing_tokens_are_refused() {
+    let node = start_node(&zone_text(1, "")).await;
+    let mut config = GatewayConfig::new(node.grpc_url());
+    config.mounts = vec![Name::parse("finance.acme").unwrap()];
+    config.guards.bearer_token = Some(Arc::from("s3cret"));
+    let gateway = gateway::start(config, free_listener().await).await.unwrap();
+    let url = gateway.url().unwrap();
+    let http = reqwest::Client::new();
+    let initialize = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+        "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                   "clientInfo": {"name": "t", "version": "1"}}});
+    let post = |origin: Option<&str>, token: Option<&str>| {
+        let mut request = http
+            .post(&url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(initialize.to_string());
+        if let Some(origin) = origin {
+            request = request.header("origin", origin);
+        }
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        request.send()
+    };
+    assert_eq!(post(None, None).await.unwrap().status(), 401);
+    assert_eq!(post(None, Some("wrong")).await.unwrap().status(), 401);
+    assert_eq!(
+        post(Some("http://evil.example"), Some("s3cret"))
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+    assert_eq!(
+        post(Some("http://localhost:3000"), Some("s3cret"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(post(None, Some("s3cret")).await.unwrap().status(), 200);
+    gateway.shutdown().await;
+}
