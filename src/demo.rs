@@ -7,19 +7,28 @@
 //! delegation glue, is rewritten to the assigned one, so the federation is self-consistent
 //! whatever the files say. (Glue carries addresses, not ports, so a recursive DNS resolver
 //! cannot follow the demo's referrals between ports; `dig -p` against any door works.)
+//!
+//! For every distinct endpoint URL on 127.0.0.1 in the zones, the demo runs a built-in agent
+//! (`metadata.demo_kind`, default echo) on port base+300+j and rewrites the endpoint to it;
+//! then an MCP gateway on base+900 mounts every zone and resolves through the root node.
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
+use crate::agent::{AgentKind, BuiltinAgent};
 use crate::dns::DnsListener;
+use crate::gateway::{self, GatewayConfig, GatewayHandle, GatewayStartError};
+use crate::mcp::http::McpHttpServer;
 use crate::name::Name;
 use crate::node::{GrpcListener, NodeError, NodeHandle, ServeOptions, load_zone_files};
-use crate::record::ServerAddress;
+use crate::record::{Endpoint, ServerAddress};
 
 /// Offsets from the port base (CONTRACT section 3).
 pub const DNS_PORT_OFFSET: u16 = 100;
 pub const ADMIN_PORT_OFFSET: u16 = 200;
+pub const AGENT_PORT_OFFSET: u16 = 300;
+pub const GATEWAY_PORT_OFFSET: u16 = 900;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -35,6 +44,30 @@ pub enum DemoError {
     PortsExhausted { base: u16, nodes: usize },
     #[error(transparent)]
     Node(#[from] NodeError),
+    #[error("cannot start the demo agent for {url} on {addr}: {source}")]
+    Agent {
+        url: String,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot start the gateway on {addr}: {source}")]
+    GatewayListen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Gateway(#[from] GatewayStartError),
+}
+
+/// One built-in agent the demo runs.
+pub struct DemoAgent {
+    /// The endpoint URL written in the zone file, and where the agent really listens.
+    pub written_url: String,
+    pub server: McpHttpServer,
+    pub kind: AgentKind,
+    pub tool: String,
+    /// The agents (FQDNs) whose endpoint this is.
+    pub serves: Vec<Name>,
 }
 
 /// One node of the running demo.
@@ -47,11 +80,17 @@ pub struct DemoNode {
 /// The running federation.
 pub struct Demo {
     pub nodes: Vec<DemoNode>,
+    pub agents: Vec<DemoAgent>,
+    pub gateway: GatewayHandle,
 }
 
 impl Demo {
-    /// Stops every node, draining requests in flight.
+    /// Stops the gateway, the agents, then every node, draining requests in flight.
     pub async fn shutdown(self) -> Result<(), NodeError> {
+        self.gateway.shutdown().await;
+        for agent in self.agents {
+            agent.server.shutdown().await;
+        }
         let mut first_error = None;
         for node in self.nodes {
             if let Err(error) = node.handle.shutdown().await {
@@ -101,9 +140,7 @@ pub async fn start(zones_dir: &Path, port_base: u16) -> Result<Demo, DemoError> 
             }
         }
     }
-    if port_base != 0
-        && usize::from(port_base) + usize::from(ADMIN_PORT_OFFSET) + written.len() > 65535
-    {
+    if port_base != 0 && usize::from(port_base) + usize::from(GATEWAY_PORT_OFFSET) + 1 > 65535 {
         return Err(DemoError::PortsExhausted {
             base: port_base,
             nodes: written.len(),
@@ -149,6 +186,74 @@ pub async fn start(zones_dir: &Path, port_base: u16) -> Result<Demo, DemoError> 
         .map(|zone| zone.with_servers(rewrite))
         .collect();
 
+    // One built-in agent per distinct loopback endpoint URL, in zone and agent order.
+    let mut agents: Vec<DemoAgent> = Vec::new();
+    for zone in &zones {
+        for name in zone.agent_names() {
+            let Some(agent) = zone.agent(name.as_str()) else {
+                continue;
+            };
+            let kind = agent
+                .metadata
+                .as_ref()
+                .and_then(|m| m.value().get("demo_kind"))
+                .and_then(|v| v.as_str())
+                .and_then(AgentKind::parse)
+                .unwrap_or(AgentKind::Echo);
+            for endpoint in &agent.endpoints {
+                if !is_loopback_url(&endpoint.url) {
+                    continue;
+                }
+                if let Some(existing) = agents.iter_mut().find(|a| a.written_url == endpoint.url) {
+                    existing.serves.push(agent.name.clone());
+                    continue;
+                }
+                let addr =
+                    SocketAddr::from((Ipv4Addr::LOCALHOST, port(AGENT_PORT_OFFSET, agents.len())));
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| DemoError::Agent {
+                        url: endpoint.url.clone(),
+                        addr,
+                        source,
+                    })?;
+                let server = BuiltinAgent::new(kind, &endpoint.tool)
+                    .serve_http(listener)
+                    .map_err(|source| DemoError::Agent {
+                        url: endpoint.url.clone(),
+                        addr,
+                        source,
+                    })?;
+                agents.push(DemoAgent {
+                    written_url: endpoint.url.clone(),
+                    server,
+                    kind,
+                    tool: endpoint.tool.clone(),
+                    serves: vec![agent.name.clone()],
+                });
+            }
+        }
+    }
+    let moved: HashMap<&str, String> = agents
+        .iter()
+        .map(|agent| (agent.written_url.as_str(), agent.server.url()))
+        .collect();
+    let zones: Vec<_> = zones
+        .iter()
+        .map(|zone| {
+            zone.with_endpoints(
+                |_, endpoint: &Endpoint| match moved.get(endpoint.url.as_str()) {
+                    Some(url) => Endpoint {
+                        url: url.clone(),
+                        ..endpoint.clone()
+                    },
+                    None => endpoint.clone(),
+                },
+            )
+        })
+        .collect();
+    let mounts: Vec<Name> = zones.iter().map(|zone| zone.origin().clone()).collect();
+
     // Every node recurses from the root node.
     let root_hints: Vec<ServerAddress> = listeners
         .first()
@@ -178,5 +283,34 @@ pub async fn start(zones_dir: &Path, port_base: u16) -> Result<Demo, DemoError> 
             zones: names,
         });
     }
-    Ok(Demo { nodes })
+
+    let gateway_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port(GATEWAY_PORT_OFFSET, 0)));
+    let listener = tokio::net::TcpListener::bind(gateway_addr)
+        .await
+        .map_err(|source| DemoError::GatewayListen {
+            addr: gateway_addr,
+            source,
+        })?;
+    let root_url = nodes
+        .first()
+        .map(|node| node.handle.grpc_url())
+        .unwrap_or_default();
+    let mut config = GatewayConfig::new(root_url);
+    config.mounts = mounts;
+    let gateway = gateway::start(config, listener).await?;
+    Ok(Demo {
+        nodes,
+        agents,
+        gateway,
+    })
+}
+
+/// Whether an endpoint URL points at this machine's loopback (the demo runs those agents).
+fn is_loopback_url(url: &str) -> bool {
+    url::Url::parse(url).is_ok_and(|url| match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(host)) => host == "localhost",
+        None => false,
+    })
 }

@@ -9,8 +9,9 @@ use aop::demo;
 
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Port plan from --port-base B: node i serves gRPC on B+i (node 0 is the \
-    root, then one node per distinct `servers` entry of the zone files, zones in name order). \
+    after_help = "Port plan from --port-base B: node i serves gRPC on B+i and DNS on B+100+i \
+    (node 0 is the root, then one node per distinct `servers` entry of the zone files, zones \
+    in name order); demo agents on B+300+j; the MCP gateway on http://127.0.0.1:B+900/mcp. \
     --port-base 0 takes free ports from the OS. Ctrl-C stops everything."
 )]
 pub struct DemoArgs {
@@ -87,7 +88,59 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         );
     }
     println!();
-    println!("ready: {} nodes; Ctrl-C stops", demo.nodes.len());
+    println!("{:<28} {:<8} {:<10} endpoint", "agent", "kind", "tool");
+    for agent in &demo.agents {
+        let serves: Vec<String> = agent.serves.iter().map(ToString::to_string).collect();
+        println!(
+            "{:<28} {:<8} {:<10} {}",
+            serves.join(","),
+            agent.kind,
+            agent.tool,
+            agent.server.url()
+        );
+    }
+    let gateway_url = demo.gateway.url().unwrap_or_default();
+    let mounts: Vec<String> = demo
+        .gateway
+        .gateway
+        .directory()
+        .mounts()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    println!();
+    println!("MCP gateway: {gateway_url} (mounts {})", mounts.join(", "));
+    println!();
+    println!("MCP host configuration to paste (hosts that speak Streamable HTTP):");
+    let http_config =
+        serde_json::json!({"mcpServers": {"aop": {"type": "http", "url": gateway_url}}});
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&http_config).unwrap_or_default()
+    );
+    println!("or, for hosts that start a command (stdio; give the full path of aop if needed):");
+    let mut stdio_args = vec![
+        "gateway".to_string(),
+        "--stdio".into(),
+        "--resolver".into(),
+        root.clone(),
+    ];
+    for mount in &mounts {
+        stdio_args.push("--mount".into());
+        stdio_args.push(mount.clone());
+    }
+    let stdio_config =
+        serde_json::json!({"mcpServers": {"aop": {"command": "aop", "args": stdio_args}}});
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&stdio_config).unwrap_or_default()
+    );
+    println!();
+    println!(
+        "ready: {} nodes, {} agents, gateway {gateway_url}; Ctrl-C stops",
+        demo.nodes.len(),
+        demo.agents.len()
+    );
     super::shutdown_signal().await;
     eprintln!("stopping");
     demo.shutdown().await?;

@@ -108,10 +108,19 @@ impl CallOutcome {
             json!({"result": text, "success": true, "error": null})
         };
         let body = serde_json::to_string_pretty(&shape).unwrap_or_default();
+        // Images, audio and resources the agent returned follow the AOP text block, so
+        // nothing the agent said is lost to the shape.
+        let mut content = vec![ContentBlock::text(body)];
+        content.extend(
+            self.result
+                .content
+                .into_iter()
+                .filter(|block| block.as_text().is_none()),
+        );
         let mut result = if failed {
-            CallToolResult::error(vec![ContentBlock::text(body)])
+            CallToolResult::error(content)
         } else {
-            CallToolResult::success(vec![ContentBlock::text(body)])
+            CallToolResult::success(content)
         };
         result.structured_content = Some(shape);
         result

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use crate::answer::Outcome;
 use crate::name::Name;
 use crate::record::limits::ALIAS_CHAIN_MAX;
-use crate::record::{Agent, Alias, Delegation, ServerAddress, ZoneHeader};
+use crate::record::{Agent, Alias, Delegation, Endpoint, ServerAddress, ZoneHeader};
 
 /// Which record of the input a structural error is about (index into its list).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -374,6 +374,39 @@ impl ZoneSnapshot {
             header,
             entries: self.entries.clone(),
             delegations,
+            empty_non_terminals: self.empty_non_terminals.clone(),
+            agent_order: self.agent_order.clone(),
+            delegation_order: self.delegation_order.clone(),
+            alias_count: self.alias_count,
+        }
+    }
+
+    /// The same zone with every agent endpoint passed through `rewrite` (the demo moves
+    /// endpoints to the ports of the agents it runs).
+    pub fn with_endpoints(&self, rewrite: impl Fn(&Name, &Endpoint) -> Endpoint) -> ZoneSnapshot {
+        let entries = self
+            .entries
+            .iter()
+            .map(|(name, entry)| {
+                let entry = match entry {
+                    Entry::Agent(agent) => {
+                        let mut agent = Agent::clone(agent);
+                        agent.endpoints = agent
+                            .endpoints
+                            .iter()
+                            .map(|endpoint| rewrite(&agent.name, endpoint))
+                            .collect();
+                        Entry::Agent(Arc::new(agent))
+                    }
+                    Entry::Alias(alias) => Entry::Alias(Arc::clone(alias)),
+                };
+                (name.clone(), entry)
+            })
+            .collect();
+        ZoneSnapshot {
+            header: self.header.clone(),
+            entries,
+            delegations: self.delegations.clone(),
             empty_non_terminals: self.empty_non_terminals.clone(),
             agent_order: self.agent_order.clone(),
             delegation_order: self.delegation_order.clone(),
