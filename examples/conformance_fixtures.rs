@@ -14,6 +14,11 @@
 //! elicitation, log messages) ask their client, which behind the gateway is the gateway, and
 //! say in their result what came back, so a run shows how far the request got.
 
+// Sampling, elicitation's peers and logging are deprecated by SEP-2577 (spec 2026-07-28);
+// the suite pinned here (spec 2025-11-25) still tests them.
+#![allow(deprecated)]
+
+use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,7 +35,6 @@ use rmcp::model::{
 use rmcp::service::{PeerRequestOptions, RequestContext};
 use rmcp::{ErrorData, Peer, RoleServer, ServerHandler};
 use serde_json::{Value, json};
-use tokio::io::AsyncWriteExt;
 
 /// A 1x1 red PNG.
 const PNG_1X1: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8/5+hHgAHggJ/PchI7wAAAABJRU5ErkJggg==";
@@ -414,11 +418,11 @@ async fn main() -> anyhow::Result<()> {
         tools: Arc::new(fixture_tools()),
     };
     let server = http::serve(listener, HttpGuards::default(), move || fixtures.clone())?;
-    let mut stdout = tokio::io::stdout();
-    stdout
-        .write_all(format!("{}\n", server.url()).as_bytes())
-        .await?;
-    stdout.flush().await?;
+    // One line, flushed at once: the caller waits for it to know the server accepts.
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{}", server.url())?;
+    stdout.flush()?;
+    drop(stdout);
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}

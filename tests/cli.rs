@@ -160,6 +160,26 @@ fn demo_starts_the_federation_and_answers_the_commands_it_prints() {
         .collect();
     assert_eq!(finance.len(), 2, "finance.acme has two servers");
 
+    // A built-in agent for every loopback endpoint of zones/, and the gateway.
+    let agents = demo
+        .seen
+        .iter()
+        .filter(|line| line.contains(".acme") || line.contains(".globex"))
+        .filter(|line| line.trim_end().ends_with("/mcp"))
+        .count();
+    assert_eq!(agents, 12, "one demo agent per endpoint: {:?}", demo.seen);
+    assert!(
+        demo.seen
+            .iter()
+            .any(|line| line.starts_with("MCP gateway: http://127.0.0.1:")),
+        "{:?}",
+        demo.seen
+    );
+    assert!(
+        demo.seen.iter().any(|line| line.contains("\"mcpServers\"")),
+        "an MCP host configuration to paste"
+    );
+
     // Every "aop resolve ..." example the demo printed works as printed.
     let examples: Vec<String> = demo
         .seen

@@ -531,3 +531,88 @@ async fn the_callers_deadline_travels_and_a_node_without_roots_says_how_to_fix_i
     );
     fed.shutdown().await;
 }
+
+#[tokio::test]
+async fn zone_listings_reach_any_zone_through_a_resolver_node() {
+    let mut fed = federation(Duration::from_secs(3600)).await;
+    let mut client = fed.client().await;
+    // The resolver serves no zone: it finds finance.acme's servers from the root down.
+    let header = client
+        .get_zone(pb::GetZoneRequest {
+            zone: "finance.acme".into(),
+            recursive: true,
+        })
+        .await
+        .expect("GetZone forwarded to a finance.acme server")
+        .into_inner();
+    assert_eq!(header.origin, "finance.acme");
+    assert!(
+        header.served_by.starts_with("finance"),
+        "{}",
+        header.served_by
+    );
+    let page = client
+        .list_agents(pb::ListAgentsRequest {
+            zone: "finance.acme".into(),
+            page_size: 10,
+            cursor: String::new(),
+            recursive: true,
+        })
+        .await
+        .expect("ListAgents forwarded")
+        .into_inner();
+    assert!(page.agents.iter().any(|a| a.name == "analyst.finance.acme"));
+    assert_eq!(page.zone_serial, header.serial);
+
+    // Without `recursive`, the node says it does not serve the zone.
+    let status = client
+        .get_zone(pb::GetZoneRequest {
+            zone: "finance.acme".into(),
+            recursive: false,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::NotFound);
+    // A name inside a zone is not a zone; a missing one does not exist.
+    let status = client
+        .get_zone(pb::GetZoneRequest {
+            zone: "analyst.finance.acme".into(),
+            recursive: true,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::NotFound);
+    assert!(
+        status.message().contains("not a zone"),
+        "{}",
+        status.message()
+    );
+    let status = client
+        .get_zone(pb::GetZoneRequest {
+            zone: "nowhere.acme".into(),
+            recursive: true,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::NotFound);
+
+    // Both finance servers down: UNAVAILABLE, naming the zone.
+    fed.stop_finance(0).await;
+    fed.stop_finance(1).await;
+    let status = client
+        .list_agents(pb::ListAgentsRequest {
+            zone: "finance.acme".into(),
+            page_size: 10,
+            cursor: String::new(),
+            recursive: true,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    assert!(
+        status.message().contains("finance.acme"),
+        "{}",
+        status.message()
+    );
+    fed.shutdown().await;
+}

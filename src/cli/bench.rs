@@ -14,6 +14,43 @@ use aop::bench::{self, BenchReport, NamePick, ResolveBench, Target};
 pub enum BenchCommand {
     /// Resolve names from a file as fast as the node answers, C in flight over K connections.
     Resolve(ResolveArgs),
+    /// Call an MCP tool (through the gateway, or any MCP server), C in flight over K sessions.
+    #[command(after_help = "Examples:\n  \
+        aop bench call --tool sleeper_globex --args '{\"task\":\"t\",\"ms\":1000}' --calls 1000 --concurrency 1000\n  \
+        aop bench call --tool discover_agents --duration 10s --concurrency 8\n  \
+        aop bench call --url http://127.0.0.1:7403/mcp --tool analyst --args '{\"task\":\"1 2 3\"}'")]
+    Call(CallArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CallArgs {
+    /// MCP endpoint (Streamable HTTP) to load.
+    #[arg(long, default_value = "http://127.0.0.1:8000/mcp", value_name = "URL")]
+    url: String,
+    /// Tool to call.
+    #[arg(long, value_name = "NAME")]
+    tool: String,
+    /// Arguments, a JSON object.
+    #[arg(long, default_value = "{}", value_name = "JSON")]
+    args: String,
+    /// Calls in flight.
+    #[arg(long, default_value_t = 16, value_name = "C")]
+    concurrency: usize,
+    /// MCP sessions the calls share.
+    #[arg(long, default_value_t = 1, value_name = "K")]
+    sessions: usize,
+    /// Stop after this many calls (else run for --duration).
+    #[arg(long, value_name = "N")]
+    calls: Option<u64>,
+    /// How long to run when --calls is not given.
+    #[arg(long, default_value = "10s", value_parser = super::parse_duration, value_name = "D")]
+    duration: Duration,
+    /// Give up on one call after this long (counted as an error).
+    #[arg(long, default_value = "120s", value_parser = super::parse_duration, value_name = "D")]
+    timeout: Duration,
+    /// Print one JSON document on stdout.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -56,7 +93,54 @@ pub struct ResolveArgs {
 pub async fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
     match command {
         BenchCommand::Resolve(args) => resolve(args).await,
+        BenchCommand::Call(args) => call(args).await,
     }
+}
+
+async fn call(args: CallArgs) -> anyhow::Result<ExitCode> {
+    let arguments = match serde_json::from_str::<serde_json::Value>(&args.args) {
+        Ok(serde_json::Value::Object(map)) => map,
+        Ok(_) => anyhow::bail!("--args must be a JSON object, e.g. '{{\"task\": \"hello\"}}'"),
+        Err(error) => anyhow::bail!("--args is not JSON: {error}"),
+    };
+    let report = bench::run_call(bench::CallBench {
+        url: args.url.clone(),
+        tool: args.tool.clone(),
+        arguments,
+        concurrency: args.concurrency,
+        sessions: args.sessions,
+        calls: args.calls,
+        duration: args.duration,
+        timeout: args.timeout,
+        progress: !args.json && std::io::stderr().is_terminal(),
+    })
+    .await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "bench call {} at {}: {} in flight over {} sessions",
+        report.tool, report.url, report.concurrency, report.sessions
+    );
+    println!("calls        {}", report.calls);
+    println!("wall time    {:.3} s", report.elapsed_s);
+    println!("throughput   {:.1} /s", report.throughput_per_s);
+    println!("errors       {}", report.errors);
+    let l = &report.latency_us;
+    println!(
+        "latency      p50 {}  p90 {}  p99 {}  p999 {}  max {}  mean {}",
+        ms(l.p50),
+        ms(l.p90),
+        ms(l.p99),
+        ms(l.p999),
+        ms(l.max),
+        ms(l.mean as u64)
+    );
+    for sample in &report.error_samples {
+        println!("error        {sample}");
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn resolve(args: ResolveArgs) -> anyhow::Result<ExitCode> {

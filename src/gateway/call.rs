@@ -430,27 +430,37 @@ impl Caller {
         };
         let request_id = handle.id.clone();
         let peer = handle.peer.clone();
-        let relay = context.progress.clone().map(|(token, client)| {
-            let dispatcher = session.service.service().progress.clone();
-            let agent_token = handle.progress_token.clone();
-            tokio::spawn(async move {
-                let mut updates = dispatcher.subscribe(agent_token).await;
-                while let Some(update) = updates.next().await {
-                    let mut forwarded =
-                        ProgressNotificationParam::new(token.clone(), update.progress);
-                    forwarded.total = update.total;
-                    forwarded.message = update.message;
-                    if client.notify_progress(forwarded).await.is_err() {
-                        return;
+        let dispatcher = session.service.service().progress.clone();
+        let agent_token = handle.progress_token.clone();
+        let relay = match context.progress.clone() {
+            None => None,
+            Some((token, client)) => {
+                let mut updates = dispatcher.subscribe(agent_token.clone()).await;
+                Some(tokio::spawn(async move {
+                    while let Some(update) = updates.next().await {
+                        let mut forwarded =
+                            ProgressNotificationParam::new(token.clone(), update.progress);
+                        forwarded.total = update.total;
+                        forwarded.message = update.message;
+                        if client.notify_progress(forwarded).await.is_err() {
+                            return;
+                        }
                     }
-                }
-            })
-        });
+                }))
+            }
+        };
         let response = tokio::select! {
             response = handle.await_response() => Some(response),
             _ = context.cancel.cancelled() => None,
         };
-        if let Some(relay) = relay {
+        // Progress sent just before the result is still queued for the relay: end its
+        // stream and let it drain, briefly.
+        dispatcher.unsubscribe(&agent_token).await;
+        if let Some(mut relay) = relay
+            && tokio::time::timeout(Duration::from_millis(100), &mut relay)
+                .await
+                .is_err()
+        {
             relay.abort();
         }
         let Some(response) = response else {

@@ -18,16 +18,17 @@ use std::time::Duration;
 
 use rmcp::handler::client::progress::ProgressDispatcher;
 use rmcp::model::{
-    ClientCapabilities, ClientConfig, Implementation, ProgressNotificationParam, ProtocolVersion,
+    ClientCapabilities, ClientConfig, ElicitRequestParams, ElicitResult,
+    ElicitationCreateRequestMethod, Implementation, ProgressNotificationParam, ProtocolVersion,
     Tool,
 };
-use rmcp::service::{NotificationContext, RunningService};
+use rmcp::service::{NotificationContext, RequestContext, RunningService};
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::common::client_side_sse::ExponentialBackoff;
 use rmcp::transport::streamable_http_client::{
     StreamableHttpClientTransportConfig, StreamableHttpError,
 };
-use rmcp::{ClientHandler, RoleClient, ServiceError, ServiceExt};
+use rmcp::{ClientHandler, ErrorData, RoleClient, ServiceError, ServiceExt};
 use tokio::sync::OnceCell;
 
 /// How long opening a session (TCP connect and MCP handshake) may take.
@@ -48,6 +49,16 @@ impl ClientHandler for AgentClient {
         _context: NotificationContext<RoleClient>,
     ) {
         self.progress.handle_notification(params).await;
+    }
+
+    /// The gateway cannot ask its own caller on an agent's behalf (yet): say so, rather than
+    /// rmcp's default of answering "the user declined" when no user was asked.
+    async fn create_elicitation(
+        &self,
+        _request: ElicitRequestParams,
+        _context: RequestContext<RoleClient>,
+    ) -> Result<ElicitResult, ErrorData> {
+        Err(ErrorData::method_not_found::<ElicitationCreateRequestMethod>())
     }
 
     fn get_info(&self) -> ClientConfig {
@@ -259,7 +270,7 @@ impl AgentSessions {
         };
         for slot in slots {
             if let Some(session) = slot.get() {
-                let _ = session.service.cancellation_token().cancel();
+                session.service.cancellation_token().cancel();
             }
         }
     }

@@ -29,6 +29,10 @@ use crate::name::Name;
 use crate::record::ServerAddress;
 use crate::resolver::{ResolveOptions, Resolver, ResolverConfig};
 
+pub mod call;
+
+pub use call::{CallBench, CallReport, run_call};
+
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BenchError {
@@ -110,7 +114,7 @@ pub struct Percentiles {
 }
 
 impl Percentiles {
-    fn of(histogram: &Histogram<u64>) -> Percentiles {
+    pub(crate) fn of(histogram: &Histogram<u64>) -> Percentiles {
         Percentiles {
             p50: histogram.value_at_quantile(0.50),
             p90: histogram.value_at_quantile(0.90),
@@ -131,7 +135,7 @@ struct WorkerResult {
 
 const MAX_ERROR_SAMPLES: usize = 5;
 
-fn new_histogram() -> Histogram<u64> {
+pub(crate) fn new_histogram() -> Histogram<u64> {
     // 1 µs .. 60 s at 3 significant digits.
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("static histogram bounds are valid")
 }
@@ -383,7 +387,7 @@ async fn cache_lookups(client: &mut RegistryClient) -> Option<(u64, u64)> {
     Some((hits, hits + answers.misses))
 }
 
-fn progress_bar(enabled: bool, duration: Duration) -> indicatif::ProgressBar {
+pub(crate) fn progress_bar(enabled: bool, duration: Duration) -> indicatif::ProgressBar {
     if !enabled {
         return indicatif::ProgressBar::hidden();
     }

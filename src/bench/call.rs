@@ -1,0 +1,237 @@
+//! The load generator behind `aop bench call`: MCP tool calls against any Streamable HTTP
+//! MCP server (our gateway, an agent directly, a Python AOP server), C in flight over K
+//! sessions, for N calls or for a time, latencies in an HDR histogram.
+//!
+//! Sessions are opened before the clock starts. A call counts as an error when it fails at
+//! the protocol level, when its result has `isError`, or when its structured result (or the
+//! JSON in its first text block, as Python AOP servers answer) says `"success": false`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use rmcp::model::{
+    CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig, Implementation,
+    JsonObject, ProtocolVersion,
+};
+use rmcp::service::RunningService;
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::{RoleClient, ServiceExt};
+use serde_json::Value;
+
+use crate::bench::{Percentiles, new_histogram, progress_bar};
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CallBenchError {
+    #[error("--{flag} must be at least 1")]
+    Zero { flag: &'static str },
+    #[error("cannot open an MCP session with {url}: {reason}")]
+    Connect { url: String, reason: String },
+}
+
+/// What to call and how hard.
+#[derive(Debug, Clone)]
+pub struct CallBench {
+    pub url: String,
+    pub tool: String,
+    pub arguments: JsonObject,
+    pub concurrency: usize,
+    pub sessions: usize,
+    /// Stop after this many calls; `None`: run for `duration`.
+    pub calls: Option<u64>,
+    pub duration: Duration,
+    pub timeout: Duration,
+    pub progress: bool,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CallReport {
+    pub url: String,
+    pub tool: String,
+    pub calls: u64,
+    pub errors: u64,
+    /// Wall time from the first call sent to the last answer.
+    pub elapsed_s: f64,
+    pub throughput_per_s: f64,
+    pub concurrency: usize,
+    pub sessions: usize,
+    pub latency_us: Percentiles,
+    pub error_samples: Vec<String>,
+}
+
+type Session = RunningService<RoleClient, ClientConfig>;
+
+async fn open_session(url: &str, http: &reqwest::Client) -> Result<Session, CallBenchError> {
+    let config = StreamableHttpClientTransportConfig::with_uri(url).max_concurrent_requests(8192);
+    let transport = StreamableHttpClientTransport::with_client(http.clone(), config);
+    let client = ClientConfig::new(
+        ClientCapabilities::default(),
+        Implementation::new("aop-bench", env!("CARGO_PKG_VERSION")),
+    )
+    .with_protocol_version(ProtocolVersion::V_2025_11_25);
+    client
+        .serve(transport)
+        .await
+        .map_err(|error| CallBenchError::Connect {
+            url: url.to_string(),
+            reason: crate::grpc::client::error_chain(&error),
+        })
+}
+
+/// Why a tool result is a failure, if it is one.
+fn failure_of(result: &CallToolResult) -> Option<String> {
+    let text = || {
+        result
+            .content
+            .iter()
+            .find_map(|block| block.as_text().map(|t| t.text.clone()))
+            .unwrap_or_default()
+    };
+    if result.is_error == Some(true) {
+        return Some(text());
+    }
+    let structured = result
+        .structured_content
+        .clone()
+        .or_else(|| serde_json::from_str::<Value>(&text()).ok());
+    let structured = structured?;
+    // Python AOP servers wrap their answer in {"result": {...}}.
+    let inner = match structured.get("result") {
+        Some(inner @ Value::Object(_)) => inner,
+        _ => &structured,
+    };
+    (inner.get("success") == Some(&Value::Bool(false))).then(|| {
+        inner
+            .get("error")
+            .and_then(Value::as_str)
+            .unwrap_or("success: false")
+            .to_string()
+    })
+}
+
+struct Worker {
+    histogram: Histogram<u64>,
+    errors: u64,
+    samples: Vec<String>,
+}
+
+pub async fn run_call(bench: CallBench) -> Result<CallReport, CallBenchError> {
+    if bench.concurrency == 0 {
+        return Err(CallBenchError::Zero {
+            flag: "concurrency",
+        });
+    }
+    if bench.sessions == 0 {
+        return Err(CallBenchError::Zero { flag: "sessions" });
+    }
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(bench.concurrency)
+        .tcp_nodelay(true)
+        .build()
+        .unwrap_or_else(|_| reqwest::Client::new());
+    let mut sessions = Vec::with_capacity(bench.sessions);
+    for _ in 0..bench.sessions {
+        sessions.push(Arc::new(open_session(&bench.url, &http).await?));
+    }
+    let issued = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let stop_at = started + bench.duration;
+    let bar = progress_bar(bench.progress, bench.duration);
+    let mut workers = Vec::with_capacity(bench.concurrency);
+    for index in 0..bench.concurrency {
+        let session = Arc::clone(&sessions[index % sessions.len()]);
+        let issued = Arc::clone(&issued);
+        let done = Arc::clone(&done);
+        let bench = bench.clone();
+        workers.push(tokio::spawn(async move {
+            let mut worker = Worker {
+                histogram: new_histogram(),
+                errors: 0,
+                samples: Vec::new(),
+            };
+            loop {
+                match bench.calls {
+                    Some(limit) => {
+                        if issued.fetch_add(1, Ordering::Relaxed) >= limit {
+                            break;
+                        }
+                    }
+                    None => {
+                        if Instant::now() >= stop_at {
+                            break;
+                        }
+                    }
+                }
+                let request = CallToolRequestParams::new(bench.tool.clone())
+                    .with_arguments(bench.arguments.clone());
+                let sent = Instant::now();
+                let outcome = tokio::time::timeout(bench.timeout, session.call_tool(request)).await;
+                let micros = sent.elapsed().as_micros().clamp(1, 60_000_000) as u64;
+                let _ = worker.histogram.record(micros);
+                let failure = match outcome {
+                    Err(_) => Some(format!("no answer within {} ms", bench.timeout.as_millis())),
+                    Ok(Err(error)) => Some(error.to_string()),
+                    Ok(Ok(result)) => failure_of(&result),
+                };
+                if let Some(message) = failure {
+                    worker.errors += 1;
+                    if worker.samples.len() < 3 && !worker.samples.contains(&message) {
+                        worker.samples.push(message);
+                    }
+                }
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+            worker
+        }));
+    }
+    let ticker = {
+        let bar = bar.clone();
+        let done = Arc::clone(&done);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                bar.set_position(started.elapsed().as_millis() as u64);
+                bar.set_message(format!("{} calls", done.load(Ordering::Relaxed)));
+            }
+        })
+    };
+    let mut histogram = new_histogram();
+    let mut errors = 0;
+    let mut error_samples: Vec<String> = Vec::new();
+    for worker in workers {
+        let Ok(worker) = worker.await else {
+            errors += 1;
+            continue;
+        };
+        let _ = histogram.add(&worker.histogram);
+        errors += worker.errors;
+        for sample in worker.samples {
+            if error_samples.len() < 5 && !error_samples.contains(&sample) {
+                error_samples.push(sample);
+            }
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    ticker.abort();
+    bar.finish_and_clear();
+    for session in sessions {
+        session.cancellation_token().cancel();
+    }
+    let calls = histogram.len();
+    Ok(CallReport {
+        url: bench.url,
+        tool: bench.tool,
+        calls,
+        errors,
+        elapsed_s: elapsed,
+        throughput_per_s: calls as f64 / elapsed.max(1e-9),
+        concurrency: bench.concurrency,
+        sessions: bench.sessions,
+        latency_us: Percentiles::of(&histogram),
+        error_samples,
+    })
+}
