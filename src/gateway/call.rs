@@ -21,7 +21,7 @@ use futures::StreamExt;
 use rand::Rng;
 use rmcp::model::{
     CallToolRequest, CallToolRequestParams, CallToolResult, CancelledNotificationParam,
-    ClientRequest, ContentBlock, JsonObject, ProgressNotificationParam, ProgressToken,
+    ClientRequest, ContentBlock, JsonObject, ProgressNotificationParam, ProgressToken, ResultType,
     ServerResult,
 };
 use rmcp::service::PeerRequestOptions;
@@ -93,20 +93,76 @@ fn text_of(result: &CallToolResult) -> String {
         .join("\n")
 }
 
+/// What an agent answered, read as the AOP shape: its text, or, when the agent is itself
+/// an AOP server (swarms answers `{"result", "success", "error", ...}` as JSON text, and
+/// wraps it in `{"result": {...}}` as structured content), that object's fields, so a
+/// swarms agent's failure is a failure here too.
+struct AopAnswer {
+    success: bool,
+    result: String,
+    error: Option<String>,
+}
+
+fn aop_answer(result: &CallToolResult) -> AopAnswer {
+    let text = text_of(result);
+    if result.is_error == Some(true) {
+        return AopAnswer {
+            success: false,
+            result: String::new(),
+            error: Some(text),
+        };
+    }
+    let inner = result
+        .structured_content
+        .as_ref()
+        .and_then(|structured| structured.get("result").filter(|inner| inner.is_object()))
+        .cloned()
+        .or_else(|| serde_json::from_str::<Value>(&text).ok());
+    if let Some(Value::Object(object)) = inner
+        && let Some(Value::Bool(success)) = object.get("success")
+        && object.contains_key("result")
+    {
+        let result = match object.get("result") {
+            Some(Value::String(text)) => text.clone(),
+            Some(Value::Null) | None => String::new(),
+            Some(other) => other.to_string(),
+        };
+        let error = match object.get("error") {
+            Some(Value::String(text)) => Some(text.clone()),
+            Some(Value::Null) | None => None,
+            Some(other) => Some(other.to_string()),
+        };
+        return AopAnswer {
+            success: *success,
+            result,
+            error: if *success {
+                error
+            } else {
+                error.or(Some("the agent reported a failure".into()))
+            },
+        };
+    }
+    AopAnswer {
+        success: true,
+        result: text,
+        error: None,
+    }
+}
+
 impl CallOutcome {
     /// The answer of the agent's own tool (CONTRACT section 6): with an `output_schema`, the
     /// agent's result unchanged; without, the AOP shape `{result, success, error}`.
     pub fn into_agent_tool_result(self) -> CallToolResult {
         if self.agent.output_schema.is_some() {
-            return self.result;
+            let mut result = self.result;
+            // Relayed from the agent, which may speak an older protocol: 2026-07-28 clients
+            // need the discriminator (rmcp drops it for older clients).
+            result.result_type = Some(ResultType::COMPLETE);
+            return result;
         }
-        let failed = self.result.is_error == Some(true);
-        let text = text_of(&self.result);
-        let shape = if failed {
-            json!({"result": "", "success": false, "error": text})
-        } else {
-            json!({"result": text, "success": true, "error": null})
-        };
+        let answer = aop_answer(&self.result);
+        let shape =
+            json!({"result": answer.result, "success": answer.success, "error": answer.error});
         let body = serde_json::to_string_pretty(&shape).unwrap_or_default();
         // Images, audio and resources the agent returned follow the AOP text block, so
         // nothing the agent said is lost to the shape.
@@ -117,10 +173,10 @@ impl CallOutcome {
                 .into_iter()
                 .filter(|block| block.as_text().is_none()),
         );
-        let mut result = if failed {
-            CallToolResult::error(content)
-        } else {
+        let mut result = if answer.success {
             CallToolResult::success(content)
+        } else {
+            CallToolResult::error(content)
         };
         result.structured_content = Some(shape);
         result
@@ -129,12 +185,11 @@ impl CallOutcome {
     /// The answer of `call_agent`: the agent's content, and as structured content the AOP
     /// shape plus `served_by` (the endpoint that answered), `agent` and `attempts`.
     pub fn into_call_agent_result(self) -> CallToolResult {
-        let failed = self.result.is_error == Some(true);
-        let text = text_of(&self.result);
+        let answer = aop_answer(&self.result);
         let mut structured = json!({
-            "result": if failed { String::new() } else { text.clone() },
-            "success": !failed,
-            "error": if failed { Value::String(text) } else { Value::Null },
+            "result": answer.result,
+            "success": answer.success,
+            "error": answer.error,
             "served_by": self.endpoint,
             "agent": self.agent.name.to_string(),
             "attempts": self.attempts,
@@ -146,6 +201,10 @@ impl CallOutcome {
         }
         let mut result = self.result;
         result.structured_content = Some(structured);
+        result.result_type = Some(ResultType::COMPLETE);
+        if !answer.success {
+            result.is_error = Some(true);
+        }
         result
     }
 }
@@ -586,5 +645,47 @@ mod tests {
             let tenth = policy.backoff(10);
             assert!((200..=400).contains(&tenth.as_millis()), "{tenth:?}");
         }
+    }
+}
+
+#[cfg(test)]
+mod aop_answer_tests {
+    use super::*;
+
+    fn text_result(text: &str, is_error: bool) -> CallToolResult {
+        let content = vec![ContentBlock::text(text)];
+        if is_error {
+            CallToolResult::error(content)
+        } else {
+            CallToolResult::success(content)
+        }
+    }
+
+    #[test]
+    fn plain_text_is_the_result_and_is_error_the_failure() {
+        let answer = aop_answer(&text_result("count=3", false));
+        assert!(answer.success);
+        assert_eq!(answer.result, "count=3");
+        let answer = aop_answer(&text_result("no numbers", true));
+        assert!(!answer.success);
+        assert_eq!(answer.error.as_deref(), Some("no numbers"));
+    }
+
+    #[test]
+    fn an_aop_servers_answer_is_unwrapped() {
+        let ok = r#"{"result": "echo: hi", "success": true, "error": null, "task_id": "x"}"#;
+        let answer = aop_answer(&text_result(ok, false));
+        assert!(answer.success);
+        assert_eq!(answer.result, "echo: hi");
+        let failed = r#"{"result": "", "success": false, "error": "stub failure: boom"}"#;
+        let answer = aop_answer(&text_result(failed, false));
+        assert!(
+            !answer.success,
+            "swarms reports failures with isError false"
+        );
+        assert_eq!(answer.error.as_deref(), Some("stub failure: boom"));
+        // JSON that is not the AOP shape stays text.
+        let answer = aop_answer(&text_result(r#"{"total": 3}"#, false));
+        assert_eq!(answer.result, r#"{"total": 3}"#);
     }
 }

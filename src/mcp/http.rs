@@ -120,6 +120,7 @@ where
     let service = StreamableHttpService::new(move || Ok(factory()), Arc::new(sessions), config);
     let router = Router::new()
         .nest_service("/mcp", service)
+        .layer(middleware::from_fn(deleted_is_ok))
         .layer(middleware::from_fn_with_state(
             guards.bearer_token.clone(),
             require_bearer,
@@ -172,6 +173,17 @@ async fn require_bearer(
             response
         }
     }
+}
+
+/// rmcp answers a session's DELETE with 202; the Python MCP SDK expects 200 or 204 and
+/// logs a failure otherwise. The session is gone either way: say 200.
+async fn deleted_is_ok(request: Request, next: Next) -> Response {
+    let is_delete = request.method() == axum::http::Method::DELETE;
+    let mut response = next.run(request).await;
+    if is_delete && response.status() == StatusCode::ACCEPTED {
+        *response.status_mut() = StatusCode::OK;
+    }
+    response
 }
 
 /// Compares without leaking, through timing, how long a matching prefix was.
