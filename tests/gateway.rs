@@ -691,3 +691,148 @@ async fn foreign_origins_and_missing_tokens_are_refused() {
     assert_eq!(post(None, Some("s3cret")).await.unwrap().status(), 200);
     gateway.shutdown().await;
 }
+
+/// Polls `condition` until it holds or the deadline passes.
+async fn eventually(what: &str, condition: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while !condition() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn sleeper_zone(url: &str, timeout_ms: u32) -> String {
+    format!(
+        r#"
+[[agent]]
+name = "sleeper"
+timeout_ms = {timeout_ms}
+input_schema = {{ type = "object", properties = {{ task = {{ type = "string" }}, ms = {{ type = "integer" }} }}, required = ["task"] }}
+endpoints = [{{ url = "{url}", tool = "sleeper" }}]
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_call_is_cancelled_at_the_agent() {
+    let (sleeper, server) = agent(AgentKind::Sleeper, "sleeper").await;
+    let node = start_node(&zone_text(1, &sleeper_zone(&server.url(), 60_000))).await;
+    let gateway = start_gateway(&node).await;
+    let client = connect(&gateway).await;
+    let request = rmcp::model::ClientRequest::CallToolRequest(rmcp::model::CallToolRequest::new(
+        CallToolRequestParams::new("sleeper_finance_acme")
+            .with_arguments(args(json!({"task": "long", "ms": 30_000}))),
+    ));
+    let handle = client
+        .service
+        .send_request_with_option(request, rmcp::service::PeerRequestOptions::no_options())
+        .await
+        .expect("request sent");
+    eventually("the call reaches the agent", || sleeper.calls() == 1).await;
+    handle
+        .cancel(Some("the user changed their mind".into()))
+        .await
+        .expect("cancel sent");
+    eventually("the agent sees the cancellation", || {
+        sleeper.cancelled() == 1
+    })
+    .await;
+    gateway.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agents_timeout_bounds_the_whole_call() {
+    let (sleeper, server) = agent(AgentKind::Sleeper, "sleeper").await;
+    let node = start_node(&zone_text(1, &sleeper_zone(&server.url(), 400))).await;
+    let gateway = start_gateway(&node).await;
+    let client = connect(&gateway).await;
+    let started = std::time::Instant::now();
+    let result = call(
+        &client,
+        "sleeper_finance_acme",
+        json!({"task": "long", "ms": 5000}),
+    )
+    .await;
+    let elapsed = started.elapsed();
+    assert_eq!(result.is_error, Some(true));
+    assert!(text(&result).contains("within 400 ms"), "{}", text(&result));
+    assert!(elapsed < Duration::from_secs(3), "took {elapsed:?}");
+    eventually("the agent is told to stop", || sleeper.cancelled() == 1).await;
+    // A caller's timeout_ms only shortens the agent's.
+    let result = call(
+        &client,
+        "call_agent",
+        json!({"name": "sleeper.finance.acme", "arguments": {"task": "t", "ms": 5000}, "timeout_ms": 100}),
+    )
+    .await;
+    assert!(text(&result).contains("within 100 ms"), "{}", text(&result));
+    gateway.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_speaks_mcp_over_stdio() {
+    let (_analyst, server) = agent(AgentKind::Analyst, "analyst").await;
+    let node = start_node(&zone_text(1, &analyst_zone(&[server.url()]))).await;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_aop"))
+        .args([
+            "gateway",
+            "--stdio",
+            "--resolver",
+            &node.grpc_url(),
+            "--mount",
+            "finance.acme",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start aop gateway --stdio");
+    let mut stdin = child.stdin.take().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    use tokio::io::AsyncWriteExt;
+    let mut exchange = async |message: Value| -> Option<Value> {
+        let mut line = message.to_string();
+        line.push('\n');
+        stdin
+            .write_all(line.as_bytes())
+            .await
+            .expect("write to the gateway");
+        message.get("id")?;
+        let reply = tokio::time::timeout(DEADLINE, lines.next_line())
+            .await
+            .expect("a reply in time")
+            .expect("read")
+            .expect("a line");
+        Some(serde_json::from_str(&reply).expect("JSON-RPC on stdout"))
+    };
+    let init = exchange(
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {},
+        "clientInfo": {"name": "stdio-test", "version": "1"}}}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(init["result"]["serverInfo"]["name"], "aop-gateway");
+    exchange(json!({"jsonrpc": "2.0", "method": "notifications/initialized"})).await;
+    let call = exchange(
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+        "name": "analyst_finance_acme", "arguments": {"task": "2 4"}}}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        call["result"]["structuredContent"]["result"],
+        "count=2 sum=6 mean=3 median=3 min=2 max=4 stdev=1"
+    );
+    drop(exchange);
+    drop(stdin);
+    let status = tokio::time::timeout(DEADLINE, child.wait())
+        .await
+        .expect("the gateway exits when stdin closes")
+        .unwrap();
+    assert!(status.success());
+}

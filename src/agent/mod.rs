@@ -41,6 +41,7 @@ struct AgentInner {
     kind: AgentKind,
     tool: Tool,
     calls: AtomicU64,
+    cancelled: AtomicU64,
 }
 
 impl BuiltinAgent {
@@ -70,6 +71,7 @@ impl BuiltinAgent {
                 kind,
                 tool,
                 calls: AtomicU64::new(0),
+                cancelled: AtomicU64::new(0),
             }),
         }
     }
@@ -85,6 +87,11 @@ impl BuiltinAgent {
     /// Calls answered so far (successful or not).
     pub fn calls(&self) -> u64 {
         self.inner.calls.load(Ordering::Relaxed)
+    }
+
+    /// Calls its caller cancelled before they finished.
+    pub fn cancelled(&self) -> u64 {
+        self.inner.cancelled.load(Ordering::Relaxed)
     }
 
     /// Serves this agent on `listener` at `/mcp`.
@@ -127,7 +134,10 @@ impl BuiltinAgent {
                         }
                     },
                 };
-                sleep_with_progress(ms, context).await?;
+                if let Err(message) = sleep_with_progress(ms, context).await {
+                    self.inner.cancelled.fetch_add(1, Ordering::Relaxed);
+                    return Err(message);
+                }
                 Ok(format!("slept {ms} ms"))
             }
         }

@@ -107,7 +107,11 @@ where
         .enforce_origin_validation()
         .with_max_request_body_bytes(limits::MCP_REQUEST_MAX_BYTES)
         .with_cancellation_token(shutdown.child_token())
-        .with_sse_keep_alive(Some(Duration::from_secs(15)));
+        .with_sse_keep_alive(Some(Duration::from_secs(15)))
+        // Stateless (2026-07-28) requests get plain JSON when the answer is a single
+        // message, and SSE when the handler streams notifications first; session-era
+        // requests get SSE, as rmcp serves them.
+        .with_json_response(true);
     config = if local_addr.ip().is_loopback() {
         config.with_allowed_hosts(["localhost", "127.0.0.1", "::1", "[::1]"])
     } else {
