@@ -828,7 +828,6 @@ async fn the_gateway_speaks_mcp_over_stdio() {
         call["result"]["structuredContent"]["result"],
         "count=2 sum=6 mean=3 median=3 min=2 max=4 stdev=1"
     );
-    drop(exchange);
     drop(stdin);
     let status = tokio::time::timeout(DEADLINE, child.wait())
         .await
