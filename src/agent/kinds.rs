@@ -78,9 +78,16 @@ pub fn numbers_in(text: &str) -> Vec<f64> {
         let starts_number = bytes[index].is_ascii_digit()
             || ((bytes[index] == b'-' || bytes[index] == b'+' || bytes[index] == b'.')
                 && bytes.get(index + 1).is_some_and(u8::is_ascii_digit));
-        // A sign glued to a word (`Q-3`) is a hyphen, not a minus.
+        // Digits glued to a word (`Q1`, `H2O`) are part of it, and a sign glued to a word
+        // (`Q-3`) is a hyphen, not a minus.
         let after_word = index > 0 && bytes[index - 1].is_ascii_alphanumeric();
-        if !starts_number || (after_word && !bytes[index].is_ascii_digit()) {
+        if after_word && bytes[index].is_ascii_digit() {
+            while index < bytes.len() && bytes[index].is_ascii_alphanumeric() {
+                index += 1;
+            }
+            continue;
+        }
+        if !starts_number || after_word {
             index += 1;
             continue;
         }
@@ -233,6 +240,10 @@ mod tests {
         assert_eq!(
             numbers_in("revenue 12.5, costs -3 and 1e3; Q-3 growth +.5 x"),
             vec![12.5, -3.0, 1000.0, 3.0, 0.5]
+        );
+        assert_eq!(
+            numbers_in("Q1 revenue 120, Q2 135, H2O 7"),
+            vec![120.0, 135.0, 7.0]
         );
         assert_eq!(numbers_in("1,234"), vec![1.0, 234.0]);
         assert!(numbers_in("no figures here").is_empty());
