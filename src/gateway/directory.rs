@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::grpc::client::RegistryClient;
 use crate::grpc::pb;
-use crate::mcp::tool_name::tool_name;
+use crate::gateway::meta::agent_tool_name;
 use crate::name::Name;
 use crate::record::{Agent, limits};
 
@@ -52,7 +52,7 @@ impl Mounted {
         let mut by_tool = BTreeMap::new();
         let mut by_name = BTreeMap::new();
         for agent in zones.values().flat_map(|zone| zone.agents.iter()) {
-            by_tool.insert(tool_name(&agent.name), Arc::clone(agent));
+            by_tool.insert(agent_tool_name(agent), Arc::clone(agent));
             by_name.insert(agent.name.clone(), Arc::clone(agent));
         }
         let tools = by_tool

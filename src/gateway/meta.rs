@@ -28,9 +28,8 @@ pub const GET_SERVER_INFO: &str = "get_server_info";
 pub const RESOLVE_AGENT: &str = "resolve_agent";
 pub const CALL_AGENT: &str = "call_agent";
 
-/// Every meta tool name; no agent tool can take one (agent tools hold an `_`-joined FQDN of
-/// at least two labels... or one label without `_`, which these all have, so a mounted
-/// top-level agent named `list_agents` is impossible: `_` is not an LDH character).
+/// Every meta tool name. An agent whose plain tool name would be one of these (`list.agents`)
+/// gets the hashed form instead (see `gateway::directory`), so meta tools are never shadowed.
 pub const NAMES: [&str; 8] = [
     DISCOVER_AGENTS,
     GET_AGENT_DETAILS,
@@ -288,6 +287,17 @@ fn agents_below(gateway: &Gateway, zone: Option<&Name>) -> Vec<Arc<Agent>> {
 }
 
 /// Swarms' "discovery info" of one agent, plus our fields.
+/// The tool name the gateway gives `agent`: the hashed form when the plain one would be a
+/// meta tool's (an agent `list.agents` must not shadow `list_agents`).
+pub fn agent_tool_name(agent: &Agent) -> String {
+    let tool = tool_name(&agent.name);
+    if NAMES.contains(&tool.as_str()) {
+        crate::mcp::tool_name::hashed_tool_name(&agent.name)
+    } else {
+        tool
+    }
+}
+
 pub fn discovery_info(agent: &Agent) -> Value {
     let metadata = agent.metadata.as_ref().map(|doc| doc.value());
     let meta = |key: &str| metadata.and_then(|m| m.get(key)).cloned();
@@ -297,7 +307,7 @@ pub fn discovery_info(agent: &Agent) -> Value {
         .map(|zone| zone.to_string())
         .unwrap_or_default();
     json!({
-        "tool_name": tool_name(&agent.name),
+        "tool_name": agent_tool_name(agent),
         "agent_name": agent.name.to_string(),
         "description": if agent.description.is_empty() { "No description available" } else { agent.description.as_str() },
         "short_system_prompt": meta("system_prompt").and_then(|v| v.as_str().map(short_prompt)).unwrap_or_default(),
@@ -328,7 +338,7 @@ fn short_prompt(prompt: &str) -> String {
 fn agent_info(agent: &Agent) -> Value {
     let metadata = agent.metadata.as_ref().map(|doc| doc.value());
     json!({
-        "tool_name": tool_name(&agent.name),
+        "tool_name": agent_tool_name(agent),
         "agent_name": agent.name.to_string(),
         "agent_description": agent.description,
         "model_name": metadata.and_then(|m| m.get("model_name")).cloned().unwrap_or_else(|| json!("Unknown")),

@@ -21,9 +21,17 @@ pub fn tool_name(name: &Name) -> String {
     if plain.len() <= TOOL_NAME_MAX {
         return plain;
     }
+    hashed_tool_name(name)
+}
+
+/// The hashed form: the first (up to) 53 characters of the plain name, `_`, and 10 base32
+/// characters of the SHA-256 of the FQDN. Used past 64 characters, and for an agent whose
+/// plain name would be a gateway meta tool's (`list.agents` would be `list_agents`).
+pub fn hashed_tool_name(name: &Name) -> String {
+    let plain = name.as_str().replace('.', "_");
     let digest = Sha256::digest(name.as_str().as_bytes());
     let mut short = String::with_capacity(TOOL_NAME_MAX);
-    short.push_str(&plain[..PREFIX_CHARS]);
+    short.push_str(&plain[..plain.len().min(PREFIX_CHARS)]);
     short.push('_');
     short.push_str(&base32(&digest)[..HASH_CHARS]);
     short
@@ -93,6 +101,15 @@ mod tests {
         assert_ne!(tool, tool_name(&other));
         // A hashed name does not read back as an agent by rule.
         assert_ne!(agent_of_plain(&tool), Some(name));
+    }
+
+    #[test]
+    fn the_hashed_form_of_a_short_name_keeps_it_whole() {
+        let name = Name::parse("list.agents").unwrap();
+        let tool = hashed_tool_name(&name);
+        assert!(tool.starts_with("list_agents_"), "{tool}");
+        assert_eq!(tool.len(), "list_agents_".len() + 10);
+        assert!(is_valid_tool_name(&tool));
     }
 
     #[test]
