@@ -16,9 +16,9 @@ use serde_json::Value;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::gateway::meta::agent_tool_name;
 use crate::grpc::client::RegistryClient;
 use crate::grpc::pb;
-use crate::gateway::meta::agent_tool_name;
 use crate::name::Name;
 use crate::record::{Agent, limits};
 
@@ -43,8 +43,37 @@ pub struct Mounted {
     pub by_tool: BTreeMap<String, Arc<Agent>>,
     /// Agent name -> agent.
     pub by_name: BTreeMap<Name, Arc<Agent>>,
+    /// Every mounted agent, in name order (the order of listings and their cursors).
+    pub agents: Vec<Arc<Agent>>,
+    /// The agents' searchable text, lowercased once here rather than on every search;
+    /// `search[i]` is `agents[i]`'s.
+    pub search: Vec<SearchDoc>,
     /// The agents' tool definitions, in tool-name order (stable pages).
     pub tools: Vec<Tool>,
+}
+
+/// One agent's text as `search_agents` matches it: lowercase.
+#[derive(Debug)]
+pub struct SearchDoc {
+    pub name: String,
+    pub description: String,
+    pub tags: Vec<String>,
+    pub capabilities: Vec<String>,
+}
+
+impl SearchDoc {
+    fn of(agent: &Agent) -> SearchDoc {
+        SearchDoc {
+            name: agent.name.as_str().to_lowercase(),
+            description: agent.description.to_lowercase(),
+            tags: agent.tags.iter().map(|t| t.to_lowercase()).collect(),
+            capabilities: agent
+                .capabilities
+                .iter()
+                .map(|c| c.to_lowercase())
+                .collect(),
+        }
+    }
 }
 
 impl Mounted {
@@ -59,10 +88,14 @@ impl Mounted {
             .iter()
             .map(|(tool, agent)| agent_tool(tool, agent))
             .collect();
+        let agents: Vec<Arc<Agent>> = by_name.values().cloned().collect();
+        let search = agents.iter().map(|agent| SearchDoc::of(agent)).collect();
         Mounted {
             zones,
             by_tool,
             by_name,
+            agents,
+            search,
             tools,
         }
     }
@@ -75,15 +108,6 @@ impl Mounted {
             .map(|zone| u64::from(zone.ttl) * 1000)
             .min()
             .unwrap_or(0)
-    }
-
-    /// The agents of the given zones (or of every mounted zone), in name order.
-    pub fn agents_in(&self, zones: Option<&[Name]>) -> Vec<Arc<Agent>> {
-        self.zones
-            .values()
-            .filter(|zone| zones.is_none_or(|wanted| wanted.contains(&zone.origin)))
-            .flat_map(|zone| zone.agents.iter().cloned())
-            .collect()
     }
 }
 
@@ -187,16 +211,23 @@ impl Directory {
         if changed {
             self.current.store(Arc::new(Mounted::build(zones)));
             self.changes.send_modify(|version| *version += 1);
-        } else {
-            // Errors changed, tools did not: keep the listing, record the errors.
-            let tools = before.tools.clone();
-            let by_tool = before.by_tool.clone();
-            let by_name = before.by_name.clone();
+        } else if zones
+            .values()
+            .zip(before.zones.values())
+            .any(|(now, was)| now.error != was.error || now.serial != was.serial)
+        {
+            // Errors or serials changed, tools did not: keep the listing, record the state.
             self.current.store(Arc::new(Mounted {
                 zones,
-                by_tool,
-                by_name,
-                tools,
+                by_tool: before.by_tool.clone(),
+                by_name: before.by_name.clone(),
+                agents: before.agents.clone(),
+                search: before
+                    .agents
+                    .iter()
+                    .map(|agent| SearchDoc::of(agent))
+                    .collect(),
+                tools: before.tools.clone(),
             }));
         }
         changed

@@ -14,6 +14,7 @@ use rmcp::model::{CallToolResult, ContentBlock, JsonObject, Tool, ToolAnnotation
 use serde_json::{Map, Value, json};
 
 use crate::gateway::Gateway;
+use crate::gateway::directory::{Mounted, SearchDoc};
 use crate::gateway::error::GatewayError;
 use crate::mcp::tool_name::tool_name;
 use crate::name::Name;
@@ -163,7 +164,7 @@ pub fn tools() -> Vec<Tool> {
 /// A meta tool's answer: the object as pretty JSON text and as `structuredContent`.
 fn answer(value: Value) -> CallToolResult {
     let failed = value.get("success") == Some(&Value::Bool(false));
-    let text = serde_json::to_string_pretty(&value).unwrap_or_default();
+    let text = serde_json::to_string(&value).unwrap_or_default();
     let mut result = if failed {
         CallToolResult::error(vec![ContentBlock::text(text)])
     } else {
@@ -277,13 +278,16 @@ fn mounts_list(gateway: &Gateway) -> String {
 }
 
 /// The agents at or below `zone` (or all mounted ones), in name order.
-fn agents_below(gateway: &Gateway, zone: Option<&Name>) -> Vec<Arc<Agent>> {
-    let mounted = gateway.directory().current();
-    mounted
-        .agents_in(None)
-        .into_iter()
-        .filter(|agent| zone.is_none_or(|zone| agent.name.is_at_or_below(zone)))
-        .collect()
+fn agents_below(mounted: &Mounted, zone: Option<&Name>) -> Vec<Arc<Agent>> {
+    match zone {
+        None => mounted.agents.clone(),
+        Some(zone) => mounted
+            .agents
+            .iter()
+            .filter(|agent| agent.name.is_at_or_below(zone))
+            .cloned()
+            .collect(),
+    }
 }
 
 /// Swarms' "discovery info" of one agent, plus our fields.
@@ -402,7 +406,8 @@ fn discover_agents(gateway: &Gateway, args: &JsonObject) -> CallToolResult {
         let zone = zone_arg(gateway, args)?;
         let limit = limit_arg(args)?;
         let after = string_arg(args, "cursor")?;
-        let agents = agents_below(gateway, zone.as_ref());
+        let mounted = gateway.directory().current();
+        let agents = agents_below(&mounted, zone.as_ref());
         let total = agents.len();
         let start = match after {
             None => 0,
@@ -496,7 +501,8 @@ fn get_agents_info(gateway: &Gateway, args: &JsonObject) -> CallToolResult {
 fn list_agents(gateway: &Gateway, args: &JsonObject) -> CallToolResult {
     let run = || -> Result<Value, GatewayError> {
         let zone = zone_arg(gateway, args)?;
-        let names: Vec<String> = agents_below(gateway, zone.as_ref())
+        let mounted = gateway.directory().current();
+        let names: Vec<String> = agents_below(&mounted, zone.as_ref())
             .iter()
             .map(|agent| agent.name.to_string())
             .collect();
@@ -538,20 +544,23 @@ fn search_agents(gateway: &Gateway, args: &JsonObject) -> CallToolResult {
         let capabilities = strings_arg(args, "capabilities")?.unwrap_or_default();
         let limit = limit_arg(args)?;
         let terms: Vec<&str> = query.split_whitespace().collect();
-        let mut scored: Vec<(f64, Arc<Agent>)> = agents_below(gateway, zone.as_ref())
-            .into_iter()
-            .filter(|agent| {
-                tags.iter()
-                    .all(|tag| agent.tags.iter().any(|t| t.eq_ignore_ascii_case(tag)))
-                    && capabilities.iter().all(|cap| {
-                        agent
-                            .capabilities
-                            .iter()
-                            .any(|c| c.eq_ignore_ascii_case(cap))
-                    })
+        let tags: Vec<String> = tags.iter().map(|t| t.to_lowercase()).collect();
+        let capabilities: Vec<String> = capabilities.iter().map(|c| c.to_lowercase()).collect();
+        let mounted = gateway.directory().current();
+        let mut scored: Vec<(f64, &Arc<Agent>)> = mounted
+            .agents
+            .iter()
+            .zip(&mounted.search)
+            .filter(|(agent, doc)| {
+                zone.as_ref()
+                    .is_none_or(|zone| agent.name.is_at_or_below(zone))
+                    && tags.iter().all(|tag| doc.tags.contains(tag))
+                    && capabilities
+                        .iter()
+                        .all(|cap| doc.capabilities.contains(cap))
             })
-            .filter_map(|agent| {
-                let score = match_score(&agent, &query, &terms, &fields);
+            .filter_map(|(agent, doc)| {
+                let score = match_score(doc, &query, &terms, &fields);
                 (score > 0.0).then_some((score, agent))
             })
             .collect();
@@ -593,29 +602,22 @@ fn search_agents(gateway: &Gateway, args: &JsonObject) -> CallToolResult {
 
 /// How well `agent` matches: the whole query as a substring (as swarms matches) counts
 /// most, then each query word found; names weigh more than descriptions.
-fn match_score(agent: &Agent, query: &str, terms: &[&str], fields: &[String]) -> f64 {
+fn match_score(doc: &SearchDoc, query: &str, terms: &[&str], fields: &[String]) -> f64 {
     let mut score = 0.0;
+    let mut add = |weight: f64, text: &str| {
+        if text.contains(query) {
+            score += 2.0 * weight;
+        }
+        let found = terms.iter().filter(|term| text.contains(*term)).count();
+        score += weight * found as f64 / terms.len().max(1) as f64;
+    };
     for field in fields {
-        let (weight, texts): (f64, Vec<String>) = match field.as_str() {
-            "name" => (3.0, vec![agent.name.as_str().to_lowercase()]),
-            "description" => (1.0, vec![agent.description.to_lowercase()]),
-            "tags" => (2.0, agent.tags.iter().map(|t| t.to_lowercase()).collect()),
-            "capabilities" => (
-                2.0,
-                agent
-                    .capabilities
-                    .iter()
-                    .map(|c| c.to_lowercase())
-                    .collect(),
-            ),
-            _ => continue,
-        };
-        for text in &texts {
-            if text.contains(query) {
-                score += 2.0 * weight;
-            }
-            let found = terms.iter().filter(|term| text.contains(*term)).count();
-            score += weight * found as f64 / terms.len().max(1) as f64;
+        match field.as_str() {
+            "name" => add(3.0, &doc.name),
+            "description" => add(1.0, &doc.description),
+            "tags" => doc.tags.iter().for_each(|tag| add(2.0, tag)),
+            "capabilities" => doc.capabilities.iter().for_each(|cap| add(2.0, cap)),
+            _ => {}
         }
     }
     score
