@@ -55,6 +55,9 @@ pub struct Mounted {
 /// One agent's text as `search_agents` matches it: lowercase.
 #[derive(Debug)]
 pub struct SearchDoc {
+    /// Every field below, joined: an agent containing none of the query's words anywhere is
+    /// skipped with one scan instead of one per field.
+    pub all: String,
     pub name: String,
     pub description: String,
     pub tags: Vec<String>,
@@ -63,15 +66,26 @@ pub struct SearchDoc {
 
 impl SearchDoc {
     fn of(agent: &Agent) -> SearchDoc {
+        let name = agent.name.as_str().to_lowercase();
+        let description = agent.description.to_lowercase();
+        let tags: Vec<String> = agent.tags.iter().map(|t| t.to_lowercase()).collect();
+        let capabilities: Vec<String> = agent
+            .capabilities
+            .iter()
+            .map(|c| c.to_lowercase())
+            .collect();
+        let all = [name.as_str(), description.as_str()]
+            .into_iter()
+            .chain(tags.iter().map(String::as_str))
+            .chain(capabilities.iter().map(String::as_str))
+            .collect::<Vec<_>>()
+            .join("\n");
         SearchDoc {
-            name: agent.name.as_str().to_lowercase(),
-            description: agent.description.to_lowercase(),
-            tags: agent.tags.iter().map(|t| t.to_lowercase()).collect(),
-            capabilities: agent
-                .capabilities
-                .iter()
-                .map(|c| c.to_lowercase())
-                .collect(),
+            all,
+            name,
+            description,
+            tags,
+            capabilities,
         }
     }
 }

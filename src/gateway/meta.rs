@@ -559,6 +559,7 @@ fn search_agents(gateway: &Gateway, args: &JsonObject) -> CallToolResult {
                         .iter()
                         .all(|cap| doc.capabilities.contains(cap))
             })
+            .filter(|(_, doc)| terms.iter().any(|term| doc.all.contains(term)))
             .filter_map(|(agent, doc)| {
                 let score = match_score(doc, &query, &terms, &fields);
                 (score > 0.0).then_some((score, agent))
