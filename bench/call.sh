@@ -134,8 +134,10 @@ if [[ $SWARMS == 1 && -x $SWARMS_PYTHON ]]; then
     run swarms-discover --url "$SWARMS_URL" --tool discover_agents --args '{}' --concurrency 1 --duration "$DURATION"
     run swarms-search --url "$SWARMS_URL" --tool search_agents --args '{"query":"echo"}' --concurrency 1 --duration "$DURATION"
     SWARMS_RAN=1
+elif [[ $SWARMS == 1 ]]; then
+    log "skipping the swarms AOP server: $SWARMS_PYTHON not found (run .ci/interop-mcp-venvs)"
 else
-    log "skipping the swarms AOP server (SWARMS=$SWARMS, $SWARMS_PYTHON not found: run .ci/interop-mcp-venvs)"
+    log "skipping the swarms AOP server (SWARMS=0)"
 fi
 
 python3 - "$OUT" "$SWARMS_RAN" <<'PY'
