@@ -835,3 +835,97 @@ async fn the_gateway_speaks_mcp_over_stdio() {
         .unwrap();
     assert!(status.success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_2026_era_hears_list_changed_through_subscriptions_listen() {
+    use rmcp::{ClientLifecycleMode, ClientServiceExt};
+    let (_analyst, server) = agent(AgentKind::Analyst, "analyst").await;
+    let node = start_node(&zone_text(1, &analyst_zone(&[server.url()]))).await;
+    let gateway = start_gateway(&node).await;
+    let transport = StreamableHttpClientTransport::from_uri(gateway.url().unwrap());
+    let client = ClientConfig::new(
+        ClientCapabilities::default(),
+        Implementation::new("gateway-test-2026", "1"),
+    )
+    .serve_with_lifecycle(
+        transport,
+        ClientLifecycleMode::Discover {
+            preferred_versions: vec![rmcp::model::ProtocolVersion::V_2026_07_28],
+        },
+    )
+    .await
+    .expect("server/discover");
+    // Stateless era: tools/list carries ttlMs, calls work without a session.
+    let page = client.list_tools(None).await.expect("tools/list");
+    assert_eq!(page.ttl_ms, Some(2000));
+    let result = tokio::time::timeout(
+        DEADLINE,
+        client.call_tool(
+            CallToolRequestParams::new("analyst_finance_acme")
+                .with_arguments(args(json!({"task": "1 2 3"}))),
+        ),
+    )
+    .await
+    .expect("in time")
+    .expect("a result");
+    assert_eq!(structured(&result)["success"], json!(true));
+
+    let mut filter = rmcp::model::SubscriptionFilter::new();
+    filter.tools_list_changed = Some(true);
+    let mut subscription = client.listen(filter).await.expect("subscriptions/listen");
+    let changed = format!(
+        "{}\n[[agent]]\nname = \"writer\"\nendpoints = [{{ url = \"{}\" }}]\n",
+        analyst_zone(&[server.url()]),
+        server.url()
+    );
+    let zone = file::parse(Path::new("finance.acme.toml"), &zone_text(2, &changed)).unwrap();
+    node.catalog().upsert(zone);
+    let notification = tokio::time::timeout(DEADLINE, subscription.next())
+        .await
+        .expect("a notification in time")
+        .expect("the subscription stays open")
+        .expect("a notification");
+    assert!(
+        matches!(
+            notification,
+            rmcp::model::ServerNotification::ToolListChangedNotification(_)
+        ),
+        "{notification:?}"
+    );
+    gateway.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_never_shadows_a_meta_tool() {
+    let (echo, server) = agent(AgentKind::Echo, "echo").await;
+    let zone = format!(
+        r#"
+[zone]
+origin = "agents"
+serial = 1
+servers = [{{ grpc = "http://127.0.0.1:7102" }}]
+
+[[agent]]
+name = "list"
+endpoints = [{{ url = "{}", tool = "echo" }}]
+"#,
+        server.url()
+    );
+    let node = start_node(&zone).await;
+    let mut config = GatewayConfig::new(node.grpc_url());
+    config.mounts = vec![Name::parse("agents").unwrap()];
+    let gateway = gateway::start(config, free_listener().await).await.unwrap();
+    let client = connect(&gateway).await;
+    let tools = client.service.list_all_tools().await.unwrap();
+    let hashed = tools
+        .iter()
+        .map(|t| t.name.to_string())
+        .find(|name| name.starts_with("list_agents_"))
+        .expect("the agent list.agents under its hashed name");
+    let listed = call(&client, "list_agents", json!({})).await;
+    assert_eq!(structured(&listed)["agent_names"], json!(["list.agents"]));
+    let result = call(&client, &hashed, json!({"task": "still reachable"})).await;
+    assert_eq!(structured(&result)["result"], json!("still reachable"));
+    assert_eq!(echo.calls(), 1);
+    gateway.shutdown().await;
+}
