@@ -127,16 +127,7 @@ async fn call(args: CallArgs) -> anyhow::Result<ExitCode> {
     println!("wall time    {:.3} s", report.elapsed_s);
     println!("throughput   {:.1} /s", report.throughput_per_s);
     println!("errors       {}", report.errors);
-    let l = &report.latency_us;
-    println!(
-        "latency      p50 {}  p90 {}  p99 {}  p999 {}  max {}  mean {}",
-        ms(l.p50),
-        ms(l.p90),
-        ms(l.p99),
-        ms(l.p999),
-        ms(l.max),
-        ms(l.mean as u64)
-    );
+    print_latency(&report.latency_us);
     for sample in &report.error_samples {
         println!("error        {sample}");
     }
@@ -179,15 +170,7 @@ fn ms(micros: u64) -> String {
     format!("{:.3} ms", micros as f64 / 1000.0)
 }
 
-fn print_report(what: &str, server: &str, report: &BenchReport) {
-    println!(
-        "bench {what} against {server}: {} in flight over {} connections for {:.1} s",
-        report.concurrency, report.connections, report.elapsed_s
-    );
-    println!("requests     {}", report.requests);
-    println!("throughput   {:.0} /s", report.throughput_per_s);
-    println!("errors       {}", report.errors);
-    let l = &report.latency_us;
+fn print_latency(l: &bench::Percentiles) {
     println!(
         "latency      p50 {}  p90 {}  p99 {}  p999 {}  max {}  mean {}",
         ms(l.p50),
@@ -197,6 +180,17 @@ fn print_report(what: &str, server: &str, report: &BenchReport) {
         ms(l.max),
         ms(l.mean as u64)
     );
+}
+
+fn print_report(what: &str, server: &str, report: &BenchReport) {
+    println!(
+        "bench {what} against {server}: {} in flight over {} connections for {:.1} s",
+        report.concurrency, report.connections, report.elapsed_s
+    );
+    println!("requests     {}", report.requests);
+    println!("throughput   {:.0} /s", report.throughput_per_s);
+    println!("errors       {}", report.errors);
+    print_latency(&report.latency_us);
     let outcomes: Vec<String> = report
         .outcomes
         .iter()

@@ -44,7 +44,6 @@ use crate::gateway::sessions::{AgentSessions, SessionStats};
 use crate::grpc::client::{ClientError, RegistryClient, endpoint};
 use crate::mcp::http::{self, HttpGuards, McpHttpServer};
 use crate::name::Name;
-use crate::record::Agent;
 
 /// How a gateway runs.
 #[derive(Debug, Clone)]
@@ -187,20 +186,8 @@ impl Gateway {
         &self.notify
     }
 
-    /// Calls a mounted agent whose record is in hand: its endpoints are still resolved
-    /// through the name cache, so a call follows the zone within the TTL.
-    pub async fn call_agent(
-        &self,
-        agent: Arc<Agent>,
-        arguments: JsonObject,
-        timeout_ms: Option<u64>,
-        context: &CallContext,
-    ) -> Result<CallOutcome, GatewayError> {
-        self.call_by_name(&agent.name, arguments, timeout_ms, context)
-            .await
-    }
-
-    /// Resolves `name` (through the cache) and calls the agent.
+    /// Resolves `name` (through the cache, so a call follows the zone within the TTL) and
+    /// calls the agent.
     pub async fn call_by_name(
         &self,
         name: &Name,

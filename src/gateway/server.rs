@@ -122,7 +122,7 @@ impl ServerHandler for GatewayServer {
         };
         match self
             .gateway
-            .call_agent(agent, arguments, None, &call_context)
+            .call_by_name(&agent.name, arguments, None, &call_context)
             .await
         {
             Ok(outcome) => Ok(outcome.into_agent_tool_result().into()),
