@@ -797,3 +797,61 @@ async fn repeat_questions_are_answered_the_same_with_the_callers_id_flags_and_ca
     }
     node.shutdown().await.unwrap();
 }
+
+/// Negative answers are written straight into bytes (`dns::negative`); they must say exactly
+/// what the full path says, for every kind of negative, with and without EDNS, in any case.
+#[test]
+fn negative_answers_written_directly_match_the_full_path() {
+    use aop::catalog::Catalog;
+    use aop::dns::respond::{Answerer, Transport};
+    let zone = file::parse(Path::new("test.toml"), FINANCE).expect("valid test zone");
+    let answerer = Answerer::new(
+        std::sync::Arc::new(Catalog::new("dns-test", vec![zone])),
+        1 << 20,
+    );
+    let questions = [
+        ("nobody.finance.acme.", RecordType::A, "NXDOMAIN"),
+        ("NoBody.Finance.ACME.", RecordType::TXT, "NXDOMAIN"),
+        ("deep.missing.finance.acme.", RecordType::SRV, "NXDOMAIN"),
+        ("writer.finance.acme.", RecordType::A, "NODATA"),
+        ("writer.finance.acme.", RecordType::AAAA, "NODATA"),
+        ("analyst.finance.acme.", RecordType::MX, "NODATA"),
+        ("_tcp.analyst.finance.acme.", RecordType::TXT, "NODATA"),
+        ("_mcp._tcp.analyst.finance.acme.", RecordType::TXT, "NODATA"),
+        ("_agents.finance.acme.", RecordType::TXT, "NODATA"),
+        ("trading.finance.acme.", RecordType::A, "NODATA"),
+        // Not negative: answered by the full path either way, and must still match.
+        ("analyst.finance.acme.", RecordType::A, "answer"),
+        ("analyst.finance.acme.", RecordType::TXT, "answer"),
+        ("forecaster.finance.acme.", RecordType::A, "alias"),
+        ("x.eu.finance.acme.", RecordType::A, "referral"),
+        ("elsewhere.example.", RecordType::A, "refused"),
+    ];
+    for (name, rtype, kind) in questions {
+        for edns in [false, true] {
+            let request = query(name, rtype, edns).to_vec().unwrap();
+            for transport in [Transport::Udp, Transport::Tcp] {
+                let negative = kind == "NXDOMAIN" || kind == "NODATA";
+                assert_eq!(
+                    answerer.direct_negative(&request, transport).is_some(),
+                    negative,
+                    "{kind} {name} {rtype}: written directly only when negative"
+                );
+                let (direct, direct_code) = answerer.answer(&request, transport);
+                let (full, full_code) = answerer.respond(&request, transport);
+                let decode = |bytes: Option<Vec<u8>>| {
+                    Message::from_vec(&bytes.expect("an answer"))
+                        .expect("decodes")
+                        .to_vec()
+                        .expect("encodes")
+                };
+                assert_eq!(direct_code, full_code, "{kind} {name} {rtype} edns={edns}");
+                assert_eq!(
+                    decode(direct),
+                    decode(full),
+                    "{kind} {name} {rtype} edns={edns} {transport:?}"
+                );
+            }
+        }
+    }
+}

@@ -7,6 +7,7 @@
 //! connections and an idle timeout, for answers too large for UDP (RFC 7766).
 
 pub mod cache;
+pub mod negative;
 pub mod records;
 pub mod respond;
 

@@ -282,6 +282,19 @@ pub fn soa(header: &ZoneHeader, mname: DnsName, ttl: u32) -> Record {
     record(&dns_name(header.origin.as_str()), ttl, RData::SOA(soa))
 }
 
+/// `record` in wire format without name compression (empty if it cannot be encoded, which
+/// sends negative answers down the full path).
+fn uncompressed(record: &Record) -> Vec<u8> {
+    use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
+    let mut bytes = Vec::new();
+    let mut encoder = BinEncoder::new(&mut bytes);
+    encoder.set_name_encoding(NameEncoding::Uncompressed);
+    match record.emit(&mut encoder) {
+        Ok(()) => bytes,
+        Err(_) => Vec::new(),
+    }
+}
+
 /// A zone's records that do not depend on the question, built once per zone version rather
 /// than on every query (names parsed, SOA assembled).
 pub struct ApexRecords {
@@ -290,6 +303,9 @@ pub struct ApexRecords {
     pub soa: Record,
     /// The SOA at min(TTL, MINIMUM), for the AUTHORITY of negative answers (RFC 2308).
     pub negative_soa: Record,
+    /// The same record encoded, names uncompressed so it can go anywhere in a message (the
+    /// negative answers written straight into bytes, `dns::negative`).
+    pub negative_soa_wire: Vec<u8>,
     pub ns: Vec<Record>,
     pub glue: Vec<Record>,
 }
@@ -300,9 +316,11 @@ impl ApexRecords {
         let name_servers = name_servers(zone.origin(), &header.servers);
         // MNAME: the first name server, named as it would be even when none has a DNS door.
         let primary = name_server_name(zone.origin(), 1);
+        let negative_soa = soa(header, primary.clone(), header.negative_cache_ttl());
         ApexRecords {
-            soa: soa(header, primary.clone(), header.ttl),
-            negative_soa: soa(header, primary, header.negative_cache_ttl()),
+            soa: soa(header, primary, header.ttl),
+            negative_soa_wire: uncompressed(&negative_soa),
+            negative_soa,
             ns: ns_records(zone.origin(), &name_servers, header.ttl),
             glue: glue_records(&name_servers, header.ttl),
             name_servers,

@@ -14,7 +14,8 @@ use hickory_proto::rr::{DNSClass, Name as DnsName, Record, RecordType};
 use std::sync::Arc;
 
 use crate::catalog::Catalog;
-use crate::dns::cache::{ResponseCache, parse_simple};
+use crate::dns::cache::{ResponseCache, SimpleQuery, parse_simple};
+use crate::dns::negative;
 use crate::dns::records::{self, ApexRecords, dns_name};
 use crate::name::Name;
 use crate::record::limits::ALIAS_CHAIN_MAX;
@@ -67,12 +68,81 @@ impl Answerer {
             let code = ResponseCode::from_low(response[3] & 0x0f);
             return (Some(response), Disposition::Answered(code));
         }
+        if let Some(answer) = self.negative(request, &query, transport) {
+            return answer;
+        }
         let (response, disposition) = self.respond(request, transport);
         if let Some(bytes) = &response {
             self.responses
                 .put(request, &query, transport, generation, bytes);
         }
         (response, disposition)
+    }
+
+    /// The negative answer to `request` written straight into bytes, when it has the common
+    /// shape and its answer is negative; `None` when the full path must answer. (The door
+    /// uses it for every cache miss; tests compare it with the full path.)
+    pub fn direct_negative(
+        &self,
+        request: &[u8],
+        transport: Transport,
+    ) -> Option<(Option<Vec<u8>>, Disposition)> {
+        self.negative(request, &parse_simple(request)?, transport)
+    }
+
+    /// A negative answer written straight into bytes (`dns::negative`), when the question
+    /// has one: a missing name, or an existing one without records of the type asked.
+    /// `None` sends the query down the full path.
+    fn negative(
+        &self,
+        request: &[u8],
+        query: &SimpleQuery,
+        transport: Transport,
+    ) -> Option<(Option<Vec<u8>>, Disposition)> {
+        if !negative::eligible(query) {
+            return None;
+        }
+        let name = negative::question_text(request, query);
+        let zone = self.catalog.find_zone_of_text(&name)?;
+        if zone.delegation_covering(&name).is_some() {
+            return None;
+        }
+        let apex = self.apex(&zone);
+        if apex.negative_soa_wire.is_empty() {
+            return None;
+        }
+        let qtype = RecordType::from(query.qtype);
+        let nxdomain = match classify(&zone, &name, apex.name_servers.len()) {
+            Node::Missing => true,
+            Node::EmptyNonTerminal => false,
+            Node::Agent(agent) => match qtype {
+                RecordType::TXT | RecordType::SVCB => return None,
+                RecordType::A | RecordType::AAAA => {
+                    let v6 = qtype == RecordType::AAAA;
+                    if !records::agent_addresses(agent, 0, v6).is_empty() {
+                        return None;
+                    }
+                    false
+                }
+                _ => false,
+            },
+            Node::Srv(_) if qtype != RecordType::SRV => false,
+            _ => return None,
+        };
+        let limit = match (transport, query.edns_payload) {
+            (Transport::Tcp, _) => usize::from(u16::MAX),
+            (Transport::Udp, Some(payload)) => {
+                usize::from(payload.clamp(PLAIN_UDP_PAYLOAD, EDNS_PAYLOAD))
+            }
+            (Transport::Udp, None) => usize::from(PLAIN_UDP_PAYLOAD),
+        };
+        let bytes = negative::encode(request, query, nxdomain, &apex.negative_soa_wire, limit)?;
+        let code = if nxdomain {
+            ResponseCode::NXDomain
+        } else {
+            ResponseCode::NoError
+        };
+        Some((Some(bytes), Disposition::Answered(code)))
     }
 
     fn apex(&self, zone: &ZoneSnapshot) -> Arc<ApexRecords> {
