@@ -176,6 +176,22 @@ impl Door {
 }
 
 async fn serve_udp(socket: Arc<UdpSocket>, door: Arc<Door>, shutdown: CancellationToken) {
+    #[cfg(target_os = "linux")]
+    {
+        batch::serve_udp(socket, door, shutdown).await
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        serve_udp_one_by_one(socket, door, shutdown).await
+    }
+}
+
+#[cfg_attr(target_os = "linux", allow(dead_code))]
+async fn serve_udp_one_by_one(
+    socket: Arc<UdpSocket>,
+    door: Arc<Door>,
+    shutdown: CancellationToken,
+) {
     // Large enough for any datagram, so an oversized query is seen whole and answered.
     let mut buffer = vec![0u8; 65_535];
     loop {
@@ -195,6 +211,221 @@ async fn serve_udp(socket: Arc<UdpSocket>, door: Arc<Door>, shutdown: Cancellati
             && let Err(error) = socket.send_to(&response, peer).await
         {
             tracing::debug!(%peer, %error, "DNS UDP send failed");
+        }
+    }
+}
+
+/// Linux: datagrams received and sent in batches (`recvmmsg`, `sendmmsg`), one system call
+/// for up to [`batch::BATCH`] queries each way instead of one per query.
+#[cfg(target_os = "linux")]
+mod batch {
+    use std::net::SocketAddr;
+    use std::os::fd::AsRawFd;
+    use std::sync::Arc;
+
+    use tokio::io::Interest;
+    use tokio::net::UdpSocket;
+    use tokio_util::sync::CancellationToken;
+
+    use super::{Door, Transport};
+
+    /// Datagrams per system call.
+    pub const BATCH: usize = 32;
+    /// Large enough for any datagram, so an oversized query is seen whole and answered.
+    const DATAGRAM_MAX: usize = 65_535;
+
+    /// Receive-side buffers and the kernel's message headers pointing into them.
+    struct Inbox {
+        buffers: Vec<u8>,
+        peers: Vec<libc::sockaddr_storage>,
+        iovecs: Vec<libc::iovec>,
+        headers: Vec<libc::mmsghdr>,
+    }
+
+    // The raw pointers in `iovecs` and `headers` point into this struct's own heap buffers,
+    // which never move or resize; the struct is used by one task at a time.
+    unsafe impl Send for Inbox {}
+
+    impl Inbox {
+        fn new() -> Box<Inbox> {
+            // SAFETY: all-zero is a valid value of these plain C structs.
+            let zeroed_peer: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+            let zeroed_header: libc::mmsghdr = unsafe { std::mem::zeroed() };
+            let mut inbox = Box::new(Inbox {
+                buffers: vec![0u8; BATCH * DATAGRAM_MAX],
+                peers: vec![zeroed_peer; BATCH],
+                iovecs: Vec::with_capacity(BATCH),
+                headers: vec![zeroed_header; BATCH],
+            });
+            let base = inbox.buffers.as_mut_ptr();
+            for index in 0..BATCH {
+                inbox.iovecs.push(libc::iovec {
+                    // SAFETY: index * DATAGRAM_MAX is within `buffers`.
+                    iov_base: unsafe { base.add(index * DATAGRAM_MAX) }.cast(),
+                    iov_len: DATAGRAM_MAX,
+                });
+            }
+            inbox
+        }
+
+        /// Points every header at its buffer and peer slot, ready for `recvmmsg`.
+        fn arm(&mut self) {
+            for index in 0..BATCH {
+                let header = &mut self.headers[index].msg_hdr;
+                header.msg_name = (&mut self.peers[index] as *mut libc::sockaddr_storage).cast();
+                header.msg_namelen =
+                    std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+                header.msg_iov = &mut self.iovecs[index];
+                header.msg_iovlen = 1;
+                header.msg_control = std::ptr::null_mut();
+                header.msg_controllen = 0;
+                header.msg_flags = 0;
+                self.headers[index].msg_len = 0;
+            }
+        }
+
+        /// Receives up to BATCH datagrams without blocking.
+        fn receive(&mut self, socket: &UdpSocket) -> std::io::Result<usize> {
+            self.arm();
+            // SAFETY: the headers point at live buffers owned by self, sized as declared.
+            let received = unsafe {
+                libc::recvmmsg(
+                    socket.as_raw_fd(),
+                    self.headers.as_mut_ptr(),
+                    BATCH as libc::c_uint,
+                    libc::MSG_DONTWAIT,
+                    std::ptr::null_mut(),
+                )
+            };
+            if received < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(received as usize)
+        }
+
+        fn datagram(&self, index: usize) -> &[u8] {
+            let len = (self.headers[index].msg_len as usize).min(DATAGRAM_MAX);
+            let start = index * DATAGRAM_MAX;
+            &self.buffers[start..start + len]
+        }
+
+        fn peer(&self, index: usize) -> Option<SocketAddr> {
+            let storage = &self.peers[index];
+            let len = self.headers[index].msg_hdr.msg_namelen as usize;
+            match i32::from(storage.ss_family) {
+                libc::AF_INET if len >= std::mem::size_of::<libc::sockaddr_in>() => {
+                    // SAFETY: the kernel wrote a sockaddr_in here (family and length checked).
+                    let v4: &libc::sockaddr_in = unsafe { &*(storage as *const _ as *const _) };
+                    Some(SocketAddr::from((
+                        std::net::Ipv4Addr::from(u32::from_be(v4.sin_addr.s_addr)),
+                        u16::from_be(v4.sin_port),
+                    )))
+                }
+                libc::AF_INET6 if len >= std::mem::size_of::<libc::sockaddr_in6>() => {
+                    // SAFETY: the kernel wrote a sockaddr_in6 here (family and length checked).
+                    let v6: &libc::sockaddr_in6 = unsafe { &*(storage as *const _ as *const _) };
+                    Some(SocketAddr::V6(std::net::SocketAddrV6::new(
+                        std::net::Ipv6Addr::from(v6.sin6_addr.s6_addr),
+                        u16::from_be(v6.sin6_port),
+                        v6.sin6_flowinfo,
+                        v6.sin6_scope_id,
+                    )))
+                }
+                _ => None,
+            }
+        }
+    }
+
+    /// One `sendmmsg` of `batch` without blocking: how many datagrams the kernel took.
+    fn try_send_batch(
+        socket: &UdpSocket,
+        batch: &[(Vec<u8>, SocketAddr)],
+    ) -> std::io::Result<usize> {
+        let peers: Vec<socket2::SockAddr> = batch
+            .iter()
+            .map(|(_, peer)| socket2::SockAddr::from(*peer))
+            .collect();
+        let mut iovecs: Vec<libc::iovec> = batch
+            .iter()
+            .map(|(bytes, _)| libc::iovec {
+                iov_base: bytes.as_ptr() as *mut libc::c_void,
+                iov_len: bytes.len(),
+            })
+            .collect();
+        // SAFETY: all-zero is a valid mmsghdr; the fields set below point at `peers` and
+        // `iovecs`, which outlive the call.
+        let mut headers: Vec<libc::mmsghdr> = (0..batch.len())
+            .map(|_| unsafe { std::mem::zeroed::<libc::mmsghdr>() })
+            .collect();
+        for (index, header) in headers.iter_mut().enumerate() {
+            // sendmmsg only reads the address.
+            header.msg_hdr.msg_name = peers[index].as_ptr() as *mut libc::c_void;
+            header.msg_hdr.msg_namelen = peers[index].len();
+            header.msg_hdr.msg_iov = &mut iovecs[index];
+            header.msg_hdr.msg_iovlen = 1;
+        }
+        socket.try_io(Interest::WRITABLE, || {
+            // SAFETY: headers, peers and iovecs are alive and consistent.
+            let count = unsafe {
+                libc::sendmmsg(
+                    socket.as_raw_fd(),
+                    headers.as_mut_ptr(),
+                    headers.len() as libc::c_uint,
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            if count < 0 {
+                Err(std::io::Error::last_os_error())
+            } else {
+                Ok(count as usize)
+            }
+        })
+    }
+
+    /// Sends `responses` (each to its peer) with as few `sendmmsg` calls as the socket's
+    /// buffer allows; a datagram that would block is sent on its own, waiting its turn.
+    async fn send_all(socket: &UdpSocket, responses: &[(Vec<u8>, SocketAddr)]) {
+        let mut sent = 0;
+        while sent < responses.len() {
+            match try_send_batch(socket, &responses[sent..]) {
+                Ok(count) if count > 0 => sent += count,
+                _ => {
+                    let (bytes, peer) = &responses[sent];
+                    if let Err(error) = socket.send_to(bytes, *peer).await {
+                        tracing::debug!(%peer, %error, "DNS UDP send failed");
+                    }
+                    sent += 1;
+                }
+            }
+        }
+    }
+
+    pub async fn serve_udp(socket: Arc<UdpSocket>, door: Arc<Door>, shutdown: CancellationToken) {
+        let mut inbox = Inbox::new();
+        let mut responses: Vec<(Vec<u8>, SocketAddr)> = Vec::with_capacity(BATCH);
+        loop {
+            let received = tokio::select! {
+                () = shutdown.cancelled() => return,
+                received = socket.async_io(Interest::READABLE, || inbox.receive(&socket)) => received,
+            };
+            let count = match received {
+                Ok(count) => count,
+                // ICMP errors from earlier sends surface here; keep serving.
+                Err(error) => {
+                    tracing::debug!(%error, "DNS UDP receive failed");
+                    continue;
+                }
+            };
+            responses.clear();
+            for index in 0..count {
+                let Some(peer) = inbox.peer(index) else {
+                    continue;
+                };
+                if let Some(response) = door.answer(inbox.datagram(index), Transport::Udp) {
+                    responses.push((response, peer));
+                }
+            }
+            send_all(&socket, &responses).await;
         }
     }
 }
