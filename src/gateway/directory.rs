@@ -39,6 +39,14 @@ pub struct MountedZone {
 #[derive(Debug, Default)]
 pub struct Mounted {
     pub zones: BTreeMap<Name, MountedZone>,
+    /// What the zones' agents make, shared between moments when only a zone's serial or
+    /// error changed.
+    pub listing: Arc<Listing>,
+}
+
+/// The mounted agents as tools and listings.
+#[derive(Debug, Default)]
+pub struct Listing {
     /// Tool name -> agent, for every agent of every mounted zone.
     pub by_tool: BTreeMap<String, Arc<Agent>>,
     /// Agent name -> agent.
@@ -90,8 +98,8 @@ impl SearchDoc {
     }
 }
 
-impl Mounted {
-    fn build(zones: BTreeMap<Name, MountedZone>) -> Mounted {
+impl Listing {
+    fn build(zones: &BTreeMap<Name, MountedZone>) -> Listing {
         let mut by_tool = BTreeMap::new();
         let mut by_name = BTreeMap::new();
         for agent in zones.values().flat_map(|zone| zone.agents.iter()) {
@@ -104,13 +112,21 @@ impl Mounted {
             .collect();
         let agents: Vec<Arc<Agent>> = by_name.values().cloned().collect();
         let search = agents.iter().map(|agent| SearchDoc::of(agent)).collect();
-        Mounted {
-            zones,
+        Listing {
             by_tool,
             by_name,
             agents,
             search,
             tools,
+        }
+    }
+}
+
+impl Mounted {
+    fn build(zones: BTreeMap<Name, MountedZone>) -> Mounted {
+        Mounted {
+            listing: Arc::new(Listing::build(&zones)),
+            zones,
         }
     }
 
@@ -233,15 +249,7 @@ impl Directory {
             // Errors or serials changed, tools did not: keep the listing, record the state.
             self.current.store(Arc::new(Mounted {
                 zones,
-                by_tool: before.by_tool.clone(),
-                by_name: before.by_name.clone(),
-                agents: before.agents.clone(),
-                search: before
-                    .agents
-                    .iter()
-                    .map(|agent| SearchDoc::of(agent))
-                    .collect(),
-                tools: before.tools.clone(),
+                listing: Arc::clone(&before.listing),
             }));
         }
         changed

@@ -280,8 +280,9 @@ fn mounts_list(gateway: &Gateway) -> String {
 /// The agents at or below `zone` (or all mounted ones), in name order.
 fn agents_below(mounted: &Mounted, zone: Option<&Name>) -> Vec<Arc<Agent>> {
     match zone {
-        None => mounted.agents.clone(),
+        None => mounted.listing.agents.clone(),
         Some(zone) => mounted
+            .listing
             .agents
             .iter()
             .filter(|agent| agent.name.is_at_or_below(zone))
@@ -364,11 +365,11 @@ fn agent_info(agent: &Agent) -> Value {
 /// Finds a mounted agent by FQDN (with or without a trailing dot) or tool name.
 pub fn find_mounted(gateway: &Gateway, text: &str) -> Option<Arc<Agent>> {
     let mounted = gateway.directory().current();
-    if let Some(agent) = mounted.by_tool.get(text) {
+    if let Some(agent) = mounted.listing.by_tool.get(text) {
         return Some(Arc::clone(agent));
     }
     let name = Name::parse(text).ok()?;
-    mounted.by_name.get(&name).cloned()
+    mounted.listing.by_name.get(&name).cloned()
 }
 
 /// Runs meta tool `tool`, or `None` when `tool` is not a meta tool.
@@ -548,9 +549,10 @@ fn search_agents(gateway: &Gateway, args: &JsonObject) -> CallToolResult {
         let capabilities: Vec<String> = capabilities.iter().map(|c| c.to_lowercase()).collect();
         let mounted = gateway.directory().current();
         let mut scored: Vec<(f64, &Arc<Agent>)> = mounted
+            .listing
             .agents
             .iter()
-            .zip(&mounted.search)
+            .zip(&mounted.listing.search)
             .filter(|(agent, doc)| {
                 zone.as_ref()
                     .is_none_or(|zone| agent.name.is_at_or_below(zone))
@@ -638,7 +640,7 @@ async fn get_server_info(gateway: &Gateway) -> CallToolResult {
             })
         })
         .collect();
-    let tools: Vec<&String> = mounted.by_tool.keys().collect();
+    let tools: Vec<&String> = mounted.listing.by_tool.keys().collect();
     let uptime = gateway.started().elapsed().as_secs_f64();
     answer(json!({
         "success": true,
@@ -649,10 +651,10 @@ async fn get_server_info(gateway: &Gateway) -> CallToolResult {
             "uptime_seconds": uptime,
             "resolver": gateway.config().resolver_url,
             "mounted_zones": zones,
-            "total_agents": mounted.by_name.len(),
+            "total_agents": mounted.listing.by_name.len(),
             "total_tools": tools.len() + NAMES.len(),
             "tools": tools,
-            "agent_names": mounted.by_name.keys().map(Name::to_string).collect::<Vec<_>>(),
+            "agent_names": mounted.listing.by_name.keys().map(Name::to_string).collect::<Vec<_>>(),
             "cache": gateway.names().stats(),
             "sessions": gateway.sessions().stats(),
             "open_breakers": gateway.breakers().open_endpoints().into_iter()

@@ -95,11 +95,11 @@ pub struct SessionsToNotify {
 }
 
 impl SessionsToNotify {
+    /// Remembers a session, forgetting those that closed since.
     pub fn add(&self, peer: Peer<RoleServer>) {
-        self.peers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(peer);
+        let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        peers.retain(|peer| !peer.is_transport_closed());
+        peers.push(peer);
     }
 
     /// Sends `notifications/tools/list_changed` to every live session; forgets closed ones.

@@ -75,7 +75,7 @@ impl ServerHandler for GatewayServer {
         let start = page_start(request.as_ref())?;
         let mounted = self.gateway.directory().current();
         let meta_tools = self.gateway.meta_tools();
-        let total = meta_tools.len() + mounted.tools.len();
+        let total = meta_tools.len() + mounted.listing.tools.len();
         if start > total {
             return Err(ErrorData::invalid_params(
                 format!("cursor {start} is past the end of the tool list ({total} tools)"),
@@ -86,7 +86,7 @@ impl ServerHandler for GatewayServer {
         let page: Vec<Tool> = (start..end)
             .map(|index| match index.checked_sub(meta_tools.len()) {
                 None => meta_tools[index].clone(),
-                Some(agent_index) => mounted.tools[agent_index].clone(),
+                Some(agent_index) => mounted.listing.tools[agent_index].clone(),
             })
             .collect();
         let mut result = ListToolsResult::with_all_items(page).with_ttl_ms(mounted.ttl_ms());
