@@ -31,6 +31,8 @@ use rmcp::transport::streamable_http_client::{
 use rmcp::{ClientHandler, ErrorData, RoleClient, ServiceError, ServiceExt};
 use tokio::sync::OnceCell;
 
+use crate::grpc::client::error_chain;
+
 /// How long opening a session (TCP connect and MCP handshake) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Calls in flight on one session; rmcp's default of 16 would queue a gateway's calls.
@@ -280,9 +282,4 @@ impl Default for AgentSessions {
     fn default() -> Self {
         AgentSessions::new()
     }
-}
-
-/// An error and its sources, joined.
-pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    crate::grpc::client::error_chain(error)
 }
