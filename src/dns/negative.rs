@@ -11,7 +11,7 @@
 //! this against byte for byte, after decoding.
 
 use super::cache::SimpleQuery;
-use super::respond::EDNS_PAYLOAD;
+use super::respond::{EDNS_PAYLOAD, push_canonical_label};
 
 const HEADER_LEN: usize = 12;
 const CLASS_IN: u16 = 1;
@@ -33,14 +33,7 @@ pub fn question_text(request: &[u8], query: &SimpleQuery) -> String {
         if at > HEADER_LEN {
             text.push('.');
         }
-        let plain = label
-            .iter()
-            .all(|b| b.is_ascii_graphic() && *b != b'.' && *b != b'\\');
-        if plain {
-            text.extend(label.iter().map(|b| char::from(b.to_ascii_lowercase())));
-        } else {
-            text.push('\0');
-        }
+        push_canonical_label(&mut text, label);
         at += 1 + len;
     }
     text

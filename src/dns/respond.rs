@@ -275,16 +275,23 @@ pub fn canonical_text(name: &DnsName) -> String {
         if index > 0 {
             text.push('.');
         }
-        let plain = label
-            .iter()
-            .all(|b| b.is_ascii_graphic() && *b != b'.' && *b != b'\\');
-        if plain {
-            text.extend(label.iter().map(|b| char::from(b.to_ascii_lowercase())));
-        } else {
-            text.push('\0');
-        }
+        push_canonical_label(&mut text, label);
     }
     text
+}
+
+/// Appends one label as [`canonical_text`] writes it: lowercase, or a NUL character for a
+/// label that could never be ours. The DNS door's direct writer (`dns::negative`), which
+/// reads labels straight from the request, shares it so both spell names the same way.
+pub fn push_canonical_label(text: &mut String, label: &[u8]) {
+    let plain = label
+        .iter()
+        .all(|b| b.is_ascii_graphic() && *b != b'.' && *b != b'\\');
+    if plain {
+        text.extend(label.iter().map(|b| char::from(b.to_ascii_lowercase())));
+    } else {
+        text.push('\0');
+    }
 }
 
 /// The SRV owner prefix of an agent: `_mcp._tcp.`.
