@@ -233,6 +233,16 @@ impl Resolver {
         }
     }
 
+    /// A new resolution's state: the caller's deadline, capped by our own time limit.
+    fn walk(&self, options: ResolveOptions) -> Walk {
+        let cap = Instant::now() + self.config.max_time;
+        Walk {
+            deadline: options.deadline.map_or(cap, |d| d.min(cap)),
+            queries: 0,
+            trace: options.trace.then(Vec::new),
+        }
+    }
+
     /// Finds the servers of `zone`: this node, or the NS set of the delegation that leads to
     /// it, walking the tree (through the caches) as a resolution of the apex name does.
     pub async fn locate_zone(
@@ -246,15 +256,10 @@ impl Resolver {
         if zone.is_root() && !self.config.roots.is_empty() {
             return Ok(ZoneAuthority::Servers(self.config.roots.clone()));
         }
-        let mut walk = Walk {
-            deadline: options
-                .deadline
-                .map_or(Instant::now() + self.config.max_time, |deadline| {
-                    deadline.min(Instant::now() + self.config.max_time)
-                }),
-            queries: 0,
-            trace: None,
-        };
+        let mut walk = self.walk(ResolveOptions {
+            trace: false,
+            ..options
+        });
         let answer = self.resolve_name(zone, &mut walk).await?;
         if answer.zone != *zone {
             return Err(match answer.outcome {
@@ -295,12 +300,7 @@ impl Resolver {
         name: &Name,
         options: ResolveOptions,
     ) -> Result<Answer, ResolveError> {
-        let cap = Instant::now() + self.config.max_time;
-        let mut walk = Walk {
-            deadline: options.deadline.map_or(cap, |d| d.min(cap)),
-            queries: 0,
-            trace: options.trace.then(Vec::new),
-        };
+        let mut walk = self.walk(options);
         let mut chain: Vec<Arc<Alias>> = Vec::new();
         // Every name on the chain so far; meeting one again is a loop.
         let mut seen: Vec<Name> = vec![name.clone()];
