@@ -9,7 +9,7 @@
 //! same shape as the generated zone's (one endpoint, the default input schema), so the
 //! response is about as many bytes as the registry's; any other string answers NXDOMAIN.
 //! The lookup is by the exact query string: no name parsing, no zone search, no conversion.
-//! The other RPCs (GetZone, ListAgents, GetCacheStats) answer UNIMPLEMENTED.
+//! Every other RPC answers UNIMPLEMENTED.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -88,28 +88,71 @@ impl Registry for BareRegistry {
         &self,
         _request: Request<pb::GetZoneRequest>,
     ) -> Result<Response<pb::GetZoneResponse>, Status> {
-        Err(Status::unimplemented(
-            "the bare server only answers Resolve",
-        ))
+        Err(only_resolve())
     }
 
     async fn list_agents(
         &self,
         _request: Request<pb::ListAgentsRequest>,
     ) -> Result<Response<pb::ListAgentsResponse>, Status> {
-        Err(Status::unimplemented(
-            "the bare server only answers Resolve",
-        ))
+        Err(only_resolve())
     }
 
     async fn get_cache_stats(
         &self,
         _request: Request<pb::GetCacheStatsRequest>,
     ) -> Result<Response<pb::GetCacheStatsResponse>, Status> {
-        Err(Status::unimplemented(
-            "the bare server only answers Resolve",
-        ))
+        Err(only_resolve())
     }
+
+    type TransferStream = futures::stream::Empty<Result<pb::TransferChunk, Status>>;
+    type WatchStream = futures::stream::Empty<Result<pb::WatchEvent, Status>>;
+
+    async fn register(
+        &self,
+        _request: Request<pb::RegisterRequest>,
+    ) -> Result<Response<pb::RegisterResponse>, Status> {
+        Err(only_resolve())
+    }
+
+    async fn renew(
+        &self,
+        _request: Request<pb::RenewRequest>,
+    ) -> Result<Response<pb::RenewResponse>, Status> {
+        Err(only_resolve())
+    }
+
+    async fn deregister(
+        &self,
+        _request: Request<pb::DeregisterRequest>,
+    ) -> Result<Response<pb::DeregisterResponse>, Status> {
+        Err(only_resolve())
+    }
+
+    async fn transfer(
+        &self,
+        _request: Request<pb::TransferRequest>,
+    ) -> Result<Response<Self::TransferStream>, Status> {
+        Err(only_resolve())
+    }
+
+    async fn notify(
+        &self,
+        _request: Request<pb::NotifyRequest>,
+    ) -> Result<Response<pb::NotifyResponse>, Status> {
+        Err(only_resolve())
+    }
+
+    async fn watch(
+        &self,
+        _request: Request<pb::WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        Err(only_resolve())
+    }
+}
+
+fn only_resolve() -> Status {
+    Status::unimplemented("the bare server only answers Resolve")
 }
 
 fn usage() -> ! {

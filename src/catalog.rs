@@ -62,6 +62,16 @@ impl Catalog {
         self.generation.fetch_add(1, Ordering::Release);
     }
 
+    /// Stops serving a zone (a secondary past its expire time).
+    pub fn remove(&self, origin: &Name) {
+        self.zones.rcu(|current| {
+            let mut next = HashMap::clone(current);
+            next.remove(origin);
+            next
+        });
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
     /// Changes on every zone change.
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)

@@ -11,6 +11,21 @@ use std::time::{Duration, Instant};
 
 pub trait Clock: Send + Sync + 'static {
     fn now(&self) -> Instant;
+
+    /// Wall-clock time in milliseconds since the Unix epoch: what survives a restart (lease
+    /// expiries) and what crosses the network (update signatures' timestamps).
+    fn unix_ms(&self) -> u64 {
+        system_unix_ms()
+    }
+}
+
+/// The system's wall clock, in milliseconds since the Unix epoch (0 before 1970).
+pub fn system_unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| {
+            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+        })
 }
 
 /// The real monotonic clock.
@@ -27,6 +42,7 @@ impl Clock for SystemClock {
 #[derive(Debug)]
 pub struct ManualClock {
     start: Instant,
+    start_unix_ms: u64,
     offset_nanos: AtomicU64,
 }
 
@@ -34,6 +50,7 @@ impl ManualClock {
     pub fn new() -> Arc<ManualClock> {
         Arc::new(ManualClock {
             start: Instant::now(),
+            start_unix_ms: system_unix_ms(),
             offset_nanos: AtomicU64::new(0),
         })
     }
@@ -47,6 +64,10 @@ impl ManualClock {
 impl Clock for ManualClock {
     fn now(&self) -> Instant {
         self.start + Duration::from_nanos(self.offset_nanos.load(Ordering::SeqCst))
+    }
+
+    fn unix_ms(&self) -> u64 {
+        self.start_unix_ms + self.offset_nanos.load(Ordering::SeqCst) / 1_000_000
     }
 }
 

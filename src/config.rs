@@ -27,6 +27,28 @@ pub struct NodeConfigFile {
     pub roots: Vec<String>,
     /// How long past its TTL a cached answer may be served stale, such as "1d" or "30m".
     pub max_stale: Option<String>,
+    /// Where the node keeps its store (`aop.redb`); relative to the config file.
+    pub data_dir: Option<PathBuf>,
+    /// Zones served as a secondary: `[[secondary]]` tables with `zone` and `primary`.
+    #[serde(default)]
+    pub secondary: Vec<SecondaryConfig>,
+    /// Keys accepted for updates: `[[update_key]]` tables (the lines `aop key new` prints).
+    #[serde(default)]
+    pub update_key: Vec<crate::keys::UpdateKeyConfig>,
+    /// Key files accepted for updates (written by `aop key new`); relative to the file.
+    #[serde(default)]
+    pub update_key_files: Vec<PathBuf>,
+    /// NOTIFY secondaries of every change (default true).
+    pub notify: Option<bool>,
+}
+
+/// A zone this node serves as a secondary.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecondaryConfig {
+    pub zone: String,
+    /// The primary's gRPC URL.
+    pub primary: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -63,9 +85,14 @@ impl NodeConfigFile {
             }
         })?;
         let base = path.parent().unwrap_or_else(|| Path::new("."));
-        for zone in &mut config.zones {
-            if zone.is_relative() {
-                *zone = base.join(&*zone);
+        for path in config
+            .zones
+            .iter_mut()
+            .chain(config.update_key_files.iter_mut())
+            .chain(config.data_dir.iter_mut())
+        {
+            if path.is_relative() {
+                *path = base.join(&*path);
             }
         }
         Ok(config)

@@ -268,15 +268,29 @@ pub async fn start(zones_dir: &Path, port_base: u16) -> Result<Demo, DemoError> 
         let url = listener.url();
         let served: Vec<_> = zones
             .iter()
-            .filter(|zone| zone.header().servers.iter().any(|s| s.grpc == url))
+            .filter(|zone| zone.header().servers.first().is_some_and(|s| s.grpc == url))
             .map(|zone| zone.with_servers(|s| s.clone()))
             .collect();
-        let names = served.iter().map(|zone| zone.origin().clone()).collect();
-        let options = ServeOptions::new(served)
+        // A zone's first server is its primary; the others are its secondaries.
+        let secondaries: Vec<(Name, String)> = zones
+            .iter()
+            .filter_map(|zone| {
+                let servers = &zone.header().servers;
+                let primary = servers.first()?;
+                servers[1..]
+                    .iter()
+                    .any(|s| s.grpc == url)
+                    .then(|| (zone.origin().clone(), primary.grpc.clone()))
+            })
+            .collect();
+        let mut names: Vec<Name> = served.iter().map(|zone| zone.origin().clone()).collect();
+        names.extend(secondaries.iter().map(|(zone, _)| zone.clone()));
+        let mut options = ServeOptions::new(served)
             .node_id(format!("node{index}"))
             .roots(root_hints.clone())
             .dns(dns);
-        let handle = listener.serve_with(options);
+        options.secondaries = secondaries;
+        let handle = listener.serve_with(options)?;
         nodes.push(DemoNode {
             index,
             handle,

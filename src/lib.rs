@@ -32,6 +32,7 @@
 
 pub mod agent;
 pub mod answer;
+pub mod authority;
 pub mod bench;
 pub mod catalog;
 pub mod clock;
@@ -40,9 +41,11 @@ pub mod demo;
 pub mod dns;
 pub mod gateway;
 pub mod grpc;
+pub mod keys;
 pub mod mcp;
 pub mod name;
 pub mod node;
 pub mod record;
 pub mod resolver;
+pub mod store;
 pub mod zone;

@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;
 
+use crate::authority::{Authority, AuthorityConfig, AuthorityError, PreparedAuthority};
 use crate::catalog::Catalog;
 use crate::clock::{self, Clock};
 use crate::dns::{DnsCounters, DnsError, DnsListener};
@@ -24,9 +25,12 @@ use crate::grpc::RegistryService;
 use crate::grpc::limit::RequestSizeLimitLayer;
 use crate::grpc::pb::registry_server::RegistryServer;
 use crate::grpc::upstream::GrpcUpstream;
+use crate::keys::UpdateKey;
+use crate::name::Name;
 use crate::record::ServerAddress;
 use crate::record::limits::GRPC_REQUEST_MAX_BYTES;
 use crate::resolver::{Resolver, ResolverConfig};
+use crate::store::{Store, StoreError};
 use crate::zone::ZoneSnapshot;
 use crate::zone::file::{self, ZoneFileError};
 
@@ -53,6 +57,10 @@ pub enum NodeError {
     Serve(String),
     #[error(transparent)]
     Dns(#[from] DnsError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Authority(#[from] AuthorityError),
 }
 
 /// What `aop node` runs.
@@ -64,6 +72,14 @@ pub struct NodeConfig {
     /// The DNS door's address (UDP and TCP), if the node has one.
     pub dns: Option<SocketAddr>,
     pub zone_files: Vec<PathBuf>,
+    /// Zones served as a secondary of the primary at a gRPC URL.
+    pub secondaries: Vec<(Name, String)>,
+    /// Where the store lives; `None` keeps it in memory (nothing survives a restart).
+    pub data_dir: Option<PathBuf>,
+    /// Keys that may update zones.
+    pub update_keys: Vec<UpdateKey>,
+    /// NOTIFY secondaries of every change.
+    pub notify: bool,
     /// Resolver settings; `resolver.roots` are the root hints.
     pub resolver: ResolverConfig,
 }
@@ -78,6 +94,11 @@ pub struct ServeOptions {
     pub clock: Arc<dyn Clock>,
     /// A bound DNS door to serve the same zones on, if any.
     pub dns: Option<DnsListener>,
+    /// The store; `None` keeps one in memory.
+    pub store: Option<Arc<Store>>,
+    pub secondaries: Vec<(Name, String)>,
+    pub update_keys: Vec<UpdateKey>,
+    pub notify: bool,
 }
 
 impl ServeOptions {
@@ -88,7 +109,36 @@ impl ServeOptions {
             resolver: ResolverConfig::default(),
             clock: clock::system(),
             dns: None,
+            store: None,
+            secondaries: Vec::new(),
+            update_keys: Vec::new(),
+            notify: true,
         }
+    }
+
+    pub fn store(mut self, store: Arc<Store>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    pub fn secondary(mut self, zone: Name, primary: impl Into<String>) -> Self {
+        self.secondaries.push((zone, primary.into()));
+        self
+    }
+
+    pub fn update_key(mut self, key: UpdateKey) -> Self {
+        self.update_keys.push(key);
+        self
+    }
+
+    pub fn notify(mut self, notify: bool) -> Self {
+        self.notify = notify;
+        self
+    }
+
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     pub fn dns(mut self, listener: DnsListener) -> Self {
@@ -151,18 +201,33 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
         elapsed_ms = format!("{elapsed_ms:.1}"),
         "zone files loaded"
     );
+    let store = match &config.data_dir {
+        Some(dir) => {
+            let dir = dir.clone();
+            let store = tokio::task::spawn_blocking(move || Store::open_dir(&dir))
+                .await
+                .map_err(|join| NodeError::Serve(join.to_string()))??;
+            tracing::info!(store = %store.path().display(), "store opened");
+            Some(Arc::new(store))
+        }
+        None => None,
+    };
     let listener = GrpcListener::bind(config.grpc).await?;
     let dns = match config.dns {
         Some(addr) => Some(DnsListener::bind(addr).await?),
         None => None,
     };
-    Ok(listener.serve_with(ServeOptions {
+    listener.serve_with(ServeOptions {
         node_id: config.node_id,
         zones,
         resolver: config.resolver,
         clock: clock::system(),
         dns,
-    }))
+        store,
+        secondaries: config.secondaries,
+        update_keys: config.update_keys,
+        notify: config.notify,
+    })
 }
 
 /// Hands memory freed after a load back to the OS. Parsing a large zone file allocates
@@ -202,17 +267,35 @@ impl GrpcListener {
         format!("http://{}", self.addr)
     }
 
-    /// Serves `zones` with default settings until the handle shuts it down.
-    pub fn serve(self, node_id: Option<String>, zones: Vec<ZoneSnapshot>) -> NodeHandle {
+    /// Serves `zones` with default settings (an in-memory store) until the handle shuts it
+    /// down.
+    pub fn serve(
+        self,
+        node_id: Option<String>,
+        zones: Vec<ZoneSnapshot>,
+    ) -> Result<NodeHandle, NodeError> {
         let mut options = ServeOptions::new(zones);
         options.node_id = node_id;
         self.serve_with(options)
     }
 
-    /// Serves until the handle shuts it down.
-    pub fn serve_with(self, options: ServeOptions) -> NodeHandle {
+    /// Prepares the zones from the store and the zone files, then serves until the handle
+    /// shuts it down.
+    pub fn serve_with(self, options: ServeOptions) -> Result<NodeHandle, NodeError> {
         let node_id = options.node_id.unwrap_or_else(|| self.addr.to_string());
-        let catalog = Arc::new(Catalog::new(node_id.clone(), options.zones));
+        let store = match options.store {
+            Some(store) => store,
+            None => Arc::new(Store::in_memory()?),
+        };
+        let prepared = PreparedAuthority::prepare(AuthorityConfig {
+            store,
+            primaries: options.zones,
+            secondaries: options.secondaries,
+            keys: options.update_keys,
+            notify: options.notify,
+            clock: Arc::clone(&options.clock),
+        })?;
+        let catalog = Arc::new(Catalog::new(node_id.clone(), prepared.snapshots()?));
         let resolver = Arc::new(Resolver::new(
             Arc::clone(&catalog),
             options.resolver,
@@ -220,6 +303,12 @@ impl GrpcListener {
             options.clock,
         ));
         let shutdown = CancellationToken::new();
+        let authority = prepared.start(
+            Arc::clone(&catalog),
+            Arc::clone(&resolver),
+            self.url(),
+            shutdown.child_token(),
+        )?;
         let dns_counters = Arc::new(DnsCounters::default());
         let (dns_addr, dns_task) = match options.dns {
             Some(listener) => {
@@ -234,7 +323,11 @@ impl GrpcListener {
             None => (None, None),
         };
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
-        let service = RegistryService::new(Arc::clone(&catalog), Arc::clone(&resolver));
+        let service = RegistryService::new(
+            Arc::clone(&catalog),
+            Arc::clone(&resolver),
+            authority.clone(),
+        );
         let resolve_requests = service.resolve_requests();
         let registry = RegistryServer::new(service)
             // Our own layer enforces the contract's limit with the contract's status; this
@@ -256,18 +349,19 @@ impl GrpcListener {
                 .await
                 .map_err(|error| NodeError::Serve(crate::grpc::client::error_chain(&error)))
         });
-        NodeHandle {
+        Ok(NodeHandle {
             node_id,
             grpc_addr: self.addr,
             catalog,
             resolver,
+            authority,
             resolve_requests,
             dns_addr,
             dns_task,
             dns_counters,
             shutdown,
             task,
-        }
+        })
     }
 }
 
@@ -277,6 +371,7 @@ pub struct NodeHandle {
     grpc_addr: SocketAddr,
     catalog: Arc<Catalog>,
     resolver: Arc<Resolver>,
+    authority: Authority,
     resolve_requests: Arc<AtomicU64>,
     dns_addr: Option<SocketAddr>,
     dns_task: Option<JoinHandle<()>>,
@@ -304,6 +399,11 @@ impl NodeHandle {
 
     pub fn resolver(&self) -> &Arc<Resolver> {
         &self.resolver
+    }
+
+    /// The zones this node is authoritative for, live.
+    pub fn authority(&self) -> &Authority {
+        &self.authority
     }
 
     /// The DNS door's address, if the node has one.

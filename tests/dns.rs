@@ -77,7 +77,9 @@ async fn start(zones: &[String], limits: TcpLimits) -> (NodeHandle, SocketAddr) 
         .unwrap()
         .with_tcp_limits(limits);
     let addr = dns.local_addr();
-    let node = grpc.serve_with(ServeOptions::new(zones).node_id("dns-test").dns(dns));
+    let node = grpc
+        .serve_with(ServeOptions::new(zones).node_id("dns-test").dns(dns))
+        .expect("node serves");
     (node, addr)
 }
 

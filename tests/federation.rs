@@ -125,17 +125,23 @@ target = "writer.acme."
     resolver_options.resolver.cache.max_stale_age = max_stale;
     Federation {
         _black_hole: black_hole,
-        root: root.serve_with(ServeOptions::new(vec![root_zone]).node_id("root")),
-        acme: acme.serve_with(ServeOptions::new(vec![acme_zone]).node_id("acme")),
+        root: root
+            .serve_with(ServeOptions::new(vec![root_zone]).node_id("root"))
+            .expect("node serves"),
+        acme: acme
+            .serve_with(ServeOptions::new(vec![acme_zone]).node_id("acme"))
+            .expect("node serves"),
         finance: vec![
             Some(
-                fin1.serve_with(ServeOptions::new(vec![zone(&finance_zone)]).node_id("finance-1")),
+                fin1.serve_with(ServeOptions::new(vec![zone(&finance_zone)]).node_id("finance-1"))
+                    .expect("node serves"),
             ),
             Some(
-                fin2.serve_with(ServeOptions::new(vec![zone(&finance_zone)]).node_id("finance-2")),
+                fin2.serve_with(ServeOptions::new(vec![zone(&finance_zone)]).node_id("finance-2"))
+                    .expect("node serves"),
             ),
         ],
-        resolver: resolver.serve_with(resolver_options),
+        resolver: resolver.serve_with(resolver_options).expect("node serves"),
         clock,
     }
 }

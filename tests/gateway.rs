@@ -70,7 +70,9 @@ async fn start_node(zone: &str) -> NodeHandle {
     let listener = GrpcListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
         .await
         .expect("bind a free port");
-    listener.serve(Some("finance-node".to_string()), vec![zone])
+    listener
+        .serve(Some("finance-node".to_string()), vec![zone])
+        .expect("node serves")
 }
 
 async fn start_gateway(node: &NodeHandle) -> GatewayHandle {

@@ -29,6 +29,7 @@ async fn node(
         .await
         .unwrap_or_else(|e| panic!("{e} (the Unbound test needs root to bind port 53)"));
     grpc.serve_with(ServeOptions::new(zones).node_id(id).dns(dns))
+        .expect("node serves")
 }
 
 async fn grpc() -> GrpcListener {
@@ -103,7 +104,7 @@ async fn finance_node(id: &str) -> (NodeHandle, SocketAddr) {
     let options = ServeOptions::new(vec![zone(&zone_text)])
         .node_id(id)
         .dns(dns_listener);
-    (listener.serve_with(options), addr)
+    (listener.serve_with(options).expect("node serves"), addr)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -65,7 +65,9 @@ async fn start_node(zones: &[&str]) -> NodeHandle {
     let listener = GrpcListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
         .await
         .expect("bind a free port");
-    listener.serve(Some("test-node".to_string()), zones)
+    listener
+        .serve(Some("test-node".to_string()), zones)
+        .expect("node serves")
 }
 
 async fn client(node: &NodeHandle) -> RegistryClient {

@@ -9,6 +9,7 @@ mod gateway;
 mod node;
 mod output;
 mod resolve;
+mod update;
 mod zone;
 
 use std::process::ExitCode;
@@ -54,6 +55,13 @@ enum Command {
     Zone(zone::ZoneCommand),
     /// Resolve an agent name.
     Resolve(resolve::ResolveArgs),
+    /// Add or renew one endpoint of an agent (a live registration with a lease).
+    Register(update::RegisterArgs),
+    /// Remove one endpoint of an agent, or the whole agent.
+    Deregister(update::DeregisterArgs),
+    /// Update keys: sign registrations for a zone.
+    #[command(subcommand)]
+    Key(update::KeyCommand),
     /// Run the MCP gateway: LLM hosts discover and call agents through it.
     Gateway(gateway::GatewayArgs),
     /// Built-in demo agents (real MCP servers, no LLM).
@@ -85,7 +93,10 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Demo(args) => demo::run(args).await,
             Command::Node(args) => node::run(args).await,
-            Command::Zone(command) => zone::run(command),
+            Command::Zone(command) => zone::run(command).await,
+            Command::Register(args) => update::register(args).await,
+            Command::Deregister(args) => update::deregister(args).await,
+            Command::Key(command) => update::key(command),
             Command::Resolve(args) => resolve::run(args).await,
             Command::Gateway(args) => gateway::run(args).await,
             Command::Agent(command) => agent::run(command).await,

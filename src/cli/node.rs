@@ -9,6 +9,8 @@ use anyhow::{Context, bail};
 use clap::Args;
 
 use aop::config::NodeConfigFile;
+use aop::keys::UpdateKey;
+use aop::name::Name;
 use aop::node::{self, NodeConfig};
 use aop::record::ServerAddress;
 use aop::resolver::ResolverConfig;
@@ -42,6 +44,20 @@ pub struct NodeArgs {
     /// server of its zone fails [default: 1d].
     #[arg(long, value_name = "DURATION", value_parser = super::parse_duration)]
     max_stale: Option<Duration>,
+    /// Serve ZONE as a secondary of the primary at that gRPC URL (repeatable), for example
+    /// finance.acme=http://127.0.0.1:7102.
+    #[arg(long = "secondary", value_name = "ZONE=PRIMARY_URL")]
+    secondaries: Vec<String>,
+    /// Directory of the node's store (aop.redb): zones, live registrations and the change
+    /// log survive restarts [default: in memory, nothing survives].
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Accept updates signed with this key file, written by `aop key new` (repeatable).
+    #[arg(long = "update-key", value_name = "KEY_FILE")]
+    update_keys: Vec<PathBuf>,
+    /// Do not NOTIFY secondaries of changes (they still poll every `refresh`).
+    #[arg(long)]
+    no_notify: bool,
 }
 
 pub async fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
@@ -62,11 +78,33 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
     } else {
         args.roots
     };
-    if zone_files.is_empty() && root_urls.is_empty() {
+    let mut secondaries = Vec::new();
+    if args.secondaries.is_empty() {
+        for entry in &file.secondary {
+            secondaries.push(secondary(&entry.zone, &entry.primary)?);
+        }
+    } else {
+        for entry in &args.secondaries {
+            let (zone, url) = entry.split_once('=').with_context(|| {
+                format!("invalid --secondary {entry:?}: expected ZONE=PRIMARY_URL, for example finance.acme=http://127.0.0.1:7102")
+            })?;
+            secondaries.push(secondary(zone, url)?);
+        }
+    }
+    if zone_files.is_empty() && root_urls.is_empty() && secondaries.is_empty() {
         bail!(
-            "nothing to do: give --zone FILE (repeatable) to serve zones, --root URL to resolve, \
-             or both (or `zones` / `roots` in the config file)"
+            "nothing to do: give --zone FILE (repeatable) to serve zones, --secondary \
+             ZONE=PRIMARY_URL to copy one, --root URL to resolve (or `zones`, `secondary`, \
+             `roots` in the config file)"
         );
+    }
+    let mut update_keys = Vec::new();
+    for entry in file.update_key.clone() {
+        update_keys
+            .push(UpdateKey::try_from(entry).context("invalid [[update_key]] in the config file")?);
+    }
+    for path in file.update_key_files.iter().chain(&args.update_keys) {
+        update_keys.push(UpdateKey::load_file(path)?);
     }
     let mut resolver = ResolverConfig::default();
     for url in &root_urls {
@@ -89,7 +127,11 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
         node_id: args.node_id.or(file.node_id),
         grpc,
         dns: args.dns.or(file.dns),
-        zone_files,
+        zone_files: zone_files.clone(),
+        secondaries,
+        data_dir: args.data_dir.or(file.data_dir),
+        update_keys,
+        notify: !args.no_notify && file.notify.unwrap_or(true),
         resolver,
     };
     let mut handle = node::start(config).await?;
@@ -100,12 +142,60 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
         zones = ?handle.catalog().origins().iter().map(ToString::to_string).collect::<Vec<_>>(),
         "node ready"
     );
+    let reload = reload_on_sighup(handle.authority().clone(), zone_files);
     tokio::select! {
         () = super::shutdown_signal() => {
             tracing::info!("shutting down");
             handle.shutdown().await?;
         }
         result = handle.stopped() => result?,
+        () = reload => {}
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn secondary(zone: &str, url: &str) -> anyhow::Result<(Name, String)> {
+    let zone = Name::parse(zone).with_context(|| format!("invalid secondary zone {zone:?}"))?;
+    ServerAddress::new(url, None)
+        .with_context(|| format!("invalid primary URL {url:?} for zone {zone}"))?;
+    Ok((zone, url.trim_end_matches('/').to_string()))
+}
+
+/// Reloads the zone files on every SIGHUP: a file with a newer serial replaces the records
+/// that came from the file; live registrations stay. Runs until the node stops.
+async fn reload_on_sighup(authority: aop::authority::Authority, files: Vec<PathBuf>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP; zone files are not reloaded");
+            std::future::pending::<()>().await;
+            return;
+        };
+        while hangups.recv().await.is_some() {
+            tracing::info!(files = files.len(), "SIGHUP: reloading zone files");
+            let zones = match aop::node::load_zone_files(&files) {
+                Ok(zones) => zones,
+                Err(error) => {
+                    tracing::error!(%error, "zone files not reloaded; still serving the zones as they were");
+                    continue;
+                }
+            };
+            match authority.reload(zones).await {
+                Err(error) => tracing::error!(%error, "zone files not reloaded"),
+                Ok(results) => {
+                    for (zone, result) in results {
+                        match result {
+                            Ok(Some(serial)) => tracing::info!(%zone, serial, "zone file loaded"),
+                            Ok(None) => {
+                                tracing::info!(%zone, "zone file serial not newer than the one loaded; unchanged")
+                            }
+                            Err(error) => tracing::error!(%zone, %error, "zone file not loaded"),
+                        }
+                    }
+                }
+            }
+        }
+    }
+    std::future::pending::<()>().await;
 }

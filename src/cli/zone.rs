@@ -12,6 +12,21 @@ use aop::zone::file::{self, ZoneFileError};
 pub enum ZoneCommand {
     /// Validate zone files; print every error (up to 100 per file) as FILE:LINE:COL: message.
     Check(CheckArgs),
+    /// Print a live zone, registered agents included, as a zone file.
+    Dump(DumpArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Example:\n  aop zone dump --server http://127.0.0.1:7102 finance.acme > finance.acme.live.toml\n\n\
+    Endpoints registered live are marked with a comment. The output passes `aop zone check`."
+)]
+pub struct DumpArgs {
+    /// The zone, such as finance.acme.
+    zone: String,
+    /// gRPC URL of a node that serves the zone (primary or secondary).
+    #[arg(long, default_value = super::DEFAULT_SERVER, value_name = "URL")]
+    server: String,
 }
 
 #[derive(Debug, Args)]
@@ -32,10 +47,40 @@ fn count(n: usize, noun: &str) -> String {
     }
 }
 
-pub fn run(command: ZoneCommand) -> anyhow::Result<ExitCode> {
+pub async fn run(command: ZoneCommand) -> anyhow::Result<ExitCode> {
     match command {
         ZoneCommand::Check(args) => check(args),
+        ZoneCommand::Dump(args) => dump(args).await,
     }
+}
+
+async fn dump(args: DumpArgs) -> anyhow::Result<ExitCode> {
+    use anyhow::Context;
+    let zone = aop::name::Name::parse(&args.zone)
+        .with_context(|| format!("invalid zone {:?}", args.zone))?;
+    let request = aop::grpc::pb::TransferRequest {
+        zone: zone.to_string(),
+        since_serial: None,
+        notify_url: String::new(),
+    };
+    let data = aop::authority::secondary::transfer(&args.server, request)
+        .await
+        .map_err(|reason| {
+            anyhow::anyhow!("cannot transfer zone {zone} from {}: {reason}", args.server)
+        })?;
+    let live = aop::authority::live::LiveZone::from_transfer(data)
+        .with_context(|| format!("the zone {zone} from {} is not usable", args.server))?;
+    let snapshot = live
+        .snapshot()
+        .map_err(|errors| anyhow::anyhow!("zone {zone} does not build: {errors:?}"))?;
+    let note = |agent: &aop::name::Name, endpoint: &aop::record::Endpoint| {
+        let held = live.agent(agent)?;
+        held.live
+            .contains(&endpoint.url)
+            .then(|| "registered live".to_string())
+    };
+    print!("{}", aop::zone::dump::write_zone_file(&snapshot, &note));
+    Ok(ExitCode::SUCCESS)
 }
 
 fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {

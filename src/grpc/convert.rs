@@ -7,9 +7,11 @@
 use std::sync::Arc;
 
 use crate::answer::{Answer, Outcome, TraceStep};
+use crate::authority::live::{LiveAgent, LiveRecord};
 use crate::name::{Name, NameError};
 use crate::record::{
-    self, Agent, Alias, Delegation, Endpoint, JsonDoc, RecordError, ServerAddress, limits,
+    self, Agent, Alias, Delegation, Endpoint, JsonDoc, RecordError, ServerAddress, ZoneHeader,
+    limits,
 };
 use crate::resolver::LevelStats;
 use crate::zone::ZoneSnapshot;
@@ -32,6 +34,17 @@ pub enum RequestError {
     PageTooLarge { requested: u32 },
     #[error("invalid cursor: pass back the next_cursor of a previous ListAgents response")]
     InvalidCursor,
+    #[error(transparent)]
+    Record(#[from] RecordError),
+    #[error("invalid {field}: not JSON: {reason}")]
+    Json { field: &'static str, reason: String },
+    #[error("{field} is required")]
+    Missing { field: &'static str },
+    #[error(
+        "lease_seconds {value} is over the limit of {} seconds",
+        crate::authority::live::LEASE_MAX_SECS
+    )]
+    LeaseTooLong { value: u32 },
 }
 
 /// Data from a peer that breaks the record rules.
@@ -474,6 +487,127 @@ impl TryFrom<pb::ResolveResponse> for Answer {
             trace,
         })
     }
+}
+
+// Zone records, as transferred between nodes and kept in the store.
+
+fn alias_message(alias: &Alias) -> pb::Alias {
+    pb::Alias {
+        name: name_text(&alias.name),
+        target: name_text(&alias.target),
+        ttl: alias.ttl.unwrap_or(0),
+    }
+}
+
+fn delegation_message(delegation: &Delegation) -> pb::Referral {
+    pb::Referral {
+        zone: name_text(&delegation.zone),
+        servers: delegation
+            .servers
+            .iter()
+            .map(pb::ServerAddress::from)
+            .collect(),
+        ttl: delegation.ttl.unwrap_or(0),
+    }
+}
+
+/// A record with where it came from.
+pub fn zone_record(record: &LiveRecord) -> pb::ZoneRecord {
+    match record {
+        LiveRecord::Agent(live) => pb::ZoneRecord {
+            record: Some(pb::zone_record::Record::Agent(pb::Agent::from(
+                &*live.agent,
+            ))),
+            from_file: live.from_file,
+            live_endpoints: live.live.iter().cloned().collect(),
+        },
+        LiveRecord::Alias(alias) => pb::ZoneRecord {
+            record: Some(pb::zone_record::Record::Alias(alias_message(alias))),
+            ..pb::ZoneRecord::default()
+        },
+        LiveRecord::Delegation(delegation) => pb::ZoneRecord {
+            record: Some(pb::zone_record::Record::Delegation(delegation_message(
+                delegation,
+            ))),
+            ..pb::ZoneRecord::default()
+        },
+    }
+}
+
+/// The kind and name of a record message (unspecified when it holds nothing).
+pub fn zone_record_key(record: &pb::ZoneRecord) -> (pb::RecordKind, String) {
+    match &record.record {
+        Some(pb::zone_record::Record::Agent(agent)) => (pb::RecordKind::Agent, agent.name.clone()),
+        Some(pb::zone_record::Record::Alias(alias)) => (pb::RecordKind::Alias, alias.name.clone()),
+        Some(pb::zone_record::Record::Delegation(d)) => {
+            (pb::RecordKind::Delegation, d.zone.clone())
+        }
+        None => (pb::RecordKind::Unspecified, String::new()),
+    }
+}
+
+/// A record from a peer or the store, checked like any other input.
+pub fn live_record(record: pb::ZoneRecord) -> Result<LiveRecord, PeerDataError> {
+    match record.record {
+        Some(pb::zone_record::Record::Agent(agent)) => {
+            let agent = Agent::try_from(agent)?;
+            Ok(LiveRecord::Agent(LiveAgent {
+                agent: Arc::new(agent),
+                from_file: record.from_file,
+                live: record.live_endpoints.into_iter().collect(),
+            }))
+        }
+        Some(pb::zone_record::Record::Alias(alias)) => Ok(LiveRecord::Alias(Arc::new(Alias {
+            name: Name::parse_agent(&alias.name).map_err(|source| PeerDataError::Name {
+                field: "alias name",
+                source,
+            })?,
+            target: peer_name("alias target", &alias.target)?,
+            ttl: (alias.ttl > 0).then_some(alias.ttl),
+        }))),
+        Some(pb::zone_record::Record::Delegation(referral)) => {
+            let ttl = referral.ttl;
+            let mut delegation = Delegation::try_from(referral)?;
+            delegation.ttl = (ttl > 0).then_some(ttl);
+            Ok(LiveRecord::Delegation(Arc::new(delegation)))
+        }
+        None => Err(PeerDataError::Missing { field: "record" }),
+    }
+}
+
+pub fn zone_header(header: &ZoneHeader) -> pb::ZoneHeader {
+    pb::ZoneHeader {
+        origin: name_text(&header.origin),
+        serial: header.serial,
+        ttl: header.ttl,
+        negative_ttl: header.negative_ttl,
+        refresh: header.refresh,
+        retry: header.retry,
+        expire: header.expire,
+        contact: header.contact.clone(),
+        servers: header.servers.iter().map(pb::ServerAddress::from).collect(),
+    }
+}
+
+pub fn zone_header_from(header: pb::ZoneHeader) -> Result<ZoneHeader, PeerDataError> {
+    let servers = header
+        .servers
+        .into_iter()
+        .map(ServerAddress::try_from)
+        .collect::<Result<Vec<_>, _>>()?;
+    record::check_servers(&servers)?;
+    record::check_contact(&header.contact)?;
+    Ok(ZoneHeader {
+        origin: peer_name("zone origin", &header.origin)?,
+        serial: header.serial,
+        ttl: header.ttl,
+        negative_ttl: header.negative_ttl,
+        refresh: header.refresh,
+        retry: header.retry,
+        expire: header.expire,
+        contact: header.contact,
+        servers,
+    })
 }
 
 #[cfg(test)]

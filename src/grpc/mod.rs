@@ -10,6 +10,7 @@ pub mod convert;
 pub mod limit;
 pub mod service;
 pub mod status;
+pub mod update;
 pub mod upstream;
 
 /// Generated protobuf and tonic code for `proto/aop/v1/registry.proto`.

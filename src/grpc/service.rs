@@ -6,13 +6,22 @@ use std::time::{Duration, Instant};
 
 use tonic::{Request, Response, Status};
 
+use std::pin::Pin;
+
+use futures::Stream;
+use prost::Message;
+use tokio_stream::wrappers::ReceiverStream;
+
 use crate::answer::TraceStep;
+use crate::authority::Authority;
 use crate::catalog::Catalog;
 use crate::grpc::client::RegistryClient;
 use crate::grpc::convert::{self, request_name};
 use crate::grpc::pb;
 use crate::grpc::status::ServiceError;
+use crate::grpc::update;
 use crate::grpc::upstream::GrpcUpstream;
+use crate::keys::{Proof, SignedFields};
 use crate::name::Name;
 use crate::record::ServerAddress;
 use crate::resolver::{ResolveError, ResolveOptions, Resolver, ZoneAuthority};
@@ -24,6 +33,7 @@ const FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Clone)]
 pub struct RegistryService {
     catalog: Arc<Catalog>,
+    authority: Authority,
     resolver: Arc<Resolver>,
     /// Channels to other nodes, for zone requests forwarded on a client's behalf.
     upstream: Arc<GrpcUpstream>,
@@ -53,9 +63,14 @@ fn parse_grpc_timeout(value: &str) -> Option<Duration> {
 }
 
 impl RegistryService {
-    pub fn new(catalog: Arc<Catalog>, resolver: Arc<Resolver>) -> RegistryService {
+    pub fn new(
+        catalog: Arc<Catalog>,
+        resolver: Arc<Resolver>,
+        authority: Authority,
+    ) -> RegistryService {
         RegistryService {
             catalog,
+            authority,
             resolver,
             upstream: Arc::new(GrpcUpstream::new()),
             resolve_requests: Arc::new(AtomicU64::new(0)),
@@ -253,6 +268,270 @@ impl RegistryService {
         }))
     }
 
+    /// Lets an update through: this node is the zone's primary and the signature holds.
+    async fn authorise(
+        &self,
+        zone: &Name,
+        fields: &SignedFields,
+        metadata: &tonic::metadata::MetadataMap,
+    ) -> Result<(), ServiceError> {
+        self.authority.check_primary(zone)?;
+        let proof = Proof::from_metadata(metadata).map_err(crate::authority::UpdateError::from)?;
+        self.authority
+            .keys()
+            .verify(zone, fields, proof.as_ref())
+            .map_err(crate::authority::UpdateError::from)?;
+        Ok(())
+    }
+
+    /// The zone's primary, when this node does not hold the zone itself.
+    async fn remote_primary(
+        &self,
+        zone: &Name,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Result<Option<ServerAddress>, ServiceError> {
+        if self.authority.status(zone).is_some() {
+            return Ok(None);
+        }
+        Ok(self
+            .remote_servers(zone, deadline)
+            .await?
+            .and_then(|servers| servers.into_iter().next()))
+    }
+
+    async fn register(
+        &self,
+        request: Request<pb::RegisterRequest>,
+    ) -> Result<pb::RegisterResponse, ServiceError> {
+        let deadline = deadline(&request);
+        let (metadata, _, body) = request.into_parts();
+        let (zone, registration) = update::registration(&body)?;
+        if let Some(primary) = self.remote_primary(&zone, deadline).await? {
+            let forwarded = signed_request(&metadata, body);
+            return self
+                .forward(&zone, &[primary], deadline, move |mut client| {
+                    let request = clone_request(&forwarded);
+                    async move { client.register(request).await }
+                })
+                .await;
+        }
+        self.authorise(&zone, &update::register_fields(&body), &metadata)
+            .await?;
+        let (done, serial) = self.authority.register(zone, registration).await?;
+        Ok(pb::RegisterResponse {
+            serial,
+            agent: Some(pb::Agent::from(&*done.agent)),
+            lease_seconds: done.lease.lease_secs,
+            expires_unix_ms: done.lease.expires_unix_ms,
+            changed: done.changed,
+            served_by: self.catalog.node_id().to_string(),
+        })
+    }
+
+    async fn renew(
+        &self,
+        request: Request<pb::RenewRequest>,
+    ) -> Result<pb::RenewResponse, ServiceError> {
+        let deadline = deadline(&request);
+        let (metadata, _, body) = request.into_parts();
+        let (zone, name, url, lease_secs) = update::renewal(&body)?;
+        if let Some(primary) = self.remote_primary(&zone, deadline).await? {
+            let forwarded = signed_request(&metadata, body);
+            return self
+                .forward(&zone, &[primary], deadline, move |mut client| {
+                    let request = clone_request(&forwarded);
+                    async move { client.renew(request).await }
+                })
+                .await;
+        }
+        self.authorise(&zone, &update::renew_fields(&body), &metadata)
+            .await?;
+        let (lease, serial) = self.authority.renew(zone, name, url, lease_secs).await?;
+        Ok(pb::RenewResponse {
+            serial,
+            lease_seconds: lease.lease_secs,
+            expires_unix_ms: lease.expires_unix_ms,
+            served_by: self.catalog.node_id().to_string(),
+        })
+    }
+
+    async fn deregister(
+        &self,
+        request: Request<pb::DeregisterRequest>,
+    ) -> Result<pb::DeregisterResponse, ServiceError> {
+        let deadline = deadline(&request);
+        let (metadata, _, body) = request.into_parts();
+        let (zone, name, url) = update::deregistration(&body)?;
+        if let Some(primary) = self.remote_primary(&zone, deadline).await? {
+            let forwarded = signed_request(&metadata, body);
+            return self
+                .forward(&zone, &[primary], deadline, move |mut client| {
+                    let request = clone_request(&forwarded);
+                    async move { client.deregister(request).await }
+                })
+                .await;
+        }
+        self.authorise(&zone, &update::deregister_fields(&body), &metadata)
+            .await?;
+        let (done, serial) = self.authority.deregister(zone, name, url).await?;
+        Ok(pb::DeregisterResponse {
+            serial,
+            endpoints_removed: done.endpoints_removed,
+            agent_removed: done.agent_removed,
+            served_by: self.catalog.node_id().to_string(),
+        })
+    }
+
+    /// A zone's records (full) or its changes since a serial, in chunks of about
+    /// [`TRANSFER_CHUNK_BYTES`].
+    async fn transfer(
+        &self,
+        request: pb::TransferRequest,
+    ) -> Result<Vec<pb::TransferChunk>, ServiceError> {
+        let zone = request_name("zone", &request.zone)?;
+        self.authority
+            .status(&zone)
+            .filter(|s| s.served)
+            .ok_or_else(|| crate::authority::UpdateError::NotServed { zone: zone.clone() })?;
+        self.authority.add_notify_target(&zone, &request.notify_url);
+        let store = Arc::clone(self.authority.store());
+        let origin = zone.to_string();
+        let since = request.since_serial;
+        let served_by = self.catalog.node_id().to_string();
+        let read = tokio::task::spawn_blocking(move || -> Result<_, crate::store::StoreError> {
+            let changes = match since {
+                Some(serial) => store.changes_since(&origin, serial)?,
+                None => None,
+            };
+            let full = match changes {
+                Some(_) => None,
+                None => store.snapshot(&origin)?,
+            };
+            Ok((changes, full))
+        })
+        .await
+        .map_err(|join| crate::store::StoreError::Io {
+            path: "(transfer)".into(),
+            reason: join.to_string(),
+        })
+        .and_then(|r| r)
+        .map_err(crate::authority::UpdateError::from)?;
+        let mut chunks = Vec::new();
+        self.authority.count_transfer(read.0.is_none());
+        match read {
+            (Some(changes), _) => {
+                let header = changes.last().and_then(|c| c.header.clone()).or_else(|| {
+                    self.catalog
+                        .zone(&zone)
+                        .ok()
+                        .map(|z| convert::zone_header(z.header()))
+                });
+                let mut chunk = pb::TransferChunk {
+                    header,
+                    full: false,
+                    served_by: served_by.clone(),
+                    ..pb::TransferChunk::default()
+                };
+                let mut size = 0;
+                for change in changes {
+                    size += change.encoded_len();
+                    chunk.changes.push(change);
+                    if size >= TRANSFER_CHUNK_BYTES {
+                        chunks.push(std::mem::take(&mut chunk));
+                        size = 0;
+                    }
+                }
+                chunks.push(chunk);
+            }
+            (None, Some((meta, records))) => {
+                let mut chunk = pb::TransferChunk {
+                    header: meta.header,
+                    full: true,
+                    served_by: served_by.clone(),
+                    ..pb::TransferChunk::default()
+                };
+                let mut size = 0;
+                for record in records {
+                    size += record.encoded_len();
+                    chunk.records.push(record);
+                    if size >= TRANSFER_CHUNK_BYTES {
+                        chunks.push(std::mem::take(&mut chunk));
+                        size = 0;
+                    }
+                }
+                chunks.push(chunk);
+            }
+            (None, None) => {
+                return Err(crate::authority::UpdateError::NotServed { zone }.into());
+            }
+        }
+        Ok(chunks)
+    }
+
+    async fn watch(
+        &self,
+        request: pb::WatchRequest,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Result<WatchStream, ServiceError> {
+        let zone = request_name("zone", &request.zone)?;
+        if request.recursive
+            && self.authority.status(&zone).is_none()
+            && let Some(servers) = self.remote_servers(&zone, deadline).await?
+        {
+            let forwarded = pb::WatchRequest {
+                recursive: false,
+                zone: zone.to_string(),
+                ..request
+            };
+            let stream = self
+                .forward(&zone, &servers, deadline, move |mut client| {
+                    let request = forwarded.clone();
+                    async move { client.watch(request).await }
+                })
+                .await?;
+            return Ok(Box::pin(stream));
+        }
+        let mut serials = self
+            .authority
+            .watch(&zone)
+            .ok_or_else(|| crate::authority::UpdateError::NotServed { zone: zone.clone() })?;
+        let store = Arc::clone(self.authority.store());
+        let (events, stream) = tokio::sync::mpsc::channel(16);
+        tokio::spawn(async move {
+            let current = *serials.borrow_and_update();
+            let mut last = request.since_serial.unwrap_or(current);
+            let first = if last == current {
+                pb::WatchEvent {
+                    zone: zone.to_string(),
+                    serial: current,
+                    ..pb::WatchEvent::default()
+                }
+            } else {
+                watch_event(&store, &zone, last, current).await
+            };
+            last = current;
+            if events.send(Ok(first)).await.is_err() {
+                return;
+            }
+            loop {
+                tokio::select! {
+                    () = events.closed() => return,
+                    changed = serials.changed() => if changed.is_err() { return },
+                }
+                let serial = *serials.borrow_and_update();
+                if serial == last {
+                    continue;
+                }
+                let event = watch_event(&store, &zone, last, serial).await;
+                last = serial;
+                if events.send(Ok(event)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Box::pin(ReceiverStream::new(stream)))
+    }
+
     async fn cache_stats(&self) -> pb::GetCacheStatsResponse {
         pb::GetCacheStatsResponse {
             levels: self
@@ -267,8 +546,141 @@ impl RegistryService {
     }
 }
 
+/// The size a transfer chunk grows to before the next one starts.
+const TRANSFER_CHUNK_BYTES: usize = 1024 * 1024;
+
+type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchEvent, Status>> + Send>>;
+type TransferStream = Pin<Box<dyn Stream<Item = Result<pb::TransferChunk, Status>> + Send>>;
+
+/// The changes from `from` to `to`, or a reset when the log no longer has them.
+async fn watch_event(
+    store: &Arc<crate::store::Store>,
+    zone: &Name,
+    from: u32,
+    to: u32,
+) -> pb::WatchEvent {
+    let reader = Arc::clone(store);
+    let origin = zone.to_string();
+    let changes = tokio::task::spawn_blocking(move || reader.changes_since(&origin, from))
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .flatten();
+    match changes {
+        Some(changes) => {
+            let changes: Vec<pb::ZoneChange> = changes
+                .into_iter()
+                .take_while(|c| c.from_serial != to)
+                .collect();
+            pb::WatchEvent {
+                zone: zone.to_string(),
+                serial: to,
+                changes,
+                reset: false,
+            }
+        }
+        None => pb::WatchEvent {
+            zone: zone.to_string(),
+            serial: to,
+            changes: Vec::new(),
+            reset: true,
+        },
+    }
+}
+
+/// The update as received, signature headers included, to send on to the primary.
+fn signed_request<T>(
+    metadata: &tonic::metadata::MetadataMap,
+    body: T,
+) -> (Vec<(String, String)>, T) {
+    let headers = [
+        crate::keys::KEY_HEADER,
+        crate::keys::TIME_HEADER,
+        crate::keys::NONCE_HEADER,
+        crate::keys::SIGNATURE_HEADER,
+    ]
+    .iter()
+    .filter_map(|key| {
+        let value = metadata.get(*key)?.to_str().ok()?;
+        Some(((*key).to_string(), value.to_string()))
+    })
+    .collect();
+    (headers, body)
+}
+
+fn clone_request<T: Clone>((headers, body): &(Vec<(String, String)>, T)) -> Request<T> {
+    let mut request = Request::new(body.clone());
+    for (key, value) in headers {
+        if let (Ok(key), Ok(value)) = (
+            tonic::metadata::MetadataKey::from_bytes(key.as_bytes()),
+            value.parse(),
+        ) {
+            request.metadata_mut().insert(key, value);
+        }
+    }
+    request
+}
+
 #[tonic::async_trait]
 impl pb::registry_server::Registry for RegistryService {
+    type TransferStream = TransferStream;
+    type WatchStream = WatchStream;
+
+    async fn register(
+        &self,
+        request: Request<pb::RegisterRequest>,
+    ) -> Result<Response<pb::RegisterResponse>, Status> {
+        Ok(Response::new(
+            RegistryService::register(self, request).await?,
+        ))
+    }
+
+    async fn renew(
+        &self,
+        request: Request<pb::RenewRequest>,
+    ) -> Result<Response<pb::RenewResponse>, Status> {
+        Ok(Response::new(RegistryService::renew(self, request).await?))
+    }
+
+    async fn deregister(
+        &self,
+        request: Request<pb::DeregisterRequest>,
+    ) -> Result<Response<pb::DeregisterResponse>, Status> {
+        Ok(Response::new(
+            RegistryService::deregister(self, request).await?,
+        ))
+    }
+
+    async fn transfer(
+        &self,
+        request: Request<pb::TransferRequest>,
+    ) -> Result<Response<TransferStream>, Status> {
+        let chunks = RegistryService::transfer(self, request.into_inner()).await?;
+        Ok(Response::new(Box::pin(futures::stream::iter(
+            chunks.into_iter().map(Ok),
+        ))))
+    }
+
+    async fn notify(
+        &self,
+        request: Request<pb::NotifyRequest>,
+    ) -> Result<Response<pb::NotifyResponse>, Status> {
+        let request = request.into_inner();
+        let zone = request_name("zone", &request.zone).map_err(ServiceError::from)?;
+        self.authority.notified(&zone).map_err(ServiceError::from)?;
+        tracing::debug!(%zone, serial = request.serial, "NOTIFY received");
+        Ok(Response::new(pb::NotifyResponse {}))
+    }
+
+    async fn watch(
+        &self,
+        request: Request<pb::WatchRequest>,
+    ) -> Result<Response<WatchStream>, Status> {
+        let deadline = deadline(&request);
+        let stream = RegistryService::watch(self, request.into_inner(), deadline).await?;
+        Ok(Response::new(stream))
+    }
+
     async fn resolve(
         &self,
         request: Request<pb::ResolveRequest>,

@@ -2,6 +2,7 @@
 
 use tonic::{Code, Status};
 
+use crate::authority::UpdateError;
 use crate::catalog::CatalogError;
 use crate::grpc::convert::RequestError;
 use crate::resolver::ResolveError;
@@ -16,6 +17,8 @@ pub enum ServiceError {
     Catalog(#[from] CatalogError),
     #[error(transparent)]
     Resolve(#[from] ResolveError),
+    #[error(transparent)]
+    Update(#[from] UpdateError),
     /// A request forwarded to a zone's own server failed there.
     #[error("{message} (answered by {server}, a server of zone {zone})")]
     Authority {
@@ -43,6 +46,23 @@ impl From<ServiceError> for Status {
                 | ResolveError::AliasLoop { .. }
                 | ResolveError::AliasChainTooLong { .. } => Code::FailedPrecondition,
                 ResolveError::NotAZone { .. } | ResolveError::NoSuchZone { .. } => Code::NotFound,
+            },
+            ServiceError::Update(error) => match error {
+                UpdateError::NotServed { .. }
+                | UpdateError::NoSuchAgent { .. }
+                | UpdateError::NoSuchEndpoint { .. } => Code::NotFound,
+                UpdateError::Secondary { .. }
+                | UpdateError::FromFile { .. }
+                | UpdateError::Reload { .. } => Code::FailedPrecondition,
+                UpdateError::OutsideZone { .. }
+                | UpdateError::Occluded { .. }
+                | UpdateError::NameTaken { .. }
+                | UpdateError::TooManyEndpoints { .. } => Code::InvalidArgument,
+                UpdateError::Auth(auth) if auth.is_permission_denied() => Code::PermissionDenied,
+                UpdateError::Auth(_) => Code::Unauthenticated,
+                UpdateError::Transfer { .. } | UpdateError::Store(_) | UpdateError::Stopped => {
+                    Code::Unavailable
+                }
             },
             ServiceError::Authority { code, .. } => *code,
         };

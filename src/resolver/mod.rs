@@ -294,6 +294,11 @@ impl Resolver {
         }
     }
 
+    /// Drops cached answers for `name` (an update on this node changed it).
+    pub async fn invalidate(&self, name: &Name) {
+        self.cache.invalidate(name).await;
+    }
+
     /// Resolves `name` to its final answer, chasing aliases across zones.
     pub async fn resolve(
         &self,

@@ -10,6 +10,7 @@
 use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
@@ -198,18 +199,18 @@ impl<'i> Reader<'i> {
         let mut records = ZoneRecords::default();
         let mut spans = ItemSpans::default();
         for (agent, name_span) in self.read_agents(root, &origin) {
-            records.agents.push(agent);
+            records.agents.push(Arc::new(agent));
             spans.agents.push(name_span);
         }
         for (table, span) in self.array_of_tables(root, "alias") {
             if let Some((alias, name_span)) = self.read_alias(table, &span, &origin) {
-                records.aliases.push(alias);
+                records.aliases.push(Arc::new(alias));
                 spans.aliases.push(name_span);
             }
         }
         for (table, span) in self.array_of_tables(root, "delegation") {
             if let Some((delegation, zone_span)) = self.read_delegation(table, &span, &origin) {
-                records.delegations.push(delegation);
+                records.delegations.push(Arc::new(delegation));
                 spans.delegations.push(zone_span);
             }
         }

@@ -10,6 +10,7 @@
 //!
 //! Parsing zone files lives in [`file`]; this module knows nothing of TOML.
 
+pub mod dump;
 pub mod file;
 
 use std::collections::{HashMap, HashSet};
@@ -65,9 +66,9 @@ pub struct StructureError {
 /// The records of a zone before they are checked together.
 #[derive(Debug, Clone, Default)]
 pub struct ZoneRecords {
-    pub agents: Vec<Agent>,
-    pub aliases: Vec<Alias>,
-    pub delegations: Vec<Delegation>,
+    pub agents: Vec<Arc<Agent>>,
+    pub aliases: Vec<Arc<Alias>>,
+    pub delegations: Vec<Arc<Delegation>>,
 }
 
 #[derive(Debug, Clone)]
@@ -138,7 +139,7 @@ impl ZoneSnapshot {
             }
             kinds.insert(delegation.zone.clone(), "a delegation");
             delegation_index.insert(delegation.zone.clone(), index);
-            delegations.insert(delegation.zone.clone(), Arc::new(delegation));
+            delegations.insert(delegation.zone.clone(), delegation);
         }
         // A delegation below another delegation is occluded by it.
         let mut occluded: Vec<(usize, Name, Name)> = delegations
@@ -207,7 +208,7 @@ impl ZoneSnapshot {
                 &name,
                 ItemRef::Agent(index),
                 "an agent",
-                Entry::Agent(Arc::new(agent)),
+                Entry::Agent(agent),
                 &mut errors,
             );
             if errors.len() == before {
@@ -221,19 +222,15 @@ impl ZoneSnapshot {
             if alias.name == origin {
                 errors.push(StructureError {
                     item,
-                    error: ZoneError::AliasAtOrigin { name: alias.name },
+                    error: ZoneError::AliasAtOrigin {
+                        name: alias.name.clone(),
+                    },
                 });
                 continue;
             }
             let name = alias.name.clone();
             let before = errors.len();
-            add(
-                &name,
-                item,
-                "an alias",
-                Entry::Alias(Arc::new(alias)),
-                &mut errors,
-            );
+            add(&name, item, "an alias", Entry::Alias(alias), &mut errors);
             if errors.len() == before {
                 alias_count += 1;
                 alias_items.push((index, name));
@@ -355,6 +352,25 @@ impl ZoneSnapshot {
         };
         let end = (start + limit).min(self.agent_order.len());
         &self.agent_order[start..end]
+    }
+
+    /// The zone's records, shared: agents and aliases in name order, then delegations.
+    pub fn records(&self) -> ZoneRecords {
+        let mut aliases: Vec<Arc<Alias>> = self.aliases().into_iter().cloned().collect();
+        aliases.sort_by(|a, b| a.name.cmp(&b.name));
+        ZoneRecords {
+            agents: self
+                .agent_order
+                .iter()
+                .filter_map(|name| self.agent(name.as_str()).cloned())
+                .collect(),
+            aliases,
+            delegations: self
+                .delegation_order
+                .iter()
+                .filter_map(|zone| self.delegations.get(zone).cloned())
+                .collect(),
+        }
     }
 
     /// The same zone with every server address rewritten (the demo assigns addresses).

@@ -1,0 +1,876 @@
+//! One zone as its authority holds it between changes: every record with where it came
+//! from (the zone file, or a live registration), the leases of live endpoints, and the
+//! operations that change it (register, renew, deregister, lease expiry, file reload, and a
+//! secondary's transfers). Pure logic: no I/O, no clock of its own; the writer commits what
+//! an operation returns before anyone sees it.
+//!
+//! Each operation returns an [`Edit`]: the records put and deleted and the leases written.
+//! An edit that changes records becomes one step of the zone's serial ([`LiveZone::seal`])
+//! and one entry of the change log; a renewal only writes a lease.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use crate::grpc::convert::{self, PeerDataError};
+use crate::grpc::pb;
+use crate::name::Name;
+use crate::record::limits::ENDPOINTS_MAX;
+use crate::record::{
+    self, Agent, Alias, DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT_MS, Delegation, Endpoint, JsonDoc,
+    ZoneHeader,
+};
+use crate::store::{LeaseRow, ZoneWrite, record_key};
+use crate::zone::{StructureError, ZoneRecords, ZoneSnapshot};
+
+use super::UpdateError;
+
+/// The lease of a registration that names none.
+pub const DEFAULT_LEASE_SECS: u32 = 60;
+/// The longest lease a registration may ask for.
+pub const LEASE_MAX_SECS: u32 = 86_400;
+
+/// Whether `a` is newer than `b` in serial number arithmetic (RFC 1982).
+pub fn serial_newer(a: u32, b: u32) -> bool {
+    a != b && (a.wrapping_sub(b) as i32) > 0
+}
+
+/// How this node holds a zone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Role {
+    /// Loaded from a zone file; takes updates, expires leases.
+    Primary,
+    /// Copied from the primary at this gRPC URL.
+    Secondary { primary: String },
+}
+
+/// An agent and where its parts came from.
+#[derive(Debug, Clone)]
+pub struct LiveAgent {
+    pub agent: Arc<Agent>,
+    /// The agent is defined in the zone file (its fields belong to the file).
+    pub from_file: bool,
+    /// URLs of endpoints registered live; the others came from the file.
+    pub live: BTreeSet<String>,
+}
+
+/// One record of a zone.
+#[derive(Debug, Clone)]
+pub enum LiveRecord {
+    Agent(LiveAgent),
+    Alias(Arc<Alias>),
+    Delegation(Arc<Delegation>),
+}
+
+/// When a live endpoint's lease ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lease {
+    pub expires_unix_ms: u64,
+    pub lease_secs: u32,
+}
+
+/// Agent fields a registration sets; `None` keeps the current value.
+#[derive(Debug, Clone, Default)]
+pub struct AgentUpdate {
+    pub description: Option<String>,
+    pub tags: Option<Vec<String>>,
+    pub capabilities: Option<Vec<String>>,
+    pub version: Option<String>,
+    pub ttl: Option<u32>,
+    pub timeout_ms: Option<u32>,
+    pub max_retries: Option<u32>,
+    pub input_schema: Option<JsonDoc>,
+    pub output_schema: Option<JsonDoc>,
+    pub metadata: Option<JsonDoc>,
+}
+
+/// A checked registration.
+#[derive(Debug, Clone)]
+pub struct Registration {
+    pub name: Name,
+    pub endpoint: Endpoint,
+    pub lease_secs: u32,
+    pub fields: AgentUpdate,
+}
+
+/// What a registration did.
+#[derive(Debug, Clone)]
+pub struct Registered {
+    pub agent: Arc<Agent>,
+    pub lease: Lease,
+    pub changed: bool,
+}
+
+/// What a deregistration did.
+#[derive(Debug, Clone, Copy)]
+pub struct Deregistered {
+    pub endpoints_removed: u32,
+    pub agent_removed: bool,
+}
+
+/// Records and leases one operation changed.
+#[derive(Debug, Default)]
+pub struct Edit {
+    pub changes: Vec<pb::RecordChange>,
+    pub lease_puts: Vec<LeaseRow>,
+    pub lease_deletes: Vec<(String, String)>,
+    /// Names whose answers changed (cached answers for them are dropped).
+    pub names: Vec<Name>,
+}
+
+impl Edit {
+    fn put(&mut self, record: &LiveRecord) {
+        self.names.push(record.name().clone());
+        self.changes.push(pb::RecordChange {
+            change: Some(pb::record_change::Change::Put(convert::zone_record(record))),
+        });
+    }
+
+    fn delete(&mut self, kind: pb::RecordKind, name: &Name) {
+        self.names.push(name.clone());
+        self.changes.push(pb::RecordChange {
+            change: Some(pb::record_change::Change::Delete(pb::RecordKey {
+                kind: kind as i32,
+                name: name.to_string(),
+            })),
+        });
+    }
+}
+
+impl LiveRecord {
+    pub fn name(&self) -> &Name {
+        match self {
+            LiveRecord::Agent(agent) => &agent.agent.name,
+            LiveRecord::Alias(alias) => &alias.name,
+            LiveRecord::Delegation(delegation) => &delegation.zone,
+        }
+    }
+
+    pub fn kind(&self) -> pb::RecordKind {
+        match self {
+            LiveRecord::Agent(_) => pb::RecordKind::Agent,
+            LiveRecord::Alias(_) => pb::RecordKind::Alias,
+            LiveRecord::Delegation(_) => pb::RecordKind::Delegation,
+        }
+    }
+}
+
+/// A zone between changes.
+#[derive(Debug, Clone)]
+pub struct LiveZone {
+    pub header: ZoneHeader,
+    /// The serial of the zone file last loaded (primaries).
+    pub file_serial: u32,
+    pub role: Role,
+    agents: BTreeMap<Name, LiveAgent>,
+    aliases: BTreeMap<Name, Arc<Alias>>,
+    delegations: BTreeMap<Name, Arc<Delegation>>,
+    leases: HashMap<(Name, String), Lease>,
+    /// Leases by expiry, for the next one due.
+    expiries: BTreeSet<(u64, Name, String)>,
+}
+
+impl LiveZone {
+    /// A primary zone from its zone file, nothing registered yet.
+    pub fn from_file(file: &ZoneSnapshot) -> LiveZone {
+        let mut zone = LiveZone::empty(file.header().clone(), Role::Primary);
+        zone.file_serial = file.serial();
+        let records = file.records();
+        for agent in records.agents {
+            zone.agents.insert(
+                agent.name.clone(),
+                LiveAgent {
+                    agent,
+                    from_file: true,
+                    live: BTreeSet::new(),
+                },
+            );
+        }
+        for alias in records.aliases {
+            zone.aliases.insert(alias.name.clone(), alias);
+        }
+        for delegation in records.delegations {
+            zone.delegations.insert(delegation.zone.clone(), delegation);
+        }
+        zone
+    }
+
+    pub fn empty(header: ZoneHeader, role: Role) -> LiveZone {
+        LiveZone {
+            header,
+            file_serial: 0,
+            role,
+            agents: BTreeMap::new(),
+            aliases: BTreeMap::new(),
+            delegations: BTreeMap::new(),
+            leases: HashMap::new(),
+            expiries: BTreeSet::new(),
+        }
+    }
+
+    pub fn origin(&self) -> &Name {
+        &self.header.origin
+    }
+
+    pub fn insert(&mut self, record: LiveRecord) {
+        match record {
+            LiveRecord::Agent(agent) => {
+                self.agents.insert(agent.agent.name.clone(), agent);
+            }
+            LiveRecord::Alias(alias) => {
+                self.aliases.insert(alias.name.clone(), alias);
+            }
+            LiveRecord::Delegation(delegation) => {
+                self.delegations.insert(delegation.zone.clone(), delegation);
+            }
+        }
+    }
+
+    fn remove(&mut self, kind: pb::RecordKind, name: &Name) {
+        match kind {
+            pb::RecordKind::Agent => {
+                self.agents.remove(name);
+            }
+            pb::RecordKind::Alias => {
+                self.aliases.remove(name);
+            }
+            pb::RecordKind::Delegation => {
+                self.delegations.remove(name);
+            }
+            pb::RecordKind::Unspecified => {}
+        }
+    }
+
+    pub fn set_lease(&mut self, agent: &Name, url: &str, lease: Lease) {
+        let key = (agent.clone(), url.to_string());
+        if let Some(old) = self.leases.insert(key, lease) {
+            self.expiries
+                .remove(&(old.expires_unix_ms, agent.clone(), url.to_string()));
+        }
+        self.expiries
+            .insert((lease.expires_unix_ms, agent.clone(), url.to_string()));
+    }
+
+    fn drop_lease(&mut self, agent: &Name, url: &str, edit: &mut Edit) {
+        if let Some(old) = self.leases.remove(&(agent.clone(), url.to_string())) {
+            self.expiries
+                .remove(&(old.expires_unix_ms, agent.clone(), url.to_string()));
+            edit.lease_deletes
+                .push((agent.to_string(), url.to_string()));
+        }
+    }
+
+    pub fn lease(&self, agent: &Name, url: &str) -> Option<Lease> {
+        self.leases.get(&(agent.clone(), url.to_string())).copied()
+    }
+
+    /// Every record, agents first, in name order.
+    pub fn records(&self) -> impl Iterator<Item = LiveRecord> + '_ {
+        self.agents
+            .values()
+            .cloned()
+            .map(LiveRecord::Agent)
+            .chain(self.aliases.values().cloned().map(LiveRecord::Alias))
+            .chain(
+                self.delegations
+                    .values()
+                    .cloned()
+                    .map(LiveRecord::Delegation),
+            )
+    }
+
+    pub fn agent(&self, name: &Name) -> Option<&LiveAgent> {
+        self.agents.get(name)
+    }
+
+    /// The immutable snapshot readers use.
+    pub fn snapshot(&self) -> Result<ZoneSnapshot, Vec<StructureError>> {
+        ZoneSnapshot::build(
+            self.header.clone(),
+            ZoneRecords {
+                agents: self.agents.values().map(|a| Arc::clone(&a.agent)).collect(),
+                aliases: self.aliases.values().cloned().collect(),
+                delegations: self.delegations.values().cloned().collect(),
+            },
+        )
+    }
+
+    /// The earliest lease end, if any endpoint has a lease.
+    pub fn next_expiry(&self) -> Option<u64> {
+        self.expiries.first().map(|(at, _, _)| *at)
+    }
+
+    /// Turns an edit into the next serial: the header moves on and the change is returned
+    /// for the log. An edit without record changes (a renewal) moves nothing.
+    pub fn seal(&mut self, edit: &Edit, at_least: Option<u32>) -> Option<pb::ZoneChange> {
+        if edit.changes.is_empty() && at_least.is_none() {
+            return None;
+        }
+        let from_serial = self.header.serial;
+        let mut serial = from_serial.wrapping_add(1);
+        if let Some(floor) = at_least
+            && serial_newer(floor, serial)
+        {
+            serial = floor;
+        }
+        self.header.serial = serial;
+        Some(pb::ZoneChange {
+            from_serial,
+            serial,
+            changes: edit.changes.clone(),
+            header: Some(convert::zone_header(&self.header)),
+        })
+    }
+
+    /// Where `name` may not hold a live agent: outside the zone, at or below a delegated
+    /// child, or where an alias is.
+    fn check_placement(&self, name: &Name) -> Result<(), UpdateError> {
+        if !name.is_at_or_below(self.origin()) {
+            return Err(UpdateError::OutsideZone {
+                name: name.clone(),
+                zone: self.origin().clone(),
+            });
+        }
+        if let Some(cut) = self
+            .delegations
+            .keys()
+            .find(|zone| name.is_at_or_below(zone))
+        {
+            return Err(UpdateError::Occluded {
+                name: name.clone(),
+                delegation: cut.clone(),
+            });
+        }
+        if self.aliases.contains_key(name) {
+            return Err(UpdateError::NameTaken {
+                name: name.clone(),
+                kind: "an alias",
+            });
+        }
+        Ok(())
+    }
+
+    /// Adds or renews one endpoint of an agent, creating the agent with its first one.
+    pub fn register(
+        &mut self,
+        registration: Registration,
+        now_ms: u64,
+    ) -> Result<(Registered, Edit), UpdateError> {
+        let Registration {
+            name,
+            endpoint,
+            lease_secs,
+            fields,
+        } = registration;
+        self.check_placement(&name)?;
+        let mut edit = Edit::default();
+        let lease = Lease {
+            expires_unix_ms: now_ms.saturating_add(u64::from(lease_secs) * 1000),
+            lease_secs,
+        };
+        let (next, changed) = match self.agents.get(&name) {
+            None => {
+                let agent = new_agent(name.clone(), endpoint.clone(), fields);
+                let mut live = BTreeSet::new();
+                live.insert(endpoint.url.clone());
+                (
+                    LiveAgent {
+                        agent: Arc::new(agent),
+                        from_file: false,
+                        live,
+                    },
+                    true,
+                )
+            }
+            Some(current) => {
+                let existing = current
+                    .agent
+                    .endpoints
+                    .iter()
+                    .find(|e| e.url == endpoint.url);
+                if existing.is_some() && !current.live.contains(&endpoint.url) {
+                    return Err(UpdateError::FromFile {
+                        name: name.clone(),
+                        url: Some(endpoint.url.clone()),
+                    });
+                }
+                let mut agent = Agent::clone(&current.agent);
+                if !current.from_file {
+                    apply_fields(&mut agent, fields);
+                }
+                match agent.endpoints.iter_mut().find(|e| e.url == endpoint.url) {
+                    Some(slot) => *slot = endpoint.clone(),
+                    None => {
+                        if agent.endpoints.len() >= ENDPOINTS_MAX {
+                            return Err(UpdateError::TooManyEndpoints { name: name.clone() });
+                        }
+                        agent.endpoints.push(endpoint.clone());
+                    }
+                }
+                let changed = !agents_equal(&agent, &current.agent);
+                let mut live = current.live.clone();
+                live.insert(endpoint.url.clone());
+                (
+                    LiveAgent {
+                        agent: if changed {
+                            Arc::new(agent)
+                        } else {
+                            Arc::clone(&current.agent)
+                        },
+                        from_file: current.from_file,
+                        live,
+                    },
+                    changed,
+                )
+            }
+        };
+        let agent = Arc::clone(&next.agent);
+        if changed {
+            let record = LiveRecord::Agent(next);
+            edit.put(&record);
+            self.insert(record);
+        }
+        self.set_lease(&name, &endpoint.url, lease);
+        edit.lease_puts.push(LeaseRow {
+            agent: name.to_string(),
+            url: endpoint.url.clone(),
+            expires_unix_ms: lease.expires_unix_ms,
+            lease_secs,
+        });
+        Ok((
+            Registered {
+                agent,
+                lease,
+                changed,
+            },
+            edit,
+        ))
+    }
+
+    /// Extends a live endpoint's lease.
+    pub fn renew(
+        &mut self,
+        name: &Name,
+        url: &str,
+        lease_secs: Option<u32>,
+        now_ms: u64,
+    ) -> Result<(Lease, Edit), UpdateError> {
+        let current = self
+            .lease(name, url)
+            .ok_or_else(|| self.missing(name, Some(url)))?;
+        let lease_secs = lease_secs.unwrap_or(current.lease_secs);
+        let lease = Lease {
+            expires_unix_ms: now_ms.saturating_add(u64::from(lease_secs) * 1000),
+            lease_secs,
+        };
+        self.set_lease(name, url, lease);
+        let edit = Edit {
+            lease_puts: vec![LeaseRow {
+                agent: name.to_string(),
+                url: url.to_string(),
+                expires_unix_ms: lease.expires_unix_ms,
+                lease_secs,
+            }],
+            ..Edit::default()
+        };
+        Ok((lease, edit))
+    }
+
+    fn missing(&self, name: &Name, url: Option<&str>) -> UpdateError {
+        match (self.agents.get(name), url) {
+            (None, _) => UpdateError::NoSuchAgent {
+                name: name.clone(),
+                zone: self.origin().clone(),
+            },
+            (Some(agent), Some(url)) if !agent.live.contains(url) && has_url(agent, url) => {
+                UpdateError::FromFile {
+                    name: name.clone(),
+                    url: Some(url.to_string()),
+                }
+            }
+            (Some(_), Some(url)) => UpdateError::NoSuchEndpoint {
+                name: name.clone(),
+                url: url.to_string(),
+            },
+            (Some(_), None) => UpdateError::NoSuchAgent {
+                name: name.clone(),
+                zone: self.origin().clone(),
+            },
+        }
+    }
+
+    /// Removes one live endpoint, or the whole (live) agent.
+    pub fn deregister(
+        &mut self,
+        name: &Name,
+        url: Option<&str>,
+    ) -> Result<(Deregistered, Edit), UpdateError> {
+        let Some(current) = self.agents.get(name).cloned() else {
+            return Err(self.missing(name, url));
+        };
+        let mut edit = Edit::default();
+        let urls: Vec<String> = match url {
+            Some(url) => {
+                if !current.live.contains(url) {
+                    return Err(self.missing(name, Some(url)));
+                }
+                vec![url.to_string()]
+            }
+            None => {
+                if current.from_file {
+                    return Err(UpdateError::FromFile {
+                        name: name.clone(),
+                        url: None,
+                    });
+                }
+                current.live.iter().cloned().collect()
+            }
+        };
+        let removed = self.remove_endpoints(&current, &urls, &mut edit);
+        Ok((removed, edit))
+    }
+
+    fn remove_endpoints(
+        &mut self,
+        current: &LiveAgent,
+        urls: &[String],
+        edit: &mut Edit,
+    ) -> Deregistered {
+        let name = current.agent.name.clone();
+        for url in urls {
+            self.drop_lease(&name, url, edit);
+        }
+        let mut agent = Agent::clone(&current.agent);
+        agent.endpoints.retain(|e| !urls.contains(&e.url));
+        let removed = (current.agent.endpoints.len() - agent.endpoints.len()) as u32;
+        if agent.endpoints.is_empty() {
+            self.agents.remove(&name);
+            edit.delete(pb::RecordKind::Agent, &name);
+            return Deregistered {
+                endpoints_removed: removed,
+                agent_removed: true,
+            };
+        }
+        let mut live = current.live.clone();
+        for url in urls {
+            live.remove(url);
+        }
+        let record = LiveRecord::Agent(LiveAgent {
+            agent: Arc::new(agent),
+            from_file: current.from_file,
+            live,
+        });
+        edit.put(&record);
+        self.insert(record);
+        Deregistered {
+            endpoints_removed: removed,
+            agent_removed: false,
+        }
+    }
+
+    /// Removes every endpoint whose lease ended at or before `now_ms`.
+    pub fn expire(&mut self, now_ms: u64) -> Edit {
+        let mut due: BTreeMap<Name, Vec<String>> = BTreeMap::new();
+        for (at, agent, url) in &self.expiries {
+            if *at > now_ms {
+                break;
+            }
+            due.entry(agent.clone()).or_default().push(url.clone());
+        }
+        let mut edit = Edit::default();
+        for (name, urls) in due {
+            match self.agents.get(&name).cloned() {
+                Some(current) => {
+                    let urls: Vec<String> = urls
+                        .into_iter()
+                        .filter(|url| current.live.contains(url))
+                        .collect();
+                    self.remove_endpoints(&current, &urls, &mut edit);
+                }
+                None => {
+                    for url in urls {
+                        self.drop_lease(&name, &url, &mut edit);
+                    }
+                }
+            }
+        }
+        edit
+    }
+
+    /// Loads a newer zone file: the file's records replace those that came from the last
+    /// file, live endpoints stay (on the file's agent of the same name, or on their own
+    /// agent). Returns `None` when the file is not newer than the one loaded.
+    pub fn reload(&mut self, file: &ZoneSnapshot) -> Result<Option<(Edit, u32)>, UpdateError> {
+        if !serial_newer(file.serial(), self.file_serial) {
+            return Ok(None);
+        }
+        let mut next = LiveZone::from_file(file);
+        next.header.serial = self.header.serial;
+        next.leases = self.leases.clone();
+        next.expiries = self.expiries.clone();
+        let mut edit = Edit::default();
+        // Live endpoints carry over.
+        for (name, current) in &self.agents {
+            if current.live.is_empty() {
+                continue;
+            }
+            let live_endpoints: Vec<Endpoint> = current
+                .agent
+                .endpoints
+                .iter()
+                .filter(|e| current.live.contains(&e.url))
+                .cloned()
+                .collect();
+            match next.agents.get_mut(name) {
+                Some(file_agent) => {
+                    let mut agent = Agent::clone(&file_agent.agent);
+                    let mut dropped = Vec::new();
+                    for endpoint in live_endpoints {
+                        // A URL the file now defines is the file's; past the endpoint
+                        // limit, live endpoints give way to the file's.
+                        if agent.endpoints.iter().any(|e| e.url == endpoint.url)
+                            || agent.endpoints.len() >= ENDPOINTS_MAX
+                        {
+                            dropped.push(endpoint.url);
+                            continue;
+                        }
+                        file_agent.live.insert(endpoint.url.clone());
+                        agent.endpoints.push(endpoint);
+                    }
+                    file_agent.agent = Arc::new(agent);
+                    for url in dropped {
+                        next.drop_lease(name, &url, &mut edit);
+                    }
+                }
+                None => {
+                    let mut agent = Agent::clone(&current.agent);
+                    agent.endpoints = live_endpoints;
+                    next.agents.insert(
+                        name.clone(),
+                        LiveAgent {
+                            agent: Arc::new(agent),
+                            from_file: false,
+                            live: current.live.clone(),
+                        },
+                    );
+                }
+            }
+        }
+        if let Err(errors) = next.snapshot() {
+            return Err(UpdateError::Reload {
+                zone: self.origin().clone(),
+                reason: errors
+                    .iter()
+                    .map(|e| e.error.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            });
+        }
+        // The difference, record by record.
+        let old: HashMap<(pb::RecordKind, Name), LiveRecord> = self
+            .records()
+            .map(|r| ((r.kind(), r.name().clone()), r))
+            .collect();
+        let mut seen = std::collections::HashSet::new();
+        for record in next.records() {
+            let key = (record.kind(), record.name().clone());
+            let same = old.get(&key).is_some_and(|o| records_equal(o, &record));
+            if !same {
+                edit.put(&record);
+            }
+            seen.insert(key);
+        }
+        for (kind, name) in old.keys() {
+            if !seen.contains(&(*kind, name.clone())) {
+                edit.delete(*kind, name);
+            }
+        }
+        let file_serial = file.serial();
+        *self = next;
+        self.file_serial = file_serial;
+        // Even with the same records, the serial moves on to at least the file's.
+        Ok(Some((edit, file_serial)))
+    }
+
+    /// Applies one change from the primary (a secondary's incremental transfer).
+    pub fn apply_change(&mut self, change: &pb::ZoneChange) -> Result<Edit, PeerDataError> {
+        let mut edit = Edit::default();
+        for item in &change.changes {
+            match &item.change {
+                Some(pb::record_change::Change::Put(record)) => {
+                    let record = convert::live_record(record.clone())?;
+                    edit.names.push(record.name().clone());
+                    self.insert(record);
+                }
+                Some(pb::record_change::Change::Delete(key)) => {
+                    let name = Name::parse(&key.name).map_err(|source| PeerDataError::Name {
+                        field: "deleted record name",
+                        source,
+                    })?;
+                    let kind =
+                        pb::RecordKind::try_from(key.kind).map_err(|_| PeerDataError::Missing {
+                            field: "record kind",
+                        })?;
+                    edit.names.push(name.clone());
+                    self.remove(kind, &name);
+                }
+                None => return Err(PeerDataError::Missing { field: "change" }),
+            }
+            edit.changes.push(item.clone());
+        }
+        if let Some(header) = &change.header {
+            self.header = convert::zone_header_from(header.clone())?;
+        }
+        self.header.serial = change.serial;
+        Ok(edit)
+    }
+
+    /// A zone from a full transfer (`aop zone dump` reads one).
+    pub fn from_transfer(data: super::TransferData) -> Result<LiveZone, PeerDataError> {
+        let super::TransferData::Full { header, records } = data else {
+            return Err(PeerDataError::Missing {
+                field: "a full transfer",
+            });
+        };
+        let mut zone = LiveZone::empty(convert::zone_header_from(header)?, Role::Primary);
+        for record in records {
+            zone.insert(convert::live_record(record)?);
+        }
+        Ok(zone)
+    }
+
+    /// The store rows for the whole zone (a seed, or a secondary's full transfer).
+    pub fn full_write(&self) -> ZoneWrite {
+        let mut write = ZoneWrite::new(self.origin().to_string());
+        write.clear = true;
+        write.header = Some(convert::zone_header(&self.header));
+        write.file_serial = Some(self.file_serial);
+        if let Role::Secondary { primary } = &self.role {
+            write.primary_url = Some(primary.clone());
+        }
+        write.puts = self
+            .records()
+            .map(|r| {
+                (
+                    record_key(r.kind(), r.name().as_str()),
+                    convert::zone_record(&r),
+                )
+            })
+            .collect();
+        write.lease_puts = self
+            .leases
+            .iter()
+            .map(|((agent, url), lease)| LeaseRow {
+                agent: agent.to_string(),
+                url: url.clone(),
+                expires_unix_ms: lease.expires_unix_ms,
+                lease_secs: lease.lease_secs,
+            })
+            .collect();
+        write
+    }
+}
+
+/// The store rows of an edit and its change-log entry.
+pub fn edit_write(zone: &LiveZone, edit: &Edit, change: Option<pb::ZoneChange>) -> ZoneWrite {
+    let mut write = ZoneWrite::new(zone.origin().to_string());
+    for item in &edit.changes {
+        match &item.change {
+            Some(pb::record_change::Change::Put(record)) => {
+                let (kind, name) = convert::zone_record_key(record);
+                write.puts.push((record_key(kind, &name), record.clone()));
+            }
+            Some(pb::record_change::Change::Delete(key)) => {
+                let kind =
+                    pb::RecordKind::try_from(key.kind).unwrap_or(pb::RecordKind::Unspecified);
+                write.deletes.push(record_key(kind, &key.name));
+            }
+            None => {}
+        }
+    }
+    if change.is_some() {
+        write.header = Some(convert::zone_header(&zone.header));
+    }
+    write.changes.extend(change);
+    write.lease_puts.extend(edit.lease_puts.iter().cloned());
+    write
+        .lease_deletes
+        .extend(edit.lease_deletes.iter().cloned());
+    write
+}
+
+fn has_url(agent: &LiveAgent, url: &str) -> bool {
+    agent.agent.endpoints.iter().any(|e| e.url == url)
+}
+
+fn new_agent(name: Name, endpoint: Endpoint, fields: AgentUpdate) -> Agent {
+    let mut agent = Agent {
+        name,
+        description: String::new(),
+        tags: Vec::new(),
+        capabilities: Vec::new(),
+        version: String::new(),
+        ttl: None,
+        timeout_ms: DEFAULT_TIMEOUT_MS,
+        max_retries: DEFAULT_MAX_RETRIES,
+        endpoints: vec![endpoint],
+        input_schema: record::default_input_schema(),
+        output_schema: None,
+        metadata: None,
+    };
+    apply_fields(&mut agent, fields);
+    agent
+}
+
+fn apply_fields(agent: &mut Agent, fields: AgentUpdate) {
+    let AgentUpdate {
+        description,
+        tags,
+        capabilities,
+        version,
+        ttl,
+        timeout_ms,
+        max_retries,
+        input_schema,
+        output_schema,
+        metadata,
+    } = fields;
+    if let Some(v) = description {
+        agent.description = v;
+    }
+    if let Some(v) = tags {
+        agent.tags = v;
+    }
+    if let Some(v) = capabilities {
+        agent.capabilities = v;
+    }
+    if let Some(v) = version {
+        agent.version = v;
+    }
+    if let Some(v) = ttl {
+        agent.ttl = (v > 0).then_some(v);
+    }
+    if let Some(v) = timeout_ms {
+        agent.timeout_ms = v;
+    }
+    if let Some(v) = max_retries {
+        agent.max_retries = v;
+    }
+    if let Some(v) = input_schema {
+        agent.input_schema = v;
+    }
+    if let Some(v) = output_schema {
+        agent.output_schema = Some(v);
+    }
+    if let Some(v) = metadata {
+        agent.metadata = Some(v);
+    }
+}
+
+/// Same published data (the wire form is the comparison: it holds every field).
+fn agents_equal(a: &Agent, b: &Agent) -> bool {
+    pb::Agent::from(a) == pb::Agent::from(b)
+}
+
+fn records_equal(a: &LiveRecord, b: &LiveRecord) -> bool {
+    convert::zone_record(a) == convert::zone_record(b)
+}

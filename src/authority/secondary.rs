@@ -1,0 +1,150 @@
+//! A secondary zone's follower: it asks the primary for the changes since its serial
+//! (IXFR's role; a full transfer when the primary's log no longer reaches back, AXFR's),
+//! when a NOTIFY comes, every `refresh` seconds after a success and every `retry` seconds
+//! after a failure; past `expire` seconds without the primary it withdraws the zone, as a
+//! DNS secondary stops answering. The writer applies what it brings.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::grpc::client::error_chain;
+use crate::grpc::pb;
+use crate::name::Name;
+
+use super::{Applied, Authority, TransferData};
+
+/// How long one transfer may take.
+const TRANSFER_TIMEOUT: Duration = Duration::from_secs(30);
+/// The largest transfer chunk a secondary accepts.
+pub const CHUNK_MAX_BYTES: usize = 16 * 1024 * 1024;
+
+/// Runs until shutdown.
+pub async fn follow(
+    authority: Authority,
+    zone: Name,
+    primary: String,
+    mut last_ok: Option<u64>,
+    mut kicked: mpsc::Receiver<()>,
+    shutdown: CancellationToken,
+) {
+    let mut want_full = false;
+    loop {
+        let Some(status) = authority.status(&zone) else {
+            return;
+        };
+        // A zone never transferred has nothing to ask changes against.
+        let since = (status.served && !want_full).then_some(status.serial);
+        // Err((the primary's data was unusable, why)).
+        let outcome = match fetch(&authority, &zone, &primary, since).await {
+            Ok(data) => authority
+                .apply_transfer(zone.clone(), data)
+                .await
+                .map_err(|error| (true, error.to_string())),
+            Err(reason) => Err((false, reason)),
+        };
+        // The timers of the zone as it is now (a transfer may have changed them).
+        let Some(status) = authority.status(&zone) else {
+            return;
+        };
+        let mut wait = match outcome {
+            Ok(Applied::Serial(serial)) => {
+                want_full = false;
+                last_ok = Some(authority.clock().unix_ms());
+                tracing::debug!(%zone, serial, "secondary up to date");
+                secs(status.refresh)
+            }
+            Ok(Applied::NeedFull) => {
+                want_full = true;
+                Duration::ZERO
+            }
+            Err((unusable, error)) => {
+                tracing::warn!(%zone, %primary, %error, "transfer failed");
+                // Changes that do not apply: start over from a full transfer.
+                want_full |= unusable;
+                secs(status.retry)
+            }
+        };
+        if let Some(at) = last_ok {
+            let expire_ms = u64::from(status.expire) * 1000;
+            let silent = authority.clock().unix_ms().saturating_sub(at);
+            if silent > expire_ms {
+                if status.served {
+                    authority.withdraw(zone.clone()).await;
+                }
+            } else {
+                // Wake in time to withdraw when the primary stays silent.
+                wait = wait.min(Duration::from_millis(expire_ms - silent + 1));
+            }
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = kicked.recv() => {}
+            () = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+fn secs(value: u32) -> Duration {
+    Duration::from_secs(u64::from(value.max(1)))
+}
+
+/// One transfer from the primary.
+pub async fn fetch(
+    authority: &Authority,
+    zone: &Name,
+    primary: &str,
+    since: Option<u32>,
+) -> Result<TransferData, String> {
+    let request = pb::TransferRequest {
+        zone: zone.to_string(),
+        since_serial: since,
+        notify_url: authority.own_url().to_string(),
+    };
+    tokio::time::timeout(TRANSFER_TIMEOUT, transfer(primary, request))
+        .await
+        .map_err(|_| format!("no complete transfer within {TRANSFER_TIMEOUT:?}"))?
+}
+
+/// Reads a Transfer stream into what it carries.
+pub async fn transfer(url: &str, request: pb::TransferRequest) -> Result<TransferData, String> {
+    let since = request.since_serial;
+    let mut client = crate::grpc::connect(url)
+        .await
+        .map_err(|e| e.to_string())?
+        .max_decoding_message_size(CHUNK_MAX_BYTES);
+    let mut stream = client
+        .transfer(request)
+        .await
+        .map_err(|status| format!("{:?}: {}", status.code(), status.message()))?
+        .into_inner();
+    let mut header = None;
+    let mut full = false;
+    let mut records = Vec::new();
+    let mut changes = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|status| error_chain(&status))?;
+        if header.is_none() {
+            full = chunk.full;
+            header = chunk.header;
+            if header.is_none() {
+                return Err("the first transfer chunk has no zone header".into());
+            }
+        }
+        records.extend(chunk.records);
+        changes.extend(chunk.changes);
+    }
+    let header = header.ok_or("the transfer was empty")?;
+    if full {
+        return Ok(TransferData::Full { header, records });
+    }
+    if changes.is_empty() {
+        return match since {
+            Some(serial) if serial == header.serial => Ok(TransferData::UpToDate),
+            _ => Err("an incremental transfer without changes to a different serial".into()),
+        };
+    }
+    Ok(TransferData::Changes(changes))
+}

@@ -1,0 +1,230 @@
+//! Update requests (Register, Renew, Deregister): decoding into checked domain values, and
+//! the canonical byte string each one is signed over.
+//!
+//! The signature covers the request's fields as sent, never protobuf bytes (which are not
+//! canonical: field order and default values may be encoded in several ways). The same
+//! function builds the string on the client that signs and on the node that verifies, so
+//! the two cannot drift apart.
+
+use crate::authority::live::{AgentUpdate, DEFAULT_LEASE_SECS, LEASE_MAX_SECS, Registration};
+use crate::grpc::convert::{RequestError, request_name};
+use crate::grpc::pb;
+use crate::keys::{SignedFields, UpdateKey};
+use crate::name::Name;
+use crate::record::{self, Endpoint, limits};
+
+pub const OP_REGISTER: &str = "register";
+pub const OP_RENEW: &str = "renew";
+pub const OP_DEREGISTER: &str = "deregister";
+
+/// The signed fields of a Register request.
+pub fn register_fields(request: &pb::RegisterRequest) -> SignedFields {
+    let mut fields = SignedFields::new(OP_REGISTER);
+    fields.put("zone", &request.zone).put("name", &request.name);
+    if let Some(endpoint) = &request.endpoint {
+        fields
+            .put("url", &endpoint.url)
+            .put("tool", &endpoint.tool)
+            .put_u64("priority", u64::from(endpoint.priority))
+            .put_u64("weight", u64::from(endpoint.weight));
+    }
+    fields.put_u64("lease_seconds", u64::from(request.lease_seconds));
+    if let Some(agent) = &request.fields {
+        if let Some(v) = &agent.description {
+            fields.put("description", v);
+        }
+        if let Some(v) = &agent.tags {
+            fields.put_list("tags", &v.items);
+        }
+        if let Some(v) = &agent.capabilities {
+            fields.put_list("capabilities", &v.items);
+        }
+        if let Some(v) = &agent.version {
+            fields.put("version", v);
+        }
+        if let Some(v) = agent.ttl {
+            fields.put_u64("ttl", u64::from(v));
+        }
+        if let Some(v) = agent.timeout_ms {
+            fields.put_u64("timeout_ms", u64::from(v));
+        }
+        if let Some(v) = agent.max_retries {
+            fields.put_u64("max_retries", u64::from(v));
+        }
+        if let Some(v) = &agent.input_schema_json {
+            fields.put("input_schema", v);
+        }
+        if let Some(v) = &agent.output_schema_json {
+            fields.put("output_schema", v);
+        }
+        if let Some(v) = &agent.metadata_json {
+            fields.put("metadata", v);
+        }
+    }
+    fields
+}
+
+pub fn renew_fields(request: &pb::RenewRequest) -> SignedFields {
+    let mut fields = SignedFields::new(OP_RENEW);
+    fields
+        .put("zone", &request.zone)
+        .put("name", &request.name)
+        .put("url", &request.url)
+        .put_u64("lease_seconds", u64::from(request.lease_seconds));
+    fields
+}
+
+pub fn deregister_fields(request: &pb::DeregisterRequest) -> SignedFields {
+    let mut fields = SignedFields::new(OP_DEREGISTER);
+    fields
+        .put("zone", &request.zone)
+        .put("name", &request.name)
+        .put("url", &request.url);
+    fields
+}
+
+fn json(field: &'static str, text: &str) -> Result<serde_json::Value, RequestError> {
+    serde_json::from_str(text).map_err(|error| RequestError::Json {
+        field,
+        reason: error.to_string(),
+    })
+}
+
+fn lease(seconds: u32) -> Result<u32, RequestError> {
+    match seconds {
+        0 => Ok(DEFAULT_LEASE_SECS),
+        n if n > LEASE_MAX_SECS => Err(RequestError::LeaseTooLong { value: n }),
+        n => Ok(n),
+    }
+}
+
+fn agent_name(text: &str) -> Result<Name, RequestError> {
+    Name::parse_agent(text).map_err(|source| RequestError::Name {
+        field: "name",
+        source,
+    })
+}
+
+/// A Register request, checked: the zone and the registration.
+pub fn registration(request: &pb::RegisterRequest) -> Result<(Name, Registration), RequestError> {
+    let zone = request_name("zone", &request.zone)?;
+    let name = agent_name(&request.name)?;
+    let endpoint = request
+        .endpoint
+        .as_ref()
+        .ok_or(RequestError::Missing { field: "endpoint" })?;
+    let tool = if endpoint.tool.is_empty() {
+        record::Agent::default_tool(&name).to_string()
+    } else {
+        endpoint.tool.clone()
+    };
+    let priority = if endpoint.priority == 0 {
+        i64::from(record::DEFAULT_PRIORITY)
+    } else {
+        i64::from(endpoint.priority)
+    };
+    let endpoint = Endpoint::new(&endpoint.url, &tool, priority, i64::from(endpoint.weight))?;
+    let mut update = AgentUpdate::default();
+    if let Some(fields) = &request.fields {
+        if let Some(v) = &fields.description {
+            record::check_description(v)?;
+            update.description = Some(v.clone());
+        }
+        if let Some(v) = &fields.tags {
+            record::check_labels("tags", &v.items)?;
+            update.tags = Some(v.items.clone());
+        }
+        if let Some(v) = &fields.capabilities {
+            record::check_labels("capabilities", &v.items)?;
+            update.capabilities = Some(v.items.clone());
+        }
+        if let Some(v) = &fields.version {
+            record::check_version(v)?;
+            update.version = Some(v.clone());
+        }
+        if let Some(v) = fields.ttl {
+            update.ttl = Some(record::check_ttl("ttl", i64::from(v))?);
+        }
+        if let Some(v) = fields.timeout_ms {
+            record::check_range(
+                "timeout_ms",
+                i64::from(v),
+                1,
+                i64::from(limits::TIMEOUT_MS_MAX),
+            )?;
+            update.timeout_ms = Some(v);
+        }
+        if let Some(v) = fields.max_retries {
+            record::check_range(
+                "max_retries",
+                i64::from(v),
+                0,
+                i64::from(limits::MAX_RETRIES_MAX),
+            )?;
+            update.max_retries = Some(v);
+        }
+        if let Some(v) = &fields.input_schema_json {
+            update.input_schema = Some(record::check_schema(
+                "input_schema",
+                json("input_schema", v)?,
+            )?);
+        }
+        if let Some(v) = &fields.output_schema_json {
+            update.output_schema = Some(record::check_schema(
+                "output_schema",
+                json("output_schema", v)?,
+            )?);
+        }
+        if let Some(v) = &fields.metadata_json {
+            update.metadata = Some(record::check_metadata(json("metadata", v)?)?);
+        }
+    }
+    Ok((
+        zone,
+        Registration {
+            name,
+            endpoint,
+            lease_secs: lease(request.lease_seconds)?,
+            fields: update,
+        },
+    ))
+}
+
+/// A Renew request, checked: zone, agent, URL and the lease asked for (`None`: keep it).
+pub fn renewal(
+    request: &pb::RenewRequest,
+) -> Result<(Name, Name, String, Option<u32>), RequestError> {
+    let zone = request_name("zone", &request.zone)?;
+    let name = agent_name(&request.name)?;
+    record::check_http_url("url", &request.url)?;
+    let lease_secs = match request.lease_seconds {
+        0 => None,
+        n => Some(lease(n)?),
+    };
+    Ok((zone, name, request.url.clone(), lease_secs))
+}
+
+/// A Deregister request, checked: zone, agent, and the endpoint URL if one.
+pub fn deregistration(
+    request: &pb::DeregisterRequest,
+) -> Result<(Name, Name, Option<String>), RequestError> {
+    let zone = request_name("zone", &request.zone)?;
+    let name = agent_name(&request.name)?;
+    let url = if request.url.is_empty() {
+        None
+    } else {
+        record::check_http_url("url", &request.url)?;
+        Some(request.url.clone())
+    };
+    Ok((zone, name, url))
+}
+
+/// A request signed with `key` over `fields` (unsigned without a key: the node refuses it,
+/// naming what is missing).
+pub fn signed<T>(body: T, fields: &SignedFields, key: Option<&UpdateKey>) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(body);
+    if let Some(key) = key {
+        key.sign_now(fields).write_metadata(request.metadata_mut());
+    }
+    request
+}

@@ -1,0 +1,485 @@
+//! The durable zone store: one redb file per node (`<data-dir>/aop.redb`), or the same
+//! tables in memory when a node runs without a data directory.
+//!
+//! Why redb: an embedded, pure-Rust, ACID key-value store with copy-on-write B-trees, MVCC
+//! readers that never block the writer, checksummed pages and crash recovery; no server, no C
+//! toolchain. A write transaction committed with `Durability::Immediate` is on disk (fsync)
+//! when `commit` returns, and the zone authority acknowledges an update only after that, with
+//! many updates sharing one commit (group commit), so fsync cost is paid per batch.
+//!
+//! What is kept, per zone:
+//! - `zones`: the zone's header, the serial of the zone file last loaded, a secondary's
+//!   primary, and the bounds of its change log (`pb::StoredZone`);
+//! - `records`: every agent, alias and delegation (`pb::ZoneRecord`, keyed by kind and name);
+//! - `changes`: the change log, one `pb::ZoneChange` per serial step, by sequence number,
+//!   with an index from the serial a change starts at, so a transfer finds "changes since S"
+//!   without a scan; the oldest entries are trimmed past [`CHANGE_LOG_MAX`];
+//! - `leases`: when each live endpoint expires (a renewal writes only here: it changes no
+//!   serial, but must survive a crash like any acknowledged update).
+//!
+//! Values are protobuf, the same encoding as the wire, and every value read back goes
+//! through the wire's record checks, so a damaged value is an error, never a silent loss.
+//! Opening checks every page's checksum (`set_check_integrity_on_open`), and every error
+//! names the file.
+
+use std::path::{Path, PathBuf};
+
+use prost::Message;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+
+use crate::grpc::pb;
+
+/// How many changes a zone's log keeps; older serials get a full transfer.
+pub const CHANGE_LOG_MAX: u64 = 10_000;
+
+/// The file inside a data directory.
+pub const STORE_FILE: &str = "aop.redb";
+
+const ZONES: TableDefinition<&str, &[u8]> = TableDefinition::new("zones");
+const RECORDS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("records");
+const CHANGES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("changes");
+const CHANGE_INDEX: TableDefinition<(&str, u32), u64> = TableDefinition::new("change_index");
+/// (zone, agent, url) -> (expires at, Unix ms; lease seconds).
+const LEASES: TableDefinition<(&str, &str, &str), (u64, u32)> = TableDefinition::new("leases");
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    #[error("cannot create data directory {}: {source}", path.display())]
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "store {} cannot be opened: {reason}; the file is damaged or not an aop store. Restore it from a backup, or move it aside to start empty (registrations in it would be lost)",
+        path.display()
+    )]
+    Corrupt { path: PathBuf, reason: String },
+    #[error("store {} is in use by another process (is another node running on this data directory?)", path.display())]
+    InUse { path: PathBuf },
+    #[error("store {}: {reason}", path.display())]
+    Io { path: PathBuf, reason: String },
+    #[error("store {}: damaged {what} for zone {zone}: {reason}", path.display())]
+    BadValue {
+        path: PathBuf,
+        zone: String,
+        what: &'static str,
+        reason: String,
+    },
+}
+
+/// A lease row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseRow {
+    pub agent: String,
+    pub url: String,
+    pub expires_unix_ms: u64,
+    pub lease_secs: u32,
+}
+
+/// A zone as read back at start.
+#[derive(Debug, Clone)]
+pub struct StoredZoneData {
+    pub meta: pb::StoredZone,
+    pub records: Vec<pb::ZoneRecord>,
+    pub leases: Vec<LeaseRow>,
+}
+
+/// What one zone's part of a commit changes.
+#[derive(Debug, Clone, Default)]
+pub struct ZoneWrite {
+    pub origin: String,
+    /// Replace everything held for the zone (a full transfer).
+    pub clear: bool,
+    pub header: Option<pb::ZoneHeader>,
+    pub file_serial: Option<u32>,
+    pub primary_url: Option<String>,
+    pub refreshed_unix_ms: Option<u64>,
+    /// Records by key ([`record_key`]).
+    pub puts: Vec<(String, pb::ZoneRecord)>,
+    pub deletes: Vec<String>,
+    /// Appended to the change log in order.
+    pub changes: Vec<pb::ZoneChange>,
+    pub lease_puts: Vec<LeaseRow>,
+    /// (agent, url)
+    pub lease_deletes: Vec<(String, String)>,
+}
+
+impl ZoneWrite {
+    pub fn new(origin: impl Into<String>) -> ZoneWrite {
+        ZoneWrite {
+            origin: origin.into(),
+            ..ZoneWrite::default()
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        !self.clear
+            && self.header.is_none()
+            && self.file_serial.is_none()
+            && self.primary_url.is_none()
+            && self.refreshed_unix_ms.is_none()
+            && self.puts.is_empty()
+            && self.deletes.is_empty()
+            && self.changes.is_empty()
+            && self.lease_puts.is_empty()
+            && self.lease_deletes.is_empty()
+    }
+}
+
+/// The store key of a record: its kind and name (`agent/analyst.finance.acme`).
+pub fn record_key(kind: pb::RecordKind, name: &str) -> String {
+    let prefix = match kind {
+        pb::RecordKind::Agent => "agent",
+        pb::RecordKind::Alias => "alias",
+        pb::RecordKind::Delegation => "delegation",
+        pb::RecordKind::Unspecified => "unspecified",
+    };
+    format!("{prefix}/{name}")
+}
+
+/// The node's store.
+pub struct Store {
+    db: Database,
+    /// The file, or a description of the in-memory store, for messages.
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Store({})", self.path.display())
+    }
+}
+
+impl Store {
+    /// Opens (or creates) `<dir>/aop.redb`, checking every page.
+    pub fn open_dir(dir: &Path) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        Store::open_file(&dir.join(STORE_FILE))
+    }
+
+    pub fn open_file(path: &Path) -> Result<Store, StoreError> {
+        let path = path.to_path_buf();
+        let existed = std::fs::metadata(&path).is_ok_and(|m| m.len() > 0);
+        let mut builder = Database::builder();
+        builder.set_check_integrity_on_open(true);
+        let opened =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| builder.create(&path)));
+        let db = match opened {
+            Ok(Ok(db)) => db,
+            Ok(Err(redb::DatabaseError::DatabaseAlreadyOpen)) => {
+                return Err(StoreError::InUse { path });
+            }
+            Ok(Err(error)) if existed => {
+                return Err(StoreError::Corrupt {
+                    path,
+                    reason: error.to_string(),
+                });
+            }
+            Ok(Err(error)) => {
+                return Err(StoreError::Io {
+                    path,
+                    reason: error.to_string(),
+                });
+            }
+            Err(_) => {
+                return Err(StoreError::Corrupt {
+                    path,
+                    reason: "the storage engine failed while reading it".into(),
+                });
+            }
+        };
+        let store = Store { db, path };
+        store.create_tables()?;
+        Ok(store)
+    }
+
+    /// A store in memory: nothing survives the process (nodes without `--data-dir`).
+    pub fn in_memory() -> Result<Store, StoreError> {
+        let path = PathBuf::from("(in memory)");
+        let db = Database::builder()
+            .create_with_backend(redb::backends::InMemoryBackend::new())
+            .map_err(|error| StoreError::Io {
+                path: path.clone(),
+                reason: error.to_string(),
+            })?;
+        let store = Store { db, path };
+        store.create_tables()?;
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn io(&self, error: impl std::fmt::Display) -> StoreError {
+        StoreError::Io {
+            path: self.path.clone(),
+            reason: error.to_string(),
+        }
+    }
+
+    fn create_tables(&self) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(|e| self.io(e))?;
+        txn.open_table(ZONES).map_err(|e| self.io(e))?;
+        txn.open_table(RECORDS).map_err(|e| self.io(e))?;
+        txn.open_table(CHANGES).map_err(|e| self.io(e))?;
+        txn.open_table(CHANGE_INDEX).map_err(|e| self.io(e))?;
+        txn.open_table(LEASES).map_err(|e| self.io(e))?;
+        txn.commit().map_err(|e| self.io(e))
+    }
+
+    fn bad(&self, zone: &str, what: &'static str, reason: impl std::fmt::Display) -> StoreError {
+        StoreError::BadValue {
+            path: self.path.clone(),
+            zone: zone.to_string(),
+            what,
+            reason: reason.to_string(),
+        }
+    }
+
+    /// Every zone held, with its records and leases.
+    pub fn load(&self) -> Result<Vec<StoredZoneData>, StoreError> {
+        let txn = self.db.begin_read().map_err(|e| self.io(e))?;
+        let zones = txn.open_table(ZONES).map_err(|e| self.io(e))?;
+        let records = txn.open_table(RECORDS).map_err(|e| self.io(e))?;
+        let leases = txn.open_table(LEASES).map_err(|e| self.io(e))?;
+        let mut out = Vec::new();
+        for row in zones.iter().map_err(|e| self.io(e))? {
+            let (origin, value) = row.map_err(|e| self.io(e))?;
+            let origin = origin.value().to_string();
+            let meta = pb::StoredZone::decode(value.value())
+                .map_err(|e| self.bad(&origin, "zone header", e))?;
+            let mut zone_records = Vec::new();
+            for row in records
+                .range((origin.as_str(), "")..)
+                .map_err(|e| self.io(e))?
+            {
+                let (key, value) = row.map_err(|e| self.io(e))?;
+                if key.value().0 != origin {
+                    break;
+                }
+                let record = pb::ZoneRecord::decode(value.value())
+                    .map_err(|e| self.bad(&origin, "record", e))?;
+                zone_records.push(record);
+            }
+            let mut zone_leases = Vec::new();
+            for row in leases
+                .range((origin.as_str(), "", "")..)
+                .map_err(|e| self.io(e))?
+            {
+                let (key, value) = row.map_err(|e| self.io(e))?;
+                let (zone, agent, url) = key.value();
+                if zone != origin {
+                    break;
+                }
+                let (expires_unix_ms, lease_secs) = value.value();
+                zone_leases.push(LeaseRow {
+                    agent: agent.to_string(),
+                    url: url.to_string(),
+                    expires_unix_ms,
+                    lease_secs,
+                });
+            }
+            out.push(StoredZoneData {
+                meta,
+                records: zone_records,
+                leases: zone_leases,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The zone's header and every record, from one consistent snapshot (a full transfer).
+    pub fn snapshot(
+        &self,
+        origin: &str,
+    ) -> Result<Option<(pb::StoredZone, Vec<pb::ZoneRecord>)>, StoreError> {
+        let txn = self.db.begin_read().map_err(|e| self.io(e))?;
+        let zones = txn.open_table(ZONES).map_err(|e| self.io(e))?;
+        let Some(value) = zones.get(origin).map_err(|e| self.io(e))? else {
+            return Ok(None);
+        };
+        let meta = pb::StoredZone::decode(value.value())
+            .map_err(|e| self.bad(origin, "zone header", e))?;
+        let records = txn.open_table(RECORDS).map_err(|e| self.io(e))?;
+        let mut out = Vec::new();
+        for row in records.range((origin, "")..).map_err(|e| self.io(e))? {
+            let (key, value) = row.map_err(|e| self.io(e))?;
+            if key.value().0 != origin {
+                break;
+            }
+            out.push(
+                pb::ZoneRecord::decode(value.value()).map_err(|e| self.bad(origin, "record", e))?,
+            );
+        }
+        Ok(Some((meta, out)))
+    }
+
+    /// The changes that take the zone from `since` to its current serial, or `None` when
+    /// the log no longer reaches back to `since` (the asker needs a full transfer).
+    pub fn changes_since(
+        &self,
+        origin: &str,
+        since: u32,
+    ) -> Result<Option<Vec<pb::ZoneChange>>, StoreError> {
+        let txn = self.db.begin_read().map_err(|e| self.io(e))?;
+        let index = txn.open_table(CHANGE_INDEX).map_err(|e| self.io(e))?;
+        let Some(first) = index.get((origin, since)).map_err(|e| self.io(e))? else {
+            return Ok(None);
+        };
+        let first = first.value();
+        let changes = txn.open_table(CHANGES).map_err(|e| self.io(e))?;
+        let mut out = Vec::new();
+        for row in changes
+            .range((origin, first)..(origin, u64::MAX))
+            .map_err(|e| self.io(e))?
+        {
+            let (_, value) = row.map_err(|e| self.io(e))?;
+            out.push(
+                pb::ZoneChange::decode(value.value())
+                    .map_err(|e| self.bad(origin, "change log entry", e))?,
+            );
+        }
+        Ok(Some(out))
+    }
+
+    /// Commits every write in one transaction, durable (fsync) before it returns.
+    pub fn commit(&self, writes: &[ZoneWrite]) -> Result<(), StoreError> {
+        let mut txn = self.db.begin_write().map_err(|e| self.io(e))?;
+        txn.set_durability(redb::Durability::Immediate)
+            .map_err(|e| self.io(e))?;
+        {
+            let mut zones = txn.open_table(ZONES).map_err(|e| self.io(e))?;
+            let mut records = txn.open_table(RECORDS).map_err(|e| self.io(e))?;
+            let mut changes = txn.open_table(CHANGES).map_err(|e| self.io(e))?;
+            let mut index = txn.open_table(CHANGE_INDEX).map_err(|e| self.io(e))?;
+            let mut leases = txn.open_table(LEASES).map_err(|e| self.io(e))?;
+            for write in writes {
+                let origin = write.origin.as_str();
+                let mut meta = match zones.get(origin).map_err(|e| self.io(e))? {
+                    Some(value) => pb::StoredZone::decode(value.value())
+                        .map_err(|e| self.bad(origin, "zone header", e))?,
+                    None => pb::StoredZone::default(),
+                };
+                if write.clear {
+                    records
+                        .retain_in((origin, "")..=(origin, "\u{10ffff}"), |_, _| false)
+                        .map_err(|e| self.io(e))?;
+                    changes
+                        .retain_in((origin, 0)..=(origin, u64::MAX), |_, _| false)
+                        .map_err(|e| self.io(e))?;
+                    index
+                        .retain_in((origin, 0)..=(origin, u32::MAX), |_, _| false)
+                        .map_err(|e| self.io(e))?;
+                    leases
+                        .retain_in(
+                            (origin, "", "")..=(origin, "\u{10ffff}", "\u{10ffff}"),
+                            |_, _| false,
+                        )
+                        .map_err(|e| self.io(e))?;
+                    meta.first_seq = meta.next_seq;
+                }
+                if let Some(header) = &write.header {
+                    meta.header = Some(header.clone());
+                }
+                if let Some(serial) = write.file_serial {
+                    meta.file_serial = serial;
+                }
+                if let Some(url) = &write.primary_url {
+                    meta.primary_url.clone_from(url);
+                }
+                if let Some(at) = write.refreshed_unix_ms {
+                    meta.refreshed_unix_ms = at;
+                }
+                for key in &write.deletes {
+                    records
+                        .remove((origin, key.as_str()))
+                        .map_err(|e| self.io(e))?;
+                }
+                for (key, record) in &write.puts {
+                    records
+                        .insert((origin, key.as_str()), record.encode_to_vec().as_slice())
+                        .map_err(|e| self.io(e))?;
+                }
+                for change in &write.changes {
+                    let seq = meta.next_seq;
+                    changes
+                        .insert((origin, seq), change.encode_to_vec().as_slice())
+                        .map_err(|e| self.io(e))?;
+                    index
+                        .insert((origin, change.from_serial), seq)
+                        .map_err(|e| self.io(e))?;
+                    meta.next_seq += 1;
+                }
+                // Trim the log to its bound, oldest first.
+                while meta.next_seq - meta.first_seq > CHANGE_LOG_MAX {
+                    let seq = meta.first_seq;
+                    if let Some(old) = changes.remove((origin, seq)).map_err(|e| self.io(e))? {
+                        let old = pb::ZoneChange::decode(old.value())
+                            .map_err(|e| self.bad(origin, "change log entry", e))?;
+                        // Only if the index still points at this entry (serials wrap).
+                        let points_here = index
+                            .get((origin, old.from_serial))
+                            .map_err(|e| self.io(e))?
+                            .is_some_and(|v| v.value() == seq);
+                        if points_here {
+                            index
+                                .remove((origin, old.from_serial))
+                                .map_err(|e| self.io(e))?;
+                        }
+                    }
+                    meta.first_seq += 1;
+                }
+                for (agent, url) in &write.lease_deletes {
+                    leases
+                        .remove((origin, agent.as_str(), url.as_str()))
+                        .map_err(|e| self.io(e))?;
+                }
+                for lease in &write.lease_puts {
+                    leases
+                        .insert(
+                            (origin, lease.agent.as_str(), lease.url.as_str()),
+                            (lease.expires_unix_ms, lease.lease_secs),
+                        )
+                        .map_err(|e| self.io(e))?;
+                }
+                zones
+                    .insert(origin, meta.encode_to_vec().as_slice())
+                    .map_err(|e| self.io(e))?;
+            }
+        }
+        txn.commit().map_err(|e| self.io(e))
+    }
+
+    /// Forgets a zone entirely (a zone no longer configured on this node).
+    pub fn remove_zone(&self, origin: &str) -> Result<(), StoreError> {
+        let mut write = ZoneWrite::new(origin);
+        write.clear = true;
+        self.commit(&[write])?;
+        let txn = self.db.begin_write().map_err(|e| self.io(e))?;
+        {
+            let mut zones = txn.open_table(ZONES).map_err(|e| self.io(e))?;
+            zones.remove(origin).map_err(|e| self.io(e))?;
+        }
+        txn.commit().map_err(|e| self.io(e))
+    }
+
+    /// Number of change log entries held for a zone (tests and status).
+    pub fn change_log_len(&self, origin: &str) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read().map_err(|e| self.io(e))?;
+        let changes = txn.open_table(CHANGES).map_err(|e| self.io(e))?;
+        let mut count = 0;
+        for row in changes
+            .range((origin, 0)..=(origin, u64::MAX))
+            .map_err(|e| self.io(e))?
+        {
+            row.map_err(|e| self.io(e))?;
+            count += 1;
+        }
+        Ok(count)
+    }
+}
