@@ -319,6 +319,20 @@ impl Store {
         Ok(Some((meta, out)))
     }
 
+    /// The zone's header as stored.
+    pub fn header(&self, origin: &str) -> Result<Option<pb::ZoneHeader>, StoreError> {
+        let txn = self.db.begin_read().map_err(|e| self.io(e))?;
+        let zones = txn.open_table(ZONES).map_err(|e| self.io(e))?;
+        Ok(match zones.get(origin).map_err(|e| self.io(e))? {
+            Some(value) => {
+                pb::StoredZone::decode(value.value())
+                    .map_err(|e| self.bad(origin, "zone header", e))?
+                    .header
+            }
+            None => None,
+        })
+    }
+
     /// The changes that take the zone from `since` to its current serial, or `None` when
     /// the log no longer reaches back to `since` (the asker needs a full transfer).
     pub fn changes_since(
@@ -326,6 +340,10 @@ impl Store {
         origin: &str,
         since: u32,
     ) -> Result<Option<Vec<pb::ZoneChange>>, StoreError> {
+        if self.header(origin)?.map(|h| h.serial) == Some(since) {
+            // Up to date: no changes, and not a reason for a full transfer.
+            return Ok(Some(Vec::new()));
+        }
         let txn = self.db.begin_read().map_err(|e| self.io(e))?;
         let index = txn.open_table(CHANGE_INDEX).map_err(|e| self.io(e))?;
         let Some(first) = index.get((origin, since)).map_err(|e| self.io(e))? else {

@@ -30,6 +30,7 @@ use crate::record::ServerAddress;
 use crate::resolver::{ResolveOptions, Resolver, ResolverConfig};
 
 pub mod call;
+pub mod register;
 
 pub use call::{CallBench, CallReport, run_call};
 
@@ -46,6 +47,8 @@ pub enum BenchError {
     BadZipf(f64),
     #[error("invalid root URL: {0}")]
     BadRoot(String),
+    #[error("{url}: {reason}")]
+    Unreachable { url: String, reason: String },
 }
 
 /// How the names of the file are chosen.

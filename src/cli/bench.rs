@@ -20,6 +20,33 @@ pub enum BenchCommand {
         aop bench call --tool discover_agents --duration 10s --concurrency 8\n  \
         aop bench call --url http://127.0.0.1:7403/mcp --tool analyst --args '{\"task\":\"1 2 3\"}'")]
     Call(CallArgs),
+    /// Durable registrations per second at a zone's primary; with --secondary, how long each
+    /// change takes to reach a secondary.
+    #[command(after_help = "Example:\n  \
+        aop bench register --server http://127.0.0.1:7102 --zone finance.acme --key-file ci-bot.key \\\n      \
+        --count 20000 --concurrency 64 --secondary http://127.0.0.1:7103")]
+    Register(RegisterArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RegisterArgs {
+    /// gRPC URL of the zone's primary.
+    #[arg(long, default_value = super::DEFAULT_SERVER, value_name = "URL")]
+    server: String,
+    #[arg(long, value_name = "ZONE")]
+    zone: String,
+    /// The zone's update key file.
+    #[arg(long, value_name = "F")]
+    key_file: std::path::PathBuf,
+    /// Registrations in flight.
+    #[arg(long, default_value_t = 64, value_name = "C")]
+    concurrency: usize,
+    /// Registrations in all (each a new agent with a one-hour lease).
+    #[arg(long, default_value_t = 10_000, value_name = "N")]
+    count: u64,
+    /// gRPC URL of a secondary of the zone: time each change's arrival there.
+    #[arg(long, value_name = "URL")]
+    secondary: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -94,6 +121,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
     match command {
         BenchCommand::Resolve(args) => resolve(args).await,
         BenchCommand::Call(args) => call(args).await,
+        BenchCommand::Register(args) => register(args).await,
     }
 }
 
@@ -204,4 +232,56 @@ fn print_report(what: &str, server: &str, report: &BenchReport) {
     for sample in &report.error_samples {
         println!("error        {sample}");
     }
+}
+
+async fn register(args: RegisterArgs) -> anyhow::Result<ExitCode> {
+    use aop::bench::register::{RegisterBench, run_register};
+    let key = aop::keys::UpdateKey::load_file(&args.key_file)?;
+    let run_id = format!("{:x}", aop::clock::system_unix_ms());
+    let report = run_register(RegisterBench {
+        server: args.server.clone(),
+        zone: args.zone.clone(),
+        key,
+        concurrency: args.concurrency,
+        count: args.count,
+        secondary: args.secondary.clone(),
+        run_id,
+    })
+    .await?;
+    let ms = |us: u64| us as f64 / 1000.0;
+    println!(
+        "registrations  {} acknowledged, {} errors in {:.2} s: {:.0}/s ({} in flight)",
+        report.acknowledged,
+        report.errors,
+        report.elapsed.as_secs_f64(),
+        report.per_second(),
+        args.concurrency
+    );
+    let l = &report.latency;
+    println!(
+        "ack latency    p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  p999 {:.2} ms  max {:.2} ms",
+        ms(l.p50),
+        ms(l.p90),
+        ms(l.p99),
+        ms(l.p999),
+        ms(l.max)
+    );
+    if let Some(c) = &report.convergence {
+        println!(
+            "secondary      {} changes timed: p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
+            report.converged,
+            ms(c.p50),
+            ms(c.p90),
+            ms(c.p99),
+            ms(c.max)
+        );
+    }
+    if let Some(error) = &report.first_error {
+        println!("first error    {error}");
+    }
+    Ok(if report.errors == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

@@ -420,12 +420,19 @@ impl RegistryService {
         self.authority.count_transfer(read.0.is_none());
         match read {
             (Some(changes), _) => {
-                let header = changes.last().and_then(|c| c.header.clone()).or_else(|| {
-                    self.catalog
-                        .zone(&zone)
-                        .ok()
-                        .map(|z| convert::zone_header(z.header()))
-                });
+                let header = match changes.last() {
+                    Some(change) => change.header.clone(),
+                    // Up to date: the header as stored, at the serial asked about.
+                    None => {
+                        let store = Arc::clone(self.authority.store());
+                        let origin = zone.to_string();
+                        tokio::task::spawn_blocking(move || store.header(&origin))
+                            .await
+                            .ok()
+                            .and_then(Result::ok)
+                            .flatten()
+                    }
+                };
                 let mut chunk = pb::TransferChunk {
                     header,
                     full: false,
