@@ -472,32 +472,4 @@ impl Store {
         }
         txn.commit().map_err(|e| self.io(e))
     }
-
-    /// Forgets a zone entirely (a zone no longer configured on this node).
-    pub fn remove_zone(&self, origin: &str) -> Result<(), StoreError> {
-        let mut write = ZoneWrite::new(origin);
-        write.clear = true;
-        self.commit(&[write])?;
-        let txn = self.db.begin_write().map_err(|e| self.io(e))?;
-        {
-            let mut zones = txn.open_table(ZONES).map_err(|e| self.io(e))?;
-            zones.remove(origin).map_err(|e| self.io(e))?;
-        }
-        txn.commit().map_err(|e| self.io(e))
-    }
-
-    /// Number of change log entries held for a zone (tests and status).
-    pub fn change_log_len(&self, origin: &str) -> Result<u64, StoreError> {
-        let txn = self.db.begin_read().map_err(|e| self.io(e))?;
-        let changes = txn.open_table(CHANGES).map_err(|e| self.io(e))?;
-        let mut count = 0;
-        for row in changes
-            .range((origin, 0)..=(origin, u64::MAX))
-            .map_err(|e| self.io(e))?
-        {
-            row.map_err(|e| self.io(e))?;
-            count += 1;
-        }
-        Ok(count)
-    }
 }

@@ -32,7 +32,7 @@ use crate::grpc::pb;
 use crate::keys::{AuthError, KeyError, KeyRing, UpdateKey};
 use crate::name::Name;
 use crate::resolver::Resolver;
-use crate::store::{Store, StoreError, ZoneWrite};
+use crate::store::{Store, StoreError, StoredZoneData, ZoneWrite};
 use crate::zone::ZoneSnapshot;
 
 use live::{Deregistered, Edit, Lease, LiveRecord, LiveZone, Registered, Registration, Role};
@@ -168,41 +168,10 @@ impl PreparedAuthority {
         }
         let mut stored: HashMap<String, (LiveZone, u64)> = HashMap::new();
         for data in store.load()? {
-            let header = data
-                .meta
-                .header
-                .clone()
-                .ok_or_else(|| stored_error("?", "no zone header".into()))?;
-            let origin = header.origin.clone();
-            let header = convert::zone_header_from(header)
-                .map_err(|e| stored_error(&origin, e.to_string()))?;
-            let role = if data.meta.primary_url.is_empty() {
-                Role::Primary
-            } else {
-                Role::Secondary {
-                    primary: data.meta.primary_url.clone(),
-                }
-            };
-            let mut zone = LiveZone::empty(header, role);
-            zone.file_serial = data.meta.file_serial;
-            for record in data.records {
-                let record = convert::live_record(record)
-                    .map_err(|e| stored_error(&origin, e.to_string()))?;
-                zone.insert(record);
-            }
-            for lease in data.leases {
-                let agent =
-                    Name::parse(&lease.agent).map_err(|e| stored_error(&origin, e.to_string()))?;
-                zone.set_lease(
-                    &agent,
-                    &lease.url,
-                    Lease {
-                        expires_unix_ms: lease.expires_unix_ms,
-                        lease_secs: lease.lease_secs,
-                    },
-                );
-            }
-            stored.insert(origin, (zone, data.meta.refreshed_unix_ms));
+            let refreshed = data.meta.refreshed_unix_ms;
+            let zone =
+                zone_from_store(data).map_err(|(zone, reason)| stored_error(&zone, reason))?;
+            stored.insert(zone.origin().to_string(), (zone, refreshed));
         }
 
         let mut zones = HashMap::new();
@@ -431,24 +400,27 @@ pub enum Applied {
     NeedFull,
 }
 
+/// Where an update's outcome goes: what it did and the zone's serial after it.
+type Answer<T> = oneshot::Sender<Result<(T, u32), UpdateError>>;
+
 enum Job {
     Register {
         zone: Name,
         registration: Registration,
-        reply: oneshot::Sender<Result<(Registered, u32), UpdateError>>,
+        reply: Answer<Registered>,
     },
     Renew {
         zone: Name,
         name: Name,
         url: String,
         lease_secs: Option<u32>,
-        reply: oneshot::Sender<Result<(Lease, u32), UpdateError>>,
+        reply: Answer<Lease>,
     },
     Deregister {
         zone: Name,
         name: Name,
         url: Option<String>,
-        reply: oneshot::Sender<Result<(Deregistered, u32), UpdateError>>,
+        reply: Answer<Deregistered>,
     },
     Reload {
         files: Vec<ZoneSnapshot>,
@@ -480,24 +452,8 @@ impl Authority {
         &self.shared.store
     }
 
-    pub fn node_id(&self) -> &str {
-        self.shared.catalog.node_id()
-    }
-
     pub fn status(&self, zone: &Name) -> Option<ZoneStatus> {
         self.shared.status.load().get(zone).cloned()
-    }
-
-    pub fn zones(&self) -> Vec<(Name, ZoneStatus)> {
-        let mut zones: Vec<_> = self
-            .shared
-            .status
-            .load()
-            .iter()
-            .map(|(n, s)| (n.clone(), s.clone()))
-            .collect();
-        zones.sort_by(|a, b| a.0.cmp(&b.0));
-        zones
     }
 
     /// Checks that this node takes updates for `zone`.
@@ -711,15 +667,9 @@ impl Authority {
 
 /// How a staged job is answered once its batch is committed.
 enum Reply {
-    Register(
-        oneshot::Sender<Result<(Registered, u32), UpdateError>>,
-        Registered,
-    ),
-    Renew(oneshot::Sender<Result<(Lease, u32), UpdateError>>, Lease),
-    Deregister(
-        oneshot::Sender<Result<(Deregistered, u32), UpdateError>>,
-        Deregistered,
-    ),
+    Register(Answer<Registered>, Registered),
+    Renew(Answer<Lease>, Lease),
+    Deregister(Answer<Deregistered>, Deregistered),
     Transfer(oneshot::Sender<Result<Applied, UpdateError>>),
     Nobody,
 }
@@ -875,56 +825,38 @@ impl Writer {
                 zone,
                 registration,
                 reply,
-            } => match self.primary(&zone) {
-                Err(error) => {
-                    let _ = reply.send(Err(error));
-                }
-                Ok(live) => match live.register(registration, now) {
-                    Err(error) => {
-                        let _ = reply.send(Err(error));
-                    }
-                    Ok((done, edit)) => {
-                        staged.push(seal(live, zone, edit, None, Reply::Register(reply, done)));
-                    }
-                },
-            },
+            } => self.stage_update(
+                zone,
+                reply,
+                |live| live.register(registration, now),
+                Reply::Register,
+                staged,
+            ),
             Job::Renew {
                 zone,
                 name,
                 url,
                 lease_secs,
                 reply,
-            } => match self.primary(&zone) {
-                Err(error) => {
-                    let _ = reply.send(Err(error));
-                }
-                Ok(live) => match live.renew(&name, &url, lease_secs, now) {
-                    Err(error) => {
-                        let _ = reply.send(Err(error));
-                    }
-                    Ok((lease, edit)) => {
-                        staged.push(seal(live, zone, edit, None, Reply::Renew(reply, lease)));
-                    }
-                },
-            },
+            } => self.stage_update(
+                zone,
+                reply,
+                |live| live.renew(&name, &url, lease_secs, now),
+                Reply::Renew,
+                staged,
+            ),
             Job::Deregister {
                 zone,
                 name,
                 url,
                 reply,
-            } => match self.primary(&zone) {
-                Err(error) => {
-                    let _ = reply.send(Err(error));
-                }
-                Ok(live) => match live.deregister(&name, url.as_deref()) {
-                    Err(error) => {
-                        let _ = reply.send(Err(error));
-                    }
-                    Ok((done, edit)) => {
-                        staged.push(seal(live, zone, edit, None, Reply::Deregister(reply, done)));
-                    }
-                },
-            },
+            } => self.stage_update(
+                zone,
+                reply,
+                |live| live.deregister(&name, url.as_deref()),
+                Reply::Deregister,
+                staged,
+            ),
             Job::Expire => {
                 let origins: Vec<Name> = self
                     .zones
@@ -977,6 +909,30 @@ impl Writer {
                     self.authority.shared.catalog.remove(&zone);
                     self.update_status();
                 }
+            }
+        }
+    }
+
+    /// Applies an update to its primary zone and stages it for the commit, or answers the
+    /// update's error at once.
+    fn stage_update<T>(
+        &mut self,
+        zone: Name,
+        reply: Answer<T>,
+        apply: impl FnOnce(&mut LiveZone) -> Result<(T, Edit), UpdateError>,
+        answer: fn(Answer<T>, T) -> Reply,
+        staged: &mut Vec<Staged>,
+    ) {
+        let applied = self.primary(&zone).and_then(|live| {
+            let done = apply(live)?;
+            Ok((live, done))
+        });
+        match applied {
+            Err(error) => {
+                let _ = reply.send(Err(error));
+            }
+            Ok((live, (done, edit))) => {
+                staged.push(seal(live, zone, edit, None, answer(reply, done)));
             }
         }
     }
@@ -1184,43 +1140,59 @@ impl Writer {
             }
         };
         for data in loaded {
-            let Some(header) = data.meta.header.clone() else {
-                continue;
-            };
-            let Ok(origin) = Name::parse(&header.origin) else {
-                continue;
-            };
-            if !zones.contains(&origin) {
-                continue;
-            }
-            let Some(current) = self.zones.get(&origin) else {
-                continue;
-            };
-            let Ok(header) = convert::zone_header_from(header) else {
-                continue;
-            };
-            let mut zone = LiveZone::empty(header, current.role.clone());
-            zone.file_serial = data.meta.file_serial;
-            for record in data.records {
-                if let Ok(record) = convert::live_record(record) {
-                    zone.insert(record);
+            match zone_from_store(data) {
+                Ok(mut zone) => {
+                    // The role as configured now (a secondary's primary comes from its flags).
+                    let Some(current) = self.zones.get(zone.origin()) else {
+                        continue;
+                    };
+                    if !zones.contains(zone.origin()) {
+                        continue;
+                    }
+                    zone.role = current.role.clone();
+                    self.zones.insert(zone.origin().clone(), zone);
+                }
+                Err((zone, reason)) => {
+                    tracing::error!(%zone, %reason, "cannot reread a zone from the store after a failed commit");
                 }
             }
-            for lease in data.leases {
-                if let Ok(agent) = Name::parse(&lease.agent) {
-                    zone.set_lease(
-                        &agent,
-                        &lease.url,
-                        Lease {
-                            expires_unix_ms: lease.expires_unix_ms,
-                            lease_secs: lease.lease_secs,
-                        },
-                    );
-                }
-            }
-            self.zones.insert(origin, zone);
         }
     }
+}
+
+/// A zone as the store holds it; an error names the zone and what is wrong.
+fn zone_from_store(data: StoredZoneData) -> Result<LiveZone, (String, String)> {
+    let header = data
+        .meta
+        .header
+        .ok_or_else(|| ("?".to_string(), "no zone header".to_string()))?;
+    let origin = header.origin.clone();
+    let failed = |reason: String| (origin.clone(), reason);
+    let header = convert::zone_header_from(header).map_err(|e| failed(e.to_string()))?;
+    let role = if data.meta.primary_url.is_empty() {
+        Role::Primary
+    } else {
+        Role::Secondary {
+            primary: data.meta.primary_url,
+        }
+    };
+    let mut zone = LiveZone::empty(header, role);
+    zone.file_serial = data.meta.file_serial;
+    for record in data.records {
+        zone.insert(convert::live_record(record).map_err(|e| failed(e.to_string()))?);
+    }
+    for lease in data.leases {
+        let agent = Name::parse(&lease.agent).map_err(|e| failed(e.to_string()))?;
+        zone.set_lease(
+            &agent,
+            &lease.url,
+            Lease {
+                expires_unix_ms: lease.expires_unix_ms,
+                lease_secs: lease.lease_secs,
+            },
+        );
+    }
+    Ok(zone)
 }
 
 /// Seals an edit into its zone's next serial and the store rows to commit.

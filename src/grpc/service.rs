@@ -269,7 +269,7 @@ impl RegistryService {
     }
 
     /// Lets an update through: this node is the zone's primary and the signature holds.
-    async fn authorise(
+    fn authorise(
         &self,
         zone: &Name,
         fields: &SignedFields,
@@ -315,8 +315,7 @@ impl RegistryService {
                 })
                 .await;
         }
-        self.authorise(&zone, &update::register_fields(&body), &metadata)
-            .await?;
+        self.authorise(&zone, &update::register_fields(&body), &metadata)?;
         let (done, serial) = self.authority.register(zone, registration).await?;
         Ok(pb::RegisterResponse {
             serial,
@@ -344,8 +343,7 @@ impl RegistryService {
                 })
                 .await;
         }
-        self.authorise(&zone, &update::renew_fields(&body), &metadata)
-            .await?;
+        self.authorise(&zone, &update::renew_fields(&body), &metadata)?;
         let (lease, serial) = self.authority.renew(zone, name, url, lease_secs).await?;
         Ok(pb::RenewResponse {
             serial,
@@ -371,8 +369,7 @@ impl RegistryService {
                 })
                 .await;
         }
-        self.authorise(&zone, &update::deregister_fields(&body), &metadata)
-            .await?;
+        self.authorise(&zone, &update::deregister_fields(&body), &metadata)?;
         let (done, serial) = self.authority.deregister(zone, name, url).await?;
         Ok(pb::DeregisterResponse {
             serial,
@@ -398,16 +395,31 @@ impl RegistryService {
         let origin = zone.to_string();
         let since = request.since_serial;
         let served_by = self.catalog.node_id().to_string();
-        let read = tokio::task::spawn_blocking(move || -> Result<_, crate::store::StoreError> {
-            let changes = match since {
-                Some(serial) => store.changes_since(&origin, serial)?,
-                None => None,
-            };
-            let full = match changes {
-                Some(_) => None,
-                None => store.snapshot(&origin)?,
-            };
-            Ok((changes, full))
+        // One read of the store, chunked on the same blocking thread.
+        let chunks = tokio::task::spawn_blocking(move || -> Result<_, crate::store::StoreError> {
+            if let Some(serial) = since
+                && let Some(changes) = store.changes_since(&origin, serial)?
+            {
+                let header = match changes.last() {
+                    Some(change) => change.header.clone(),
+                    // Up to date: the header as stored, at the serial asked about.
+                    None => store.header(&origin)?,
+                };
+                return Ok(Some(chunked(
+                    header,
+                    false,
+                    served_by,
+                    changes,
+                    |chunk, change| {
+                        chunk.changes.push(change);
+                    },
+                )));
+            }
+            Ok(store.snapshot(&origin)?.map(|(meta, records)| {
+                chunked(meta.header, true, served_by, records, |chunk, record| {
+                    chunk.records.push(record);
+                })
+            }))
         })
         .await
         .map_err(|join| crate::store::StoreError::Io {
@@ -415,63 +427,10 @@ impl RegistryService {
             reason: join.to_string(),
         })
         .and_then(|r| r)
-        .map_err(crate::authority::UpdateError::from)?;
-        let mut chunks = Vec::new();
-        self.authority.count_transfer(read.0.is_none());
-        match read {
-            (Some(changes), _) => {
-                let header = match changes.last() {
-                    Some(change) => change.header.clone(),
-                    // Up to date: the header as stored, at the serial asked about.
-                    None => {
-                        let store = Arc::clone(self.authority.store());
-                        let origin = zone.to_string();
-                        tokio::task::spawn_blocking(move || store.header(&origin))
-                            .await
-                            .ok()
-                            .and_then(Result::ok)
-                            .flatten()
-                    }
-                };
-                let mut chunk = pb::TransferChunk {
-                    header,
-                    full: false,
-                    served_by: served_by.clone(),
-                    ..pb::TransferChunk::default()
-                };
-                let mut size = 0;
-                for change in changes {
-                    size += change.encoded_len();
-                    chunk.changes.push(change);
-                    if size >= TRANSFER_CHUNK_BYTES {
-                        chunks.push(std::mem::take(&mut chunk));
-                        size = 0;
-                    }
-                }
-                chunks.push(chunk);
-            }
-            (None, Some((meta, records))) => {
-                let mut chunk = pb::TransferChunk {
-                    header: meta.header,
-                    full: true,
-                    served_by: served_by.clone(),
-                    ..pb::TransferChunk::default()
-                };
-                let mut size = 0;
-                for record in records {
-                    size += record.encoded_len();
-                    chunk.records.push(record);
-                    if size >= TRANSFER_CHUNK_BYTES {
-                        chunks.push(std::mem::take(&mut chunk));
-                        size = 0;
-                    }
-                }
-                chunks.push(chunk);
-            }
-            (None, None) => {
-                return Err(crate::authority::UpdateError::NotServed { zone }.into());
-            }
-        }
+        .map_err(crate::authority::UpdateError::from)?
+        .ok_or(crate::authority::UpdateError::NotServed { zone })?;
+        self.authority
+            .count_transfer(chunks.first().is_some_and(|chunk| chunk.full));
         Ok(chunks)
     }
 
@@ -558,6 +517,35 @@ const TRANSFER_CHUNK_BYTES: usize = 1024 * 1024;
 
 type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchEvent, Status>> + Send>>;
 type TransferStream = Pin<Box<dyn Stream<Item = Result<pb::TransferChunk, Status>> + Send>>;
+
+/// Items in transfer chunks of about [`TRANSFER_CHUNK_BYTES`]; the first chunk carries the
+/// header and whether the transfer is full.
+fn chunked<T: Message>(
+    header: Option<pb::ZoneHeader>,
+    full: bool,
+    served_by: String,
+    items: Vec<T>,
+    push: fn(&mut pb::TransferChunk, T),
+) -> Vec<pb::TransferChunk> {
+    let mut chunks = Vec::new();
+    let mut chunk = pb::TransferChunk {
+        header,
+        full,
+        served_by,
+        ..pb::TransferChunk::default()
+    };
+    let mut size = 0;
+    for item in items {
+        size += item.encoded_len();
+        push(&mut chunk, item);
+        if size >= TRANSFER_CHUNK_BYTES {
+            chunks.push(std::mem::take(&mut chunk));
+            size = 0;
+        }
+    }
+    chunks.push(chunk);
+    chunks
+}
 
 /// The changes from `from` to `to`, or a reset when the log no longer has them.
 async fn watch_event(
