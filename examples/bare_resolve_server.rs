@@ -149,6 +149,13 @@ impl Registry for BareRegistry {
     ) -> Result<Response<Self::WatchStream>, Status> {
         Err(only_resolve())
     }
+
+    async fn search(
+        &self,
+        _request: Request<pb::SearchRequest>,
+    ) -> Result<Response<pb::SearchResponse>, Status> {
+        Err(only_resolve())
+    }
 }
 
 fn only_resolve() -> Status {

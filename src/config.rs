@@ -19,6 +19,9 @@ pub struct NodeConfigFile {
     pub grpc: Option<SocketAddr>,
     /// The DNS door's listen address (UDP and TCP), such as `127.0.0.2:53`.
     pub dns: Option<SocketAddr>,
+    /// The admin endpoint's listen address (metrics, health, status page), such as
+    /// `127.0.0.1:7300`.
+    pub admin: Option<SocketAddr>,
     /// Zone files this node is primary for.
     #[serde(default)]
     pub zones: Vec<PathBuf>,
@@ -117,6 +120,19 @@ mod tests {
             count += 1;
         }
         assert_eq!(count, 6);
+    }
+
+    #[test]
+    fn the_admin_address_is_a_key_like_its_flag() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.toml");
+        std::fs::write(
+            &path,
+            "grpc = \"127.0.0.1:1\"\nadmin = \"127.0.0.1:7300\"\n",
+        )
+        .unwrap();
+        let config = NodeConfigFile::load(&path).unwrap();
+        assert_eq!(config.admin, Some(SocketAddr::from(([127, 0, 0, 1], 7300))));
     }
 
     #[test]

@@ -3,19 +3,25 @@
 //! The zone files name their servers by address, but the demo assigns addresses itself
 //! (CONTRACT section 3): node 0 is the root, then one node per distinct `servers` entry of the
 //! zone files, zones taken in name order; node i serves gRPC on port base+i (or a free port
-//! when the base is 0) and DNS on base+100+i. Every server address in the zones, including
+//! when the base is 0), DNS on base+100+i and its admin endpoint (metrics, status page) on
+//! base+200+i. Every server address in the zones, including
 //! delegation glue, is rewritten to the assigned one, so the federation is self-consistent
 //! whatever the files say. (Glue carries addresses, not ports, so a recursive DNS resolver
 //! cannot follow the demo's referrals between ports; `dig -p` against any door works.)
 //!
 //! For every distinct endpoint URL on 127.0.0.1 in the zones, the demo runs a built-in agent
 //! (`metadata.demo_kind`, default echo) on port base+300+j and rewrites the endpoint to it;
-//! then an MCP gateway on base+900 mounts every zone and resolves through the root node.
+//! then an MCP gateway on base+900 mounts every zone and resolves through the root node, with
+//! its status page on base+901.
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::admin::{AdminError, AdminListener};
 use crate::agent::{AgentKind, BuiltinAgent};
 use crate::dns::DnsListener;
 use crate::gateway::{self, GatewayConfig, GatewayHandle, GatewayStartError};
@@ -29,6 +35,7 @@ pub const DNS_PORT_OFFSET: u16 = 100;
 pub const ADMIN_PORT_OFFSET: u16 = 200;
 pub const AGENT_PORT_OFFSET: u16 = 300;
 pub const GATEWAY_PORT_OFFSET: u16 = 900;
+pub const GATEWAY_STATUS_PORT_OFFSET: u16 = 901;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -57,6 +64,8 @@ pub enum DemoError {
     },
     #[error(transparent)]
     Gateway(#[from] GatewayStartError),
+    #[error(transparent)]
+    Admin(#[from] AdminError),
 }
 
 /// One built-in agent the demo runs.
@@ -77,16 +86,26 @@ pub struct DemoNode {
     pub zones: Vec<Name>,
 }
 
+/// The gateway's status page.
+pub struct GatewayStatusPage {
+    pub url: String,
+    shutdown: CancellationToken,
+    task: JoinHandle<()>,
+}
+
 /// The running federation.
 pub struct Demo {
     pub nodes: Vec<DemoNode>,
     pub agents: Vec<DemoAgent>,
     pub gateway: GatewayHandle,
+    pub gateway_status: GatewayStatusPage,
 }
 
 impl Demo {
     /// Stops the gateway, the agents, then every node, draining requests in flight.
     pub async fn shutdown(self) -> Result<(), NodeError> {
+        self.gateway_status.shutdown.cancel();
+        let _ = self.gateway_status.task.await;
         self.gateway.shutdown().await;
         for agent in self.agents {
             agent.server.shutdown().await;
@@ -149,6 +168,7 @@ pub async fn start(zones_dir: &Path, port_base: u16) -> Result<Demo, DemoError> 
 
     let mut listeners = Vec::with_capacity(written.len());
     let mut dns_listeners = Vec::with_capacity(written.len());
+    let mut admin_listeners = Vec::with_capacity(written.len());
     let port = |offset: u16, index: usize| {
         if port_base == 0 {
             0
@@ -161,6 +181,8 @@ pub async fn start(zones_dir: &Path, port_base: u16) -> Result<Demo, DemoError> 
         listeners.push(GrpcListener::bind(addr).await?);
         let dns = SocketAddr::from((Ipv4Addr::LOCALHOST, port(DNS_PORT_OFFSET, index)));
         dns_listeners.push(DnsListener::bind(dns).await.map_err(NodeError::from)?);
+        let admin = SocketAddr::from((Ipv4Addr::LOCALHOST, port(ADMIN_PORT_OFFSET, index)));
+        admin_listeners.push(AdminListener::bind(admin).await?);
     }
     let assigned: HashMap<&str, ServerAddress> = written
         .iter()
@@ -264,7 +286,11 @@ pub async fn start(zones_dir: &Path, port_base: u16) -> Result<Demo, DemoError> 
         .into_iter()
         .collect();
     let mut nodes = Vec::with_capacity(listeners.len());
-    for (index, (listener, dns)) in listeners.into_iter().zip(dns_listeners).enumerate() {
+    let doors = listeners
+        .into_iter()
+        .zip(dns_listeners)
+        .zip(admin_listeners);
+    for (index, ((listener, dns), admin)) in doors.enumerate() {
         let url = listener.url();
         let served: Vec<_> = zones
             .iter()
@@ -288,7 +314,8 @@ pub async fn start(zones_dir: &Path, port_base: u16) -> Result<Demo, DemoError> 
         let mut options = ServeOptions::new(served)
             .node_id(format!("node{index}"))
             .roots(root_hints.clone())
-            .dns(dns);
+            .dns(dns)
+            .admin(admin);
         options.secondaries = secondaries;
         let handle = listener.serve_with(options)?;
         nodes.push(DemoNode {
@@ -312,10 +339,19 @@ pub async fn start(zones_dir: &Path, port_base: u16) -> Result<Demo, DemoError> 
     let mut config = GatewayConfig::new(root_url);
     config.mounts = mounts;
     let gateway = gateway::start(config, listener).await?;
+    let status_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port(GATEWAY_STATUS_PORT_OFFSET, 0)));
+    let status_listener = AdminListener::bind(status_addr).await?;
+    let shutdown = CancellationToken::new();
+    let gateway_status = GatewayStatusPage {
+        url: status_listener.url(),
+        task: status_listener.serve_gateway(gateway.gateway.clone(), shutdown.clone()),
+        shutdown,
+    };
     Ok(Demo {
         nodes,
         agents,
         gateway,
+        gateway_status,
     })
 }
 

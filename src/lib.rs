@@ -22,6 +22,8 @@
 //!
 //! - [`grpc`]: the `aop.v1` gRPC service and client; pb <-> domain conversions.
 //! - [`dns`]: the DNS door: the same zones over UDP and TCP DNS (hickory-proto wire types).
+//! - [`admin`]: the admin endpoint: Prometheus metrics, health, readiness and the status
+//!   page; request ids and the recent-queries ring.
 //! - [`node`]: starts a node's listeners and tasks, hands back a handle, shuts down cleanly.
 //! - [`config`]: node configuration files (`deploy/nodes/*.toml`).
 //! - [`demo`]: the whole federation of `zones/` in one process.
@@ -30,6 +32,7 @@
 //! The `aop` command line lives in the binary (`src/main.rs`, `src/cli/`), the only place
 //! that formats for humans.
 
+pub mod admin;
 pub mod agent;
 pub mod answer;
 pub mod authority;
@@ -47,5 +50,6 @@ pub mod name;
 pub mod node;
 pub mod record;
 pub mod resolver;
+pub mod search;
 pub mod store;
 pub mod zone;

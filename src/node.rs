@@ -17,6 +17,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;
 
+use crate::admin::grpc_layer::ObserveLayer;
+use crate::admin::metrics::NodeMetrics;
+use crate::admin::{AdminError, AdminListener, NodeView};
 use crate::authority::{Authority, AuthorityConfig, AuthorityError, PreparedAuthority};
 use crate::catalog::Catalog;
 use crate::clock::{self, Clock};
@@ -61,6 +64,8 @@ pub enum NodeError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Authority(#[from] AuthorityError),
+    #[error(transparent)]
+    Admin(#[from] AdminError),
 }
 
 /// What `aop node` runs.
@@ -71,6 +76,8 @@ pub struct NodeConfig {
     pub grpc: SocketAddr,
     /// The DNS door's address (UDP and TCP), if the node has one.
     pub dns: Option<SocketAddr>,
+    /// The admin endpoint's address (metrics, health, status page), if any.
+    pub admin: Option<SocketAddr>,
     pub zone_files: Vec<PathBuf>,
     /// Zones served as a secondary of the primary at a gRPC URL.
     pub secondaries: Vec<(Name, String)>,
@@ -94,6 +101,8 @@ pub struct ServeOptions {
     pub clock: Arc<dyn Clock>,
     /// A bound DNS door to serve the same zones on, if any.
     pub dns: Option<DnsListener>,
+    /// A bound admin endpoint (metrics, health, status page), if any.
+    pub admin: Option<AdminListener>,
     /// The store; `None` keeps one in memory.
     pub store: Option<Arc<Store>>,
     pub secondaries: Vec<(Name, String)>,
@@ -109,6 +118,7 @@ impl ServeOptions {
             resolver: ResolverConfig::default(),
             clock: clock::system(),
             dns: None,
+            admin: None,
             store: None,
             secondaries: Vec::new(),
             update_keys: Vec::new(),
@@ -143,6 +153,11 @@ impl ServeOptions {
 
     pub fn dns(mut self, listener: DnsListener) -> Self {
         self.dns = Some(listener);
+        self
+    }
+
+    pub fn admin(mut self, listener: AdminListener) -> Self {
+        self.admin = Some(listener);
         self
     }
 
@@ -217,12 +232,17 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
         Some(addr) => Some(DnsListener::bind(addr).await?),
         None => None,
     };
+    let admin = match config.admin {
+        Some(addr) => Some(AdminListener::bind(addr).await?),
+        None => None,
+    };
     listener.serve_with(ServeOptions {
         node_id: config.node_id,
         zones,
         resolver: config.resolver,
         clock: clock::system(),
         dns,
+        admin,
         store,
         secondaries: config.secondaries,
         update_keys: config.update_keys,
@@ -309,7 +329,8 @@ impl GrpcListener {
             self.url(),
             shutdown.child_token(),
         )?;
-        let dns_counters = Arc::new(DnsCounters::default());
+        let metrics = Arc::new(NodeMetrics::new());
+        let dns_counters = Arc::new(DnsCounters::new(Arc::clone(&metrics.recent)));
         let (dns_addr, dns_task) = match options.dns {
             Some(listener) => {
                 let addr = listener.local_addr();
@@ -327,8 +348,29 @@ impl GrpcListener {
             Arc::clone(&catalog),
             Arc::clone(&resolver),
             authority.clone(),
-        );
+        )
+        .with_shutdown(shutdown.child_token());
         let resolve_requests = service.resolve_requests();
+        let (admin_addr, admin_task) = match options.admin {
+            Some(listener) => {
+                let addr = listener.local_addr();
+                let view = NodeView {
+                    node_id: node_id.clone(),
+                    grpc_url: self.url(),
+                    dns_addr,
+                    catalog: Arc::clone(&catalog),
+                    resolver: Arc::clone(&resolver),
+                    authority: authority.clone(),
+                    dns: dns_addr.map(|_| Arc::clone(&dns_counters)),
+                    metrics: Arc::clone(&metrics),
+                };
+                (
+                    Some(addr),
+                    Some(listener.serve_node(view, shutdown.child_token())),
+                )
+            }
+            None => (None, None),
+        };
         let registry = RegistryServer::new(service)
             // Our own layer enforces the contract's limit with the contract's status; this
             // is only a backstop above it.
@@ -336,12 +378,15 @@ impl GrpcListener {
         let incoming = TcpIncoming::from(self.listener).with_nodelay(Some(true));
         let signal = shutdown.clone();
         let addr = self.addr;
+        let observed = Arc::clone(&metrics);
         let task = tokio::spawn(async move {
             health_reporter
                 .set_serving::<RegistryServer<RegistryService>>()
                 .await;
             tracing::info!(%addr, "gRPC door listening");
             tonic::transport::Server::builder()
+                // Outermost, so it sees (and counts) what the size limit refuses.
+                .layer(ObserveLayer::new(observed))
                 .layer(RequestSizeLimitLayer::new(GRPC_REQUEST_MAX_BYTES))
                 .add_service(health_service)
                 .add_service(registry)
@@ -359,6 +404,9 @@ impl GrpcListener {
             dns_addr,
             dns_task,
             dns_counters,
+            admin_addr,
+            admin_task,
+            metrics,
             shutdown,
             task,
         })
@@ -376,6 +424,9 @@ pub struct NodeHandle {
     dns_addr: Option<SocketAddr>,
     dns_task: Option<JoinHandle<()>>,
     dns_counters: Arc<DnsCounters>,
+    admin_addr: Option<SocketAddr>,
+    admin_task: Option<JoinHandle<()>>,
+    metrics: Arc<NodeMetrics>,
     shutdown: CancellationToken,
     task: JoinHandle<Result<(), NodeError>>,
 }
@@ -415,6 +466,21 @@ impl NodeHandle {
         &self.dns_counters
     }
 
+    /// The admin endpoint's address, if the node has one.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
+    }
+
+    /// The status page's URL (`http://ADDR/`), if the node has an admin endpoint.
+    pub fn admin_url(&self) -> Option<String> {
+        self.admin_addr.map(|addr| format!("http://{addr}/"))
+    }
+
+    /// What the node measures of its own traffic (gRPC counters, recent queries).
+    pub fn metrics(&self) -> &Arc<NodeMetrics> {
+        &self.metrics
+    }
+
     /// Resolve requests this node has received.
     pub fn resolve_requests(&self) -> u64 {
         self.resolve_requests.load(Ordering::Relaxed)
@@ -433,6 +499,9 @@ impl NodeHandle {
         self.shutdown.cancel();
         if let Some(dns) = self.dns_task.take() {
             let _ = tokio::time::timeout(DRAIN_DEADLINE, dns).await;
+        }
+        if let Some(admin) = self.admin_task.take() {
+            let _ = tokio::time::timeout(DRAIN_DEADLINE, admin).await;
         }
         match tokio::time::timeout(DRAIN_DEADLINE, &mut self.task).await {
             Ok(Ok(result)) => result,

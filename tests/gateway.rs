@@ -9,10 +9,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aop::agent::{AgentKind, BuiltinAgent};
-use aop::gateway::{self, GatewayConfig, GatewayHandle};
+use aop::authority::live::{AgentUpdate, Registration};
+use aop::gateway::{self, GatewayConfig, GatewayHandle, meta};
 use aop::mcp::http::McpHttpServer;
 use aop::name::Name;
 use aop::node::{GrpcListener, NodeHandle};
+use aop::record::Endpoint;
 use aop::zone::file;
 use rmcp::model::{
     CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig, Implementation,
@@ -78,10 +80,25 @@ async fn start_node(zone: &str) -> NodeHandle {
 async fn start_gateway(node: &NodeHandle) -> GatewayHandle {
     let mut config = GatewayConfig::new(node.grpc_url());
     config.mounts = vec![Name::parse("finance.acme").unwrap()];
-    config.poll_interval = Duration::from_millis(100);
+    // An hour: a zone change can only reach the gateway through the Watch stream.
+    config.poll_interval = Duration::from_secs(3600);
     gateway::start(config, free_listener().await)
         .await
         .expect("start the gateway")
+}
+
+/// Registers `writer.finance.acme` live at the node, as `aop register` would.
+async fn register_writer(node: &NodeHandle, url: &str) {
+    let registration = Registration {
+        name: Name::parse("writer.finance.acme").unwrap(),
+        endpoint: Endpoint::new(url, "writer", 10, 1).unwrap(),
+        lease_secs: 600,
+        fields: AgentUpdate::default(),
+    };
+    node.authority()
+        .register(Name::parse("finance.acme").unwrap(), registration)
+        .await
+        .expect("registered");
 }
 
 /// A client that forwards list_changed and progress notifications to the test.
@@ -213,6 +230,7 @@ async fn tools_list_shows_the_meta_tools_and_the_mounted_agents() {
         "get_server_info",
         "resolve_agent",
         "call_agent",
+        "route_task",
     ] {
         assert!(names.contains(&meta), "{meta} missing from {names:?}");
     }
@@ -265,7 +283,7 @@ async fn tools_list_is_paged_by_500() {
         ))
         .await
         .expect("second page");
-    assert_eq!(second.tools.len(), 620 + 8 - 500);
+    assert_eq!(second.tools.len(), 620 + meta::NAMES.len() - 500);
     assert!(second.next_cursor.is_none());
     assert_eq!(first.ttl_ms, Some(2000), "ttlMs is the zone TTL");
     gateway.shutdown().await;
@@ -623,7 +641,7 @@ async fn progress_from_the_agent_reaches_the_client() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_zone_change_updates_the_tools_and_sends_list_changed() {
+async fn a_registration_reaches_the_tools_through_the_watch_stream() {
     let (_analyst, server) = agent(AgentKind::Analyst, "analyst").await;
     let node = start_node(&zone_text(1, &analyst_zone(&[server.url()]))).await;
     let gateway = start_gateway(&node).await;
@@ -631,13 +649,7 @@ async fn a_zone_change_updates_the_tools_and_sends_list_changed() {
     let before = client.service.list_all_tools().await.unwrap();
     assert!(!before.iter().any(|t| t.name == "writer_finance_acme"));
 
-    let changed = format!(
-        "{}\n[[agent]]\nname = \"writer\"\nendpoints = [{{ url = \"{}\" }}]\n",
-        analyst_zone(&[server.url()]),
-        server.url()
-    );
-    let zone = file::parse(Path::new("finance.acme.toml"), &zone_text(2, &changed)).unwrap();
-    node.catalog().upsert(zone);
+    register_writer(&node, &server.url()).await;
 
     tokio::time::timeout(DEADLINE, client.list_changed.recv())
         .await
@@ -645,6 +657,21 @@ async fn a_zone_change_updates_the_tools_and_sends_list_changed() {
         .expect("a notification");
     let after = client.service.list_all_tools().await.unwrap();
     assert!(after.iter().any(|t| t.name == "writer_finance_acme"));
+
+    node.authority()
+        .deregister(
+            Name::parse("finance.acme").unwrap(),
+            Name::parse("writer.finance.acme").unwrap(),
+            None,
+        )
+        .await
+        .expect("deregistered");
+    tokio::time::timeout(DEADLINE, client.list_changed.recv())
+        .await
+        .expect("list_changed in time")
+        .expect("a notification");
+    let after = client.service.list_all_tools().await.unwrap();
+    assert!(!after.iter().any(|t| t.name == "writer_finance_acme"));
     gateway.shutdown().await;
 }
 
@@ -875,13 +902,7 @@ async fn the_2026_era_hears_list_changed_through_subscriptions_listen() {
     let mut filter = rmcp::model::SubscriptionFilter::new();
     filter.tools_list_changed = Some(true);
     let mut subscription = client.listen(filter).await.expect("subscriptions/listen");
-    let changed = format!(
-        "{}\n[[agent]]\nname = \"writer\"\nendpoints = [{{ url = \"{}\" }}]\n",
-        analyst_zone(&[server.url()]),
-        server.url()
-    );
-    let zone = file::parse(Path::new("finance.acme.toml"), &zone_text(2, &changed)).unwrap();
-    node.catalog().upsert(zone);
+    register_writer(&node, &server.url()).await;
     let notification = tokio::time::timeout(DEADLINE, subscription.next())
         .await
         .expect("a notification in time")
@@ -929,5 +950,92 @@ endpoints = [{{ url = "{}", tool = "echo" }}]
     let result = call(&client, &hashed, json!({"task": "still reachable"})).await;
     assert_eq!(structured(&result)["result"], json!("still reachable"));
     assert_eq!(echo.calls(), 1);
+    gateway.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn route_task_calls_the_best_live_agent_and_falls_back_when_one_fails() {
+    let (_analyst, server) = agent(AgentKind::Analyst, "analyst").await;
+    let (_writer, writer_server) = agent(AgentKind::Writer, "writer").await;
+    let dead = dead_url().await;
+    let agents = format!(
+        "{}
+[[agent]]
+name = \"writer\"
+description = \"Turns meeting notes into outlines.\"
+capabilities = [\"outline\"]
+endpoints = [{{ url = \"{}\" }}]
+
+[[agent]]
+name = \"forecaster\"
+description = \"Forecasts quarterly figures.\"
+capabilities = [\"forecast\"]
+max_retries = 0
+endpoints = [{{ url = \"{dead}\" }}]
+",
+        analyst_zone(&[server.url()]),
+        writer_server.url()
+    );
+    let node = start_node(&zone_text(1, &agents)).await;
+    let gateway = start_gateway(&node).await;
+    let client = connect(&gateway).await;
+
+    // The forecaster ranks first for these words but is down: the analyst answers.
+    let routed = call(
+        &client,
+        "route_task",
+        json!({"task": "forecast quarterly figures: 10 20 30"}),
+    )
+    .await;
+    let result = structured(&routed);
+    assert_eq!(routed.is_error, Some(false), "{result}");
+    assert_eq!(
+        result["candidates"][0],
+        json!("forecaster.finance.acme"),
+        "{result}"
+    );
+    assert_eq!(result["agent"], json!("analyst.finance.acme"), "{result}");
+    assert_eq!(
+        result["tried"][0]["agent"],
+        json!("forecaster.finance.acme")
+    );
+    assert!(
+        result["result"].as_str().unwrap().contains("mean"),
+        "{result}"
+    );
+
+    // Another task goes to another agent.
+    let routed = call(
+        &client,
+        "route_task",
+        json!({"task": "make an outline of these notes: budget; hiring"}),
+    )
+    .await;
+    assert_eq!(structured(&routed)["agent"], json!("writer.finance.acme"));
+
+    // Filters narrow the candidates; nothing matching is a failure naming the cause.
+    let routed = call(
+        &client,
+        "route_task",
+        json!({"task": "forecast", "capabilities": ["outline"]}),
+    )
+    .await;
+    assert_eq!(routed.is_error, Some(true));
+    assert!(
+        structured(&routed)["error"]
+            .as_str()
+            .unwrap()
+            .contains("no agent matches"),
+        "{}",
+        structured(&routed)
+    );
+    let routed = call(&client, "route_task", json!({})).await;
+    assert_eq!(routed.is_error, Some(true));
+    assert!(
+        structured(&routed)["error"]
+            .as_str()
+            .unwrap()
+            .contains("task")
+    );
     gateway.shutdown().await;
 }

@@ -317,6 +317,7 @@ impl PreparedAuthority {
             notify: config.notify,
             upstream: crate::grpc::upstream::GrpcUpstream::new(),
             transfers: Default::default(),
+            updates: Default::default(),
         });
         let authority = Authority { shared };
         let writer = Writer {
@@ -376,7 +377,12 @@ struct Shared {
     upstream: crate::grpc::upstream::GrpcUpstream,
     /// Transfers served: full, incremental.
     transfers: [std::sync::atomic::AtomicU64; 2],
+    /// Updates answered by the writer: [operation][accepted, refused].
+    updates: [[std::sync::atomic::AtomicU64; 2]; UPDATE_OPERATIONS.len()],
 }
+
+/// The update operations, as metrics label them (the index into `Shared::updates`).
+pub const UPDATE_OPERATIONS: [&str; 3] = ["register", "renew", "deregister"];
 
 /// What a transfer brought.
 #[derive(Debug)]
@@ -456,6 +462,34 @@ impl Authority {
         self.shared.status.load().get(zone).cloned()
     }
 
+    /// Every zone this node is configured for (primaries and secondaries), as readers see it.
+    pub fn statuses(&self) -> Arc<HashMap<Name, ZoneStatus>> {
+        self.shared.status.load_full()
+    }
+
+    /// Counts an update the writer answered.
+    fn count_update<T>(&self, operation: usize, result: &Result<T, UpdateError>) {
+        self.shared.updates[operation][usize::from(result.is_err())]
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Updates answered so far: (operation, accepted, refused), in [`UPDATE_OPERATIONS`]
+    /// order. Requests refused before they reach the writer (bad signature, bad fields)
+    /// are counted by the gRPC door's status codes instead.
+    pub fn update_counts(&self) -> Vec<(&'static str, u64, u64)> {
+        UPDATE_OPERATIONS
+            .iter()
+            .zip(&self.shared.updates)
+            .map(|(operation, [accepted, refused])| {
+                (
+                    *operation,
+                    accepted.load(std::sync::atomic::Ordering::Relaxed),
+                    refused.load(std::sync::atomic::Ordering::Relaxed),
+                )
+            })
+            .collect()
+    }
+
     /// Checks that this node takes updates for `zone`.
     pub fn check_primary(&self, zone: &Name) -> Result<(), UpdateError> {
         match self.status(zone).map(|s| s.role) {
@@ -486,12 +520,16 @@ impl Authority {
         zone: Name,
         registration: Registration,
     ) -> Result<(Registered, u32), UpdateError> {
-        self.submit(|reply| Job::Register {
-            zone,
-            registration,
-            reply,
-        })
-        .await?
+        let result = self
+            .submit(|reply| Job::Register {
+                zone,
+                registration,
+                reply,
+            })
+            .await
+            .and_then(|answer| answer);
+        self.count_update(0, &result);
+        result
     }
 
     pub async fn renew(
@@ -501,14 +539,18 @@ impl Authority {
         url: String,
         lease_secs: Option<u32>,
     ) -> Result<(Lease, u32), UpdateError> {
-        self.submit(|reply| Job::Renew {
-            zone,
-            name,
-            url,
-            lease_secs,
-            reply,
-        })
-        .await?
+        let result = self
+            .submit(|reply| Job::Renew {
+                zone,
+                name,
+                url,
+                lease_secs,
+                reply,
+            })
+            .await
+            .and_then(|answer| answer);
+        self.count_update(1, &result);
+        result
     }
 
     pub async fn deregister(
@@ -517,13 +559,17 @@ impl Authority {
         name: Name,
         url: Option<String>,
     ) -> Result<(Deregistered, u32), UpdateError> {
-        self.submit(|reply| Job::Deregister {
-            zone,
-            name,
-            url,
-            reply,
-        })
-        .await?
+        let result = self
+            .submit(|reply| Job::Deregister {
+                zone,
+                name,
+                url,
+                reply,
+            })
+            .await
+            .and_then(|answer| answer);
+        self.count_update(2, &result);
+        result
     }
 
     /// Loads zone files again (SIGHUP); per zone, the new serial, or `None` when the file
@@ -597,6 +643,16 @@ impl Authority {
             .unwrap_or_else(|p| p.into_inner())
             .get(zone)
             .map(watch::Sender::subscribe)
+    }
+
+    /// How many Watch streams follow a zone here now (0 when the zone is not held).
+    pub fn watchers(&self, zone: &Name) -> usize {
+        self.shared
+            .serials
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(zone)
+            .map_or(0, watch::Sender::receiver_count)
     }
 
     /// Counts a transfer served to a secondary or a dump.

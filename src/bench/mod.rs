@@ -31,8 +31,10 @@ use crate::resolver::{ResolveOptions, Resolver, ResolverConfig};
 
 pub mod call;
 pub mod register;
+pub mod search;
 
 pub use call::{CallBench, CallReport, run_call};
+pub use search::{SearchBench, SearchReport, run_search};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

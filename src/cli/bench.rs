@@ -26,6 +26,41 @@ pub enum BenchCommand {
         aop bench register --server http://127.0.0.1:7102 --zone finance.acme --key-file ci-bot.key \\\n      \
         --count 20000 --concurrency 64 --secondary http://127.0.0.1:7103")]
     Register(RegisterArgs),
+    /// Federated searches from a file of queries, C in flight over K connections.
+    #[command(after_help = "Example:\n  \
+        aop bench search --server http://127.0.0.1:7100 --queries queries.txt --zone acme --duration 10s")]
+    Search(SearchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SearchArgs {
+    /// gRPC URL of the node to load (it fans each search out below --zone).
+    #[arg(long, default_value = super::DEFAULT_SERVER, value_name = "URL")]
+    server: String,
+    /// File of queries, one per line (blank lines and lines starting with # are skipped).
+    #[arg(long, value_name = "FILE")]
+    queries: PathBuf,
+    /// Scope of every search (default: the whole tree).
+    #[arg(long, value_name = "ZONE", default_value = "")]
+    zone: String,
+    /// Hits per search.
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    limit: u32,
+    /// Searches in flight.
+    #[arg(long, default_value_t = 8, value_name = "C")]
+    concurrency: usize,
+    /// HTTP/2 connections the searches share.
+    #[arg(long, default_value_t = 2, value_name = "K")]
+    connections: usize,
+    /// How long to run.
+    #[arg(long, default_value = "10s", value_parser = super::parse_duration, value_name = "D")]
+    duration: Duration,
+    /// Deadline of one search (zones not answering by then make the answer partial).
+    #[arg(long, default_value = "1s", value_parser = super::parse_duration, value_name = "D")]
+    timeout: Duration,
+    /// Print one JSON document on stdout.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -122,7 +157,51 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Resolve(args) => resolve(args).await,
         BenchCommand::Call(args) => call(args).await,
         BenchCommand::Register(args) => register(args).await,
+        BenchCommand::Search(args) => search(args).await,
     }
+}
+
+async fn search(args: SearchArgs) -> anyhow::Result<ExitCode> {
+    let text = std::fs::read_to_string(&args.queries)
+        .with_context(|| format!("cannot read queries file {}", args.queries.display()))?;
+    let queries: Vec<String> = text
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .map(str::to_string)
+        .collect();
+    let report = bench::run_search(bench::SearchBench {
+        server: args.server.clone(),
+        queries,
+        zone: args.zone.clone(),
+        limit: args.limit,
+        concurrency: args.concurrency,
+        connections: args.connections,
+        duration: args.duration,
+        timeout: args.timeout,
+        progress: !args.json && std::io::stderr().is_terminal(),
+    })
+    .await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "bench search at {} (zone {:?}): {} in flight over {} connections",
+        args.server, args.zone, report.concurrency, report.connections
+    );
+    println!("zones        {}", report.zones_searched.join(", "));
+    println!("searches     {}", report.requests);
+    println!("wall time    {:.3} s", report.elapsed_s);
+    println!("throughput   {:.1} /s", report.throughput_per_s);
+    println!("errors       {}", report.errors);
+    println!("partial      {}", report.partial);
+    println!("with hits    {}", report.with_hits);
+    print_latency(&report.latency_us);
+    for sample in &report.error_samples {
+        println!("error        {sample}");
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn call(args: CallArgs) -> anyhow::Result<ExitCode> {

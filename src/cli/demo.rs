@@ -9,10 +9,11 @@ use aop::demo;
 
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Port plan from --port-base B: node i serves gRPC on B+i and DNS on B+100+i \
-    (node 0 is the root, then one node per distinct `servers` entry of the zone files, zones \
-    in name order); demo agents on B+300+j; the MCP gateway on http://127.0.0.1:B+900/mcp. \
-    --port-base 0 takes free ports from the OS. Ctrl-C stops everything."
+    after_help = "Port plan from --port-base B: node i serves gRPC on B+i, DNS on B+100+i and \
+    its admin endpoint (status page, /metrics, /healthz, /readyz) on B+200+i (node 0 is the \
+    root, then one node per distinct `servers` entry of the zone files, zones in name order); \
+    demo agents on B+300+j; the MCP gateway on http://127.0.0.1:B+900/mcp and its status page \
+    on B+901. --port-base 0 takes free ports from the OS. Ctrl-C stops everything."
 )]
 pub struct DemoArgs {
     /// First port of the port plan; 0 takes free ports from the OS.
@@ -46,6 +47,14 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             zones.join(", ")
         );
     }
+    println!();
+    println!("Status pages (each node's Prometheus metrics at /metrics):");
+    for node in &demo.nodes {
+        if let Some(url) = node.handle.admin_url() {
+            println!("  {:<8} {url}", node.handle.node_id());
+        }
+    }
+    println!("  {:<8} {}", "gateway", demo.gateway_status.url);
     let root = demo.root_url().unwrap_or_default();
     let finance = demo
         .nodes
@@ -67,6 +76,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         "  aop resolve {server}forecaster.finance.acme --json  # an alias, answered from the cache"
     );
     println!("  aop resolve {server}librarian.research.globex --stats");
+    println!(
+        "  aop search {server}forecasting    # ranked search of every zone, fanned out from the root"
+    );
+    println!(
+        "  aop search {server}--zone finance.acme --tag finance --limit 5    # one subtree, by tag"
+    );
     if let Some(finance) = finance {
         println!(
             "  aop resolve --server {finance} --no-recurse fx.trading.finance.acme    # authoritative only"
@@ -85,6 +100,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             "  dig @{} -p {} _mcp._tcp.analyst.finance.acme SRV    # the DNS door",
             dns.ip(),
             dns.port()
+        );
+    }
+    if let Some(admin) = demo.nodes.first().and_then(|node| node.handle.admin_url()) {
+        println!(
+            "  curl -s {admin}metrics | grep ^aop_queries_total    # the root's query counters"
         );
     }
     println!();

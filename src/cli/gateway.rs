@@ -39,7 +39,8 @@ pub struct GatewayArgs {
     /// File holding the bearer token every request must carry.
     #[arg(long, value_name = "FILE")]
     token_file: Option<PathBuf>,
-    /// How often the mounted zones are checked for changes.
+    /// Mounted zones are followed on Watch streams; this is the longest wait before a failed
+    /// stream is reopened, and how often a zone is polled when its node offers no Watch.
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = super::parse_duration)]
     poll_interval: Duration,
 }

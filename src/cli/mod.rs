@@ -9,6 +9,7 @@ mod gateway;
 mod node;
 mod output;
 mod resolve;
+mod search;
 mod update;
 mod zone;
 
@@ -55,6 +56,8 @@ enum Command {
     Zone(zone::ZoneCommand),
     /// Resolve an agent name.
     Resolve(resolve::ResolveArgs),
+    /// Search agents by words, tags and capabilities across the federation.
+    Search(search::SearchArgs),
     /// Add or renew one endpoint of an agent (a live registration with a lease).
     Register(update::RegisterArgs),
     /// Remove one endpoint of an agent, or the whole agent.
@@ -98,6 +101,7 @@ pub fn main() -> ExitCode {
             Command::Deregister(args) => update::deregister(args).await,
             Command::Key(command) => update::key(command),
             Command::Resolve(args) => resolve::run(args).await,
+            Command::Search(args) => search::run(args).await,
             Command::Gateway(args) => gateway::run(args).await,
             Command::Agent(command) => agent::run(command).await,
             Command::Bench(command) => bench::run(command).await,
@@ -132,7 +136,13 @@ fn init_logging(format: LogFormat, default_level: &str) {
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+        // The current span's fields (a request's `request_id`, the gRPC method) and the
+        // list of enclosing spans go on every line, so one request's lines can be grepped.
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .init(),
     }
 }
 

@@ -18,8 +18,9 @@ use aop::resolver::ResolverConfig;
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  \
     aop node --zone zones/finance.acme.toml --grpc 127.0.0.1:7102\n  \
-    aop node --config deploy/nodes/finance-1.toml\n\n\
-    A config file has the keys node_id, grpc and zones (paths relative to the file); \
+    aop node --config deploy/nodes/finance-1.toml\n  \
+    aop node --zone zones/acme.toml --grpc 127.0.0.1:7101 --admin 127.0.0.1:7301\n\n\
+    A config file has the keys node_id, grpc, dns, admin and zones (paths relative to the file); \
     see deploy/README.md.")]
 pub struct NodeArgs {
     /// Node config file (TOML); flags given here override its keys.
@@ -34,6 +35,11 @@ pub struct NodeArgs {
     /// DNS door listen address, UDP and TCP (for example 127.0.0.2:53); none by default.
     #[arg(long, value_name = "ADDR")]
     dns: Option<SocketAddr>,
+    /// Admin endpoint listen address: /metrics (Prometheus), /healthz, /readyz and a status
+    /// page at / (for example 127.0.0.1:7300; read-only, bind it to loopback); none by
+    /// default.
+    #[arg(long, value_name = "ADDR")]
+    admin: Option<SocketAddr>,
     /// Names this node in answers (`served_by`) [default: its gRPC address].
     #[arg(long, value_name = "ID")]
     node_id: Option<String>,
@@ -127,6 +133,7 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
         node_id: args.node_id.or(file.node_id),
         grpc,
         dns: args.dns.or(file.dns),
+        admin: args.admin.or(file.admin),
         zone_files: zone_files.clone(),
         secondaries,
         data_dir: args.data_dir.or(file.data_dir),
@@ -139,6 +146,7 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
         node = handle.node_id(),
         grpc = %handle.grpc_url(),
         dns = ?handle.dns_addr(),
+        admin = handle.admin_url().as_deref().unwrap_or("none"),
         zones = ?handle.catalog().origins().iter().map(ToString::to_string).collect::<Vec<_>>(),
         "node ready"
     );

@@ -8,13 +8,14 @@
 
 pub mod cache;
 pub mod negative;
+pub mod observe;
 pub mod records;
 pub mod respond;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
@@ -22,8 +23,10 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::admin::metrics::RequestId;
 use crate::catalog::Catalog;
-use respond::{Answerer, Disposition, Transport};
+pub use observe::DnsCounters;
+use respond::{Answerer, Transport};
 
 /// Bounds on TCP clients.
 #[derive(Debug, Clone, Copy)]
@@ -60,14 +63,6 @@ pub enum DnsError {
         transport: &'static str,
         source: std::io::Error,
     },
-}
-
-/// Queries seen by the door, by what happened to them.
-#[derive(Debug, Default)]
-pub struct DnsCounters {
-    pub answered: AtomicU64,
-    pub ignored: AtomicU64,
-    pub tcp_refused: AtomicU64,
 }
 
 /// Bound UDP and TCP sockets on one address, not yet serving.
@@ -164,13 +159,22 @@ struct Door {
 }
 
 impl Door {
+    /// Answers one query inside a span carrying its request id (debug level: at the
+    /// default `info` filter the span costs nothing per query, and a SERVFAIL's warning
+    /// names the id itself), then counts and records it.
     fn answer(&self, request: &[u8], transport: Transport) -> Option<Vec<u8>> {
+        let started = Instant::now();
+        let request_id = RequestId::generate();
+        let span = tracing::debug_span!("dns", request_id = %request_id);
+        let _entered = span.enter();
         let (response, disposition) = self.answerer.answer(request, transport);
-        let counter = match disposition {
-            Disposition::Answered(_) => &self.counters.answered,
-            Disposition::Ignored => &self.counters.ignored,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+        self.counters.observe(
+            request,
+            disposition,
+            response.as_deref(),
+            started.elapsed(),
+            &request_id,
+        );
         response
     }
 }

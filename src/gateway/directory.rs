@@ -1,13 +1,20 @@
 //! The mounted zones: their agents, as listings and as tools, kept in step with the zones.
 //!
-//! A background task asks the resolver node for each mounted zone's serial (`GetZone`,
-//! recursive, so the node finds the zone's own servers) and, when it moved, lists the zone
-//! again (`ListAgents`, paged). Each change swaps in a new immutable [`Mounted`] and bumps a
-//! watch channel that the MCP sessions turn into `notifications/tools/list_changed`. This is
-//! polling until nodes offer a watch stream (issue 7); the interval is a flag.
+//! A zone is listed once through the resolver node (`GetZone` then paged `ListAgents`, both
+//! recursive, so the node finds the zone's own servers), then followed by a task of its own
+//! on a `Watch` stream that the resolver node relays from one of the zone's servers: each
+//! event carries the changes since the last, applied here to the zone's agents, so a
+//! registration reaches the tool list within milliseconds and a large zone is not listed
+//! again for each change. An event that does not follow on from what we hold (a reset, a
+//! gap) makes us list the zone again. When the stream fails, the zone is checked once (its
+//! serial, listing it if moved) and the stream reopened with a backoff up to the retry
+//! interval; a node without Watch is polled at that interval.
+//!
+//! Each change swaps in a new immutable [`Mounted`] and bumps a watch channel that the MCP
+//! sessions turn into `notifications/tools/list_changed`.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -53,49 +60,8 @@ pub struct Listing {
     pub by_name: BTreeMap<Name, Arc<Agent>>,
     /// Every mounted agent, in name order (the order of listings and their cursors).
     pub agents: Vec<Arc<Agent>>,
-    /// The agents' searchable text, lowercased once here rather than on every search;
-    /// `search[i]` is `agents[i]`'s.
-    pub search: Vec<SearchDoc>,
     /// The agents' tool definitions, in tool-name order (stable pages).
     pub tools: Vec<Tool>,
-}
-
-/// One agent's text as `search_agents` matches it: lowercase.
-#[derive(Debug)]
-pub struct SearchDoc {
-    /// Every field below, joined: an agent containing none of the query's words anywhere is
-    /// skipped with one scan instead of one per field.
-    pub all: String,
-    pub name: String,
-    pub description: String,
-    pub tags: Vec<String>,
-    pub capabilities: Vec<String>,
-}
-
-impl SearchDoc {
-    fn of(agent: &Agent) -> SearchDoc {
-        let name = agent.name.as_str().to_lowercase();
-        let description = agent.description.to_lowercase();
-        let tags: Vec<String> = agent.tags.iter().map(|t| t.to_lowercase()).collect();
-        let capabilities: Vec<String> = agent
-            .capabilities
-            .iter()
-            .map(|c| c.to_lowercase())
-            .collect();
-        let all = [name.as_str(), description.as_str()]
-            .into_iter()
-            .chain(tags.iter().map(String::as_str))
-            .chain(capabilities.iter().map(String::as_str))
-            .collect::<Vec<_>>()
-            .join("\n");
-        SearchDoc {
-            all,
-            name,
-            description,
-            tags,
-            capabilities,
-        }
-    }
 }
 
 impl Listing {
@@ -111,12 +77,10 @@ impl Listing {
             .map(|(tool, agent)| agent_tool(tool, agent))
             .collect();
         let agents: Vec<Arc<Agent>> = by_name.values().cloned().collect();
-        let search = agents.iter().map(|agent| SearchDoc::of(agent)).collect();
         Listing {
             by_tool,
             by_name,
             agents,
-            search,
             tools,
         }
     }
@@ -169,12 +133,30 @@ fn schema_object(value: &Value) -> JsonObject {
     }
 }
 
-/// The mounted zones and their refresh task.
+/// The mounted zones and the tasks that follow them.
 pub struct Directory {
     current: ArcSwap<Mounted>,
+    /// Serialises writers (one follower per zone): each takes the current moment, changes
+    /// its zone and stores the next one. Readers never take it.
+    publish: Mutex<()>,
     changes: watch::Sender<u64>,
     mounts: Vec<Name>,
     client: RegistryClient,
+}
+
+/// A zone as one listing read it.
+struct Listed {
+    serial: u32,
+    ttl: u32,
+    agents: Vec<Arc<Agent>>,
+}
+
+/// What a Watch event means for a mounted zone.
+enum Applied {
+    /// The changes followed on from the zone's serial and are applied.
+    Applied,
+    /// The event cannot be applied to what we have: list the zone again.
+    Relist,
 }
 
 impl Directory {
@@ -196,6 +178,7 @@ impl Directory {
             .collect();
         Arc::new(Directory {
             current: ArcSwap::from_pointee(Mounted::build(zones)),
+            publish: Mutex::new(()),
             changes: watch::channel(0).0,
             mounts,
             client,
@@ -215,38 +198,68 @@ impl Directory {
         self.changes.subscribe()
     }
 
-    /// Checks every mounted zone once; lists again those whose serial moved. Returns whether
-    /// the tool list changed.
+    /// Checks every mounted zone once, in parallel; lists again those whose serial moved.
+    /// Returns whether the tool list changed.
     pub async fn refresh(&self) -> bool {
+        let checks = self.mounts.iter().map(|origin| self.refresh_zone(origin));
+        futures::future::join_all(checks)
+            .await
+            .into_iter()
+            .any(|changed| changed)
+    }
+
+    /// Checks one zone's serial and lists it again when it moved. Returns whether the tool
+    /// list changed.
+    async fn refresh_zone(&self, origin: &Name) -> bool {
+        let known = self
+            .current()
+            .zones
+            .get(origin)
+            .and_then(|zone| zone.serial);
+        match self.list_zone(origin, known).await {
+            Ok(None) => self.update(origin, |zone| {
+                zone.error = None;
+                false
+            }),
+            Ok(Some(listed)) => self.update(origin, |zone| {
+                let changed = zone.serial.is_none() || !same_agents(&zone.agents, &listed.agents);
+                zone.serial = Some(listed.serial);
+                zone.ttl = listed.ttl;
+                zone.agents = listed.agents;
+                zone.error = None;
+                changed
+            }),
+            Err(error) => self.record_error(origin, error),
+        }
+    }
+
+    fn record_error(&self, origin: &Name, error: String) -> bool {
+        self.update(origin, |zone| {
+            if zone.error.as_deref() != Some(&error) {
+                tracing::warn!(zone = %origin, %error, "cannot refresh a mounted zone");
+            }
+            zone.error = Some(error);
+            false
+        })
+    }
+
+    /// Changes one zone under the publish lock. `change` returns whether the tool list
+    /// changed; then the listing is rebuilt and sessions are told. A change of serial or
+    /// error alone keeps the listing.
+    fn update(&self, origin: &Name, change: impl FnOnce(&mut MountedZone) -> bool) -> bool {
+        let _writer = self.publish.lock().unwrap_or_else(PoisonError::into_inner);
         let before = self.current();
         let mut zones = before.zones.clone();
-        let mut changed = false;
-        for origin in &self.mounts {
-            let Some(zone) = zones.get_mut(origin) else {
-                continue;
-            };
-            match self.refresh_zone(zone).await {
-                Ok(zone_changed) => {
-                    changed |= zone_changed;
-                    zone.error = None;
-                }
-                Err(error) => {
-                    if zone.error.as_deref() != Some(&error) {
-                        tracing::warn!(zone = %origin, %error, "cannot refresh a mounted zone");
-                    }
-                    zone.error = Some(error);
-                }
-            }
-        }
+        let Some(zone) = zones.get_mut(origin) else {
+            return false;
+        };
+        let changed = change(zone);
         if changed {
             self.current.store(Arc::new(Mounted::build(zones)));
             self.changes.send_modify(|version| *version += 1);
-        } else if zones
-            .values()
-            .zip(before.zones.values())
-            .any(|(now, was)| now.error != was.error || now.serial != was.serial)
-        {
-            // Errors or serials changed, tools did not: keep the listing, record the state.
+        } else if zones.values().zip(before.zones.values()).any(|(now, was)| {
+            now.error != was.error || now.serial != was.serial || now.ttl != was.ttl
+        }) {
             self.current.store(Arc::new(Mounted {
                 zones,
                 listing: Arc::clone(&before.listing),
@@ -255,25 +268,27 @@ impl Directory {
         changed
     }
 
-    async fn refresh_zone(&self, zone: &mut MountedZone) -> Result<bool, String> {
+    /// Lists a zone (`GetZone` then paged `ListAgents`), or `None` when its serial is still
+    /// `known`.
+    async fn list_zone(&self, origin: &Name, known: Option<u32>) -> Result<Option<Listed>, String> {
         let mut client = self.client.clone();
         let header = client
             .get_zone(pb::GetZoneRequest {
-                zone: zone.origin.to_string(),
+                zone: origin.to_string(),
                 recursive: true,
             })
             .await
             .map_err(|status| status.message().to_string())?
             .into_inner();
-        if zone.serial == Some(header.serial) {
-            return Ok(false);
+        if known == Some(header.serial) {
+            return Ok(None);
         }
         let mut agents = Vec::new();
         let mut cursor = String::new();
         let serial = loop {
             let page = client
                 .list_agents(pb::ListAgentsRequest {
-                    zone: zone.origin.to_string(),
+                    zone: origin.to_string(),
                     page_size: limits::PAGE_MAX as u32,
                     cursor: cursor.clone(),
                     recursive: true,
@@ -291,28 +306,212 @@ impl Directory {
             }
             cursor = page.next_cursor;
         };
-        let changed = zone.serial.is_none() || !same_agents(&zone.agents, &agents);
-        zone.serial = Some(serial);
-        zone.ttl = header.ttl;
-        zone.agents = agents;
-        Ok(changed)
+        Ok(Some(Listed {
+            serial,
+            ttl: header.ttl,
+            agents,
+        }))
     }
 
-    /// Refreshes every `interval` until `shutdown`.
-    pub async fn run(self: Arc<Directory>, interval: Duration, shutdown: CancellationToken) {
-        let mut ticks = tokio::time::interval(interval);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = ticks.tick() => {}
+    /// Applies one Watch event to a zone: the changes when they follow on from its serial.
+    fn apply_event(&self, origin: &Name, event: pb::WatchEvent) -> Applied {
+        let mut outcome = Applied::Applied;
+        self.update(origin, |zone| {
+            if zone.serial == Some(event.serial) && event.changes.is_empty() && !event.reset {
+                return false;
             }
+            match apply_changes(zone, &event) {
+                Ok(changed) => {
+                    zone.error = None;
+                    changed
+                }
+                Err(reason) => {
+                    tracing::debug!(zone = %origin, reason, "watch event does not apply; listing the zone again");
+                    outcome = Applied::Relist;
+                    false
+                }
+            }
+        });
+        outcome
+    }
+
+    /// Follows every mounted zone until `shutdown`, each on its own task. `retry` is how long
+    /// to wait at most before reopening a failed Watch stream, and how often a zone is polled
+    /// when its node offers no Watch.
+    pub async fn run(self: Arc<Directory>, retry: Duration, shutdown: CancellationToken) {
+        let followers: Vec<_> = self
+            .mounts
+            .iter()
+            .map(|origin| {
+                tokio::spawn(Arc::clone(&self).follow(origin.clone(), retry, shutdown.clone()))
+            })
+            .collect();
+        for follower in followers {
+            let _ = follower.await;
+        }
+    }
+
+    /// Follows one zone: a Watch stream at the resolver node (relayed from the zone's
+    /// servers), each event applied as it comes. When the stream cannot be opened or ends,
+    /// the zone is polled once (nothing missed while it was down) and the stream reopened
+    /// after a backoff; a node without Watch is polled every `retry`.
+    async fn follow(
+        self: Arc<Directory>,
+        origin: Name,
+        retry: Duration,
+        shutdown: CancellationToken,
+    ) {
+        let mut backoff = WATCH_BACKOFF_FIRST.min(retry);
+        loop {
+            let since_serial = self
+                .current()
+                .zones
+                .get(&origin)
+                .and_then(|zone| zone.serial);
+            let mut client = self.client.clone();
+            let opened = tokio::select! {
+                () = shutdown.cancelled() => return,
+                opened = client.watch(pb::WatchRequest {
+                    zone: origin.to_string(),
+                    since_serial,
+                    recursive: true,
+                }) => opened,
+            };
+            match opened {
+                Ok(stream) => {
+                    let mut stream = stream.into_inner();
+                    // The stream's first event carries the serial now: anything missed
+                    // before it opened is caught by a relist if the serials disagree.
+                    loop {
+                        let next = tokio::select! {
+                            () = shutdown.cancelled() => return,
+                            next = stream.message() => next,
+                        };
+                        match next {
+                            Ok(Some(event)) => {
+                                backoff = WATCH_BACKOFF_FIRST.min(retry);
+                                if let Applied::Relist = self.apply_event(&origin, event) {
+                                    self.relist(&origin).await;
+                                }
+                            }
+                            Ok(None) => {
+                                tracing::debug!(zone = %origin, "watch stream ended");
+                                break;
+                            }
+                            Err(status) => {
+                                tracing::debug!(zone = %origin, error = %status.message(), "watch stream failed");
+                                break;
+                            }
+                        }
+                    }
+                }
+                Err(status) if status.code() == tonic::Code::Unimplemented => {
+                    // An older node: poll.
+                    backoff = retry;
+                }
+                Err(status) => {
+                    self.record_error(&origin, status.message().to_string());
+                }
+            }
+            self.refresh_zone(&origin).await;
             tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = self.refresh() => {}
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(retry);
+        }
+    }
+
+    /// Lists a zone again whatever its serial.
+    async fn relist(&self, origin: &Name) {
+        match self.list_zone(origin, None).await {
+            Ok(Some(listed)) => {
+                self.update(origin, |zone| {
+                    let changed =
+                        zone.serial.is_none() || !same_agents(&zone.agents, &listed.agents);
+                    zone.serial = Some(listed.serial);
+                    zone.ttl = listed.ttl;
+                    zone.agents = listed.agents;
+                    zone.error = None;
+                    changed
+                });
+            }
+            Ok(None) => {}
+            Err(error) => {
+                self.record_error(origin, error);
             }
         }
     }
+}
+
+/// The first wait before reopening a failed Watch stream; it doubles up to the retry interval.
+const WATCH_BACKOFF_FIRST: Duration = Duration::from_millis(100);
+
+/// Applies a Watch event's changes to a zone's agents. Errors (with the reason) when they do
+/// not follow on from the zone's serial, the event is a reset, or a record is unusable: the
+/// caller lists the zone again. Returns whether the agents changed.
+fn apply_changes(zone: &mut MountedZone, event: &pb::WatchEvent) -> Result<bool, String> {
+    if event.reset {
+        return Err("the node's change log no longer reaches back".into());
+    }
+    let Some(mut serial) = zone.serial else {
+        return Err("not listed yet".into());
+    };
+    if event.changes.is_empty() {
+        return Err(format!(
+            "serial moved from {serial} to {} without changes",
+            event.serial
+        ));
+    }
+    let mut agents: BTreeMap<Name, Arc<Agent>> = zone
+        .agents
+        .iter()
+        .map(|agent| (agent.name.clone(), Arc::clone(agent)))
+        .collect();
+    let mut ttl = zone.ttl;
+    for change in &event.changes {
+        if change.from_serial != serial {
+            return Err(format!(
+                "a change from serial {} does not follow serial {serial}",
+                change.from_serial
+            ));
+        }
+        for record in &change.changes {
+            match &record.change {
+                Some(pb::record_change::Change::Put(put)) => {
+                    if let Some(pb::zone_record::Record::Agent(agent)) = &put.record {
+                        let agent = Agent::try_from(agent.clone())
+                            .map_err(|error| format!("unusable agent record: {error}"))?;
+                        agents.insert(agent.name.clone(), Arc::new(agent));
+                    }
+                }
+                Some(pb::record_change::Change::Delete(key)) => {
+                    if key.kind == pb::RecordKind::Agent as i32
+                        && let Ok(name) = Name::parse(&key.name)
+                    {
+                        agents.remove(&name);
+                    }
+                }
+                None => return Err("a change without a record".into()),
+            }
+        }
+        if let Some(header) = &change.header {
+            ttl = header.ttl;
+        }
+        serial = change.serial;
+    }
+    if serial != event.serial {
+        return Err(format!(
+            "changes end at serial {serial}, the event says {}",
+            event.serial
+        ));
+    }
+    let agents: Vec<Arc<Agent>> = agents.into_values().collect();
+    let changed = !same_agents(&zone.agents, &agents);
+    zone.serial = Some(serial);
+    zone.ttl = ttl;
+    zone.agents = agents;
+    Ok(changed)
 }
 
 /// Whether two listings would give the same tools (a serial can move without that).
@@ -329,4 +528,150 @@ fn same_agents(before: &[Arc<Agent>], after: &[Arc<Agent>]) -> bool {
                 && a.capabilities == b.capabilities
                 && a.version == b.version
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{self, Endpoint};
+
+    fn agent(full_name: &str, description: &str) -> Agent {
+        Agent {
+            name: Name::parse(full_name).unwrap(),
+            description: description.into(),
+            tags: Vec::new(),
+            capabilities: Vec::new(),
+            version: String::new(),
+            ttl: None,
+            timeout_ms: record::DEFAULT_TIMEOUT_MS,
+            max_retries: record::DEFAULT_MAX_RETRIES,
+            endpoints: vec![Endpoint::new("http://127.0.0.1:9/mcp", "a", 10, 1).unwrap()],
+            input_schema: record::default_input_schema(),
+            output_schema: None,
+            metadata: None,
+        }
+    }
+
+    fn zone(serial: u32, agents: &[Agent]) -> MountedZone {
+        MountedZone {
+            origin: Name::parse("finance.acme").unwrap(),
+            serial: Some(serial),
+            ttl: 60,
+            agents: agents.iter().cloned().map(Arc::new).collect(),
+            error: None,
+        }
+    }
+
+    fn put(agent: &Agent) -> pb::RecordChange {
+        pb::RecordChange {
+            change: Some(pb::record_change::Change::Put(pb::ZoneRecord {
+                record: Some(pb::zone_record::Record::Agent(pb::Agent::from(agent))),
+                ..pb::ZoneRecord::default()
+            })),
+        }
+    }
+
+    fn delete(name: &str) -> pb::RecordChange {
+        pb::RecordChange {
+            change: Some(pb::record_change::Change::Delete(pb::RecordKey {
+                kind: pb::RecordKind::Agent as i32,
+                name: name.into(),
+            })),
+        }
+    }
+
+    fn change(from: u32, to: u32, changes: Vec<pb::RecordChange>) -> pb::ZoneChange {
+        pb::ZoneChange {
+            from_serial: from,
+            serial: to,
+            changes,
+            header: None,
+        }
+    }
+
+    fn event(serial: u32, changes: Vec<pb::ZoneChange>) -> pb::WatchEvent {
+        pb::WatchEvent {
+            zone: "finance.acme".into(),
+            serial,
+            changes,
+            reset: false,
+        }
+    }
+
+    fn names(zone: &MountedZone) -> Vec<String> {
+        zone.agents.iter().map(|a| a.name.to_string()).collect()
+    }
+
+    #[test]
+    fn changes_that_follow_on_are_applied_in_order() {
+        let analyst = agent("analyst.finance.acme", "numbers");
+        let writer = agent("writer.finance.acme", "words");
+        let mut mounted = zone(5, std::slice::from_ref(&analyst));
+        let changed = apply_changes(
+            &mut mounted,
+            &event(
+                7,
+                vec![
+                    change(5, 6, vec![put(&writer)]),
+                    change(6, 7, vec![delete("analyst.finance.acme")]),
+                ],
+            ),
+        )
+        .unwrap();
+        assert!(changed);
+        assert_eq!(mounted.serial, Some(7));
+        assert_eq!(names(&mounted), ["writer.finance.acme"]);
+    }
+
+    #[test]
+    fn a_changed_description_changes_the_tools_and_a_same_record_does_not() {
+        let analyst = agent("analyst.finance.acme", "numbers");
+        let mut mounted = zone(1, std::slice::from_ref(&analyst));
+        assert!(
+            !apply_changes(
+                &mut mounted,
+                &event(2, vec![change(1, 2, vec![put(&analyst)])])
+            )
+            .unwrap()
+        );
+        assert_eq!(mounted.serial, Some(2));
+        let renamed = agent("analyst.finance.acme", "more numbers");
+        assert!(
+            apply_changes(
+                &mut mounted,
+                &event(3, vec![change(2, 3, vec![put(&renamed)])])
+            )
+            .unwrap()
+        );
+        assert_eq!(mounted.agents[0].description, "more numbers");
+    }
+
+    #[test]
+    fn gaps_resets_and_unlisted_zones_ask_for_a_listing() {
+        let analyst = agent("analyst.finance.acme", "numbers");
+        let mut mounted = zone(5, std::slice::from_ref(&analyst));
+        let gap = event(8, vec![change(6, 8, vec![delete("analyst.finance.acme")])]);
+        assert!(
+            apply_changes(&mut mounted, &gap)
+                .unwrap_err()
+                .contains("does not follow serial 5")
+        );
+        // Nothing was applied.
+        assert_eq!(mounted.serial, Some(5));
+        assert_eq!(names(&mounted), ["analyst.finance.acme"]);
+
+        let mut reset = event(9, Vec::new());
+        reset.reset = true;
+        assert!(apply_changes(&mut mounted, &reset).is_err());
+        assert!(apply_changes(&mut mounted, &event(9, Vec::new())).is_err());
+        let short = event(9, vec![change(5, 6, Vec::new())]);
+        assert!(
+            apply_changes(&mut mounted, &short)
+                .unwrap_err()
+                .contains("end at serial 6")
+        );
+
+        mounted.serial = None;
+        assert!(apply_changes(&mut mounted, &event(6, vec![change(5, 6, Vec::new())])).is_err());
+    }
 }

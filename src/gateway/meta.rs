@@ -14,7 +14,7 @@ use rmcp::model::{CallToolResult, ContentBlock, JsonObject, Tool, ToolAnnotation
 use serde_json::{Map, Value, json};
 
 use crate::gateway::Gateway;
-use crate::gateway::directory::{Mounted, SearchDoc};
+use crate::gateway::directory::Mounted;
 use crate::gateway::error::GatewayError;
 use crate::mcp::tool_name::tool_name;
 use crate::name::Name;
@@ -28,10 +28,11 @@ pub const SEARCH_AGENTS: &str = "search_agents";
 pub const GET_SERVER_INFO: &str = "get_server_info";
 pub const RESOLVE_AGENT: &str = "resolve_agent";
 pub const CALL_AGENT: &str = "call_agent";
+pub const ROUTE_TASK: &str = "route_task";
 
 /// Every meta tool name. An agent whose plain tool name would be one of these (`list.agents`)
 /// gets the hashed form instead (see `gateway::directory`), so meta tools are never shadowed.
-pub const NAMES: [&str; 8] = [
+pub const NAMES: [&str; 9] = [
     DISCOVER_AGENTS,
     GET_AGENT_DETAILS,
     GET_AGENTS_INFO,
@@ -40,6 +41,7 @@ pub const NAMES: [&str; 8] = [
     GET_SERVER_INFO,
     RESOLVE_AGENT,
     CALL_AGENT,
+    ROUTE_TASK,
 ];
 
 /// Default and largest number of agents one discovery or search answer carries.
@@ -158,11 +160,31 @@ pub fn tools() -> Vec<Tool> {
             })),
         )
         .annotate(ToolAnnotations::new().open_world(true)),
+        Tool::new(
+            ROUTE_TASK,
+            "Give a task to the best agent for it: searches the mounted zones (and the zones \
+             below them) for the task's words, calls the best-ranked live agent with `task`, \
+             and falls back to the next candidate when one fails. Returns the agent's result, \
+             the agent chosen and the candidates considered.",
+            schema(json!({
+                "type": "object",
+                "properties": {
+                    "task": {"type": "string", "description": "What to do, in words; also the search query"},
+                    "zone": zone,
+                    "tags": {"type": "array", "items": {"type": "string"}, "description": "Only agents with every one of these tags"},
+                    "capabilities": {"type": "array", "items": {"type": "string"}, "description": "Only agents with every one of these capabilities"},
+                    "timeout_ms": {"type": "integer", "minimum": 1, "maximum": limits::TIMEOUT_MS_MAX,
+                                   "description": "Bounds each agent call (at most the agent's own timeout_ms)"}
+                },
+                "required": ["task"]
+            })),
+        )
+        .annotate(ToolAnnotations::new().open_world(true)),
     ]
 }
 
 /// A meta tool's answer: the object as pretty JSON text and as `structuredContent`.
-fn answer(value: Value) -> CallToolResult {
+pub(crate) fn answer(value: Value) -> CallToolResult {
     let failed = value.get("success") == Some(&Value::Bool(false));
     let text = serde_json::to_string(&value).unwrap_or_default();
     let mut result = if failed {
@@ -175,7 +197,11 @@ fn answer(value: Value) -> CallToolResult {
 }
 
 /// A failed meta call: `success: false`, `error`, and the tool's main key, empty.
-fn failure(error: impl std::fmt::Display, main_key: &str, empty: Value) -> CallToolResult {
+pub(crate) fn failure(
+    error: impl std::fmt::Display,
+    main_key: &str,
+    empty: Value,
+) -> CallToolResult {
     let mut object = Map::new();
     object.insert("success".into(), Value::Bool(false));
     object.insert("error".into(), Value::String(error.to_string()));
@@ -184,7 +210,7 @@ fn failure(error: impl std::fmt::Display, main_key: &str, empty: Value) -> CallT
 }
 
 /// Reads an optional string argument; a wrong type is the caller's error, named.
-fn string_arg<'a>(
+pub(crate) fn string_arg<'a>(
     args: &'a JsonObject,
     field: &'static str,
 ) -> Result<Option<&'a str>, GatewayError> {
@@ -198,7 +224,7 @@ fn string_arg<'a>(
     }
 }
 
-fn strings_arg(
+pub(crate) fn strings_arg(
     args: &JsonObject,
     field: &'static str,
 ) -> Result<Option<Vec<String>>, GatewayError> {
@@ -222,7 +248,7 @@ fn strings_arg(
     }
 }
 
-fn limit_arg(args: &JsonObject) -> Result<usize, GatewayError> {
+pub(crate) fn limit_arg(args: &JsonObject) -> Result<usize, GatewayError> {
     match args.get("limit") {
         None | Some(Value::Null) => Ok(DEFAULT_LIMIT),
         Some(value) => match value.as_u64() {
@@ -238,7 +264,7 @@ fn limit_arg(args: &JsonObject) -> Result<usize, GatewayError> {
     }
 }
 
-fn zone_arg(gateway: &Gateway, args: &JsonObject) -> Result<Option<Name>, GatewayError> {
+pub(crate) fn zone_arg(gateway: &Gateway, args: &JsonObject) -> Result<Option<Name>, GatewayError> {
     let Some(text) = string_arg(args, "zone")? else {
         return Ok(None);
     };
@@ -263,7 +289,7 @@ fn zone_arg(gateway: &Gateway, args: &JsonObject) -> Result<Option<Name>, Gatewa
     Ok(Some(zone))
 }
 
-fn mounts_list(gateway: &Gateway) -> String {
+pub(crate) fn mounts_list(gateway: &Gateway) -> String {
     let mounts: Vec<String> = gateway
         .directory()
         .mounts()
@@ -384,7 +410,8 @@ pub async fn call(
         GET_AGENT_DETAILS => get_agent_details(gateway, args),
         GET_AGENTS_INFO => get_agents_info(gateway, args),
         LIST_AGENTS => list_agents(gateway, args),
-        SEARCH_AGENTS => search_agents(gateway, args),
+        SEARCH_AGENTS => crate::gateway::search::search_agents(gateway, args).await,
+        ROUTE_TASK => crate::gateway::search::route_task(gateway, args, context).await,
         GET_SERVER_INFO => get_server_info(gateway).await,
         RESOLVE_AGENT => resolve_agent(gateway, args).await,
         CALL_AGENT => call_agent(gateway, args, context).await,
@@ -513,117 +540,6 @@ fn list_agents(gateway: &Gateway, args: &JsonObject) -> CallToolResult {
         Ok(value) => answer(value),
         Err(error) => failure(error, "agent_names", json!([])),
     }
-}
-
-/// The fields `search_agents` can search, as swarms names them.
-const SEARCH_FIELDS: [&str; 4] = ["name", "description", "tags", "capabilities"];
-
-fn search_agents(gateway: &Gateway, args: &JsonObject) -> CallToolResult {
-    let run = || -> Result<Value, GatewayError> {
-        let query = string_arg(args, "query")?
-            .unwrap_or_default()
-            .trim()
-            .to_lowercase();
-        if query.is_empty() {
-            return Err(GatewayError::BadRequest {
-                field: "query",
-                reason: "No search query provided".into(),
-            });
-        }
-        let fields: Vec<String> = match strings_arg(args, "search_fields")? {
-            Some(fields) => fields
-                .into_iter()
-                .filter(|field| SEARCH_FIELDS.contains(&field.as_str()))
-                .collect(),
-            None => SEARCH_FIELDS
-                .iter()
-                .map(|field| field.to_string())
-                .collect(),
-        };
-        let zone = zone_arg(gateway, args)?;
-        let tags = strings_arg(args, "tags")?.unwrap_or_default();
-        let capabilities = strings_arg(args, "capabilities")?.unwrap_or_default();
-        let limit = limit_arg(args)?;
-        let terms: Vec<&str> = query.split_whitespace().collect();
-        let tags: Vec<String> = tags.iter().map(|t| t.to_lowercase()).collect();
-        let capabilities: Vec<String> = capabilities.iter().map(|c| c.to_lowercase()).collect();
-        let mounted = gateway.directory().current();
-        let mut scored: Vec<(f64, &Arc<Agent>)> = mounted
-            .listing
-            .agents
-            .iter()
-            .zip(&mounted.listing.search)
-            .filter(|(agent, doc)| {
-                zone.as_ref()
-                    .is_none_or(|zone| agent.name.is_at_or_below(zone))
-                    && tags.iter().all(|tag| doc.tags.contains(tag))
-                    && capabilities
-                        .iter()
-                        .all(|cap| doc.capabilities.contains(cap))
-            })
-            .filter(|(_, doc)| terms.iter().any(|term| doc.all.contains(term)))
-            .filter_map(|(agent, doc)| {
-                let score = match_score(doc, &query, &terms, &fields);
-                (score > 0.0).then_some((score, agent))
-            })
-            .collect();
-        scored.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.name.cmp(&b.1.name)));
-        let total = scored.len();
-        let matching: Vec<Value> = scored
-            .iter()
-            .take(limit)
-            .map(|(score, agent)| {
-                let mut info = discovery_info(agent);
-                if let Value::Object(map) = &mut info {
-                    map.insert("score".into(), json!((score * 1000.0).round() / 1000.0));
-                }
-                info
-            })
-            .collect();
-        let mounted = gateway.directory().current();
-        let unanswered: Vec<String> = mounted
-            .zones
-            .values()
-            .filter(|zone| zone.error.is_some())
-            .map(|zone| zone.origin.to_string())
-            .collect();
-        Ok(json!({
-            "success": true,
-            "matching_agents": matching,
-            "total_matches": total,
-            "query": query,
-            "search_fields": fields,
-            "partial": !unanswered.is_empty(),
-            "unanswered_zones": unanswered,
-        }))
-    };
-    match run() {
-        Ok(value) => answer(value),
-        Err(error) => failure(error, "matching_agents", json!([])),
-    }
-}
-
-/// How well `agent` matches: the whole query as a substring (as swarms matches) counts
-/// most, then each query word found; names weigh more than descriptions.
-fn match_score(doc: &SearchDoc, query: &str, terms: &[&str], fields: &[String]) -> f64 {
-    let mut score = 0.0;
-    let mut add = |weight: f64, text: &str| {
-        if text.contains(query) {
-            score += 2.0 * weight;
-        }
-        let found = terms.iter().filter(|term| text.contains(*term)).count();
-        score += weight * found as f64 / terms.len().max(1) as f64;
-    };
-    for field in fields {
-        match field.as_str() {
-            "name" => add(3.0, &doc.name),
-            "description" => add(1.0, &doc.description),
-            "tags" => doc.tags.iter().for_each(|tag| add(2.0, tag)),
-            "capabilities" => doc.capabilities.iter().for_each(|cap| add(2.0, cap)),
-            _ => {}
-        }
-    }
-    score
 }
 
 async fn get_server_info(gateway: &Gateway) -> CallToolResult {

@@ -21,6 +21,7 @@ pub mod directory;
 pub mod error;
 pub mod meta;
 pub mod names;
+pub mod search;
 pub mod server;
 pub mod sessions;
 
@@ -52,7 +53,8 @@ pub struct GatewayConfig {
     pub resolver_url: String,
     /// Zones whose agents become tools.
     pub mounts: Vec<Name>,
-    /// How often the mounted zones' serials are checked.
+    /// The longest wait before a failed Watch stream of a mounted zone is reopened, and how
+    /// often a zone is polled when its node offers no Watch.
     pub poll_interval: Duration,
     /// Entries of the gateway's name cache.
     pub cache_capacity: u64,
@@ -119,6 +121,8 @@ impl SessionsToNotify {
 pub struct Gateway {
     config: GatewayConfig,
     directory: Arc<Directory>,
+    /// The resolver node, for searches (it fans them out across the federation).
+    registry: RegistryClient,
     names: NameCache,
     caller: Caller,
     meta_tools: Vec<Tool>,
@@ -136,6 +140,7 @@ impl Gateway {
         let client = RegistryClient::new(channel);
         Ok(Arc::new(Gateway {
             directory: Directory::new(config.mounts.clone(), client.clone()),
+            registry: client.clone(),
             names: NameCache::new(client, config.cache_capacity),
             caller: Caller {
                 sessions: AgentSessions::new(),
@@ -186,6 +191,11 @@ impl Gateway {
         &self.notify
     }
 
+    /// A client of the resolver node.
+    pub fn registry(&self) -> RegistryClient {
+        self.registry.clone()
+    }
+
     /// Resolves `name` (through the cache, so a call follows the zone within the TTL) and
     /// calls the agent.
     pub async fn call_by_name(
@@ -195,11 +205,24 @@ impl Gateway {
         timeout_ms: Option<u64>,
         context: &CallContext,
     ) -> Result<CallOutcome, GatewayError> {
-        let resolution = self.names.resolve(name).await?;
-        let agent = Arc::clone(resolution.agent()?);
-        self.caller
-            .call(agent, arguments, timeout_ms, context)
-            .await
+        // Runs inside the MCP request's span (`gateway::server::call_tool`, which carries the
+        // request id), so each log line of the call (retries, breakers, sessions) names it.
+        let span = tracing::info_span!("agent_call", agent = %name);
+        let started = Instant::now();
+        let call = async {
+            let resolution = self.names.resolve(name).await?;
+            let agent = Arc::clone(resolution.agent()?);
+            self.caller
+                .call(agent, arguments, timeout_ms, context)
+                .await
+        };
+        let result = tracing::Instrument::instrument(call, span.clone()).await;
+        let latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        span.in_scope(|| match &result {
+            Ok(_) => tracing::debug!(latency_us, "tool call"),
+            Err(error) => tracing::warn!(latency_us, %error, "tool call failed"),
+        });
+        result
     }
 }
 

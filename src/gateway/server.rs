@@ -101,6 +101,50 @@ impl ServerHandler for GatewayServer {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
+        // Every tool call (meta tools and agents alike) gets a request id and runs in a span
+        // carrying it, so each of its log lines names it.
+        let request_id = crate::admin::metrics::RequestId::generate();
+        let span = tracing::info_span!("tool_call", request_id = %request_id, tool = %request.name);
+        tracing::Instrument::instrument(self.call_tool_in_span(request, context), span).await
+    }
+    async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
+        self.gateway.sessions_to_notify().add(context.peer);
+    }
+
+    fn accepted_subscription_filter(
+        &self,
+        requested: &SubscriptionFilter,
+    ) -> Option<SubscriptionFilter> {
+        let mut accepted = SubscriptionFilter::new();
+        accepted.tools_list_changed = requested.tools_list_changed;
+        Some(accepted)
+    }
+
+    async fn listen(&self, context: SubscriptionContext) -> Result<(), ErrorData> {
+        let mut changes = self.gateway.directory().subscribe();
+        changes.mark_unchanged();
+        loop {
+            tokio::select! {
+                _ = context.cancelled() => return Ok(()),
+                changed = changes.changed() => {
+                    if changed.is_err() {
+                        return Ok(());
+                    }
+                    if context.sink().notify_tool_list_changed().await.is_err() {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl GatewayServer {
+    async fn call_tool_in_span(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
         let arguments = request.arguments.unwrap_or_default();
         let call_context = CallContext {
             progress: context
@@ -132,37 +176,6 @@ impl ServerHandler for GatewayServer {
                     "result": "", "success": false, "error": error.to_string()
                 }));
                 Ok(result.into())
-            }
-        }
-    }
-
-    async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
-        self.gateway.sessions_to_notify().add(context.peer);
-    }
-
-    fn accepted_subscription_filter(
-        &self,
-        requested: &SubscriptionFilter,
-    ) -> Option<SubscriptionFilter> {
-        let mut accepted = SubscriptionFilter::new();
-        accepted.tools_list_changed = requested.tools_list_changed;
-        Some(accepted)
-    }
-
-    async fn listen(&self, context: SubscriptionContext) -> Result<(), ErrorData> {
-        let mut changes = self.gateway.directory().subscribe();
-        changes.mark_unchanged();
-        loop {
-            tokio::select! {
-                _ = context.cancelled() => return Ok(()),
-                changed = changes.changed() => {
-                    if changed.is_err() {
-                        return Ok(());
-                    }
-                    if context.sink().notify_tool_list_changed().await.is_err() {
-                        return Ok(());
-                    }
-                }
             }
         }
     }

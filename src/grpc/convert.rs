@@ -14,6 +14,7 @@ use crate::record::{
     limits,
 };
 use crate::resolver::LevelStats;
+use crate::search::{CorpusStats, Hit, ZoneResult};
 use crate::zone::ZoneSnapshot;
 
 use super::pb;
@@ -45,6 +46,20 @@ pub enum RequestError {
         crate::authority::live::LEASE_MAX_SECS
     )]
     LeaseTooLong { value: u32 },
+    #[error("limit {requested} is over the limit of {} hits", limits::PAGE_MAX)]
+    LimitTooLarge { requested: u32 },
+    #[error(
+        "query is {bytes} bytes, over the limit of {} bytes",
+        limits::DESCRIPTION_MAX_BYTES
+    )]
+    QueryTooLong { bytes: usize },
+    #[error("{count} {field} filters, over the limit of {}", limits::TAGS_MAX)]
+    TooManyFilters { field: &'static str, count: usize },
+    #[error(
+        "a {field} filter is {bytes} bytes, over the limit of {} bytes",
+        limits::TAG_MAX_BYTES
+    )]
+    FilterTooLong { field: &'static str, bytes: usize },
 }
 
 /// Data from a peer that breaks the record rules.
@@ -608,6 +623,55 @@ pub fn zone_header_from(header: pb::ZoneHeader) -> Result<ZoneHeader, PeerDataEr
         contact: header.contact,
         servers,
     })
+}
+
+/// A node's search answer for the subtree at `zone` as one part to merge (with the zones it
+/// searched and missed), checked like any peer input; `terms` are the query's as analysed
+/// here. The error says what was wrong with the answer.
+pub fn search_part(
+    zone: &Name,
+    response: pb::SearchResponse,
+    terms: &[String],
+) -> Result<(ZoneResult, Vec<pb::ZoneSearched>, Vec<pb::ZoneMissed>), String> {
+    if response.terms != terms {
+        return Err(format!(
+            "answered for terms {:?}, not {:?} (a different analyser version?)",
+            response.terms, terms
+        ));
+    }
+    let stats = response.stats.unwrap_or_default();
+    let mut hits = Vec::with_capacity(response.hits.len());
+    for hit in response.hits {
+        let agent = hit.agent.ok_or("a hit without its agent")?;
+        let agent = Agent::try_from(agent).map_err(|error| error.to_string())?;
+        let hit_zone = Name::parse(&hit.zone).map_err(|error| format!("a hit's zone: {error}"))?;
+        if !hit_zone.is_at_or_below(zone) || !agent.name.is_at_or_below(&hit_zone) {
+            return Err(format!(
+                "sent {} from zone {hit_zone}, outside its subtree",
+                agent.name
+            ));
+        }
+        hits.push(Hit {
+            agent: Arc::new(agent),
+            zone: hit_zone,
+            score: hit.score,
+            term_freqs: hit.term_freqs,
+            length: hit.length,
+        });
+    }
+    let part = ZoneResult {
+        zone: zone.clone(),
+        serial: 0,
+        stats: CorpusStats {
+            doc_count: stats.doc_count,
+            total_length: stats.total_length,
+            doc_freq: stats.doc_freqs,
+        },
+        matches: response.total_matches,
+        hits,
+    };
+    part.check(terms.len()).map_err(|error| error.to_string())?;
+    Ok((part, response.searched, response.missed))
 }
 
 #[cfg(test)]

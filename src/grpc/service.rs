@@ -1,14 +1,17 @@
 //! The `aop.v1.Registry` service: decode, ask the catalog or the resolver, encode.
 
+mod search;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use std::pin::Pin;
 
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use prost::Message;
 use tokio_stream::wrappers::ReceiverStream;
 
@@ -38,6 +41,11 @@ pub struct RegistryService {
     /// Channels to other nodes, for zone requests forwarded on a client's behalf.
     upstream: Arc<GrpcUpstream>,
     resolve_requests: Arc<AtomicU64>,
+    /// Cancelled when the node stops: long-lived streams (Watch) end with it, so a graceful
+    /// shutdown is not held open by them and their clients move to another server.
+    shutdown: CancellationToken,
+    /// One search index per zone served here, built on the first search of each serial.
+    search_indexes: Arc<crate::search::ZoneIndexes>,
 }
 
 /// The caller's deadline from the `grpc-timeout` header ("100m", "5S", ...).
@@ -74,7 +82,29 @@ impl RegistryService {
             resolver,
             upstream: Arc::new(GrpcUpstream::new()),
             resolve_requests: Arc::new(AtomicU64::new(0)),
+            shutdown: CancellationToken::new(),
+            search_indexes: Arc::new(crate::search::ZoneIndexes::new()),
         }
+    }
+
+    /// Ends Watch streams when `shutdown` is cancelled.
+    pub fn with_shutdown(mut self, shutdown: CancellationToken) -> RegistryService {
+        self.shutdown = shutdown;
+        self
+    }
+
+    /// A zone served here; a zone configured here but not loaded is UNAVAILABLE (so a
+    /// forwarding node tries the zone's next server), any other NOT_FOUND.
+    fn served_zone(&self, origin: &Name) -> Result<Arc<crate::zone::ZoneSnapshot>, ServiceError> {
+        self.catalog.zone(origin).map_err(|error| {
+            if self.authority.status(origin).is_some() {
+                ServiceError::NotLoaded {
+                    zone: origin.clone(),
+                }
+            } else {
+                error.into()
+            }
+        })
     }
 
     /// Resolve requests received so far (every kind, answered or not).
@@ -133,7 +163,7 @@ impl RegistryService {
                 })
                 .await;
         }
-        let zone = self.catalog.zone(&origin)?;
+        let zone = self.served_zone(&origin)?;
         Ok(convert::zone_response(&zone, self.catalog.node_id()))
     }
 
@@ -172,7 +202,7 @@ impl RegistryService {
             }
             return Ok(response);
         }
-        let zone = self.catalog.zone(&origin)?;
+        let zone = self.served_zone(&origin)?;
         let names = zone.agents_page(after.as_deref(), page_size);
         let agents: Vec<pb::Agent> = names
             .iter()
@@ -455,8 +485,11 @@ impl RegistryService {
                     async move { client.watch(request).await }
                 })
                 .await?;
-            return Ok(Box::pin(stream));
+            return Ok(Box::pin(
+                stream.take_until(self.shutdown.clone().cancelled_owned()),
+            ));
         }
+        let shutdown = self.shutdown.clone();
         let mut serials = self
             .authority
             .watch(&zone)
@@ -482,6 +515,7 @@ impl RegistryService {
             loop {
                 tokio::select! {
                     () = events.closed() => return,
+                    () = shutdown.cancelled() => return,
                     changed = serials.changed() => if changed.is_err() { return },
                 }
                 let serial = *serials.borrow_and_update();
@@ -701,6 +735,15 @@ impl pb::registry_server::Registry for RegistryService {
     ) -> Result<Response<pb::ListAgentsResponse>, Status> {
         let deadline = deadline(&request);
         let response = RegistryService::list_agents(self, request.into_inner(), deadline).await?;
+        Ok(Response::new(response))
+    }
+
+    async fn search(
+        &self,
+        request: Request<pb::SearchRequest>,
+    ) -> Result<Response<pb::SearchResponse>, Status> {
+        let deadline = deadline(&request);
+        let response = RegistryService::search(self, request.into_inner(), deadline).await?;
         Ok(Response::new(response))
     }
 

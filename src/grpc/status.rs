@@ -27,6 +27,12 @@ pub enum ServiceError {
         code: Code,
         message: String,
     },
+    /// A zone this node is configured for has no data yet (a secondary before its first
+    /// transfer) or no longer (withdrawn after `expire`): a sibling server may have it.
+    #[error(
+        "zone {zone} is configured on this node but not loaded (a secondary before its first transfer, or after expire); ask another of its servers"
+    )]
+    NotLoaded { zone: crate::name::Name },
 }
 
 impl From<ServiceError> for Status {
@@ -65,6 +71,7 @@ impl From<ServiceError> for Status {
                 }
             },
             ServiceError::Authority { code, .. } => *code,
+            ServiceError::NotLoaded { .. } => Code::Unavailable,
         };
         Status::new(code, error.to_string())
     }

@@ -339,6 +339,18 @@ impl ResolverCache {
         ]
     }
 
+    /// Cached zone cuts (at most `limit`, in no particular order), each with whether it is
+    /// still fresh; for the status page.
+    pub fn delegations(&self, limit: usize) -> Vec<(Arc<Delegation>, bool)> {
+        let now = self.now();
+        self.delegations
+            .cache
+            .iter()
+            .take(limit)
+            .map(|(_, entry)| (Arc::clone(&entry.value), now < entry.fresh_until))
+            .collect()
+    }
+
     /// Drops every cached answer for `name` (an update on this node changed it).
     pub async fn invalidate(&self, name: &Name) {
         self.answers.cache.invalidate(name.as_str()).await;

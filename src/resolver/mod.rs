@@ -119,6 +119,20 @@ pub enum UpstreamError {
     BadAnswer { server: String, reason: String },
 }
 
+impl UpstreamError {
+    /// Metric labels of the variants, in declaration order.
+    pub const REASONS: [&'static str; 4] = ["unreachable", "timeout", "refused", "bad_answer"];
+
+    fn reason_index(&self) -> usize {
+        match self {
+            UpstreamError::Unreachable { .. } => 0,
+            UpstreamError::Timeout { .. } => 1,
+            UpstreamError::Refused { .. } => 2,
+            UpstreamError::BadAnswer { .. } => 3,
+        }
+    }
+}
+
 /// How the resolver asks another node (non-recursively) about a name.
 pub trait Upstream: Send + Sync + 'static {
     fn query<'a>(
@@ -171,6 +185,8 @@ pub struct Resolver {
     servers: ServerSelector,
     /// Resolutions in flight, so concurrent misses for one name share one walk.
     in_flight: moka::future::Cache<Name, Answer>,
+    /// Upstream queries that failed, indexed as `UpstreamError::REASONS`.
+    upstream_failures: [std::sync::atomic::AtomicU64; UpstreamError::REASONS.len()],
 }
 
 /// How this node knew what a trace step records.
@@ -198,7 +214,22 @@ impl Resolver {
             catalog,
             config,
             upstream,
+            upstream_failures: Default::default(),
         }
+    }
+
+    /// Upstream queries that failed so far, by reason (`unreachable`, `timeout`, ...).
+    pub fn upstream_failures(&self) -> Vec<(&'static str, u64)> {
+        UpstreamError::REASONS
+            .iter()
+            .zip(&self.upstream_failures)
+            .map(|(reason, count)| (*reason, count.load(std::sync::atomic::Ordering::Relaxed)))
+            .collect()
+    }
+
+    /// Zone cuts in the delegation cache (at most `limit`), with whether each is fresh.
+    pub fn cached_delegations(&self, limit: usize) -> Vec<(Arc<Delegation>, bool)> {
+        self.cache.delegations(limit)
     }
 
     pub async fn cache_stats(&self) -> Vec<LevelStats> {
@@ -586,6 +617,8 @@ impl Resolver {
                 }
                 Err(error) => {
                     tracing::debug!(zone = %cut.zone, %error, "upstream query failed; trying the next server");
+                    self.upstream_failures[error.reason_index()]
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     self.servers.record_failure(&server.grpc);
                     walk.step(|| TraceStep {
                         server: server.grpc.clone(),

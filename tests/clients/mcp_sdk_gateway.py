@@ -46,6 +46,7 @@ META_TOOLS = [
     "get_server_info",
     "resolve_agent",
     "call_agent",
+    "route_task",
 ]
 
 # Known gateway issues a caller may tolerate (--tolerate NAME) until they are fixed.

@@ -1,0 +1,184 @@
+//! The admin endpoint (`aop node --admin ADDR`): what an operator needs to see a node at
+//! work, over plain HTTP, read-only.
+//!
+//! | path | what |
+//! | --- | --- |
+//! | `/metrics` | Prometheus text format ([`exposition`]) |
+//! | `/healthz` | 200 `ok` while the process serves |
+//! | `/readyz` | 200 once every configured zone is served; else 503 and what is missing |
+//! | `/status.json` | node, zones with their agents and delegations, cached cuts, cache statistics, recent queries ([`status`]) |
+//! | `/` | the status page: HTML, CSS and JS compiled into the binary, no build step; it reads `/status.json` every 2 s |
+//!
+//! What is measured lives beside what it measures: the DNS door's [`DnsCounters`], the gRPC
+//! door's observer layer ([`grpc_layer`]), the recent-queries ring and histograms
+//! ([`metrics`]), the resolver's cache statistics, the authority's update counts. This
+//! module only reads them. Nothing here changes state, so there is no authentication: bind
+//! it to loopback (or a management network) as the examples do. Responses carry
+//! `nosniff`, a same-origin content security policy and no CORS headers, so another site's
+//! page cannot read them; the page builds its DOM with `textContent`, never `innerHTML`,
+//! because agent descriptions are anyone's input.
+//!
+//! The gateway's status page ([`gateway`]) is the same page fed by another document.
+
+pub mod exposition;
+pub mod gateway;
+pub mod grpc_layer;
+pub mod metrics;
+pub mod status;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::authority::Authority;
+use crate::catalog::Catalog;
+use crate::dns::DnsCounters;
+use crate::resolver::Resolver;
+use metrics::NodeMetrics;
+
+const INDEX_HTML: &str = include_str!("page/index.html");
+const APP_JS: &str = include_str!("page/app.js");
+const STYLE_CSS: &str = include_str!("page/style.css");
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AdminError {
+    #[error("cannot listen for the admin endpoint on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// What the admin endpoint reads of a node.
+pub struct NodeView {
+    pub node_id: String,
+    pub grpc_url: String,
+    pub dns_addr: Option<SocketAddr>,
+    pub catalog: Arc<Catalog>,
+    pub resolver: Arc<Resolver>,
+    pub authority: Authority,
+    /// The DNS door's counters, when the node has a DNS door.
+    pub dns: Option<Arc<DnsCounters>>,
+    pub metrics: Arc<NodeMetrics>,
+}
+
+/// A bound admin port, not yet serving (bound first so the demo can print every address
+/// before anything serves, as with the other doors).
+pub struct AdminListener {
+    listener: TcpListener,
+    addr: SocketAddr,
+}
+
+impl AdminListener {
+    pub async fn bind(addr: SocketAddr) -> Result<AdminListener, AdminError> {
+        let bind_error = |source| AdminError::Bind { addr, source };
+        let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
+        let addr = listener.local_addr().map_err(bind_error)?;
+        Ok(AdminListener { listener, addr })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The status page's URL.
+    pub fn url(&self) -> String {
+        format!("http://{}/", self.addr)
+    }
+
+    /// Serves a node's admin endpoint until `shutdown`.
+    pub fn serve_node(self, node: NodeView, shutdown: CancellationToken) -> JoinHandle<()> {
+        let router = Router::new()
+            .route("/metrics", get(node_metrics))
+            .route("/readyz", get(node_ready))
+            .route("/status.json", get(node_status))
+            .with_state(Arc::new(node));
+        self.serve(router, shutdown)
+    }
+
+    fn serve(self, routes: Router, shutdown: CancellationToken) -> JoinHandle<()> {
+        let router = routes
+            .route("/", get(|| page(INDEX_HTML, "text/html; charset=utf-8")))
+            .route(
+                "/index.html",
+                get(|| page(INDEX_HTML, "text/html; charset=utf-8")),
+            )
+            .route(
+                "/app.js",
+                get(|| page(APP_JS, "text/javascript; charset=utf-8")),
+            )
+            .route(
+                "/style.css",
+                get(|| page(STYLE_CSS, "text/css; charset=utf-8")),
+            )
+            .route("/healthz", get(|| async { "ok\n" }))
+            // Browsers ask for it; an empty answer keeps their consoles free of 404s.
+            .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
+            .layer(axum::middleware::map_response(common_headers));
+        let addr = self.addr;
+        tokio::spawn(async move {
+            tracing::info!(url = %format!("http://{addr}/"), "admin endpoint listening (status page, /metrics, /healthz, /readyz)");
+            if let Err(error) = axum::serve(self.listener, router)
+                .with_graceful_shutdown(shutdown.cancelled_owned())
+                .await
+            {
+                tracing::warn!(%error, "admin endpoint stopped");
+            }
+        })
+    }
+}
+
+/// Headers on every admin response: nothing is cached or sniffed, and the page runs only
+/// its own script.
+async fn common_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'self'; frame-ancestors 'none'"),
+    );
+    response
+}
+
+async fn page(body: &'static str, content_type: &'static str) -> Response {
+    ([(header::CONTENT_TYPE, content_type)], body).into_response()
+}
+
+async fn node_metrics(State(node): State<Arc<NodeView>>) -> Response {
+    let body = exposition::render(&node).await;
+    ([(header::CONTENT_TYPE, exposition::CONTENT_TYPE)], body).into_response()
+}
+
+async fn node_ready(State(node): State<Arc<NodeView>>) -> Response {
+    readiness(status::not_ready(&node.authority))
+}
+
+/// 200 `ready`, or 503 with one line per thing not ready.
+pub fn readiness(not_ready: Vec<String>) -> Response {
+    if not_ready.is_empty() {
+        return (StatusCode::OK, "ready\n").into_response();
+    }
+    let mut body = String::from("not ready:\n");
+    for line in not_ready {
+        body.push_str(&line);
+        body.push('\n');
+    }
+    (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
+}
+
+async fn node_status(State(node): State<Arc<NodeView>>) -> Response {
+    axum::Json(status::node_status(&node).await).into_response()
+}

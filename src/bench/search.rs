@@ -1,0 +1,185 @@
+//! `aop bench search`: Search requests from a file of queries, C in flight over K HTTP/2
+//! connections for a fixed time, latencies in an HDR histogram.
+//!
+//! Queries are taken in turn (each worker starting at its own offset). The report counts
+//! partial answers apart from errors: a partial answer is an answer, but a benchmark that
+//! produced many of them measured deadlines, not search.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::bench::{BenchError, Percentiles, new_histogram, progress_bar};
+use crate::grpc::client::connect;
+use crate::grpc::pb;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct SearchBench {
+    pub server: String,
+    pub queries: Vec<String>,
+    /// Scope of every search (empty: the whole tree).
+    pub zone: String,
+    pub limit: u32,
+    pub concurrency: usize,
+    pub connections: usize,
+    pub duration: Duration,
+    /// Deadline of one search, sent as grpc-timeout.
+    pub timeout: Duration,
+    pub progress: bool,
+}
+
+/// What it measured.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SearchReport {
+    pub requests: u64,
+    pub errors: u64,
+    /// Answers marked partial (some zone did not answer in time).
+    pub partial: u64,
+    /// Answers with at least one hit.
+    pub with_hits: u64,
+    pub elapsed_s: f64,
+    pub throughput_per_s: f64,
+    pub concurrency: usize,
+    pub connections: usize,
+    pub latency_us: Percentiles,
+    pub error_samples: Vec<String>,
+    /// Zones searched by the first answer, to show what one search covered.
+    pub zones_searched: Vec<String>,
+}
+
+/// Runs the search benchmark.
+pub async fn run_search(bench: SearchBench) -> Result<SearchReport, BenchError> {
+    if bench.queries.is_empty() {
+        return Err(BenchError::NoNames);
+    }
+    for (flag, value) in [
+        ("concurrency", bench.concurrency),
+        ("connections", bench.connections),
+    ] {
+        if value == 0 {
+            return Err(BenchError::Zero { flag });
+        }
+    }
+    let mut clients = Vec::with_capacity(bench.connections);
+    for _ in 0..bench.connections {
+        clients.push(connect(&bench.server).await?);
+    }
+    let request = |query: &str| {
+        let mut request = tonic::Request::new(pb::SearchRequest {
+            query: query.to_string(),
+            zone: bench.zone.clone(),
+            limit: bench.limit,
+            recursive: true,
+            ..pb::SearchRequest::default()
+        });
+        request.set_timeout(bench.timeout);
+        request
+    };
+    // One search first: the nodes build their indexes on the first search of a serial,
+    // which is not what the run measures; it also shows what one search covers.
+    let first = clients[0]
+        .clone()
+        .search(request(&bench.queries[0]))
+        .await
+        .map_err(|status| BenchError::Unreachable {
+            url: bench.server.clone(),
+            reason: status.message().to_string(),
+        })?
+        .into_inner();
+    let zones_searched = first.searched.iter().map(|s| s.zone.clone()).collect();
+
+    let queries: Arc<[String]> = bench.queries.clone().into();
+    let completed = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let deadline = started + bench.duration;
+    let progress = progress_bar(bench.progress, bench.duration);
+    let mut workers = Vec::with_capacity(bench.concurrency);
+    for worker in 0..bench.concurrency {
+        let mut client = clients[worker % clients.len()].clone();
+        let queries = Arc::clone(&queries);
+        let completed = Arc::clone(&completed);
+        let progress = progress.clone();
+        let zone = bench.zone.clone();
+        let (limit, timeout) = (bench.limit, bench.timeout);
+        workers.push(tokio::spawn(async move {
+            let mut histogram = new_histogram();
+            let (mut errors, mut partial, mut with_hits) = (0u64, 0u64, 0u64);
+            let mut samples: Vec<String> = Vec::new();
+            // Workers start at different queries (a prime stride), then take them in turn.
+            let mut next = worker.wrapping_mul(7919) % queries.len();
+            while Instant::now() < deadline {
+                let query = &queries[next % queries.len()];
+                next += 1;
+                let mut request = tonic::Request::new(pb::SearchRequest {
+                    query: query.clone(),
+                    zone: zone.clone(),
+                    limit,
+                    recursive: true,
+                    ..pb::SearchRequest::default()
+                });
+                request.set_timeout(timeout);
+                let sent = Instant::now();
+                match client.search(request).await {
+                    Ok(response) => {
+                        let micros = sent.elapsed().as_micros().max(1) as u64;
+                        let _ = histogram.record(micros.min(60_000_000));
+                        let response = response.into_inner();
+                        partial += u64::from(response.partial);
+                        with_hits += u64::from(!response.hits.is_empty());
+                    }
+                    Err(status) => {
+                        errors += 1;
+                        let text = format!("{:?}: {}", status.code(), status.message());
+                        if samples.len() < 5 && !samples.contains(&text) {
+                            samples.push(text);
+                        }
+                    }
+                }
+                let done = completed.fetch_add(1, Ordering::Relaxed) + 1;
+                if worker == 0 && done.is_multiple_of(64) {
+                    let elapsed = started.elapsed();
+                    progress.set_position(elapsed.as_millis().min(u128::from(u64::MAX)) as u64);
+                    progress.set_message(format!(
+                        "{done} searches, {:.0}/s",
+                        done as f64 / elapsed.as_secs_f64().max(1e-3)
+                    ));
+                }
+            }
+            (histogram, errors, partial, with_hits, samples)
+        }));
+    }
+    let mut histogram = new_histogram();
+    let (mut errors, mut partial, mut with_hits) = (0u64, 0u64, 0u64);
+    let mut error_samples = Vec::new();
+    for worker in workers {
+        let Ok((h, e, p, w, samples)) = worker.await else {
+            continue;
+        };
+        let _ = histogram.add(&h);
+        errors += e;
+        partial += p;
+        with_hits += w;
+        for sample in samples {
+            if error_samples.len() < 5 && !error_samples.contains(&sample) {
+                error_samples.push(sample);
+            }
+        }
+    }
+    let elapsed = started.elapsed();
+    progress.finish_and_clear();
+    let requests = histogram.len() + errors;
+    Ok(SearchReport {
+        requests,
+        errors,
+        partial,
+        with_hits,
+        elapsed_s: elapsed.as_secs_f64(),
+        throughput_per_s: requests as f64 / elapsed.as_secs_f64(),
+        concurrency: bench.concurrency,
+        connections: bench.connections,
+        latency_us: Percentiles::of(&histogram),
+        error_samples,
+        zones_searched,
+    })
+}
