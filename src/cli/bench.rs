@@ -162,14 +162,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
 }
 
 async fn search(args: SearchArgs) -> anyhow::Result<ExitCode> {
-    let text = std::fs::read_to_string(&args.queries)
-        .with_context(|| format!("cannot read queries file {}", args.queries.display()))?;
-    let queries: Vec<String> = text
-        .lines()
-        .map(str::trim)
-        .filter(|line| !line.is_empty() && !line.starts_with('#'))
-        .map(str::to_string)
-        .collect();
+    let queries = read_lines(&args.queries, "queries")?;
     let report = bench::run_search(bench::SearchBench {
         server: args.server.clone(),
         queries,
@@ -242,14 +235,7 @@ async fn call(args: CallArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn resolve(args: ResolveArgs) -> anyhow::Result<ExitCode> {
-    let text = std::fs::read_to_string(&args.names)
-        .with_context(|| format!("cannot read names file {}", args.names.display()))?;
-    let names: Vec<String> = text
-        .lines()
-        .map(str::trim)
-        .filter(|line| !line.is_empty() && !line.starts_with('#'))
-        .map(str::to_string)
-        .collect();
+    let names = read_lines(&args.names, "names")?;
     let report = bench::run_resolve(ResolveBench {
         server: args.server.clone(),
         names,
@@ -363,4 +349,16 @@ async fn register(args: RegisterArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// The lines of a file of names or queries, trimmed, without blanks and `#` comments.
+fn read_lines(path: &std::path::Path, what: &str) -> anyhow::Result<Vec<String>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read {what} file {}", path.display()))?;
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .map(str::to_string)
+        .collect())
 }

@@ -248,6 +248,23 @@ pub(crate) fn strings_arg(
     }
 }
 
+/// The caller's optional `timeout_ms`, a positive integer.
+pub(crate) fn timeout_ms_arg(args: &JsonObject) -> Result<Option<u64>, GatewayError> {
+    match args.get("timeout_ms") {
+        None | Some(Value::Null) => Ok(None),
+        Some(value) => {
+            value
+                .as_u64()
+                .filter(|ms| *ms >= 1)
+                .map(Some)
+                .ok_or(GatewayError::BadRequest {
+                    field: "timeout_ms",
+                    reason: "must be a positive integer (milliseconds)".into(),
+                })
+        }
+    }
+}
+
 pub(crate) fn limit_arg(args: &JsonObject) -> Result<usize, GatewayError> {
     match args.get("limit") {
         None | Some(Value::Null) => Ok(DEFAULT_LIMIT),
@@ -640,15 +657,7 @@ async fn call_agent(
                 });
             }
         };
-        let timeout_ms = match args.get("timeout_ms") {
-            None | Some(Value::Null) => None,
-            Some(value) => Some(value.as_u64().filter(|ms| *ms >= 1).ok_or(
-                GatewayError::BadRequest {
-                    field: "timeout_ms",
-                    reason: "must be a positive integer (milliseconds)".into(),
-                },
-            )?),
-        };
+        let timeout_ms = timeout_ms_arg(args)?;
         gateway
             .call_by_name(&name, arguments, timeout_ms, context)
             .await

@@ -22,7 +22,7 @@ use crate::gateway::breaker::BreakerState;
 use crate::gateway::call::CallContext;
 use crate::gateway::error::GatewayError;
 use crate::gateway::meta::{
-    answer, discovery_info, failure, limit_arg, string_arg, strings_arg, zone_arg,
+    answer, discovery_info, failure, limit_arg, string_arg, strings_arg, timeout_ms_arg, zone_arg,
 };
 use crate::grpc::convert::search_part;
 use crate::grpc::pb;
@@ -234,15 +234,7 @@ pub async fn route_task(
                 reason: "is required: the task to route, in words".into(),
             });
         }
-        let timeout_ms = match args.get("timeout_ms") {
-            None | Some(Value::Null) => None,
-            Some(value) => Some(value.as_u64().filter(|ms| *ms >= 1).ok_or(
-                GatewayError::BadRequest {
-                    field: "timeout_ms",
-                    reason: "must be a positive integer (milliseconds)".into(),
-                },
-            )?),
-        };
+        let timeout_ms = timeout_ms_arg(args)?;
         let wanted = Search {
             text: task.clone(),
             zone: zone_arg(gateway, args)?,
