@@ -72,6 +72,17 @@ impl ZoneIndexes {
         )
     }
 
+    /// The index of `snapshot` when it is already built (no waiting, no building): lets an
+    /// async caller search at once, and hand a build to a blocking thread otherwise.
+    pub fn built(&self, snapshot: &ZoneSnapshot) -> Option<Arc<ZoneIndex>> {
+        let zones = self.zones.lock().unwrap_or_else(PoisonError::into_inner);
+        let slot = zones.get(snapshot.origin())?;
+        if slot.serial != snapshot.serial() {
+            return None;
+        }
+        slot.index.get().cloned()
+    }
+
     /// Drops the index of a zone this node no longer serves. True when there was one.
     pub fn forget(&self, origin: &Name) -> bool {
         let mut zones = self.zones.lock().unwrap_or_else(PoisonError::into_inner);
@@ -125,6 +136,23 @@ mod tests {
         assert_eq!(old.serial(), 1);
         assert!(Arc::ptr_eq(&c, &indexes.get(&second)));
         assert_eq!(indexes.len(), 1);
+    }
+
+    #[test]
+    fn built_answers_only_with_an_index_of_the_same_serial_without_building() {
+        let indexes = ZoneIndexes::new();
+        let first = snapshot(1, 2);
+        assert!(
+            indexes.built(&first).is_none(),
+            "nothing is built by asking"
+        );
+        assert!(indexes.is_empty());
+        let a = indexes.get(&first);
+        assert!(Arc::ptr_eq(&a, &indexes.built(&first).unwrap()));
+        assert!(
+            indexes.built(&snapshot(2, 2)).is_none(),
+            "a newer serial is not built yet"
+        );
     }
 
     #[test]

@@ -43,6 +43,8 @@ const LIMIT_DEFAULT: usize = 10;
 /// What one node gathered for one search before merging.
 #[derive(Default)]
 struct Gathered {
+    /// Zones served here that the search covers, searched after the walk.
+    local: Vec<Arc<ZoneSnapshot>>,
     parts: Vec<ZoneResult>,
     searched: Vec<pb::ZoneSearched>,
     missed: Vec<pb::ZoneMissed>,
@@ -109,26 +111,33 @@ impl RegistryService {
                 depth,
             });
         } else {
-            self.search_local(zone, &scope, &analyzed, depth, &mut gathered, &mut remote);
+            self.search_local(zone, &scope, depth, &mut gathered, &mut remote);
         }
-        self.search_children(remote, &request, &analyzed, deadline, &mut gathered)
-            .await;
+        let (local_parts, ()) = futures::future::join(
+            self.search_local_indexes(std::mem::take(&mut gathered.local), &analyzed),
+            self.search_children(remote, &request, &analyzed, deadline, &mut gathered),
+        )
+        .await;
+        for part in local_parts {
+            match part {
+                Ok(part) => gathered.parts.push(part),
+                Err(missed) => gathered.missed.push(missed),
+            }
+        }
         Ok(self.answer(gathered, &analyzed))
     }
 
-    /// Searches a zone served here and, in place, the children also served here; children
-    /// served elsewhere are left in `remote`.
+    /// Collects a zone served here and, in place, the children also served here (searched
+    /// after the walk); children served elsewhere are left in `remote`.
     fn search_local(
         &self,
         zone: Arc<ZoneSnapshot>,
         scope: &Name,
-        query: &AnalyzedQuery,
         depth: u32,
         gathered: &mut Gathered,
         remote: &mut Vec<RemoteChild>,
     ) {
-        let index = self.search_indexes.get(&zone);
-        gathered.parts.push(index.search(query));
+        gathered.local.push(Arc::clone(&zone));
         gathered.searched.push(pb::ZoneSearched {
             zone: zone.origin().to_string(),
             serial: zone.serial(),
@@ -148,7 +157,7 @@ impl RegistryService {
                 continue;
             }
             match self.catalog.zone(&delegation.zone) {
-                Ok(child) => self.search_local(child, scope, query, depth - 1, gathered, remote),
+                Ok(child) => self.search_local(child, scope, depth - 1, gathered, remote),
                 Err(_) => remote.push(RemoteChild {
                     delegation: Arc::clone(delegation),
                     scope: delegation.zone.clone(),
@@ -156,6 +165,39 @@ impl RegistryService {
                 }),
             }
         }
+    }
+
+    /// Searches the zones served here. An index not yet built for a zone's serial (the first
+    /// search after a change) is built on a blocking thread: half a second for 100,000
+    /// agents must not hold a runtime worker.
+    async fn search_local_indexes(
+        &self,
+        zones: Vec<Arc<ZoneSnapshot>>,
+        query: &AnalyzedQuery,
+    ) -> Vec<Result<ZoneResult, pb::ZoneMissed>> {
+        let mut parts = Vec::with_capacity(zones.len());
+        for zone in zones {
+            let index = match self.search_indexes.built(&zone) {
+                Some(index) => index,
+                None => {
+                    let indexes = Arc::clone(&self.search_indexes);
+                    let snapshot = Arc::clone(&zone);
+                    match tokio::task::spawn_blocking(move || indexes.get(&snapshot)).await {
+                        Ok(index) => index,
+                        // The build panicked (a bug); the slot stays empty for a retry.
+                        Err(error) => {
+                            parts.push(Err(pb::ZoneMissed {
+                                zone: zone.origin().to_string(),
+                                reason: format!("the zone's search index failed to build: {error}"),
+                            }));
+                            continue;
+                        }
+                    }
+                }
+            };
+            parts.push(Ok(index.search(query)));
+        }
+        parts
     }
 
     /// Asks every remote child in parallel, each within a deadline short of ours.
