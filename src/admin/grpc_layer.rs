@@ -32,7 +32,7 @@ use tracing::Instrument as _;
 use crate::admin::metrics::{NodeMetrics, RequestId, grpc_code_label};
 
 /// The metadata key of request ids.
-pub const REQUEST_ID_HEADER: &str = "x-request-id";
+pub use crate::grpc::client::REQUEST_ID_HEADER;
 /// Bytes of a request kept to find what it is about: frame header, tag, length, a name.
 const PEEK_BYTES: usize = 5 + 1 + 2 + 255;
 const CODE_CANCELLED: u16 = 1;
@@ -106,7 +106,10 @@ where
         let future = span.in_scope(|| self.inner.call(request));
         let metrics = Arc::clone(&self.metrics);
         Box::pin(async move {
-            let mut response = future.instrument(span.clone()).await?;
+            let mut response = request_id
+                .clone()
+                .scope(future.instrument(span.clone()))
+                .await?;
             if let Ok(value) = http::HeaderValue::from_str(&request_id.to_string()) {
                 response.headers_mut().insert(REQUEST_ID_HEADER, value);
             }

@@ -76,7 +76,24 @@ pub enum RequestId {
     Given(Arc<str>),
 }
 
+tokio::task_local! {
+    /// The id of the request the current task is handling (see [`RequestId::scope`]).
+    static CURRENT_REQUEST: RequestId;
+}
+
 impl RequestId {
+    /// Runs `future` as the handling of this request: every gRPC call it makes to another
+    /// node carries the id in `x-request-id` (`grpc::client::TracedChannel`), so one id
+    /// follows a query from the gateway through the resolver to each authority.
+    pub async fn scope<F: std::future::Future>(self, future: F) -> F::Output {
+        CURRENT_REQUEST.scope(self, future).await
+    }
+
+    /// The id of the request the current task is handling, if any.
+    pub fn current() -> Option<RequestId> {
+        CURRENT_REQUEST.try_with(Clone::clone).ok()
+    }
+
     pub fn generate() -> RequestId {
         RequestId::Generated(rand::random())
     }

@@ -137,7 +137,7 @@ impl Gateway {
         clock: Arc<dyn Clock>,
     ) -> Result<Arc<Gateway>, GatewayStartError> {
         let channel = endpoint(&config.resolver_url)?.connect_lazy();
-        let client = RegistryClient::new(channel);
+        let client = RegistryClient::new(crate::grpc::client::TracedChannel::new(channel));
         Ok(Arc::new(Gateway {
             directory: Directory::new(config.mounts.clone(), client.clone()),
             registry: client.clone(),

@@ -38,7 +38,7 @@ impl GrpcUpstream {
                 reason: error.to_string(),
             })?
             .connect_lazy();
-        let client = RegistryClient::new(channel);
+        let client = RegistryClient::new(crate::grpc::client::TracedChannel::new(channel));
         clients.insert(server.grpc.clone(), client.clone());
         Ok(client)
     }
