@@ -105,13 +105,11 @@ impl ServerHandler for GatewayServer {
         // carrying it, so each of its log lines names it.
         let request_id = crate::admin::metrics::RequestId::generate();
         let span = tracing::info_span!("tool_call", request_id = %request_id, tool = %request.name);
-        // The id also travels to the resolver node with every gRPC call the tool makes.
-        request_id
-            .scope(tracing::Instrument::instrument(
-                self.call_tool_in_span(request, context),
-                span,
-            ))
-            .await
+        // The id also travels to the resolver node with every gRPC call the tool makes. Boxed:
+        // the nested futures (scope, span, the call path) would otherwise make the type of
+        // every future that serves this handler too deep for the compiler's layout queries.
+        let call = tracing::Instrument::instrument(self.call_tool_in_span(request, context), span);
+        Box::pin(request_id.scope(call)).await
     }
     async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
         self.gateway.sessions_to_notify().add(context.peer);
