@@ -515,21 +515,28 @@ impl Authority {
         answer.await.map_err(|_| UpdateError::Stopped)
     }
 
+    /// Submits an update (`operation` indexes [`UPDATE_OPERATIONS`]) and counts its answer.
+    async fn submit_update<T>(
+        &self,
+        operation: usize,
+        job: impl FnOnce(oneshot::Sender<Result<T, UpdateError>>) -> Job,
+    ) -> Result<T, UpdateError> {
+        let result = self.submit(job).await.and_then(|answer| answer);
+        self.count_update(operation, &result);
+        result
+    }
+
     pub async fn register(
         &self,
         zone: Name,
         registration: Registration,
     ) -> Result<(Registered, u32), UpdateError> {
-        let result = self
-            .submit(|reply| Job::Register {
-                zone,
-                registration,
-                reply,
-            })
-            .await
-            .and_then(|answer| answer);
-        self.count_update(0, &result);
-        result
+        self.submit_update(0, |reply| Job::Register {
+            zone,
+            registration,
+            reply,
+        })
+        .await
     }
 
     pub async fn renew(
@@ -539,18 +546,14 @@ impl Authority {
         url: String,
         lease_secs: Option<u32>,
     ) -> Result<(Lease, u32), UpdateError> {
-        let result = self
-            .submit(|reply| Job::Renew {
-                zone,
-                name,
-                url,
-                lease_secs,
-                reply,
-            })
-            .await
-            .and_then(|answer| answer);
-        self.count_update(1, &result);
-        result
+        self.submit_update(1, |reply| Job::Renew {
+            zone,
+            name,
+            url,
+            lease_secs,
+            reply,
+        })
+        .await
     }
 
     pub async fn deregister(
@@ -559,17 +562,13 @@ impl Authority {
         name: Name,
         url: Option<String>,
     ) -> Result<(Deregistered, u32), UpdateError> {
-        let result = self
-            .submit(|reply| Job::Deregister {
-                zone,
-                name,
-                url,
-                reply,
-            })
-            .await
-            .and_then(|answer| answer);
-        self.count_update(2, &result);
-        result
+        self.submit_update(2, |reply| Job::Deregister {
+            zone,
+            name,
+            url,
+            reply,
+        })
+        .await
     }
 
     /// Loads zone files again (SIGHUP); per zone, the new serial, or `None` when the file

@@ -216,6 +216,12 @@ impl Directory {
             .zones
             .get(origin)
             .and_then(|zone| zone.serial);
+        self.list_and_store(origin, known).await
+    }
+
+    /// Lists a zone (unless its serial is still `known`) and stores what came back, or the
+    /// error. Returns whether the tool list changed.
+    async fn list_and_store(&self, origin: &Name, known: Option<u32>) -> bool {
         match self.list_zone(origin, known).await {
             Ok(None) => self.update(origin, |zone| {
                 zone.error = None;
@@ -424,23 +430,7 @@ impl Directory {
 
     /// Lists a zone again whatever its serial.
     async fn relist(&self, origin: &Name) {
-        match self.list_zone(origin, None).await {
-            Ok(Some(listed)) => {
-                self.update(origin, |zone| {
-                    let changed =
-                        zone.serial.is_none() || !same_agents(&zone.agents, &listed.agents);
-                    zone.serial = Some(listed.serial);
-                    zone.ttl = listed.ttl;
-                    zone.agents = listed.agents;
-                    zone.error = None;
-                    changed
-                });
-            }
-            Ok(None) => {}
-            Err(error) => {
-                self.record_error(origin, error);
-            }
-        }
+        self.list_and_store(origin, None).await;
     }
 }
 

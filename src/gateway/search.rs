@@ -38,6 +38,8 @@ const SEARCH_DEADLINE: Duration = Duration::from_secs(2);
 
 /// A merged search over the gateway's scopes.
 struct Found {
+    /// The query's terms as analysed (the order of the hits' term frequencies).
+    terms: Vec<String>,
     hits: Vec<Hit>,
     total_matches: u64,
     /// Zones (or scopes) that did not answer, with why.
@@ -102,6 +104,7 @@ async fn search(gateway: &Gateway, wanted: &Search) -> Found {
     }
     let merged = search::merge(parts, wanted.limit);
     Found {
+        terms,
         hits: merged.hits,
         total_matches: merged.total_matches,
         missed,
@@ -168,17 +171,13 @@ pub async fn search_agents(gateway: &Gateway, args: &JsonObject) -> CallToolResu
             limit: limit_arg(args)?,
         };
         let found = search(gateway, &wanted).await;
-        let terms = SearchQuery {
-            text: query.clone(),
-            ..SearchQuery::default()
-        }
-        .terms();
+        let terms = &found.terms;
         let restricted = fields.len() < SEARCH_FIELDS.len() && !terms.is_empty();
         let mounted = gateway.directory().current();
         let matching: Vec<Value> = found
             .hits
             .iter()
-            .filter(|hit| !restricted || matches_fields(hit, &fields, &terms))
+            .filter(|hit| !restricted || matches_fields(hit, &fields, terms))
             .map(|hit| {
                 let mut info = discovery_info(&hit.agent);
                 if let Value::Object(map) = &mut info {
