@@ -9,6 +9,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use futures::future::BoxFuture;
+use tokio::sync::watch;
+
+/// The longest a wall-clock wait sleeps before it looks at the clock again, so that a jump of
+/// the system's wall clock (NTP) is noticed.
+const WALL_CLOCK_RECHECK: Duration = Duration::from_secs(1);
+
 pub trait Clock: Send + Sync + 'static {
     fn now(&self) -> Instant;
 
@@ -16,6 +23,14 @@ pub trait Clock: Send + Sync + 'static {
     /// expiries) and what crosses the network (update signatures' timestamps).
     fn unix_ms(&self) -> u64 {
         system_unix_ms()
+    }
+
+    /// Resolves once [`Clock::unix_ms`] may have reached `at_ms` (the caller looks again and
+    /// waits anew if not). The system clock sleeps at most a second at a time; a manual clock
+    /// wakes when a test moves it, so nothing in a test waits for real time to pass.
+    fn wait_until_unix_ms(&self, at_ms: u64) -> BoxFuture<'static, ()> {
+        let wait = Duration::from_millis(at_ms.saturating_sub(self.unix_ms()));
+        Box::pin(tokio::time::sleep(wait.min(WALL_CLOCK_RECHECK)))
     }
 }
 
@@ -44,6 +59,8 @@ pub struct ManualClock {
     start: Instant,
     start_unix_ms: u64,
     offset_nanos: AtomicU64,
+    /// Bumped on every move, for [`Clock::wait_until_unix_ms`].
+    moved: watch::Sender<u64>,
 }
 
 impl ManualClock {
@@ -52,12 +69,14 @@ impl ManualClock {
             start: Instant::now(),
             start_unix_ms: system_unix_ms(),
             offset_nanos: AtomicU64::new(0),
+            moved: watch::channel(0).0,
         })
     }
 
     pub fn advance(&self, by: Duration) {
         let nanos = u64::try_from(by.as_nanos()).unwrap_or(u64::MAX);
         self.offset_nanos.fetch_add(nanos, Ordering::SeqCst);
+        self.moved.send_modify(|moves| *moves += 1);
     }
 }
 
@@ -68,6 +87,17 @@ impl Clock for ManualClock {
 
     fn unix_ms(&self) -> u64 {
         self.start_unix_ms + self.offset_nanos.load(Ordering::SeqCst) / 1_000_000
+    }
+
+    fn wait_until_unix_ms(&self, at_ms: u64) -> BoxFuture<'static, ()> {
+        // Subscribed before looking at the time, so a move in between is not missed.
+        let mut moved = self.moved.subscribe();
+        let reached = self.unix_ms() >= at_ms;
+        Box::pin(async move {
+            if !reached {
+                let _ = moved.changed().await;
+            }
+        })
     }
 }
 

@@ -17,8 +17,6 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;
 
-use crate::admin::grpc_layer::ObserveLayer;
-use crate::admin::metrics::NodeMetrics;
 use crate::admin::{AdminError, AdminListener, NodeView};
 use crate::authority::{Authority, AuthorityConfig, AuthorityError, PreparedAuthority};
 use crate::catalog::Catalog;
@@ -26,14 +24,16 @@ use crate::clock::{self, Clock};
 use crate::dns::{DnsCounters, DnsError, DnsListener};
 use crate::grpc::RegistryService;
 use crate::grpc::limit::RequestSizeLimitLayer;
+use crate::grpc::observe::{GrpcMetrics, ObserveLayer};
 use crate::grpc::pb::registry_server::RegistryServer;
-use crate::grpc::upstream::GrpcUpstream;
+use crate::grpc::{ChannelPool, GrpcPeers};
 use crate::keys::UpdateKey;
 use crate::name::Name;
 use crate::record::ServerAddress;
 use crate::record::limits::GRPC_REQUEST_MAX_BYTES;
 use crate::resolver::{Resolver, ResolverConfig};
 use crate::store::{Store, StoreError};
+use crate::telemetry::RecentQueries;
 use crate::zone::ZoneSnapshot;
 use crate::zone::file::{self, ZoneFileError};
 
@@ -307,6 +307,9 @@ impl GrpcListener {
             Some(store) => store,
             None => Arc::new(Store::in_memory()?),
         };
+        // One pool of channels to other nodes, for every part that asks them.
+        let pool = ChannelPool::new();
+        let peers = Arc::new(GrpcPeers::new(pool.clone()));
         let prepared = PreparedAuthority::prepare(AuthorityConfig {
             store,
             primaries: options.zones,
@@ -314,12 +317,13 @@ impl GrpcListener {
             keys: options.update_keys,
             notify: options.notify,
             clock: Arc::clone(&options.clock),
+            peers: Arc::clone(&peers) as _,
         })?;
         let catalog = Arc::new(Catalog::new(node_id.clone(), prepared.snapshots()?));
         let resolver = Arc::new(Resolver::new(
             Arc::clone(&catalog),
             options.resolver,
-            Arc::new(GrpcUpstream::new()),
+            peers,
             options.clock,
         ));
         let shutdown = CancellationToken::new();
@@ -329,8 +333,10 @@ impl GrpcListener {
             self.url(),
             shutdown.child_token(),
         )?;
-        let metrics = Arc::new(NodeMetrics::new());
-        let dns_counters = Arc::new(DnsCounters::new(Arc::clone(&metrics.recent)));
+        let started = std::time::Instant::now();
+        let recent = Arc::new(RecentQueries::default());
+        let grpc_metrics = Arc::new(GrpcMetrics::default());
+        let dns_counters = Arc::new(DnsCounters::new(Arc::clone(&recent)));
         let (dns_addr, dns_task) = match options.dns {
             Some(listener) => {
                 let addr = listener.local_addr();
@@ -348,6 +354,7 @@ impl GrpcListener {
             Arc::clone(&catalog),
             Arc::clone(&resolver),
             authority.clone(),
+            pool,
         )
         .with_shutdown(shutdown.child_token());
         let resolve_requests = service.resolve_requests();
@@ -362,7 +369,10 @@ impl GrpcListener {
                     resolver: Arc::clone(&resolver),
                     authority: authority.clone(),
                     dns: dns_addr.map(|_| Arc::clone(&dns_counters)),
-                    metrics: Arc::clone(&metrics),
+                    grpc: Arc::clone(&grpc_metrics),
+                    recent: Arc::clone(&recent),
+                    started,
+                    started_unix_ms: crate::clock::system_unix_ms(),
                 };
                 (
                     Some(addr),
@@ -378,7 +388,7 @@ impl GrpcListener {
         let incoming = TcpIncoming::from(self.listener).with_nodelay(Some(true));
         let signal = shutdown.clone();
         let addr = self.addr;
-        let observed = Arc::clone(&metrics);
+        let observer = ObserveLayer::new(Arc::clone(&grpc_metrics), Arc::clone(&recent));
         let task = tokio::spawn(async move {
             health_reporter
                 .set_serving::<RegistryServer<RegistryService>>()
@@ -386,7 +396,7 @@ impl GrpcListener {
             tracing::info!(%addr, "gRPC door listening");
             tonic::transport::Server::builder()
                 // Outermost, so it sees (and counts) what the size limit refuses.
-                .layer(ObserveLayer::new(observed))
+                .layer(observer)
                 .layer(RequestSizeLimitLayer::new(GRPC_REQUEST_MAX_BYTES))
                 .add_service(health_service)
                 .add_service(registry)
@@ -406,7 +416,8 @@ impl GrpcListener {
             dns_counters,
             admin_addr,
             admin_task,
-            metrics,
+            recent,
+            grpc_metrics,
             shutdown,
             task,
         })
@@ -426,7 +437,8 @@ pub struct NodeHandle {
     dns_counters: Arc<DnsCounters>,
     admin_addr: Option<SocketAddr>,
     admin_task: Option<JoinHandle<()>>,
-    metrics: Arc<NodeMetrics>,
+    recent: Arc<RecentQueries>,
+    grpc_metrics: Arc<GrpcMetrics>,
     shutdown: CancellationToken,
     task: JoinHandle<Result<(), NodeError>>,
 }
@@ -476,9 +488,14 @@ impl NodeHandle {
         self.admin_addr.map(|addr| format!("http://{addr}/"))
     }
 
-    /// What the node measures of its own traffic (gRPC counters, recent queries).
-    pub fn metrics(&self) -> &Arc<NodeMetrics> {
-        &self.metrics
+    /// The last queries of every door of this node.
+    pub fn recent_queries(&self) -> &Arc<RecentQueries> {
+        &self.recent
+    }
+
+    /// The gRPC door's counters by method and status.
+    pub fn grpc_metrics(&self) -> &Arc<GrpcMetrics> {
+        &self.grpc_metrics
     }
 
     /// Resolve requests this node has received.

@@ -17,8 +17,11 @@
 //! - `leases`: when each live endpoint expires (a renewal writes only here: it changes no
 //!   serial, but must survive a crash like any acknowledged update).
 //!
-//! Values are protobuf, the same encoding as the wire, and every value read back goes
-//! through the wire's record checks, so a damaged value is an error, never a silent loss.
+//! Values are protobuf, the project's one encoding (`wire`): writes are typed records and
+//! changes, encoded here; a zone read back at start goes through the wire's record checks, so
+//! a damaged value is an error, never a silent loss. Transfers and Watch streams read the
+//! messages as stored ([`Store::transfer_snapshot`], [`Store::changes_since`]): they leave in
+//! the same encoding they were kept in.
 //! Opening checks every page's checksum (`set_check_integrity_on_open`), and every error
 //! names the file.
 
@@ -27,7 +30,9 @@ use std::path::{Path, PathBuf};
 use prost::Message;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
-use crate::grpc::pb;
+use crate::name::Name;
+use crate::record::{LiveRecord, RecordKind, ZoneChange, ZoneHeader};
+use crate::wire::pb;
 
 /// How many changes a zone's log keeps; older serials get a full transfer.
 pub const CHANGE_LOG_MAX: u64 = 10_000;
@@ -77,39 +82,56 @@ pub struct LeaseRow {
     pub lease_secs: u32,
 }
 
-/// A zone as read back at start.
+/// A zone as read back at start, checked.
 #[derive(Debug, Clone)]
 pub struct StoredZoneData {
-    pub meta: pb::StoredZone,
-    pub records: Vec<pb::ZoneRecord>,
+    pub header: ZoneHeader,
+    /// The serial of the zone file last loaded (primaries).
+    pub file_serial: u32,
+    /// The primary's gRPC URL (secondaries); empty on a primary.
+    pub primary_url: String,
+    /// When a secondary last heard from its primary, milliseconds since the Unix epoch.
+    pub refreshed_unix_ms: u64,
+    pub records: Vec<LiveRecord>,
     pub leases: Vec<LeaseRow>,
 }
 
+/// A zone's header and records as stored (wire messages, not decoded).
+pub type StoredRecords = (Option<pb::ZoneHeader>, Vec<pb::ZoneRecord>);
+
 /// What one zone's part of a commit changes.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ZoneWrite {
-    pub origin: String,
+    pub origin: Name,
     /// Replace everything held for the zone (a full transfer).
     pub clear: bool,
-    pub header: Option<pb::ZoneHeader>,
+    pub header: Option<ZoneHeader>,
     pub file_serial: Option<u32>,
     pub primary_url: Option<String>,
     pub refreshed_unix_ms: Option<u64>,
-    /// Records by key ([`record_key`]).
-    pub puts: Vec<(String, pb::ZoneRecord)>,
-    pub deletes: Vec<String>,
+    pub puts: Vec<LiveRecord>,
+    pub deletes: Vec<(RecordKind, Name)>,
     /// Appended to the change log in order.
-    pub changes: Vec<pb::ZoneChange>,
+    pub changes: Vec<ZoneChange>,
     pub lease_puts: Vec<LeaseRow>,
     /// (agent, url)
     pub lease_deletes: Vec<(String, String)>,
 }
 
 impl ZoneWrite {
-    pub fn new(origin: impl Into<String>) -> ZoneWrite {
+    pub fn new(origin: Name) -> ZoneWrite {
         ZoneWrite {
-            origin: origin.into(),
-            ..ZoneWrite::default()
+            origin,
+            clear: false,
+            header: None,
+            file_serial: None,
+            primary_url: None,
+            refreshed_unix_ms: None,
+            puts: Vec::new(),
+            deletes: Vec::new(),
+            changes: Vec::new(),
+            lease_puts: Vec::new(),
+            lease_deletes: Vec::new(),
         }
     }
 
@@ -128,14 +150,8 @@ impl ZoneWrite {
 }
 
 /// The store key of a record: its kind and name (`agent/analyst.finance.acme`).
-pub fn record_key(kind: pb::RecordKind, name: &str) -> String {
-    let prefix = match kind {
-        pb::RecordKind::Agent => "agent",
-        pb::RecordKind::Alias => "alias",
-        pb::RecordKind::Delegation => "delegation",
-        pb::RecordKind::Unspecified => "unspecified",
-    };
-    format!("{prefix}/{name}")
+pub fn record_key(kind: RecordKind, name: &Name) -> String {
+    format!("{}/{name}", kind.word())
 }
 
 /// The node's store.
@@ -241,7 +257,8 @@ impl Store {
         }
     }
 
-    /// Every zone held, with its records and leases.
+    /// Every zone held, with its records and leases, checked like any input: a value that
+    /// does not decode, or breaks the record rules, is an error naming the zone.
     pub fn load(&self) -> Result<Vec<StoredZoneData>, StoreError> {
         let txn = self.db.begin_read().map_err(|e| self.io(e))?;
         let zones = txn.open_table(ZONES).map_err(|e| self.io(e))?;
@@ -253,6 +270,12 @@ impl Store {
             let origin = origin.value().to_string();
             let meta = pb::StoredZone::decode(value.value())
                 .map_err(|e| self.bad(&origin, "zone header", e))?;
+            let header = meta
+                .header
+                .ok_or_else(|| self.bad(&origin, "zone header", "no zone header"))
+                .and_then(|header| {
+                    ZoneHeader::try_from(header).map_err(|e| self.bad(&origin, "zone header", e))
+                })?;
             let mut zone_records = Vec::new();
             for row in records
                 .range((origin.as_str(), "")..)
@@ -263,7 +286,10 @@ impl Store {
                     break;
                 }
                 let record = pb::ZoneRecord::decode(value.value())
-                    .map_err(|e| self.bad(&origin, "record", e))?;
+                    .map_err(|e| self.bad(&origin, "record", e))
+                    .and_then(|record| {
+                        LiveRecord::try_from(record).map_err(|e| self.bad(&origin, "record", e))
+                    })?;
                 zone_records.push(record);
             }
             let mut zone_leases = Vec::new();
@@ -285,7 +311,10 @@ impl Store {
                 });
             }
             out.push(StoredZoneData {
-                meta,
+                header,
+                file_serial: meta.file_serial,
+                primary_url: meta.primary_url,
+                refreshed_unix_ms: meta.refreshed_unix_ms,
                 records: zone_records,
                 leases: zone_leases,
             });
@@ -293,11 +322,9 @@ impl Store {
         Ok(out)
     }
 
-    /// The zone's header and every record, from one consistent snapshot (a full transfer).
-    pub fn snapshot(
-        &self,
-        origin: &str,
-    ) -> Result<Option<(pb::StoredZone, Vec<pb::ZoneRecord>)>, StoreError> {
+    /// The zone's header and every record as stored, from one consistent snapshot (a full
+    /// transfer sends them on as they are).
+    pub fn transfer_snapshot(&self, origin: &str) -> Result<Option<StoredRecords>, StoreError> {
         let txn = self.db.begin_read().map_err(|e| self.io(e))?;
         let zones = txn.open_table(ZONES).map_err(|e| self.io(e))?;
         let Some(value) = zones.get(origin).map_err(|e| self.io(e))? else {
@@ -316,7 +343,7 @@ impl Store {
                 pb::ZoneRecord::decode(value.value()).map_err(|e| self.bad(origin, "record", e))?,
             );
         }
-        Ok(Some((meta, out)))
+        Ok(Some((meta.header, out)))
     }
 
     /// The zone's header as stored.
@@ -402,7 +429,7 @@ impl Store {
                     meta.first_seq = meta.next_seq;
                 }
                 if let Some(header) = &write.header {
-                    meta.header = Some(header.clone());
+                    meta.header = Some(pb::ZoneHeader::from(header));
                 }
                 if let Some(serial) = write.file_serial {
                     meta.file_serial = serial;
@@ -413,20 +440,23 @@ impl Store {
                 if let Some(at) = write.refreshed_unix_ms {
                     meta.refreshed_unix_ms = at;
                 }
-                for key in &write.deletes {
+                for (kind, name) in &write.deletes {
                     records
-                        .remove((origin, key.as_str()))
+                        .remove((origin, record_key(*kind, name).as_str()))
                         .map_err(|e| self.io(e))?;
                 }
-                for (key, record) in &write.puts {
+                for record in &write.puts {
+                    let key = record_key(record.kind(), record.name());
+                    let value = pb::ZoneRecord::from(record).encode_to_vec();
                     records
-                        .insert((origin, key.as_str()), record.encode_to_vec().as_slice())
+                        .insert((origin, key.as_str()), value.as_slice())
                         .map_err(|e| self.io(e))?;
                 }
                 for change in &write.changes {
                     let seq = meta.next_seq;
+                    let value = pb::ZoneChange::from(change).encode_to_vec();
                     changes
-                        .insert((origin, seq), change.encode_to_vec().as_slice())
+                        .insert((origin, seq), value.as_slice())
                         .map_err(|e| self.io(e))?;
                     index
                         .insert((origin, change.from_serial), seq)

@@ -12,7 +12,12 @@ use std::time::{Duration, Instant};
 use aop::admin::AdminListener;
 use aop::dns::DnsListener;
 use aop::grpc::update::{deregister_fields, register_fields, signed};
-use aop::grpc::{RegistryClient, connect, pb};
+use aop::grpc::{RegistryClient, pb};
+
+/// The generated client on one connection (these tests exercise the wire itself).
+async fn connect(url: &str) -> Result<aop::grpc::RegistryClient, aop::grpc::ClientError> {
+    aop::grpc::connect(url).await.map(|client| client.raw())
+}
 use aop::keys::UpdateKey;
 use aop::name::Name;
 use aop::node::{GrpcListener, NodeHandle, ServeOptions};

@@ -8,7 +8,12 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use aop::admin::AdminListener;
-use aop::grpc::{connect, pb};
+use aop::grpc::pb;
+
+/// The generated client on one connection (these tests exercise the wire itself).
+async fn connect(url: &str) -> Result<aop::grpc::RegistryClient, aop::grpc::ClientError> {
+    aop::grpc::connect(url).await.map(|client| client.raw())
+}
 use aop::node::{GrpcListener, ServeOptions};
 use aop::zone::file;
 

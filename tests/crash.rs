@@ -17,7 +17,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aop::grpc::update::{register_fields, signed};
-use aop::grpc::{RegistryClient, connect, pb};
+use aop::grpc::{RegistryClient, pb};
+
+/// The generated client on one connection (these tests exercise the wire itself).
+async fn connect(url: &str) -> Result<aop::grpc::RegistryClient, aop::grpc::ClientError> {
+    aop::grpc::connect(url).await.map(|client| client.raw())
+}
 use aop::keys::UpdateKey;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};

@@ -4,7 +4,12 @@
 use std::net::SocketAddr;
 use std::path::Path;
 
-use aop::grpc::{RegistryClient, connect, pb};
+use aop::grpc::{RegistryClient, pb};
+
+/// The generated client on one connection (these tests exercise the wire itself).
+async fn connect(url: &str) -> Result<aop::grpc::RegistryClient, aop::grpc::ClientError> {
+    aop::grpc::connect(url).await.map(|client| client.raw())
+}
 use aop::node::{GrpcListener, NodeHandle};
 use aop::zone::file;
 use tonic::Code;

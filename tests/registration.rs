@@ -9,8 +9,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aop::clock::{Clock, ManualClock};
-use aop::grpc::update::{deregister_fields, register_fields, renew_fields, signed};
-use aop::grpc::{RegistryClient, connect, pb};
+use aop::grpc::update::{deregister_fields, register_fields, renew_fields, signed, write_proof};
+use aop::grpc::{RegistryClient, pb};
+
+/// The generated client on one connection (these tests exercise the wire itself).
+async fn connect(url: &str) -> Result<aop::grpc::RegistryClient, aop::grpc::ClientError> {
+    aop::grpc::connect(url).await.map(|client| client.raw())
+}
 use aop::keys::{Proof, UpdateKey};
 use aop::name::Name;
 use aop::node::{GrpcListener, NodeHandle, ServeOptions};
@@ -324,9 +329,10 @@ async fn bad_updates_are_refused_and_change_nothing() {
     let now = aop::clock::system_unix_ms() / 1000;
     for (what, time) in [("301 s old", now - 301), ("301 s ahead", now + 301)] {
         let mut request = tonic::Request::new(body.clone());
-        key()
-            .sign(&fields, time, &Proof::new_nonce())
-            .write_metadata(request.metadata_mut());
+        write_proof(
+            &key().sign(&fields, time, &Proof::new_nonce()),
+            request.metadata_mut(),
+        );
         refusals.push((what, client.register(request).await, Code::Unauthenticated));
     }
     // A field changed after signing.
@@ -360,11 +366,11 @@ async fn bad_updates_are_refused_and_change_nothing() {
     // A replay: the same signed request twice. The first lands, the second is refused.
     let signed_once = key().sign_now(&fields);
     let mut first = tonic::Request::new(body.clone());
-    signed_once.write_metadata(first.metadata_mut());
+    write_proof(&signed_once, first.metadata_mut());
     client.register(first).await.expect("the original lands");
     let after_first = serial(&mut client, "acme").await;
     let mut replay = tonic::Request::new(body.clone());
-    signed_once.write_metadata(replay.metadata_mut());
+    write_proof(&signed_once, replay.metadata_mut());
     let status = client.register(replay).await.expect_err("replay refused");
     assert_eq!(status.code(), Code::Unauthenticated, "{}", status.message());
     assert!(

@@ -6,7 +6,12 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use aop::gateway::{self, GatewayConfig};
-use aop::grpc::{connect, pb};
+use aop::grpc::pb;
+
+/// The generated client on one connection (these tests exercise the wire itself).
+async fn connect(url: &str) -> Result<aop::grpc::RegistryClient, aop::grpc::ClientError> {
+    aop::grpc::connect(url).await.map(|client| client.raw())
+}
 use aop::name::Name;
 use aop::node::{GrpcListener, NodeHandle, ServeOptions};
 use aop::record::ServerAddress;
@@ -28,8 +33,7 @@ fn zone(text: &str) -> aop::zone::ZoneSnapshot {
 
 /// The request ids of the gRPC requests a node has seen, with their method.
 fn seen(node: &NodeHandle) -> Vec<(String, &'static str)> {
-    node.metrics()
-        .recent
+    node.recent_queries()
         .snapshot()
         .into_iter()
         .filter(|q| q.door == "grpc")

@@ -6,7 +6,12 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use aop::grpc::{RegistryClient, connect, pb};
+use aop::grpc::{RegistryClient, pb};
+
+/// The generated client on one connection (these tests exercise the wire itself).
+async fn connect(url: &str) -> Result<aop::grpc::RegistryClient, aop::grpc::ClientError> {
+    aop::grpc::connect(url).await.map(|client| client.raw())
+}
 use aop::node::{GrpcListener, NodeHandle, ServeOptions};
 use aop::record::ServerAddress;
 use aop::zone::file;

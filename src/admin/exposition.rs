@@ -9,9 +9,10 @@
 use std::fmt::{Display, Write as _};
 
 use crate::admin::NodeView;
-use crate::admin::metrics::{GRPC_CODES, HistogramSnapshot};
 use crate::authority::live::Role;
 use crate::dns::observe::DnsOutcome;
+use crate::grpc::observe::GRPC_CODES;
+use crate::telemetry::HistogramSnapshot;
 
 /// The content type of the format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -109,7 +110,7 @@ pub async fn render(node: &NodeView) -> String {
     out.sample(
         "aop_uptime_seconds",
         &[],
-        node.metrics.started.elapsed().as_secs_f64(),
+        node.started.elapsed().as_secs_f64(),
     );
 
     queries(&mut out, node);
@@ -224,7 +225,7 @@ fn queries(out: &mut Exposition, node: &NodeView) {
             );
         }
     }
-    let methods = node.metrics.grpc.snapshot();
+    let methods = node.grpc.snapshot();
     for (method, metrics) in &methods {
         for (code, count) in GRPC_CODES.iter().zip(&metrics.codes) {
             let count = count.load(std::sync::atomic::Ordering::Relaxed);

@@ -15,9 +15,9 @@ use serde::Serialize;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::admin::metrics::unix_ms;
 use crate::admin::status::{AGENTS_SHOWN, AgentView, agent_view};
 use crate::admin::{AdminListener, readiness};
+use crate::clock::system_unix_ms as unix_ms;
 use crate::gateway::Gateway;
 use crate::gateway::breaker::BreakerState;
 use crate::gateway::names::NameCacheStats;

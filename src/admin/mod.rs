@@ -10,8 +10,8 @@
 //! | `/` | the status page: HTML, CSS and JS compiled into the binary, no build step; it reads `/status.json` every 2 s |
 //!
 //! What is measured lives beside what it measures: the DNS door's [`DnsCounters`], the gRPC
-//! door's observer layer ([`grpc_layer`]), the recent-queries ring and histograms
-//! ([`metrics`]), the resolver's cache statistics, the authority's update counts. This
+//! door's observer layer (`grpc::observe`), the recent-queries ring and histograms
+//! (`telemetry`), the resolver's cache statistics, the authority's update counts. This
 //! module only reads them. Nothing here changes state, so there is no authentication: bind
 //! it to loopback (or a management network) as the examples do. Responses carry
 //! `nosniff`, a same-origin content security policy and no CORS headers, so another site's
@@ -22,8 +22,6 @@
 
 pub mod exposition;
 pub mod gateway;
-pub mod grpc_layer;
-pub mod metrics;
 pub mod status;
 
 use std::net::SocketAddr;
@@ -42,7 +40,10 @@ use crate::authority::Authority;
 use crate::catalog::Catalog;
 use crate::dns::DnsCounters;
 use crate::resolver::Resolver;
-use metrics::NodeMetrics;
+use std::time::Instant;
+
+use crate::grpc::observe::GrpcMetrics;
+use crate::telemetry::RecentQueries;
 
 const INDEX_HTML: &str = include_str!("page/index.html");
 const APP_JS: &str = include_str!("page/app.js");
@@ -68,7 +69,12 @@ pub struct NodeView {
     pub authority: Authority,
     /// The DNS door's counters, when the node has a DNS door.
     pub dns: Option<Arc<DnsCounters>>,
-    pub metrics: Arc<NodeMetrics>,
+    /// The gRPC door's counters by method and status.
+    pub grpc: Arc<GrpcMetrics>,
+    /// The last queries of every door.
+    pub recent: Arc<RecentQueries>,
+    pub started: Instant,
+    pub started_unix_ms: u64,
 }
 
 /// A bound admin port, not yet serving (bound first so the demo can print every address

@@ -8,11 +8,12 @@
 use serde::Serialize;
 
 use crate::admin::NodeView;
-use crate::admin::metrics::{RecentQuery, unix_ms};
 use crate::authority::live::Role;
 use crate::authority::{Authority, ZoneStatus};
+use crate::clock::system_unix_ms as unix_ms;
 use crate::record::{Agent, Delegation, ServerAddress};
 use crate::resolver::LevelStats;
+use crate::telemetry::RecentQuery;
 
 /// Agents listed per zone.
 pub const AGENTS_SHOWN: usize = 1000;
@@ -190,15 +191,15 @@ pub async fn node_status(node: &NodeView) -> NodeStatus {
         .collect();
     cached_cuts.sort_by(|a, b| a.zone.cmp(&b.zone));
     let not_ready = not_ready(&node.authority);
-    let mut recent = node.metrics.recent.snapshot();
+    let mut recent = node.recent.snapshot();
     recent.reverse();
     NodeStatus {
         kind: "node",
         node_id: node.node_id.clone(),
         version: env!("CARGO_PKG_VERSION"),
-        started_unix_ms: node.metrics.started_unix_ms,
+        started_unix_ms: node.started_unix_ms,
         now_unix_ms: unix_ms(),
-        uptime_secs: node.metrics.started.elapsed().as_secs_f64(),
+        uptime_secs: node.started.elapsed().as_secs_f64(),
         grpc: node.grpc_url.clone(),
         dns: node.dns_addr.map(|a| a.to_string()),
         ready: not_ready.is_empty(),

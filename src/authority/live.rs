@@ -11,15 +11,13 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use crate::grpc::convert::{self, PeerDataError};
-use crate::grpc::pb;
 use crate::name::Name;
 use crate::record::limits::ENDPOINTS_MAX;
 use crate::record::{
     self, Agent, Alias, DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT_MS, Delegation, Endpoint, JsonDoc,
-    ZoneHeader,
+    LiveAgent, LiveRecord, RecordChange, RecordKind, ZoneChange, ZoneHeader, serial_newer,
 };
-use crate::store::{LeaseRow, ZoneWrite, record_key};
+use crate::store::{LeaseRow, ZoneWrite};
 use crate::zone::{StructureError, ZoneRecords, ZoneSnapshot};
 
 use super::UpdateError;
@@ -29,11 +27,6 @@ pub const DEFAULT_LEASE_SECS: u32 = 60;
 /// The longest lease a registration may ask for.
 pub const LEASE_MAX_SECS: u32 = 86_400;
 
-/// Whether `a` is newer than `b` in serial number arithmetic (RFC 1982).
-pub fn serial_newer(a: u32, b: u32) -> bool {
-    a != b && (a.wrapping_sub(b) as i32) > 0
-}
-
 /// How this node holds a zone.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Role {
@@ -41,24 +34,6 @@ pub enum Role {
     Primary,
     /// Copied from the primary at this gRPC URL.
     Secondary { primary: String },
-}
-
-/// An agent and where its parts came from.
-#[derive(Debug, Clone)]
-pub struct LiveAgent {
-    pub agent: Arc<Agent>,
-    /// The agent is defined in the zone file (its fields belong to the file).
-    pub from_file: bool,
-    /// URLs of endpoints registered live; the others came from the file.
-    pub live: BTreeSet<String>,
-}
-
-/// One record of a zone.
-#[derive(Debug, Clone)]
-pub enum LiveRecord {
-    Agent(LiveAgent),
-    Alias(Arc<Alias>),
-    Delegation(Arc<Delegation>),
 }
 
 /// When a live endpoint's lease ends.
@@ -110,7 +85,7 @@ pub struct Deregistered {
 /// Records and leases one operation changed.
 #[derive(Debug, Default)]
 pub struct Edit {
-    pub changes: Vec<pb::RecordChange>,
+    pub changes: Vec<RecordChange>,
     pub lease_puts: Vec<LeaseRow>,
     pub lease_deletes: Vec<(String, String)>,
     /// Names whose answers changed (cached answers for them are dropped).
@@ -120,37 +95,15 @@ pub struct Edit {
 impl Edit {
     fn put(&mut self, record: &LiveRecord) {
         self.names.push(record.name().clone());
-        self.changes.push(pb::RecordChange {
-            change: Some(pb::record_change::Change::Put(convert::zone_record(record))),
-        });
+        self.changes.push(RecordChange::Put(record.clone()));
     }
 
-    fn delete(&mut self, kind: pb::RecordKind, name: &Name) {
+    fn delete(&mut self, kind: RecordKind, name: &Name) {
         self.names.push(name.clone());
-        self.changes.push(pb::RecordChange {
-            change: Some(pb::record_change::Change::Delete(pb::RecordKey {
-                kind: kind as i32,
-                name: name.to_string(),
-            })),
+        self.changes.push(RecordChange::Delete {
+            kind,
+            name: name.clone(),
         });
-    }
-}
-
-impl LiveRecord {
-    pub fn name(&self) -> &Name {
-        match self {
-            LiveRecord::Agent(agent) => &agent.agent.name,
-            LiveRecord::Alias(alias) => &alias.name,
-            LiveRecord::Delegation(delegation) => &delegation.zone,
-        }
-    }
-
-    pub fn kind(&self) -> pb::RecordKind {
-        match self {
-            LiveRecord::Agent(_) => pb::RecordKind::Agent,
-            LiveRecord::Alias(_) => pb::RecordKind::Alias,
-            LiveRecord::Delegation(_) => pb::RecordKind::Delegation,
-        }
     }
 }
 
@@ -225,18 +178,17 @@ impl LiveZone {
         }
     }
 
-    fn remove(&mut self, kind: pb::RecordKind, name: &Name) {
+    fn remove(&mut self, kind: RecordKind, name: &Name) {
         match kind {
-            pb::RecordKind::Agent => {
+            RecordKind::Agent => {
                 self.agents.remove(name);
             }
-            pb::RecordKind::Alias => {
+            RecordKind::Alias => {
                 self.aliases.remove(name);
             }
-            pb::RecordKind::Delegation => {
+            RecordKind::Delegation => {
                 self.delegations.remove(name);
             }
-            pb::RecordKind::Unspecified => {}
         }
     }
 
@@ -301,7 +253,7 @@ impl LiveZone {
 
     /// Turns an edit into the next serial: the header moves on and the change is returned
     /// for the log. An edit without record changes (a renewal) moves nothing.
-    pub fn seal(&mut self, edit: &Edit, at_least: Option<u32>) -> Option<pb::ZoneChange> {
+    pub fn seal(&mut self, edit: &Edit, at_least: Option<u32>) -> Option<ZoneChange> {
         if edit.changes.is_empty() && at_least.is_none() {
             return None;
         }
@@ -313,11 +265,11 @@ impl LiveZone {
             serial = floor;
         }
         self.header.serial = serial;
-        Some(pb::ZoneChange {
+        Some(ZoneChange {
             from_serial,
             serial,
             changes: edit.changes.clone(),
-            header: Some(convert::zone_header(&self.header)),
+            header: self.header.clone(),
         })
     }
 
@@ -406,7 +358,7 @@ impl LiveZone {
                         agent.endpoints.push(endpoint.clone());
                     }
                 }
-                let changed = !agents_equal(&agent, &current.agent);
+                let changed = agent != *current.agent;
                 let mut live = current.live.clone();
                 live.insert(endpoint.url.clone());
                 (
@@ -544,7 +496,7 @@ impl LiveZone {
         let removed = (current.agent.endpoints.len() - agent.endpoints.len()) as u32;
         if agent.endpoints.is_empty() {
             self.agents.remove(&name);
-            edit.delete(pb::RecordKind::Agent, &name);
+            edit.delete(RecordKind::Agent, &name);
             return Deregistered {
                 endpoints_removed: removed,
                 agent_removed: true,
@@ -666,14 +618,14 @@ impl LiveZone {
             });
         }
         // The difference, record by record.
-        let old: HashMap<(pb::RecordKind, Name), LiveRecord> = self
+        let old: HashMap<(RecordKind, Name), LiveRecord> = self
             .records()
             .map(|r| ((r.kind(), r.name().clone()), r))
             .collect();
         let mut seen = std::collections::HashSet::new();
         for record in next.records() {
             let key = (record.kind(), record.name().clone());
-            let same = old.get(&key).is_some_and(|o| records_equal(o, &record));
+            let same = old.get(&key).is_some_and(|o| *o == record);
             if !same {
                 edit.put(&record);
             }
@@ -692,70 +644,40 @@ impl LiveZone {
     }
 
     /// Applies one change from the primary (a secondary's incremental transfer).
-    pub fn apply_change(&mut self, change: &pb::ZoneChange) -> Result<Edit, PeerDataError> {
+    pub fn apply_change(&mut self, change: &ZoneChange) -> Edit {
         let mut edit = Edit::default();
         for item in &change.changes {
-            match &item.change {
-                Some(pb::record_change::Change::Put(record)) => {
-                    let record = convert::live_record(record.clone())?;
-                    edit.names.push(record.name().clone());
-                    self.insert(record);
-                }
-                Some(pb::record_change::Change::Delete(key)) => {
-                    let name = Name::parse(&key.name).map_err(|source| PeerDataError::Name {
-                        field: "deleted record name",
-                        source,
-                    })?;
-                    let kind =
-                        pb::RecordKind::try_from(key.kind).map_err(|_| PeerDataError::Missing {
-                            field: "record kind",
-                        })?;
-                    edit.names.push(name.clone());
-                    self.remove(kind, &name);
-                }
-                None => return Err(PeerDataError::Missing { field: "change" }),
+            edit.names.push(item.name().clone());
+            match item {
+                RecordChange::Put(record) => self.insert(record.clone()),
+                RecordChange::Delete { kind, name } => self.remove(*kind, name),
             }
             edit.changes.push(item.clone());
         }
-        if let Some(header) = &change.header {
-            self.header = convert::zone_header_from(header.clone())?;
-        }
+        self.header = change.header.clone();
         self.header.serial = change.serial;
-        Ok(edit)
+        edit
     }
 
-    /// A zone from a full transfer (`aop zone dump` reads one).
-    pub fn from_transfer(data: super::TransferData) -> Result<LiveZone, PeerDataError> {
-        let super::TransferData::Full { header, records } = data else {
-            return Err(PeerDataError::Missing {
-                field: "a full transfer",
-            });
-        };
-        let mut zone = LiveZone::empty(convert::zone_header_from(header)?, Role::Primary);
+    /// A zone from a full transfer's header and records (`aop zone dump` reads one).
+    pub fn from_records(header: ZoneHeader, role: Role, records: Vec<LiveRecord>) -> LiveZone {
+        let mut zone = LiveZone::empty(header, role);
         for record in records {
-            zone.insert(convert::live_record(record)?);
+            zone.insert(record);
         }
-        Ok(zone)
+        zone
     }
 
     /// The store rows for the whole zone (a seed, or a secondary's full transfer).
     pub fn full_write(&self) -> ZoneWrite {
-        let mut write = ZoneWrite::new(self.origin().to_string());
+        let mut write = ZoneWrite::new(self.origin().clone());
         write.clear = true;
-        write.header = Some(convert::zone_header(&self.header));
+        write.header = Some(self.header.clone());
         write.file_serial = Some(self.file_serial);
         if let Role::Secondary { primary } = &self.role {
             write.primary_url = Some(primary.clone());
         }
-        write.puts = self
-            .records()
-            .map(|r| {
-                (
-                    record_key(r.kind(), r.name().as_str()),
-                    convert::zone_record(&r),
-                )
-            })
-            .collect();
+        write.puts = self.records().collect();
         write.lease_puts = self
             .leases
             .iter()
@@ -771,24 +693,16 @@ impl LiveZone {
 }
 
 /// The store rows of an edit and its change-log entry.
-pub fn edit_write(zone: &LiveZone, edit: &Edit, change: Option<pb::ZoneChange>) -> ZoneWrite {
-    let mut write = ZoneWrite::new(zone.origin().to_string());
+pub fn edit_write(zone: &LiveZone, edit: &Edit, change: Option<ZoneChange>) -> ZoneWrite {
+    let mut write = ZoneWrite::new(zone.origin().clone());
     for item in &edit.changes {
-        match &item.change {
-            Some(pb::record_change::Change::Put(record)) => {
-                let (kind, name) = convert::zone_record_key(record);
-                write.puts.push((record_key(kind, &name), record.clone()));
-            }
-            Some(pb::record_change::Change::Delete(key)) => {
-                let kind =
-                    pb::RecordKind::try_from(key.kind).unwrap_or(pb::RecordKind::Unspecified);
-                write.deletes.push(record_key(kind, &key.name));
-            }
-            None => {}
+        match item {
+            RecordChange::Put(record) => write.puts.push(record.clone()),
+            RecordChange::Delete { kind, name } => write.deletes.push((*kind, name.clone())),
         }
     }
     if change.is_some() {
-        write.header = Some(convert::zone_header(&zone.header));
+        write.header = Some(zone.header.clone());
     }
     write.changes.extend(change);
     write.lease_puts.extend(edit.lease_puts.iter().cloned());
@@ -864,13 +778,4 @@ fn apply_fields(agent: &mut Agent, fields: AgentUpdate) {
     if let Some(v) = metadata {
         agent.metadata = Some(v);
     }
-}
-
-/// Same published data (the wire form is the comparison: it holds every field).
-fn agents_equal(a: &Agent, b: &Agent) -> bool {
-    pb::Agent::from(a) == pb::Agent::from(b)
-}
-
-fn records_equal(a: &LiveRecord, b: &LiveRecord) -> bool {
-    convert::zone_record(a) == convert::zone_record(b)
 }

@@ -6,20 +6,16 @@
 
 use std::time::Duration;
 
-use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::grpc::client::error_chain;
-use crate::grpc::pb;
 use crate::name::Name;
+use crate::peer::{FailureKind, PeerFailure};
 
-use super::{Applied, Authority, TransferData};
+use super::{Applied, Authority, TransferData, TransferRequest};
 
 /// How long one transfer may take.
 const TRANSFER_TIMEOUT: Duration = Duration::from_secs(30);
-/// The largest transfer chunk a secondary accepts.
-pub const CHUNK_MAX_BYTES: usize = 16 * 1024 * 1024;
 
 /// Runs until shutdown.
 pub async fn follow(
@@ -43,7 +39,8 @@ pub async fn follow(
                 .apply_transfer(zone.clone(), data)
                 .await
                 .map_err(|error| (true, error.to_string())),
-            Err(reason) => Err((false, reason)),
+            // Data that does not decode or breaks the rules: start over from a full transfer.
+            Err(failure) => Err((failure.kind == FailureKind::BadAnswer, failure.to_string())),
         };
         // The timers of the zone as it is now (a transfer may have changed them).
         let Some(status) = authority.status(&zone) else {
@@ -92,59 +89,19 @@ fn secs(value: u32) -> Duration {
 }
 
 /// One transfer from the primary.
-pub async fn fetch(
+async fn fetch(
     authority: &Authority,
     zone: &Name,
     primary: &str,
     since: Option<u32>,
-) -> Result<TransferData, String> {
-    let request = pb::TransferRequest {
-        zone: zone.to_string(),
+) -> Result<TransferData, PeerFailure> {
+    let request = TransferRequest {
+        zone: zone.clone(),
         since_serial: since,
         notify_url: authority.own_url().to_string(),
     };
-    tokio::time::timeout(TRANSFER_TIMEOUT, transfer(primary, request))
+    authority
+        .peers()
+        .transfer(primary, request, TRANSFER_TIMEOUT)
         .await
-        .map_err(|_| format!("no complete transfer within {TRANSFER_TIMEOUT:?}"))?
-}
-
-/// Reads a Transfer stream into what it carries.
-pub async fn transfer(url: &str, request: pb::TransferRequest) -> Result<TransferData, String> {
-    let since = request.since_serial;
-    let mut client = crate::grpc::connect(url)
-        .await
-        .map_err(|e| e.to_string())?
-        .max_decoding_message_size(CHUNK_MAX_BYTES);
-    let mut stream = client
-        .transfer(request)
-        .await
-        .map_err(|status| format!("{:?}: {}", status.code(), status.message()))?
-        .into_inner();
-    let mut header = None;
-    let mut full = false;
-    let mut records = Vec::new();
-    let mut changes = Vec::new();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|status| error_chain(&status))?;
-        if header.is_none() {
-            full = chunk.full;
-            header = chunk.header;
-            if header.is_none() {
-                return Err("the first transfer chunk has no zone header".into());
-            }
-        }
-        records.extend(chunk.records);
-        changes.extend(chunk.changes);
-    }
-    let header = header.ok_or("the transfer was empty")?;
-    if full {
-        return Ok(TransferData::Full { header, records });
-    }
-    if changes.is_empty() {
-        return match since {
-            Some(serial) if serial == header.serial => Ok(TransferData::UpToDate),
-            _ => Err("an incremental transfer without changes to a different serial".into()),
-        };
-    }
-    Ok(TransferData::Changes(changes))
 }

@@ -22,9 +22,9 @@ use rand::rngs::SmallRng;
 use rand_distr::{Distribution, Zipf};
 
 use crate::catalog::Catalog;
-use crate::grpc::client::{ClientError, RegistryClient, connect};
+use crate::grpc::GrpcPeers;
+use crate::grpc::client::{ClientError, NodeClient, connect};
 use crate::grpc::pb;
-use crate::grpc::upstream::GrpcUpstream;
 use crate::name::Name;
 use crate::record::ServerAddress;
 use crate::resolver::{ResolveOptions, Resolver, ResolverConfig};
@@ -177,7 +177,7 @@ pub async fn run_resolve(bench: ResolveBench) -> Result<BenchReport, BenchError>
     }
     let stats_before = cache_lookups(&mut clients[0]).await;
     let names: Arc<[String]> = bench.names.into();
-    let upstream = Arc::new(GrpcUpstream::new());
+    let upstream = Arc::new(GrpcPeers::default());
     let completed = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let deadline = started + bench.duration;
@@ -222,18 +222,12 @@ pub async fn run_resolve(bench: ResolveBench) -> Result<BenchReport, BenchError>
                 let outcome = match &cold_root {
                     None => {
                         let sent = Instant::now();
-                        let response = client
-                            .resolve(pb::ResolveRequest {
-                                name: name.clone(),
-                                recursive,
-                                trace: false,
-                            })
-                            .await;
+                        let response = client.resolve_unchecked(name, recursive, None).await;
                         (
                             sent,
-                            response.map(|r| r.get_ref().outcome).map_err(|status| {
-                                format!("{:?}: {}", status.code(), status.message())
-                            }),
+                            response
+                                .map(|r| r.outcome)
+                                .map_err(|error| error.to_string()),
                         )
                     }
                     Some(root) => cold_lookup(&upstream, root, name).await,
@@ -346,7 +340,7 @@ impl Picker {
 
 /// One lookup in a brand-new resolver (empty caches), timed from the first query.
 async fn cold_lookup(
-    upstream: &Arc<GrpcUpstream>,
+    upstream: &Arc<GrpcPeers>,
     root: &ServerAddress,
     name: &str,
 ) -> (Instant, Result<i32, String>) {
@@ -379,12 +373,9 @@ async fn cold_lookup(
 }
 
 /// (hits, lookups) of the node's answer caches, if it reports them.
-async fn cache_lookups(client: &mut RegistryClient) -> Option<(u64, u64)> {
-    let stats = client
-        .get_cache_stats(pb::GetCacheStatsRequest {})
-        .await
-        .ok()?;
-    let levels = &stats.get_ref().levels;
+async fn cache_lookups(client: &mut NodeClient) -> Option<(u64, u64)> {
+    let stats = client.cache_stats().await.ok()?;
+    let levels = &stats.levels;
     let answers = levels.iter().find(|l| l.level == "answers")?;
     let negatives = levels.iter().find(|l| l.level == "negatives")?;
     // A miss is counted at both answer levels; count it once.

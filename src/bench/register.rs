@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use hdrhistogram::Histogram;
 
-use crate::grpc::update::{register_fields, signed};
 use crate::grpc::{connect, pb};
 use crate::keys::UpdateKey;
 
@@ -67,14 +66,9 @@ pub async fn run_register(bench: RegisterBench) -> Result<RegisterReport, BenchE
                 .await
                 .map_err(|e| unreachable(url, e.to_string()))?;
             let mut stream = client
-                .watch(pb::WatchRequest {
-                    zone: bench.zone.clone(),
-                    since_serial: None,
-                    recursive: false,
-                })
+                .watch(&bench.zone, None, false)
                 .await
-                .map_err(|s| unreachable(url, s.message().to_string()))?
-                .into_inner();
+                .map_err(|e| unreachable(url, e.to_string()))?;
             let arrivals = Arc::clone(&arrivals);
             Some(tokio::spawn(async move {
                 while let Some(Ok(event)) = stream.next().await {
@@ -123,19 +117,16 @@ pub async fn run_register(bench: RegisterBench) -> Result<RegisterReport, BenchE
                     lease_seconds: 3600,
                     fields: None,
                 };
-                let fields = register_fields(&body);
                 let sent = Instant::now();
-                match client.register(signed(body, &fields, Some(&key))).await {
+                match client.register(body, Some(&key), None).await {
                     Ok(response) => {
                         let now = Instant::now();
                         let _ = latency.record(now.duration_since(sent).as_micros() as u64);
-                        acks.push((response.into_inner().serial, now));
+                        acks.push((response.serial, now));
                     }
-                    Err(status) => {
+                    Err(error) => {
                         errors += 1;
-                        first_error.get_or_insert_with(|| {
-                            format!("{:?}: {}", status.code(), status.message())
-                        });
+                        first_error.get_or_insert_with(|| error.to_string());
                     }
                 }
             }

@@ -10,8 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::bench::{BenchError, Percentiles, new_histogram, progress_bar};
-use crate::grpc::client::connect;
-use crate::grpc::pb;
+use crate::grpc::client::{SearchCall, connect};
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -65,28 +64,23 @@ pub async fn run_search(bench: SearchBench) -> Result<SearchReport, BenchError> 
     for _ in 0..bench.connections {
         clients.push(connect(&bench.server).await?);
     }
-    let request = |query: &str| {
-        let mut request = tonic::Request::new(pb::SearchRequest {
-            query: query.to_string(),
-            zone: bench.zone.clone(),
-            limit: bench.limit,
-            recursive: true,
-            ..pb::SearchRequest::default()
-        });
-        request.set_timeout(bench.timeout);
-        request
+    let request = |query: &str| SearchCall {
+        query: query.to_string(),
+        zone: bench.zone.clone(),
+        limit: bench.limit,
+        recursive: true,
+        ..SearchCall::default()
     };
     // One search first: the nodes build their indexes on the first search of a serial,
     // which is not what the run measures; it also shows what one search covers.
     let first = clients[0]
         .clone()
-        .search(request(&bench.queries[0]))
+        .search(&request(&bench.queries[0]), Some(bench.timeout))
         .await
-        .map_err(|status| BenchError::Unreachable {
+        .map_err(|error| BenchError::Unreachable {
             url: bench.server.clone(),
-            reason: status.message().to_string(),
-        })?
-        .into_inner();
+            reason: error.to_string(),
+        })?;
     let zones_searched = first.searched.iter().map(|s| s.zone.clone()).collect();
 
     let queries: Arc<[String]> = bench.queries.clone().into();
@@ -111,26 +105,24 @@ pub async fn run_search(bench: SearchBench) -> Result<SearchReport, BenchError> 
             while Instant::now() < deadline {
                 let query = &queries[next % queries.len()];
                 next += 1;
-                let mut request = tonic::Request::new(pb::SearchRequest {
+                let request = SearchCall {
                     query: query.clone(),
                     zone: zone.clone(),
                     limit,
                     recursive: true,
-                    ..pb::SearchRequest::default()
-                });
-                request.set_timeout(timeout);
+                    ..SearchCall::default()
+                };
                 let sent = Instant::now();
-                match client.search(request).await {
+                match client.search(&request, Some(timeout)).await {
                     Ok(response) => {
                         let micros = sent.elapsed().as_micros().max(1) as u64;
                         let _ = histogram.record(micros.min(60_000_000));
-                        let response = response.into_inner();
                         partial += u64::from(response.partial);
                         with_hits += u64::from(!response.hits.is_empty());
                     }
-                    Err(status) => {
+                    Err(error) => {
                         errors += 1;
-                        let text = format!("{:?}: {}", status.code(), status.message());
+                        let text = error.to_string();
                         if samples.len() < 5 && !samples.contains(&text) {
                             samples.push(text);
                         }

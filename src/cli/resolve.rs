@@ -79,27 +79,15 @@ async fn resolve(
     args: &ResolveArgs,
 ) -> anyhow::Result<(Answer, Option<pb::GetCacheStatsResponse>)> {
     let mut client = connect(&args.server).await?;
-    let mut request = tonic::Request::new(pb::ResolveRequest {
-        name: args.name.clone(),
-        recursive: !args.no_recurse,
-        trace: args.trace,
-    });
-    request.set_timeout(args.timeout);
-    let response = client.resolve(request).await.map_err(|status| {
-        anyhow::anyhow!(
-            "{} ({:?} from {})",
-            status.message(),
-            status.code(),
-            args.server
-        )
-    })?;
-    let answer = Answer::try_from(response.into_inner())?;
+    let answer = client
+        .resolve(&args.name, !args.no_recurse, args.trace, Some(args.timeout))
+        .await?;
     let stats = if args.stats {
         let response = client
-            .get_cache_stats(pb::GetCacheStatsRequest {})
+            .cache_stats()
             .await
-            .map_err(|status| anyhow::anyhow!("cache statistics: {}", status.message()))?;
-        Some(response.into_inner())
+            .map_err(|error| anyhow::anyhow!("cache statistics: {error}"))?;
+        Some(response)
     } else {
         None
     };

@@ -6,6 +6,7 @@ use std::time::Duration;
 use clap::Args;
 use serde_json::{Value, json};
 
+use aop::grpc::client::SearchCall;
 use aop::grpc::{connect, pb};
 use aop::record::Agent;
 
@@ -51,7 +52,7 @@ pub struct SearchArgs {
 
 pub async fn run(args: SearchArgs) -> anyhow::Result<ExitCode> {
     let mut client = connect(&args.server).await?;
-    let mut request = tonic::Request::new(pb::SearchRequest {
+    let call = SearchCall {
         query: args.query.clone(),
         zone: args.zone.clone().unwrap_or_default(),
         tags: args.tags.clone(),
@@ -59,21 +60,14 @@ pub async fn run(args: SearchArgs) -> anyhow::Result<ExitCode> {
         limit: args.limit,
         max_depth: None,
         recursive: true,
-    });
+    };
     // A little less than ours reaches the node, so its partial answer arrives before we give up.
-    request.set_timeout(args.timeout.mul_f64(0.9));
-    let response = tokio::time::timeout(args.timeout, client.search(request))
-        .await
-        .map_err(|_| anyhow::anyhow!("no answer from {} within {:?}", args.server, args.timeout))?
-        .map_err(|status| {
-            anyhow::anyhow!(
-                "{} ({:?} from {})",
-                status.message(),
-                status.code(),
-                args.server
-            )
-        })?
-        .into_inner();
+    let response = tokio::time::timeout(
+        args.timeout,
+        client.search(&call, Some(args.timeout.mul_f64(0.9))),
+    )
+    .await
+    .map_err(|_| anyhow::anyhow!("no answer from {} within {:?}", args.server, args.timeout))??;
     let hits: Vec<(Agent, &pb::SearchHit)> = response
         .hits
         .iter()

@@ -9,8 +9,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use serde_json::json;
 
-use aop::grpc::update::{self, signed};
-use aop::grpc::{RegistryClient, connect, pb};
+use aop::grpc::{NodeClient, connect, pb};
 use aop::keys::UpdateKey;
 use aop::name::Name;
 
@@ -129,12 +128,8 @@ fn load_key(path: &Option<PathBuf>) -> anyhow::Result<Option<UpdateKey>> {
     })
 }
 
-async fn client(server: &str) -> anyhow::Result<RegistryClient> {
+async fn client(server: &str) -> anyhow::Result<NodeClient> {
     Ok(connect(server).await?)
-}
-
-fn status_error(status: tonic::Status) -> anyhow::Error {
-    anyhow::anyhow!("{} ({:?})", status.message(), status.code())
 }
 
 pub async fn register(args: RegisterArgs) -> anyhow::Result<ExitCode> {
@@ -206,27 +201,20 @@ pub async fn register(args: RegisterArgs) -> anyhow::Result<ExitCode> {
         name: name.to_string(),
         url: args.url.clone(),
     };
-    let fields = update::deregister_fields(&request);
     client
-        .deregister(signed(request, &fields, key.as_ref()))
+        .deregister(request, key.as_ref(), None)
         .await
-        .map_err(status_error)
         .context("the endpoint was not removed; it stays until its lease ends")?;
     eprintln!("removed endpoint {} of {name}", args.url);
     Ok(ExitCode::SUCCESS)
 }
 
 async fn send_register(
-    client: &mut RegistryClient,
+    client: &mut NodeClient,
     body: &pb::RegisterRequest,
     key: Option<&UpdateKey>,
 ) -> anyhow::Result<pb::RegisterResponse> {
-    let fields = update::register_fields(body);
-    Ok(client
-        .register(signed(body.clone(), &fields, key))
-        .await
-        .map_err(status_error)?
-        .into_inner())
+    Ok(client.register(body.clone(), key, None).await?)
 }
 
 fn print_registered(args: &RegisterArgs, response: &pb::RegisterResponse) {
@@ -273,13 +261,10 @@ pub async fn deregister(args: DeregisterArgs) -> anyhow::Result<ExitCode> {
         name: name.to_string(),
         url: args.url.clone().unwrap_or_default(),
     };
-    let fields = update::deregister_fields(&request);
     let response = client(&args.server)
         .await?
-        .deregister(signed(request, &fields, key.as_ref()))
-        .await
-        .map_err(status_error)?
-        .into_inner();
+        .deregister(request, key.as_ref(), None)
+        .await?;
     if args.json {
         println!(
             "{:#}",

@@ -54,22 +54,31 @@ pub async fn run(command: ZoneCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// How long a dump's transfer may take.
+const DUMP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 async fn dump(args: DumpArgs) -> anyhow::Result<ExitCode> {
     use anyhow::Context;
     let zone = aop::name::Name::parse(&args.zone)
         .with_context(|| format!("invalid zone {:?}", args.zone))?;
-    let request = aop::grpc::pb::TransferRequest {
-        zone: zone.to_string(),
+    let request = aop::authority::TransferRequest {
+        zone: zone.clone(),
         since_serial: None,
         notify_url: String::new(),
     };
-    let data = aop::authority::secondary::transfer(&args.server, request)
+    let data = aop::grpc::connect(&args.server)
+        .await?
+        .transfer(&request, DUMP_TIMEOUT)
         .await
-        .map_err(|reason| {
-            anyhow::anyhow!("cannot transfer zone {zone} from {}: {reason}", args.server)
-        })?;
-    let live = aop::authority::live::LiveZone::from_transfer(data)
-        .with_context(|| format!("the zone {zone} from {} is not usable", args.server))?;
+        .with_context(|| format!("cannot transfer zone {zone} from {}", args.server))?;
+    let aop::authority::TransferData::Full { header, records } = data else {
+        anyhow::bail!(
+            "{} answered a full transfer of {zone} with changes",
+            args.server
+        );
+    };
+    let live =
+        aop::authority::LiveZone::from_records(header, aop::authority::Role::Primary, records);
     let snapshot = live
         .snapshot()
         .map_err(|errors| anyhow::anyhow!("zone {zone} does not build: {errors:?}"))?;

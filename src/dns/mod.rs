@@ -23,8 +23,8 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::admin::metrics::RequestId;
 use crate::catalog::Catalog;
+use crate::telemetry::RequestId;
 pub use observe::DnsCounters;
 use respond::{Answerer, Transport};
 

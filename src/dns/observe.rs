@@ -14,8 +14,8 @@ use std::time::Duration;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 
-use crate::admin::metrics::{Histogram, RecentQueries, RequestId};
 use crate::dns::respond::Disposition;
+use crate::telemetry::{Histogram, RecentQueries, RequestId};
 
 /// What happened to a query, as metrics label it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -180,7 +180,7 @@ impl DnsCounters {
         // failure does), so a door answering 100,000 queries a second does not pay a lock,
         // a shared cache line and a name copy on each. One clock read, and a write only when
         // recording.
-        let now_ms = crate::admin::metrics::unix_ms();
+        let now_ms = crate::clock::system_unix_ms();
         let last = self.last_recorded_ms.load(Ordering::Relaxed);
         let failed = matches!(
             outcome,

@@ -27,7 +27,7 @@ use crate::gateway::meta::agent_tool_name;
 use crate::grpc::client::RegistryClient;
 use crate::grpc::pb;
 use crate::name::Name;
-use crate::record::{Agent, limits};
+use crate::record::{Agent, LiveRecord, RecordChange, RecordKind, ZoneChange, limits};
 
 /// One mounted zone as last listed.
 #[derive(Debug, Clone)]
@@ -460,34 +460,29 @@ fn apply_changes(zone: &mut MountedZone, event: &pb::WatchEvent) -> Result<bool,
         .collect();
     let mut ttl = zone.ttl;
     for change in &event.changes {
+        let change = ZoneChange::try_from(change.clone())
+            .map_err(|error| format!("unusable change: {error}"))?;
         if change.from_serial != serial {
             return Err(format!(
                 "a change from serial {} does not follow serial {serial}",
                 change.from_serial
             ));
         }
-        for record in &change.changes {
-            match &record.change {
-                Some(pb::record_change::Change::Put(put)) => {
-                    if let Some(pb::zone_record::Record::Agent(agent)) = &put.record {
-                        let agent = Agent::try_from(agent.clone())
-                            .map_err(|error| format!("unusable agent record: {error}"))?;
-                        agents.insert(agent.name.clone(), Arc::new(agent));
-                    }
+        for record in change.changes {
+            match record {
+                RecordChange::Put(LiveRecord::Agent(live)) => {
+                    agents.insert(live.agent.name.clone(), live.agent);
                 }
-                Some(pb::record_change::Change::Delete(key)) => {
-                    if key.kind == pb::RecordKind::Agent as i32
-                        && let Ok(name) = Name::parse(&key.name)
-                    {
-                        agents.remove(&name);
-                    }
+                RecordChange::Delete {
+                    kind: RecordKind::Agent,
+                    name,
+                } => {
+                    agents.remove(&name);
                 }
-                None => return Err("a change without a record".into()),
+                RecordChange::Put(_) | RecordChange::Delete { .. } => {}
             }
         }
-        if let Some(header) = &change.header {
-            ttl = header.ttl;
-        }
+        ttl = change.header.ttl;
         serial = change.serial;
     }
     if serial != event.serial {
@@ -575,7 +570,16 @@ mod tests {
             from_serial: from,
             serial: to,
             changes,
-            header: None,
+            header: Some(pb::ZoneHeader {
+                origin: "finance.acme".into(),
+                serial: to,
+                ttl: 60,
+                servers: vec![pb::ServerAddress {
+                    grpc: "http://127.0.0.1:7102".into(),
+                    dns: String::new(),
+                }],
+                ..pb::ZoneHeader::default()
+            }),
         }
     }
 

@@ -103,7 +103,7 @@ impl ServerHandler for GatewayServer {
     ) -> Result<CallToolResponse, ErrorData> {
         // Every tool call (meta tools and agents alike) gets a request id and runs in a span
         // carrying it, so each of its log lines names it.
-        let request_id = crate::admin::metrics::RequestId::generate();
+        let request_id = crate::telemetry::RequestId::generate();
         let span = tracing::info_span!("tool_call", request_id = %request_id, tool = %request.name);
         // The id also travels to the resolver node with every gRPC call the tool makes. Boxed:
         // the nested futures (scope, span, the call path) would otherwise make the type of

@@ -1,21 +1,41 @@
-//! Connecting to a node's gRPC door, with errors that say which address failed and why.
+//! Reaching nodes over gRPC: channels built in one place ([`endpoint`]; TLS slots in there),
+//! one pool of lazily connected channels per node ([`ChannelPool`]), a typed client for every
+//! call the project makes ([`NodeClient`]), and the one mapping of gRPC failures to a
+//! [`PeerFailure`] ([`status_failure`]).
+//!
+//! Every channel sends the id of the request being handled (`x-request-id`), so one id
+//! follows a query from the gateway through the resolver to each authority it reaches.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Status, Streaming};
 
-use crate::admin::metrics::RequestId;
+use crate::answer::Answer;
+use crate::authority::{TransferData, TransferRequest};
+use crate::keys::{SignedFields, UpdateKey};
+use crate::name::Name;
+use crate::peer::{FailureKind, PeerFailure};
+use crate::telemetry::RequestId;
 
-pub type RegistryClient = super::pb::registry_client::RegistryClient<TracedChannel>;
+use super::pb;
+
+pub type RegistryClient = pb::registry_client::RegistryClient<TracedChannel>;
 
 /// The header carrying a request's id from node to node.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
+/// The largest message a client accepts: a transfer chunk (about 1 MiB each, the bound
+/// leaves room for one huge record) or a page of a listing.
+pub const MESSAGE_MAX_BYTES: usize = 16 * 1024 * 1024;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// A channel that sends the id of the request being handled ([`RequestId::current`]) with
-/// every call, unless the call already names one: a query keeps one id from the gateway
-/// through the resolver to each authority it reaches, in every node's logs and recent
-/// queries.
+/// every call, unless the call already names one.
 #[derive(Debug, Clone)]
 pub struct TracedChannel(Channel);
 
@@ -45,19 +65,80 @@ impl tower::Service<http::Request<tonic::body::Body>> for TracedChannel {
     }
 }
 
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum ClientError {
     #[error("invalid server URL {url:?}: {reason}")]
     InvalidUrl { url: String, reason: String },
     #[error("cannot reach {url}: {reason}")]
     Unreachable { url: String, reason: String },
+    /// The node answered with an error status.
+    #[error("{message} ({code:?} from {url})")]
+    Status {
+        url: String,
+        code: Code,
+        message: String,
+    },
+    #[error("no answer from {url} within {} ms", timeout.as_millis())]
+    Timeout { url: String, timeout: Duration },
+    #[error("unusable answer from {url}: {reason}")]
+    BadAnswer { url: String, reason: String },
+}
+
+impl ClientError {
+    /// The status code a node answered with, if it answered.
+    pub fn code(&self) -> Option<Code> {
+        match self {
+            ClientError::Status { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+
+    /// The error in the shared classification of peer failures.
+    pub fn failure(&self) -> PeerFailure {
+        match self {
+            ClientError::InvalidUrl { url, reason } | ClientError::Unreachable { url, reason } => {
+                PeerFailure::new(url, FailureKind::Unreachable, reason)
+            }
+            ClientError::Status { url, code, message } => {
+                PeerFailure::new(url, status_kind(*code), format!("{code:?}: {message}"))
+            }
+            ClientError::Timeout { url, timeout } => {
+                PeerFailure::new(url, FailureKind::Timeout(*timeout), "")
+            }
+            ClientError::BadAnswer { url, reason } => {
+                PeerFailure::new(url, FailureKind::BadAnswer, reason)
+            }
+        }
+    }
+}
+
+/// What a gRPC status says about the request: codes a server or the transport uses when the
+/// request was not acted on, may have been, or was answered.
+fn status_kind(code: Code) -> FailureKind {
+    match code {
+        // tonic reports connection failures as UNAVAILABLE before anything is sent, and
+        // servers shed load with it.
+        Code::Unavailable => FailureKind::Unreachable,
+        Code::ResourceExhausted => FailureKind::Overloaded,
+        Code::DeadlineExceeded | Code::Cancelled => FailureKind::Timeout(Duration::ZERO),
+        // A broken HTTP/2 stream or connection after sending.
+        Code::Unknown | Code::Internal => FailureKind::Lost,
+        _ => FailureKind::Refused,
+    }
+}
+
+/// A failed call to `url` as a [`PeerFailure`]; `timeout` is the budget the call had.
+pub fn status_failure(url: &str, status: &Status, timeout: Duration) -> PeerFailure {
+    let kind = match status_kind(status.code()) {
+        FailureKind::Timeout(_) => FailureKind::Timeout(timeout),
+        kind => kind,
+    };
+    PeerFailure::new(url, kind, status.message())
 }
 
 /// The endpoint for `url` with this project's connection settings (one place, so TLS slots
-/// in here later).
+/// in here).
 pub fn endpoint(url: &str) -> Result<Endpoint, ClientError> {
     let invalid = |reason: String| ClientError::InvalidUrl {
         url: url.to_string(),
@@ -77,8 +158,13 @@ pub fn endpoint(url: &str) -> Result<Endpoint, ClientError> {
         .http2_adaptive_window(true))
 }
 
-/// Opens one HTTP/2 connection to the node at `url`.
-pub async fn connect(url: &str) -> Result<RegistryClient, ClientError> {
+fn registry(channel: Channel) -> RegistryClient {
+    RegistryClient::new(TracedChannel::new(channel)).max_decoding_message_size(MESSAGE_MAX_BYTES)
+}
+
+/// Opens one HTTP/2 connection to the node at `url` (the CLI: an unreachable node is an
+/// error at once, naming it).
+pub async fn connect(url: &str) -> Result<NodeClient, ClientError> {
     let channel = endpoint(url)?
         .connect()
         .await
@@ -86,7 +172,7 @@ pub async fn connect(url: &str) -> Result<RegistryClient, ClientError> {
             url: url.to_string(),
             reason: error_chain(&error),
         })?;
-    Ok(RegistryClient::new(TracedChannel::new(channel)))
+    Ok(NodeClient::new(url, registry(channel)))
 }
 
 /// An error and its sources, joined: tonic's top-level "transport error" says little alone.
@@ -102,4 +188,343 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+/// One node's channels to other nodes, made lazily on first use and kept: the resolver's
+/// upstream queries, forwarded requests, NOTIFYs and transfers all share them.
+#[derive(Default, Clone)]
+pub struct ChannelPool {
+    // std Mutex: held only to look up or insert a channel, never across an await.
+    clients: Arc<Mutex<HashMap<String, RegistryClient>>>,
+}
+
+impl ChannelPool {
+    pub fn new() -> ChannelPool {
+        ChannelPool::default()
+    }
+
+    /// A client for the node at `url` on the pooled channel.
+    pub fn client(&self, url: &str) -> Result<NodeClient, ClientError> {
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(client) = clients.get(url) {
+            return Ok(NodeClient::new(url, client.clone()));
+        }
+        let client = registry(endpoint(url)?.connect_lazy());
+        clients.insert(url.to_string(), client.clone());
+        Ok(NodeClient::new(url, client))
+    }
+}
+
+/// What a search asks (the `Search` RPC's request, without the transport's details).
+#[derive(Debug, Clone, Default)]
+pub struct SearchCall {
+    pub query: String,
+    /// The scope: agents at or below this name (empty: the whole tree).
+    pub zone: String,
+    pub tags: Vec<String>,
+    pub capabilities: Vec<String>,
+    pub limit: u32,
+    pub max_depth: Option<u32>,
+    pub recursive: bool,
+}
+
+/// A typed client of one node: every call the project makes, with deadlines sent as the
+/// gRPC deadline and failures that name the node.
+#[derive(Debug, Clone)]
+pub struct NodeClient {
+    url: Arc<str>,
+    client: RegistryClient,
+}
+
+fn status_error(url: &str, status: &Status) -> ClientError {
+    ClientError::Status {
+        url: url.to_string(),
+        code: status.code(),
+        message: status.message().to_string(),
+    }
+}
+
+/// Runs `call` within `timeout` (also sent as the gRPC deadline), failures naming `url`.
+async fn bounded<T>(
+    url: &str,
+    timeout: Option<Duration>,
+    call: impl Future<Output = Result<tonic::Response<T>, Status>>,
+) -> Result<T, ClientError> {
+    let result = match timeout {
+        Some(timeout) => {
+            tokio::time::timeout(timeout, call)
+                .await
+                .map_err(|_| ClientError::Timeout {
+                    url: url.to_string(),
+                    timeout,
+                })?
+        }
+        None => call.await,
+    };
+    result
+        .map(tonic::Response::into_inner)
+        .map_err(|status| status_error(url, &status))
+}
+
+fn with_timeout<T>(body: T, timeout: Option<Duration>) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(body);
+    if let Some(timeout) = timeout {
+        request.set_timeout(timeout);
+    }
+    request
+}
+
+impl NodeClient {
+    fn new(url: &str, client: RegistryClient) -> NodeClient {
+        NodeClient {
+            url: Arc::from(url),
+            client,
+        }
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The generated client, for calls this type does not wrap (tests of the wire itself).
+    pub fn raw(&self) -> RegistryClient {
+        self.client.clone()
+    }
+
+    fn bad_answer(&self, reason: impl std::fmt::Display) -> ClientError {
+        ClientError::BadAnswer {
+            url: self.url.to_string(),
+            reason: reason.to_string(),
+        }
+    }
+
+    /// Resolves `name` (recursively, or from the node's own zones), the answer checked like
+    /// any peer data.
+    pub async fn resolve(
+        &mut self,
+        name: &str,
+        recursive: bool,
+        trace: bool,
+        timeout: Option<Duration>,
+    ) -> Result<Answer, ClientError> {
+        let request = with_timeout(
+            pb::ResolveRequest {
+                name: name.to_string(),
+                recursive,
+                trace,
+            },
+            timeout,
+        );
+        let response = bounded(&self.url, timeout, self.client.resolve(request)).await?;
+        Answer::try_from(response).map_err(|error| self.bad_answer(error))
+    }
+
+    /// The answer as the node sent it (benchmarks count outcomes without checking records).
+    pub async fn resolve_unchecked(
+        &mut self,
+        name: &str,
+        recursive: bool,
+        timeout: Option<Duration>,
+    ) -> Result<pb::ResolveResponse, ClientError> {
+        let request = with_timeout(
+            pb::ResolveRequest {
+                name: name.to_string(),
+                recursive,
+                trace: false,
+            },
+            timeout,
+        );
+        bounded(&self.url, timeout, self.client.resolve(request)).await
+    }
+
+    pub async fn cache_stats(&mut self) -> Result<pb::GetCacheStatsResponse, ClientError> {
+        bounded(
+            &self.url,
+            None,
+            self.client.get_cache_stats(pb::GetCacheStatsRequest {}),
+        )
+        .await
+    }
+
+    pub async fn get_zone(
+        &mut self,
+        zone: &str,
+        recursive: bool,
+        timeout: Option<Duration>,
+    ) -> Result<pb::GetZoneResponse, ClientError> {
+        let request = with_timeout(
+            pb::GetZoneRequest {
+                zone: zone.to_string(),
+                recursive,
+            },
+            timeout,
+        );
+        bounded(&self.url, timeout, self.client.get_zone(request)).await
+    }
+
+    pub async fn list_agents(
+        &mut self,
+        zone: &str,
+        page_size: u32,
+        cursor: &str,
+        recursive: bool,
+        timeout: Option<Duration>,
+    ) -> Result<pb::ListAgentsResponse, ClientError> {
+        let request = with_timeout(
+            pb::ListAgentsRequest {
+                zone: zone.to_string(),
+                page_size,
+                cursor: cursor.to_string(),
+                recursive,
+            },
+            timeout,
+        );
+        bounded(&self.url, timeout, self.client.list_agents(request)).await
+    }
+
+    pub async fn search(
+        &mut self,
+        call: &SearchCall,
+        timeout: Option<Duration>,
+    ) -> Result<pb::SearchResponse, ClientError> {
+        let request = with_timeout(
+            pb::SearchRequest {
+                query: call.query.clone(),
+                zone: call.zone.clone(),
+                tags: call.tags.clone(),
+                capabilities: call.capabilities.clone(),
+                limit: call.limit,
+                max_depth: call.max_depth,
+                recursive: call.recursive,
+            },
+            timeout,
+        );
+        bounded(&self.url, timeout, self.client.search(request)).await
+    }
+
+    /// Opens a Watch stream on a zone.
+    pub async fn watch(
+        &mut self,
+        zone: &str,
+        since_serial: Option<u32>,
+        recursive: bool,
+    ) -> Result<Streaming<pb::WatchEvent>, ClientError> {
+        let request = pb::WatchRequest {
+            zone: zone.to_string(),
+            since_serial,
+            recursive,
+        };
+        bounded(&self.url, None, self.client.watch(request)).await
+    }
+
+    /// A whole transfer, read to its end within `timeout`, decoded and checked.
+    pub async fn transfer(
+        &mut self,
+        request: &TransferRequest,
+        timeout: Duration,
+    ) -> Result<TransferData, ClientError> {
+        let since = request.since_serial;
+        let message = pb::TransferRequest {
+            zone: request.zone.to_string(),
+            since_serial: since,
+            notify_url: request.notify_url.clone(),
+        };
+        let url = Arc::clone(&self.url);
+        let client = &mut self.client;
+        let read = async {
+            let mut stream = client
+                .transfer(with_timeout(message, Some(timeout)))
+                .await
+                .map_err(|status| status_error(&url, &status))?
+                .into_inner();
+            let mut chunks = Vec::new();
+            while let Some(chunk) =
+                stream
+                    .message()
+                    .await
+                    .map_err(|status| ClientError::Unreachable {
+                        url: url.to_string(),
+                        reason: error_chain(&status),
+                    })?
+            {
+                chunks.push(chunk);
+            }
+            TransferData::from_chunks(chunks, since).map_err(|reason| ClientError::BadAnswer {
+                url: url.to_string(),
+                reason,
+            })
+        };
+        tokio::time::timeout(timeout, read)
+            .await
+            .map_err(|_| ClientError::Timeout {
+                url: self.url.to_string(),
+                timeout,
+            })?
+    }
+
+    /// Tells the node that `zone` changed (it must be one of its secondaries).
+    pub async fn notify(
+        &mut self,
+        zone: &Name,
+        serial: u32,
+        timeout: Duration,
+    ) -> Result<(), ClientError> {
+        let request = with_timeout(
+            pb::NotifyRequest {
+                zone: zone.to_string(),
+                serial,
+            },
+            Some(timeout),
+        );
+        bounded(&self.url, Some(timeout), self.client.notify(request))
+            .await
+            .map(|_| ())
+    }
+
+    /// Registers (or renews) an endpoint, signed with `key` when given.
+    pub async fn register(
+        &mut self,
+        body: pb::RegisterRequest,
+        key: Option<&UpdateKey>,
+        timeout: Option<Duration>,
+    ) -> Result<pb::RegisterResponse, ClientError> {
+        let fields = super::update::register_fields(&body);
+        let request = signed(body, &fields, key, timeout);
+        bounded(&self.url, timeout, self.client.register(request)).await
+    }
+
+    pub async fn renew(
+        &mut self,
+        body: pb::RenewRequest,
+        key: Option<&UpdateKey>,
+        timeout: Option<Duration>,
+    ) -> Result<pb::RenewResponse, ClientError> {
+        let fields = super::update::renew_fields(&body);
+        let request = signed(body, &fields, key, timeout);
+        bounded(&self.url, timeout, self.client.renew(request)).await
+    }
+
+    pub async fn deregister(
+        &mut self,
+        body: pb::DeregisterRequest,
+        key: Option<&UpdateKey>,
+        timeout: Option<Duration>,
+    ) -> Result<pb::DeregisterResponse, ClientError> {
+        let fields = super::update::deregister_fields(&body);
+        let request = signed(body, &fields, key, timeout);
+        bounded(&self.url, timeout, self.client.deregister(request)).await
+    }
+}
+
+fn signed<T>(
+    body: T,
+    fields: &SignedFields,
+    key: Option<&UpdateKey>,
+    timeout: Option<Duration>,
+) -> tonic::Request<T> {
+    let mut request = super::update::signed(body, fields, key);
+    if let Some(timeout) = timeout {
+        request.set_timeout(timeout);
+    }
+    request
 }

@@ -8,16 +8,19 @@
 pub mod client;
 pub mod convert;
 pub mod limit;
+pub mod observe;
+pub mod peers;
 pub mod service;
 pub mod status;
 pub mod update;
-pub mod upstream;
 
-/// Generated protobuf and tonic code for `proto/aop/v1/registry.proto`.
+/// The messages of `wire::pb` and the tonic client and server generated on top of them.
 pub mod pb {
     #![allow(clippy::all, clippy::pedantic)]
-    tonic::include_proto!("aop.v1");
+    pub use crate::wire::pb::*;
+    include!(concat!(env!("OUT_DIR"), "/grpc/aop.v1.rs"));
 }
 
-pub use client::{ClientError, RegistryClient, connect};
+pub use client::{ChannelPool, ClientError, NodeClient, RegistryClient, connect};
+pub use peers::GrpcPeers;
 pub use service::RegistryService;

@@ -12,19 +12,17 @@ use tonic::{Request, Response, Status};
 use std::pin::Pin;
 
 use futures::{Stream, StreamExt};
-use prost::Message;
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::answer::TraceStep;
-use crate::authority::Authority;
+use crate::authority::{Authority, TransferRequest};
 use crate::catalog::Catalog;
-use crate::grpc::client::RegistryClient;
+use crate::grpc::client::{ChannelPool, RegistryClient, status_failure};
 use crate::grpc::convert::{self, request_name};
 use crate::grpc::pb;
 use crate::grpc::status::ServiceError;
 use crate::grpc::update;
-use crate::grpc::upstream::GrpcUpstream;
-use crate::keys::{Proof, SignedFields};
+use crate::keys::SignedFields;
 use crate::name::Name;
 use crate::record::ServerAddress;
 use crate::resolver::{ResolveError, ResolveOptions, Resolver, ZoneAuthority};
@@ -39,7 +37,7 @@ pub struct RegistryService {
     authority: Authority,
     resolver: Arc<Resolver>,
     /// Channels to other nodes, for zone requests forwarded on a client's behalf.
-    upstream: Arc<GrpcUpstream>,
+    pool: ChannelPool,
     resolve_requests: Arc<AtomicU64>,
     /// Cancelled when the node stops: long-lived streams (Watch) end with it, so a graceful
     /// shutdown is not held open by them and their clients move to another server.
@@ -75,12 +73,13 @@ impl RegistryService {
         catalog: Arc<Catalog>,
         resolver: Arc<Resolver>,
         authority: Authority,
+        pool: ChannelPool,
     ) -> RegistryService {
         RegistryService {
             catalog,
             authority,
             resolver,
-            upstream: Arc::new(GrpcUpstream::new()),
+            pool,
             resolve_requests: Arc::new(AtomicU64::new(0)),
             shutdown: CancellationToken::new(),
             search_indexes: Arc::new(crate::search::ZoneIndexes::new()),
@@ -242,8 +241,10 @@ impl RegistryService {
         })
     }
 
-    /// Asks a zone's servers, best first, until one answers; an error status from a server
-    /// that answered is passed on, since its siblings hold the same data.
+    /// Asks a zone's servers, best first, until one answers. A failure that allows it
+    /// ([`crate::peer::PeerFailure::retry_elsewhere`]: every forwarded request is harmless to
+    /// repeat or goes to one server only) moves on to the next server; an error status from a
+    /// server that answered is passed on, since its siblings hold the same data.
     async fn forward<T, F, Fut>(
         &self,
         zone: &Name,
@@ -258,13 +259,14 @@ impl RegistryService {
         let deadline = deadline.unwrap_or_else(|| tokio::time::Instant::now() + FORWARD_TIMEOUT);
         let mut failures = Vec::new();
         for server in self.resolver.servers().order(servers) {
-            let client = match self.upstream.client(&server) {
-                Ok(client) => client,
+            let client = match self.pool.client(&server.grpc) {
+                Ok(client) => client.raw(),
                 Err(error) => {
                     failures.push(error.to_string());
                     continue;
                 }
             };
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             match tokio::time::timeout_at(deadline, call(client)).await {
                 Err(_) => {
                     failures.push(format!("{}: no answer in time", server.grpc));
@@ -272,13 +274,7 @@ impl RegistryService {
                 }
                 Ok(Ok(response)) => return Ok(response.into_inner()),
                 Ok(Err(status))
-                    if matches!(
-                        status.code(),
-                        tonic::Code::Unavailable
-                            | tonic::Code::DeadlineExceeded
-                            | tonic::Code::Cancelled
-                            | tonic::Code::Unknown
-                    ) =>
+                    if status_failure(&server.grpc, &status, left).retry_elsewhere(true) =>
                 {
                     failures.push(format!("{}: {}", server.grpc, status.message()));
                 }
@@ -306,7 +302,8 @@ impl RegistryService {
         metadata: &tonic::metadata::MetadataMap,
     ) -> Result<(), ServiceError> {
         self.authority.check_primary(zone)?;
-        let proof = Proof::from_metadata(metadata).map_err(crate::authority::UpdateError::from)?;
+        let proof =
+            update::proof_from_metadata(metadata).map_err(crate::authority::UpdateError::from)?;
         self.authority
             .keys()
             .verify(zone, fields, proof.as_ref())
@@ -409,59 +406,17 @@ impl RegistryService {
         })
     }
 
-    /// A zone's records (full) or its changes since a serial, in chunks of about
-    /// [`TRANSFER_CHUNK_BYTES`].
+    /// A zone's records (full) or its changes since a serial, as the authority reads them.
     async fn transfer(
         &self,
         request: pb::TransferRequest,
     ) -> Result<Vec<pb::TransferChunk>, ServiceError> {
-        let zone = request_name("zone", &request.zone)?;
-        self.authority
-            .status(&zone)
-            .filter(|s| s.served)
-            .ok_or_else(|| crate::authority::UpdateError::NotServed { zone: zone.clone() })?;
-        self.authority.add_notify_target(&zone, &request.notify_url);
-        let store = Arc::clone(self.authority.store());
-        let origin = zone.to_string();
-        let since = request.since_serial;
-        let served_by = self.catalog.node_id().to_string();
-        // One read of the store, chunked on the same blocking thread.
-        let chunks = tokio::task::spawn_blocking(move || -> Result<_, crate::store::StoreError> {
-            if let Some(serial) = since
-                && let Some(changes) = store.changes_since(&origin, serial)?
-            {
-                let header = match changes.last() {
-                    Some(change) => change.header.clone(),
-                    // Up to date: the header as stored, at the serial asked about.
-                    None => store.header(&origin)?,
-                };
-                return Ok(Some(chunked(
-                    header,
-                    false,
-                    served_by,
-                    changes,
-                    |chunk, change| {
-                        chunk.changes.push(change);
-                    },
-                )));
-            }
-            Ok(store.snapshot(&origin)?.map(|(meta, records)| {
-                chunked(meta.header, true, served_by, records, |chunk, record| {
-                    chunk.records.push(record);
-                })
-            }))
-        })
-        .await
-        .map_err(|join| crate::store::StoreError::Io {
-            path: "(transfer)".into(),
-            reason: join.to_string(),
-        })
-        .and_then(|r| r)
-        .map_err(crate::authority::UpdateError::from)?
-        .ok_or(crate::authority::UpdateError::NotServed { zone })?;
-        self.authority
-            .count_transfer(chunks.first().is_some_and(|chunk| chunk.full));
-        Ok(chunks)
+        let request = TransferRequest {
+            zone: request_name("zone", &request.zone)?,
+            since_serial: request.since_serial,
+            notify_url: request.notify_url,
+        };
+        Ok(self.authority.transfer(&request).await?)
     }
 
     async fn watch(
@@ -489,47 +444,10 @@ impl RegistryService {
                 stream.take_until(self.shutdown.clone().cancelled_owned()),
             ));
         }
-        let shutdown = self.shutdown.clone();
-        let mut serials = self
-            .authority
-            .watch(&zone)
-            .ok_or_else(|| crate::authority::UpdateError::NotServed { zone: zone.clone() })?;
-        let store = Arc::clone(self.authority.store());
-        let (events, stream) = tokio::sync::mpsc::channel(16);
-        tokio::spawn(async move {
-            let current = *serials.borrow_and_update();
-            let mut last = request.since_serial.unwrap_or(current);
-            let first = if last == current {
-                pb::WatchEvent {
-                    zone: zone.to_string(),
-                    serial: current,
-                    ..pb::WatchEvent::default()
-                }
-            } else {
-                watch_event(&store, &zone, last, current).await
-            };
-            last = current;
-            if events.send(Ok(first)).await.is_err() {
-                return;
-            }
-            loop {
-                tokio::select! {
-                    () = events.closed() => return,
-                    () = shutdown.cancelled() => return,
-                    changed = serials.changed() => if changed.is_err() { return },
-                }
-                let serial = *serials.borrow_and_update();
-                if serial == last {
-                    continue;
-                }
-                let event = watch_event(&store, &zone, last, serial).await;
-                last = serial;
-                if events.send(Ok(event)).await.is_err() {
-                    return;
-                }
-            }
-        });
-        Ok(Box::pin(ReceiverStream::new(stream)))
+        let events =
+            self.authority
+                .watch_events(&zone, request.since_serial, self.shutdown.clone())?;
+        Ok(Box::pin(ReceiverStream::new(events).map(Ok)))
     }
 
     async fn cache_stats(&self) -> pb::GetCacheStatsResponse {
@@ -546,98 +464,18 @@ impl RegistryService {
     }
 }
 
-/// The size a transfer chunk grows to before the next one starts.
-const TRANSFER_CHUNK_BYTES: usize = 1024 * 1024;
-
 type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchEvent, Status>> + Send>>;
 type TransferStream = Pin<Box<dyn Stream<Item = Result<pb::TransferChunk, Status>> + Send>>;
-
-/// Items in transfer chunks of about [`TRANSFER_CHUNK_BYTES`]; the first chunk carries the
-/// header and whether the transfer is full.
-fn chunked<T: Message>(
-    header: Option<pb::ZoneHeader>,
-    full: bool,
-    served_by: String,
-    items: Vec<T>,
-    push: fn(&mut pb::TransferChunk, T),
-) -> Vec<pb::TransferChunk> {
-    let mut chunks = Vec::new();
-    let mut chunk = pb::TransferChunk {
-        header,
-        full,
-        served_by,
-        ..pb::TransferChunk::default()
-    };
-    let mut size = 0;
-    for item in items {
-        size += item.encoded_len();
-        push(&mut chunk, item);
-        if size >= TRANSFER_CHUNK_BYTES {
-            chunks.push(std::mem::take(&mut chunk));
-            size = 0;
-        }
-    }
-    chunks.push(chunk);
-    chunks
-}
-
-/// The changes from `from` to `to`, or a reset when the log no longer has them.
-async fn watch_event(
-    store: &Arc<crate::store::Store>,
-    zone: &Name,
-    from: u32,
-    to: u32,
-) -> pb::WatchEvent {
-    let reader = Arc::clone(store);
-    let origin = zone.to_string();
-    let changes = tokio::task::spawn_blocking(move || reader.changes_since(&origin, from))
-        .await
-        .ok()
-        .and_then(Result::ok)
-        .flatten();
-    match changes {
-        Some(changes) => {
-            let changes: Vec<pb::ZoneChange> = changes
-                .into_iter()
-                .take_while(|c| c.from_serial != to)
-                .collect();
-            pb::WatchEvent {
-                zone: zone.to_string(),
-                serial: to,
-                changes,
-                reset: false,
-            }
-        }
-        None => pb::WatchEvent {
-            zone: zone.to_string(),
-            serial: to,
-            changes: Vec::new(),
-            reset: true,
-        },
-    }
-}
 
 /// The update as received, signature headers included, to send on to the primary.
 fn signed_request<T>(
     metadata: &tonic::metadata::MetadataMap,
     body: T,
-) -> (Vec<(String, String)>, T) {
-    let headers = [
-        crate::keys::KEY_HEADER,
-        crate::keys::TIME_HEADER,
-        crate::keys::NONCE_HEADER,
-        crate::keys::SIGNATURE_HEADER,
-    ]
-    .iter()
-    .filter_map(|key| {
-        let value = metadata.get(*key)?.to_str().ok()?;
-        Some(((*key).to_string(), value.to_string()))
-    })
-    .collect();
-    (headers, body)
+) -> (Vec<(&'static str, String)>, T) {
+    (update::proof_entries(metadata), body)
 }
 
-fn clone_request<T: Clone>((headers, body): &(Vec<(String, String)>, T)) -> Request<T> {
+fn clone_request<T: Clone>((headers, body): &(Vec<(&'static str, String)>, T)) -> Request<T> {
     let mut request = Request::new(body.clone());
     for (key, value) in headers {
         if let (Ok(key), Ok(value)) = (

@@ -6,10 +6,12 @@
 //! function builds the string on the client that signs and on the node that verifies, so
 //! the two cannot drift apart.
 
+use tonic::metadata::{MetadataMap, MetadataValue};
+
 use crate::authority::live::{AgentUpdate, DEFAULT_LEASE_SECS, LEASE_MAX_SECS, Registration};
 use crate::grpc::convert::{RequestError, request_name};
 use crate::grpc::pb;
-use crate::keys::{SignedFields, UpdateKey};
+use crate::keys::{AuthError, PROOF_ENTRIES, Proof, SignedFields, UpdateKey};
 use crate::name::Name;
 use crate::record::{self, Endpoint, limits};
 
@@ -224,7 +226,113 @@ pub fn deregistration(
 pub fn signed<T>(body: T, fields: &SignedFields, key: Option<&UpdateKey>) -> tonic::Request<T> {
     let mut request = tonic::Request::new(body);
     if let Some(key) = key {
-        key.sign_now(fields).write_metadata(request.metadata_mut());
+        write_proof(&key.sign_now(fields), request.metadata_mut());
     }
     request
+}
+
+/// Reads an update's proof from its gRPC metadata (`aop-key`, `aop-time`, `aop-nonce`,
+/// `aop-signature`): `Ok(None)` when there is none.
+pub fn proof_from_metadata(metadata: &MetadataMap) -> Result<Option<Proof>, AuthError> {
+    Proof::from_entries(|entry| {
+        metadata
+            .get_all(entry)
+            .iter()
+            .map(|value| value.to_str().ok())
+            .collect()
+    })
+}
+
+/// Writes a proof into gRPC metadata, replacing any already there. A field that is not valid
+/// metadata text (only possible for a hand-made proof) is left out, and the node reports it
+/// as missing.
+pub fn write_proof(proof: &Proof, metadata: &mut MetadataMap) {
+    for (entry, text) in proof.entries() {
+        match MetadataValue::try_from(text.as_str()) {
+            Ok(value) => {
+                metadata.insert(entry, value);
+            }
+            Err(_) => {
+                metadata.remove(entry);
+            }
+        }
+    }
+}
+
+/// The update's proof entries as received, to send on to the zone's primary unchanged.
+pub fn proof_entries(metadata: &MetadataMap) -> Vec<(&'static str, String)> {
+    PROOF_ENTRIES
+        .iter()
+        .filter_map(|entry| {
+            let value = metadata.get(*entry)?.to_str().ok()?;
+            Some((*entry, value.to_string()))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::{KEY_HEADER, NONCE_HEADER, SIGNATURE_HEADER, TIME_HEADER};
+
+    fn key() -> UpdateKey {
+        UpdateKey::new(
+            "ci-bot",
+            "finance.acme",
+            "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+        )
+        .unwrap()
+    }
+
+    fn fields() -> SignedFields {
+        let mut fields = SignedFields::new(OP_REGISTER);
+        fields.put("zone", "finance.acme");
+        fields
+    }
+
+    #[test]
+    fn a_proof_goes_through_metadata_unchanged() {
+        let proof = key().sign(&fields(), 1_700_000_000, &Proof::new_nonce());
+        let mut metadata = MetadataMap::new();
+        write_proof(&proof, &mut metadata);
+        assert_eq!(proof_from_metadata(&metadata), Ok(Some(proof)));
+        assert_eq!(proof_from_metadata(&MetadataMap::new()), Ok(None));
+    }
+
+    #[test]
+    fn malformed_metadata_is_refused() {
+        let proof = key().sign(&fields(), 1, &Proof::new_nonce());
+        let mut metadata = MetadataMap::new();
+        write_proof(&proof, &mut metadata);
+        metadata.remove(NONCE_HEADER);
+        let error = proof_from_metadata(&metadata).unwrap_err();
+        assert!(
+            error.to_string().contains("aop-nonce is missing"),
+            "{error}"
+        );
+
+        for (header, value, expect) in [
+            (NONCE_HEADER, "short", "8 to 64 characters"),
+            (NONCE_HEADER, "has space!", "8 to 64 characters"),
+            (TIME_HEADER, "+5", "decimal"),
+            (TIME_HEADER, "99999999999999999999999", "decimal"),
+            (SIGNATURE_HEADER, "AAAA", "32-byte"),
+            (KEY_HEADER, "bad_name", "aop-key"),
+        ] {
+            let mut metadata = MetadataMap::new();
+            write_proof(&proof, &mut metadata);
+            metadata.insert(header, value.parse().unwrap());
+            let error = proof_from_metadata(&metadata).unwrap_err();
+            assert!(
+                matches!(error, AuthError::Malformed { .. }),
+                "{header}={value}: {error}"
+            );
+            assert!(error.to_string().contains(expect), "{error}");
+        }
+        let mut twice = MetadataMap::new();
+        write_proof(&proof, &mut twice);
+        twice.append(KEY_HEADER, "ci-bot".parse().unwrap());
+        let error = proof_from_metadata(&twice).unwrap_err();
+        assert!(error.to_string().contains("more than once"), "{error}");
+    }
 }

@@ -28,6 +28,7 @@ use crate::answer::{Answer, Outcome, TraceStep};
 use crate::catalog::Catalog;
 use crate::clock::Clock;
 use crate::name::Name;
+use crate::peer::{FailureKind, PeerFailure};
 use crate::record::limits::ALIAS_CHAIN_MAX;
 use crate::record::{Alias, Delegation, ServerAddress};
 
@@ -105,33 +106,9 @@ pub enum ZoneAuthority {
     Servers(Vec<ServerAddress>),
 }
 
-/// Why one upstream query failed; the resolver moves on to the next server.
-#[derive(Debug, Clone, thiserror::Error)]
-#[non_exhaustive]
-pub enum UpstreamError {
-    #[error("{server}: unreachable: {reason}")]
-    Unreachable { server: String, reason: String },
-    #[error("{server}: no answer within {} ms", timeout.as_millis())]
-    Timeout { server: String, timeout: Duration },
-    #[error("{server}: refused: {reason}")]
-    Refused { server: String, reason: String },
-    #[error("{server}: unusable answer: {reason}")]
-    BadAnswer { server: String, reason: String },
-}
-
-impl UpstreamError {
-    /// Metric labels of the variants, in declaration order.
-    pub const REASONS: [&'static str; 4] = ["unreachable", "timeout", "refused", "bad_answer"];
-
-    fn reason_index(&self) -> usize {
-        match self {
-            UpstreamError::Unreachable { .. } => 0,
-            UpstreamError::Timeout { .. } => 1,
-            UpstreamError::Refused { .. } => 2,
-            UpstreamError::BadAnswer { .. } => 3,
-        }
-    }
-}
+/// Why one upstream query failed; the resolver moves on to the next server whatever the
+/// kind (a lookup is harmless to repeat, and a server that refuses is a lame one).
+pub type UpstreamError = PeerFailure;
 
 /// How the resolver asks another node (non-recursively) about a name.
 pub trait Upstream: Send + Sync + 'static {
@@ -185,8 +162,8 @@ pub struct Resolver {
     servers: ServerSelector,
     /// Resolutions in flight, so concurrent misses for one name share one walk.
     in_flight: moka::future::Cache<Name, Answer>,
-    /// Upstream queries that failed, indexed as `UpstreamError::REASONS`.
-    upstream_failures: [std::sync::atomic::AtomicU64; UpstreamError::REASONS.len()],
+    /// Upstream queries that failed, indexed as `FailureKind::LABELS`.
+    upstream_failures: [std::sync::atomic::AtomicU64; FailureKind::LABELS.len()],
 }
 
 /// How this node knew what a trace step records.
@@ -220,7 +197,7 @@ impl Resolver {
 
     /// Upstream queries that failed so far, by reason (`unreachable`, `timeout`, ...).
     pub fn upstream_failures(&self) -> Vec<(&'static str, u64)> {
-        UpstreamError::REASONS
+        FailureKind::LABELS
             .iter()
             .zip(&self.upstream_failures)
             .map(|(reason, count)| (*reason, count.load(std::sync::atomic::Ordering::Relaxed)))
@@ -617,7 +594,7 @@ impl Resolver {
                 }
                 Err(error) => {
                     tracing::debug!(zone = %cut.zone, %error, "upstream query failed; trying the next server");
-                    self.upstream_failures[error.reason_index()]
+                    self.upstream_failures[error.kind.index()]
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     self.servers.record_failure(&server.grpc);
                     walk.step(|| TraceStep {
@@ -652,10 +629,7 @@ fn check_answer(
     name: &Name,
     answer: Answer,
 ) -> Result<Answer, UpstreamError> {
-    let bad = |reason: String| UpstreamError::BadAnswer {
-        server: server.grpc.clone(),
-        reason,
-    };
+    let bad = |reason: String| PeerFailure::new(&server.grpc, FailureKind::BadAnswer, reason);
     if answer.name != *name {
         return Err(bad(format!(
             "answered for {} instead of {name}",

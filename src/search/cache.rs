@@ -10,8 +10,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use super::ZoneIndex;
-use crate::authority::live::serial_newer;
 use crate::name::Name;
+use crate::record::serial_newer;
 use crate::zone::ZoneSnapshot;
 
 struct Slot {

@@ -232,7 +232,7 @@ fn newest_per_zone(parts: Vec<ZoneResult>) -> Vec<ZoneResult> {
     for part in parts {
         match position.get(&part.zone) {
             Some(&at) => {
-                if crate::authority::live::serial_newer(part.serial, kept[at].serial) {
+                if crate::record::serial_newer(part.serial, kept[at].serial) {
                     kept[at] = part;
                 }
             }

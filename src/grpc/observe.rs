@@ -1,6 +1,6 @@
 //! The gRPC door's observer: a tower layer around the tonic server that gives every request
-//! a request id and a span, counts it by method and status, times it, logs it, and records
-//! it in the recent-queries ring, without the service knowing.
+//! a request id and a span, counts it by method and status ([`GrpcMetrics`]), times it, logs
+//! it, and records it in the recent-queries ring, without the service knowing.
 //!
 //! - The id is the client's `x-request-id` metadata when it is valid
 //!   ([`RequestId::from_client`]), else a new one; it goes back in the response's
@@ -17,8 +17,10 @@
 //!   first (tag `0x0a`). Only the first 263 bytes are kept, and only for the
 //!   status page.
 
+use std::collections::HashMap;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -29,7 +31,7 @@ use tonic::Status;
 use tonic::body::Body;
 use tracing::Instrument as _;
 
-use crate::admin::metrics::{NodeMetrics, RequestId, grpc_code_label};
+use crate::telemetry::{Histogram, RecentQueries, RequestId};
 
 /// The metadata key of request ids.
 pub use crate::grpc::client::REQUEST_ID_HEADER;
@@ -38,15 +40,24 @@ const PEEK_BYTES: usize = 5 + 1 + 2 + 255;
 const CODE_CANCELLED: u16 = 1;
 const CODE_UNKNOWN: u16 = 2;
 
+/// Where the observer records: the door's counters and the node's recent-queries ring.
+#[derive(Clone)]
+struct Sinks {
+    metrics: Arc<GrpcMetrics>,
+    recent: Arc<RecentQueries>,
+}
+
 /// Wraps the gRPC server (see the module doc).
 #[derive(Clone)]
 pub struct ObserveLayer {
-    metrics: Arc<NodeMetrics>,
+    sinks: Sinks,
 }
 
 impl ObserveLayer {
-    pub fn new(metrics: Arc<NodeMetrics>) -> ObserveLayer {
-        ObserveLayer { metrics }
+    pub fn new(metrics: Arc<GrpcMetrics>, recent: Arc<RecentQueries>) -> ObserveLayer {
+        ObserveLayer {
+            sinks: Sinks { metrics, recent },
+        }
     }
 }
 
@@ -55,7 +66,7 @@ impl<S> tower::Layer<S> for ObserveLayer {
     fn layer(&self, inner: S) -> Observe<S> {
         Observe {
             inner,
-            metrics: Arc::clone(&self.metrics),
+            sinks: self.sinks.clone(),
         }
     }
 }
@@ -63,7 +74,7 @@ impl<S> tower::Layer<S> for ObserveLayer {
 #[derive(Clone)]
 pub struct Observe<S> {
     inner: S,
-    metrics: Arc<NodeMetrics>,
+    sinks: Sinks,
 }
 
 impl<S> tower::Service<http::Request<Body>> for Observe<S>
@@ -104,7 +115,7 @@ where
         });
         request.extensions_mut().insert(request_id.clone());
         let future = span.in_scope(|| self.inner.call(request));
-        let metrics = Arc::clone(&self.metrics);
+        let sinks = self.sinks.clone();
         Box::pin(async move {
             let mut response = request_id
                 .clone()
@@ -114,7 +125,7 @@ where
                 response.headers_mut().insert(REQUEST_ID_HEADER, value);
             }
             let mut observation = Observation {
-                metrics,
+                sinks,
                 method,
                 request_id,
                 latency: started.elapsed(),
@@ -151,7 +162,7 @@ fn grpc_status(headers: &http::HeaderMap) -> Option<u16> {
 /// One request on its way out: counted, logged and recorded once, when its status is
 /// known or its body dropped.
 struct Observation {
-    metrics: Arc<NodeMetrics>,
+    sinks: Sinks,
     method: String,
     request_id: RequestId,
     latency: Duration,
@@ -165,7 +176,7 @@ impl Observation {
         if std::mem::replace(&mut self.done, true) {
             return;
         }
-        let kind = self.metrics.grpc.record(&self.method, code, self.latency);
+        let kind = self.sinks.metrics.record(&self.method, code, self.latency);
         let outcome = grpc_code_label(code);
         let subject = {
             let peeked = self.peeked.lock().unwrap_or_else(|p| p.into_inner());
@@ -179,7 +190,7 @@ impl Observation {
                 tracing::debug!(outcome, subject = %subject, latency_us, "gRPC request");
             }
         });
-        self.metrics.recent.record(
+        self.sinks.recent.record(
             "grpc",
             kind,
             outcome,
@@ -304,9 +315,126 @@ impl http_body::Body for ObservedBody {
     }
 }
 
+/// gRPC status codes as metric labels, indexed by their number.
+pub const GRPC_CODES: [&str; 17] = [
+    "ok",
+    "cancelled",
+    "unknown",
+    "invalid_argument",
+    "deadline_exceeded",
+    "not_found",
+    "already_exists",
+    "permission_denied",
+    "resource_exhausted",
+    "failed_precondition",
+    "aborted",
+    "out_of_range",
+    "unimplemented",
+    "internal",
+    "unavailable",
+    "data_loss",
+    "unauthenticated",
+];
+
+/// The label of a gRPC status code; codes outside the table are `unknown`, as gRPC says.
+pub fn grpc_code_label(code: u16) -> &'static str {
+    GRPC_CODES
+        .get(usize::from(code))
+        .copied()
+        .unwrap_or("unknown")
+}
+
+/// The most distinct gRPC methods counted; requests for others count as `other`.
+const METHODS_MAX: usize = 64;
+
+/// One gRPC method's requests.
+#[derive(Debug, Default)]
+pub struct MethodMetrics {
+    pub codes: [AtomicU64; GRPC_CODES.len()],
+    pub latency: Histogram,
+}
+
+/// The gRPC door's requests by method and status.
+#[derive(Default)]
+pub struct GrpcMetrics {
+    // std RwLock: read on every request (a hash lookup), written once per new method.
+    methods: RwLock<HashMap<&'static str, Arc<MethodMetrics>>>,
+}
+
+impl GrpcMetrics {
+    /// Counts one finished request. `method` is the last segment of the request path; a
+    /// method is only learnt from a request the server implemented, and at most
+    /// 64 of them, so clients cannot grow the label set with made-up paths.
+    /// Returns the method's label.
+    pub fn record(&self, method: &str, code: u16, latency: Duration) -> &'static str {
+        let known = self
+            .methods
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_key_value(method)
+            .map(|(name, metrics)| (*name, Arc::clone(metrics)));
+        let (label, metrics) = match known {
+            Some(known) => known,
+            None => self.learn(method, code),
+        };
+        // Codes outside the table count as UNKNOWN (2), as grpc_code_label says.
+        let index = Some(usize::from(code))
+            .filter(|&code| code < GRPC_CODES.len())
+            .unwrap_or(2);
+        metrics.codes[index].fetch_add(1, Ordering::Relaxed);
+        metrics.latency.observe(latency);
+        label
+    }
+
+    fn learn(&self, method: &str, code: u16) -> (&'static str, Arc<MethodMetrics>) {
+        const UNIMPLEMENTED: u16 = 12;
+        let mut methods = self.methods.write().unwrap_or_else(|p| p.into_inner());
+        let name: &'static str = match methods.get_key_value(method) {
+            Some((name, _)) => name,
+            None if code != UNIMPLEMENTED && methods.len() < METHODS_MAX && is_method(method) => {
+                // Leaked once per method, bounded by METHODS_MAX: labels are then free to
+                // copy into the recent-queries ring.
+                Box::leak(method.to_string().into_boxed_str())
+            }
+            None => "other",
+        };
+        let metrics = Arc::clone(methods.entry(name).or_default());
+        (name, metrics)
+    }
+
+    /// Every method's metrics, in name order.
+    pub fn snapshot(&self) -> Vec<(&'static str, Arc<MethodMetrics>)> {
+        let methods = self.methods.read().unwrap_or_else(|p| p.into_inner());
+        let mut all: Vec<_> = methods
+            .iter()
+            .map(|(name, metrics)| (*name, Arc::clone(metrics)))
+            .collect();
+        all.sort_by_key(|(name, _)| *name);
+        all
+    }
+}
+
+fn is_method(text: &str) -> bool {
+    !text.is_empty() && text.len() <= 64 && text.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn made_up_methods_do_not_grow_the_label_set() {
+        let grpc = GrpcMetrics::default();
+        assert_eq!(grpc.record("Resolve", 0, Duration::ZERO), "Resolve");
+        assert_eq!(grpc.record("Nonsense", 12, Duration::ZERO), "other");
+        assert_eq!(grpc.record("bad/path", 5, Duration::ZERO), "other");
+        assert_eq!(grpc.record("Resolve", 5, Duration::ZERO), "Resolve");
+        let methods = grpc.snapshot();
+        let names: Vec<_> = methods.iter().map(|(name, _)| *name).collect();
+        assert_eq!(names, ["Resolve", "other"]);
+        assert_eq!(methods[0].1.codes[0].load(Ordering::Relaxed), 1);
+        assert_eq!(methods[0].1.codes[5].load(Ordering::Relaxed), 1);
+    }
 
     fn frame(message: &[u8]) -> Vec<u8> {
         let mut bytes = vec![0];

@@ -1,7 +1,10 @@
 //! The records a zone holds (agents, their endpoints, aliases, delegations, the zone header)
 //! and the field rules every door applies to them.
 //!
-//! Zone files, gRPC and (later) MCP all build records through the `check_*` functions here,
+//! [`LiveRecord`] and [`ZoneChange`] are those records as an authority keeps them, with their
+//! provenance, and the steps between serials (`change`).
+//!
+//! Zone files, gRPC and MCP all build records through the `check_*` functions here,
 //! so a limit is enforced, and worded, the same way whichever door the data came in by. The
 //! limits are those of CONTRACT section 7; every error message names the limit it broke.
 
@@ -9,6 +12,10 @@ use std::net::SocketAddr;
 use std::sync::{Arc, LazyLock};
 
 use crate::name::Name;
+
+mod change;
+
+pub use change::{LiveAgent, LiveRecord, RecordChange, RecordKind, ZoneChange, serial_newer};
 
 /// The documented limits (CONTRACT section 7).
 pub mod limits {

@@ -1,0 +1,555 @@
+//! The one task that changes zones: it drains queued jobs in batches, applies each to its
+//! [`LiveZone`], commits the batch to the store in one durable transaction, and only then
+//! publishes snapshots, drops cached answers, wakes watchers, NOTIFYs secondaries and
+//! answers the callers. It also expires leases on a primary, at the time the clock says.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use super::live::{self, Deregistered, Edit, Lease, LiveZone, Registered, Registration, Role};
+use super::prepare::zone_from_store;
+use super::{Applied, Authority, BATCH_MAX, ReloadResult, TransferData, UpdateError, ZoneStatus};
+use super::{notify, zone_status};
+use crate::name::Name;
+use crate::store::{StoreError, ZoneWrite};
+use crate::zone::ZoneSnapshot;
+
+/// Where an update's outcome goes: what it did and the zone's serial after it.
+type Answer<T> = oneshot::Sender<Result<(T, u32), UpdateError>>;
+
+pub(super) enum Job {
+    Register {
+        zone: Name,
+        registration: Registration,
+        reply: Answer<Registered>,
+    },
+    Renew {
+        zone: Name,
+        name: Name,
+        url: String,
+        lease_secs: Option<u32>,
+        reply: Answer<Lease>,
+    },
+    Deregister {
+        zone: Name,
+        name: Name,
+        url: Option<String>,
+        reply: Answer<Deregistered>,
+    },
+    Reload {
+        files: Vec<ZoneSnapshot>,
+        reply: oneshot::Sender<Vec<ReloadResult>>,
+    },
+    Transfer {
+        zone: Name,
+        data: TransferData,
+        reply: oneshot::Sender<Result<Applied, UpdateError>>,
+    },
+    Withdraw {
+        zone: Name,
+    },
+    Expire,
+}
+
+/// How a staged job is answered once its batch is committed.
+enum Reply {
+    Register(Answer<Registered>, Registered),
+    Renew(Answer<Lease>, Lease),
+    Deregister(Answer<Deregistered>, Deregistered),
+    Transfer(oneshot::Sender<Result<Applied, UpdateError>>),
+    Nobody,
+}
+
+impl Reply {
+    fn send(self, result: Result<u32, UpdateError>) {
+        match self {
+            Reply::Register(reply, done) => {
+                let _ = reply.send(result.map(|serial| (done, serial)));
+            }
+            Reply::Renew(reply, done) => {
+                let _ = reply.send(result.map(|serial| (done, serial)));
+            }
+            Reply::Deregister(reply, done) => {
+                let _ = reply.send(result.map(|serial| (done, serial)));
+            }
+            Reply::Transfer(reply) => {
+                let _ = reply.send(result.map(Applied::Serial));
+            }
+            Reply::Nobody => {}
+        }
+    }
+
+    fn fail(self, error: UpdateError) {
+        self.send(Err(error));
+    }
+}
+
+/// A job applied in memory, waiting for its batch's commit.
+struct Staged {
+    zone: Name,
+    write: ZoneWrite,
+    names: Vec<Name>,
+    /// The zone's records changed (publish, notify).
+    changed: bool,
+    serial: u32,
+    reply: Reply,
+}
+
+pub(super) struct Writer {
+    authority: Authority,
+    zones: HashMap<Name, LiveZone>,
+    served: BTreeSet<Name>,
+}
+
+impl Writer {
+    pub(super) fn new(
+        authority: Authority,
+        zones: HashMap<Name, LiveZone>,
+        served: BTreeSet<Name>,
+    ) -> Writer {
+        Writer {
+            authority,
+            zones,
+            served,
+        }
+    }
+
+    pub(super) async fn run(mut self, mut jobs: mpsc::Receiver<Job>, shutdown: CancellationToken) {
+        loop {
+            // The next lease to end, on the authority's clock (a test's manual clock wakes
+            // this when it moves); with no lease, only jobs wake the writer.
+            let expiry = match self.next_expiry() {
+                Some(at) => self.authority.shared.clock.wait_until_unix_ms(at),
+                None => Box::pin(std::future::pending()),
+            };
+            let first = tokio::select! {
+                () = shutdown.cancelled() => return,
+                job = jobs.recv() => match job {
+                    Some(job) => job,
+                    None => return,
+                },
+                () = expiry => Job::Expire,
+            };
+            let mut batch = vec![first, Job::Expire];
+            while batch.len() < BATCH_MAX {
+                match jobs.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            self.run_batch(batch).await;
+        }
+    }
+
+    /// When the next lease of a primary zone ends (Unix ms).
+    fn next_expiry(&self) -> Option<u64> {
+        self.zones
+            .values()
+            .filter(|z| z.role == Role::Primary)
+            .filter_map(LiveZone::next_expiry)
+            .min()
+    }
+
+    async fn run_batch(&mut self, batch: Vec<Job>) {
+        let mut staged: Vec<Staged> = Vec::new();
+        for job in batch {
+            self.stage(job, &mut staged);
+        }
+        if staged.is_empty() {
+            return;
+        }
+        let writes: Vec<ZoneWrite> = staged
+            .iter()
+            .filter(|s| !s.write.is_empty())
+            .map(|s| s.write.clone())
+            .collect();
+        let store = Arc::clone(&self.authority.shared.store);
+        let committed = if writes.is_empty() {
+            Ok(())
+        } else {
+            tokio::task::spawn_blocking(move || store.commit(&writes))
+                .await
+                .unwrap_or_else(|join| {
+                    Err(StoreError::Io {
+                        path: "(writer)".into(),
+                        reason: join.to_string(),
+                    })
+                })
+        };
+        let touched: BTreeSet<Name> = staged.iter().map(|s| s.zone.clone()).collect();
+        if let Err(error) = committed {
+            tracing::error!(%error, "store commit failed; the batch is refused");
+            self.restore(&touched);
+            let message = error.to_string();
+            for staged in staged {
+                staged.reply.fail(UpdateError::Store(StoreError::Io {
+                    path: self.authority.shared.store.path().to_path_buf(),
+                    reason: message.clone(),
+                }));
+            }
+            return;
+        }
+        let changed: BTreeSet<Name> = staged
+            .iter()
+            .filter(|s| s.changed)
+            .map(|s| s.zone.clone())
+            .collect();
+        for zone in &changed {
+            self.publish(zone);
+        }
+        let resolver = &self.authority.shared.resolver;
+        for staged in &staged {
+            for name in &staged.names {
+                resolver.invalidate(name).await;
+            }
+        }
+        self.update_status();
+        for zone in &changed {
+            if let Some(live) = self.zones.get(zone)
+                && live.role == Role::Primary
+            {
+                notify::notify_secondaries(&self.authority, live);
+            }
+        }
+        for staged in staged {
+            let serial = staged.serial;
+            staged.reply.send(Ok(serial));
+        }
+    }
+
+    fn stage(&mut self, job: Job, staged: &mut Vec<Staged>) {
+        let now = self.authority.shared.clock.unix_ms();
+        match job {
+            Job::Register {
+                zone,
+                registration,
+                reply,
+            } => self.stage_update(
+                zone,
+                reply,
+                |live| live.register(registration, now),
+                Reply::Register,
+                staged,
+            ),
+            Job::Renew {
+                zone,
+                name,
+                url,
+                lease_secs,
+                reply,
+            } => self.stage_update(
+                zone,
+                reply,
+                |live| live.renew(&name, &url, lease_secs, now),
+                Reply::Renew,
+                staged,
+            ),
+            Job::Deregister {
+                zone,
+                name,
+                url,
+                reply,
+            } => self.stage_update(
+                zone,
+                reply,
+                |live| live.deregister(&name, url.as_deref()),
+                Reply::Deregister,
+                staged,
+            ),
+            Job::Expire => {
+                let origins: Vec<Name> = self
+                    .zones
+                    .iter()
+                    .filter(|(_, z)| z.role == Role::Primary)
+                    .filter(|(_, z)| z.next_expiry().is_some_and(|at| at <= now))
+                    .map(|(n, _)| n.clone())
+                    .collect();
+                for origin in origins {
+                    if let Some(live) = self.zones.get_mut(&origin) {
+                        let edit = live.expire(now);
+                        if !edit.changes.is_empty() || !edit.lease_deletes.is_empty() {
+                            tracing::info!(zone = %origin, names = edit.names.len(), "leases expired");
+                            staged.push(seal(live, origin, edit, None, Reply::Nobody));
+                        }
+                    }
+                }
+            }
+            Job::Reload { files, reply } => {
+                let mut results = Vec::new();
+                for file in files {
+                    let origin = file.origin().clone();
+                    let result = match self.primary(&origin) {
+                        Err(error) => Err(error),
+                        Ok(live) => match live.reload(&file) {
+                            Err(error) => Err(error),
+                            Ok(None) => Ok(None),
+                            Ok(Some((edit, floor))) => {
+                                let mut step =
+                                    seal(live, origin.clone(), edit, Some(floor), Reply::Nobody);
+                                step.write.file_serial = Some(live.file_serial);
+                                let serial = step.serial;
+                                staged.push(step);
+                                Ok(Some(serial))
+                            }
+                        },
+                    };
+                    results.push((origin, result));
+                }
+                // Reload answers before the commit; a failed commit is logged and the
+                // zones are restored from the store.
+                let _ = reply.send(results);
+            }
+            Job::Transfer { zone, data, reply } => {
+                self.stage_transfer(zone, data, reply, now, staged);
+            }
+            Job::Withdraw { zone } => {
+                if self.served.remove(&zone) {
+                    tracing::warn!(%zone, "secondary expired: no answer from the primary within the zone's expire time; no longer answering for the zone");
+                    self.authority.shared.catalog.remove(&zone);
+                    self.update_status();
+                }
+            }
+        }
+    }
+
+    /// Applies an update to its primary zone and stages it for the commit, or answers the
+    /// update's error at once.
+    fn stage_update<T>(
+        &mut self,
+        zone: Name,
+        reply: Answer<T>,
+        apply: impl FnOnce(&mut LiveZone) -> Result<(T, Edit), UpdateError>,
+        answer: fn(Answer<T>, T) -> Reply,
+        staged: &mut Vec<Staged>,
+    ) {
+        let applied = self.primary(&zone).and_then(|live| {
+            let done = apply(live)?;
+            Ok((live, done))
+        });
+        match applied {
+            Err(error) => {
+                let _ = reply.send(Err(error));
+            }
+            Ok((live, (done, edit))) => {
+                staged.push(seal(live, zone, edit, None, answer(reply, done)));
+            }
+        }
+    }
+
+    fn stage_transfer(
+        &mut self,
+        zone: Name,
+        data: TransferData,
+        reply: oneshot::Sender<Result<Applied, UpdateError>>,
+        now: u64,
+        staged: &mut Vec<Staged>,
+    ) {
+        let Some(live) = self.zones.get_mut(&zone) else {
+            let _ = reply.send(Err(UpdateError::NotServed { zone }));
+            return;
+        };
+        let Role::Secondary { primary } = live.role.clone() else {
+            let _ = reply.send(Err(UpdateError::NotServed { zone }));
+            return;
+        };
+        let was_served = self.served.contains(&zone);
+        match data {
+            TransferData::UpToDate => {
+                let mut write = ZoneWrite::new(zone.clone());
+                write.refreshed_unix_ms = Some(now);
+                staged.push(Staged {
+                    zone: zone.clone(),
+                    write,
+                    names: Vec::new(),
+                    changed: !was_served,
+                    serial: live.header.serial,
+                    reply: Reply::Transfer(reply),
+                });
+            }
+            TransferData::Full { header, records } => {
+                if header.origin != zone {
+                    let _ = reply.send(Err(UpdateError::Transfer {
+                        zone,
+                        primary,
+                        reason: format!("the transfer is of zone {}", header.origin),
+                    }));
+                    return;
+                }
+                let next = LiveZone::from_records(
+                    header,
+                    Role::Secondary {
+                        primary: primary.clone(),
+                    },
+                    records,
+                );
+                if let Err(errors) = next.snapshot() {
+                    let reason = errors
+                        .iter()
+                        .map(|e| e.error.to_string())
+                        .collect::<Vec<_>>()
+                        .join("; ");
+                    let _ = reply.send(Err(UpdateError::Transfer {
+                        zone,
+                        primary,
+                        reason,
+                    }));
+                    return;
+                }
+                let names: Vec<Name> = live
+                    .records()
+                    .chain(next.records())
+                    .map(|r| r.name().clone())
+                    .collect();
+                *live = next;
+                let mut write = live.full_write();
+                write.refreshed_unix_ms = Some(now);
+                staged.push(Staged {
+                    zone: zone.clone(),
+                    write,
+                    names,
+                    changed: true,
+                    serial: live.header.serial,
+                    reply: Reply::Transfer(reply),
+                });
+            }
+            TransferData::Changes(changes) => {
+                let before = live.clone();
+                let mut write = ZoneWrite::new(zone.clone());
+                let mut names = Vec::new();
+                for change in changes {
+                    if change.from_serial != live.header.serial {
+                        *live = before;
+                        let _ = reply.send(Ok(Applied::NeedFull));
+                        return;
+                    }
+                    let edit = live.apply_change(&change);
+                    let step = live::edit_write(live, &edit, Some(change));
+                    write.puts.extend(step.puts);
+                    write.deletes.extend(step.deletes);
+                    write.changes.extend(step.changes);
+                    write.header = step.header;
+                    names.extend(edit.names);
+                }
+                if let Err(errors) = live.snapshot() {
+                    *live = before;
+                    let reason = errors
+                        .iter()
+                        .map(|e| e.error.to_string())
+                        .collect::<Vec<_>>()
+                        .join("; ");
+                    let _ = reply.send(Err(UpdateError::Transfer {
+                        zone,
+                        primary,
+                        reason,
+                    }));
+                    return;
+                }
+                write.refreshed_unix_ms = Some(now);
+                staged.push(Staged {
+                    zone: zone.clone(),
+                    write,
+                    names,
+                    changed: true,
+                    serial: live.header.serial,
+                    reply: Reply::Transfer(reply),
+                });
+            }
+        }
+        self.served.insert(zone);
+    }
+
+    fn primary(&mut self, zone: &Name) -> Result<&mut LiveZone, UpdateError> {
+        match self.zones.get_mut(zone) {
+            None => Err(UpdateError::NotServed { zone: zone.clone() }),
+            Some(live) => match &live.role {
+                Role::Primary => Ok(live),
+                Role::Secondary { primary } => Err(UpdateError::Secondary {
+                    zone: zone.clone(),
+                    primary: primary.clone(),
+                }),
+            },
+        }
+    }
+
+    /// Builds and serves the zone's new snapshot, and tells watchers its serial.
+    fn publish(&mut self, zone: &Name) {
+        let Some(live) = self.zones.get(zone) else {
+            return;
+        };
+        if !self.served.contains(zone) {
+            return;
+        }
+        match live.snapshot() {
+            Ok(snapshot) => self.authority.shared.catalog.upsert(snapshot),
+            Err(errors) => {
+                tracing::error!(%zone, errors = ?errors, "a committed zone does not build; serving the previous snapshot");
+                return;
+            }
+        }
+        let serials = self
+            .authority
+            .shared
+            .serials
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(sender) = serials.get(zone) {
+            sender.send_replace(live.header.serial);
+        }
+    }
+
+    fn update_status(&self) {
+        let status: HashMap<Name, ZoneStatus> = self
+            .zones
+            .iter()
+            .map(|(n, z)| (n.clone(), zone_status(z, self.served.contains(n))))
+            .collect();
+        self.authority.shared.status.store(Arc::new(status));
+    }
+
+    /// After a failed commit: the zones as the store has them.
+    fn restore(&mut self, zones: &BTreeSet<Name>) {
+        let loaded = match self.authority.shared.store.load() {
+            Ok(loaded) => loaded,
+            Err(error) => {
+                tracing::error!(%error, "cannot reread the store after a failed commit");
+                return;
+            }
+        };
+        for data in loaded {
+            match zone_from_store(data) {
+                Ok(mut zone) => {
+                    // The role as configured now (a secondary's primary comes from its flags).
+                    let Some(current) = self.zones.get(zone.origin()) else {
+                        continue;
+                    };
+                    if !zones.contains(zone.origin()) {
+                        continue;
+                    }
+                    zone.role = current.role.clone();
+                    self.zones.insert(zone.origin().clone(), zone);
+                }
+                Err((zone, reason)) => {
+                    tracing::error!(%zone, %reason, "cannot reread a zone from the store after a failed commit");
+                }
+            }
+        }
+    }
+}
+
+/// Seals an edit into its zone's next serial and the store rows to commit.
+fn seal(live: &mut LiveZone, zone: Name, edit: Edit, floor: Option<u32>, reply: Reply) -> Staged {
+    let change = live.seal(&edit, floor);
+    let changed = change.is_some();
+    let write = live::edit_write(live, &edit, change);
+    Staged {
+        zone,
+        write,
+        names: edit.names,
+        changed,
+        serial: live.header.serial,
+        reply,
+    }
+}

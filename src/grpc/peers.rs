@@ -1,0 +1,99 @@
+//! Other nodes, as the core sees them, over gRPC: the resolver's [`Upstream`] (non-recursive
+//! Resolve), the authority's [`Peers`] (NOTIFY, transfers) and search's `SearchPeer`, all on
+//! one node's [`ChannelPool`], every failure classified once ([`ClientError::failure`]).
+
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+
+use crate::answer::Answer;
+use crate::authority::{Peers, TransferData, TransferRequest};
+use crate::grpc::client::{ChannelPool, ClientError};
+use crate::name::Name;
+use crate::peer::{FailureKind, PeerFailure};
+use crate::record::ServerAddress;
+use crate::resolver::Upstream;
+
+/// Every gRPC peer of one node.
+#[derive(Default, Clone)]
+pub struct GrpcPeers {
+    pool: ChannelPool,
+}
+
+impl GrpcPeers {
+    pub fn new(pool: ChannelPool) -> GrpcPeers {
+        GrpcPeers { pool }
+    }
+
+    pub fn pool(&self) -> &ChannelPool {
+        &self.pool
+    }
+}
+
+/// A failure as the core classifies it, with the budget the call had for a timeout.
+fn failure(error: &ClientError, timeout: Duration) -> PeerFailure {
+    let mut failure = error.failure();
+    if let FailureKind::Timeout(_) = failure.kind {
+        failure.kind = FailureKind::Timeout(timeout);
+    }
+    failure
+}
+
+impl Upstream for GrpcPeers {
+    fn query<'a>(
+        &'a self,
+        server: &'a ServerAddress,
+        name: &'a Name,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<Answer, PeerFailure>> {
+        Box::pin(async move {
+            let mut client = self
+                .pool
+                .client(&server.grpc)
+                .map_err(|error| failure(&error, timeout))?;
+            client
+                .resolve(name.as_str(), false, false, Some(timeout))
+                .await
+                .map_err(|error| failure(&error, timeout))
+        })
+    }
+}
+
+impl Peers for GrpcPeers {
+    fn notify<'a>(
+        &'a self,
+        url: &'a str,
+        zone: &'a Name,
+        serial: u32,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<(), PeerFailure>> {
+        Box::pin(async move {
+            let mut client = self
+                .pool
+                .client(url)
+                .map_err(|error| failure(&error, timeout))?;
+            client
+                .notify(zone, serial, timeout)
+                .await
+                .map_err(|error| failure(&error, timeout))
+        })
+    }
+
+    fn transfer<'a>(
+        &'a self,
+        url: &'a str,
+        request: TransferRequest,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<TransferData, PeerFailure>> {
+        Box::pin(async move {
+            let mut client = self
+                .pool
+                .client(url)
+                .map_err(|error| failure(&error, timeout))?;
+            client
+                .transfer(&request, timeout)
+                .await
+                .map_err(|error| failure(&error, timeout))
+        })
+    }
+}
