@@ -12,10 +12,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::server::TcpIncoming;
 
 use crate::admin::{AdminError, AdminListener, NodeView};
 use crate::authority::{Authority, AuthorityConfig, AuthorityError, PreparedAuthority};
@@ -23,14 +23,11 @@ use crate::catalog::Catalog;
 use crate::clock::{self, Clock};
 use crate::dns::{DnsCounters, DnsError, DnsListener};
 use crate::grpc::RegistryService;
-use crate::grpc::limit::RequestSizeLimitLayer;
-use crate::grpc::observe::{GrpcMetrics, ObserveLayer};
-use crate::grpc::pb::registry_server::RegistryServer;
+use crate::grpc::observe::GrpcMetrics;
 use crate::grpc::{ChannelPool, GrpcPeers};
 use crate::keys::UpdateKey;
 use crate::name::Name;
 use crate::record::ServerAddress;
-use crate::record::limits::GRPC_REQUEST_MAX_BYTES;
 use crate::resolver::{Resolver, ResolverConfig};
 use crate::store::{Store, StoreError};
 use crate::telemetry::RecentQueries;
@@ -261,6 +258,20 @@ fn release_freed_memory() {
     }
 }
 
+/// The resolver's caches drop what the authority changed, so this node answers an update's
+/// data at once.
+struct CacheInvalidation(Arc<Resolver>);
+
+impl crate::authority::ChangeListener for CacheInvalidation {
+    fn names_changed<'a>(&'a self, names: &'a [crate::name::Name]) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            for name in names {
+                self.0.invalidate(name).await;
+            }
+        })
+    }
+}
+
 /// A bound gRPC port, not yet serving.
 pub struct GrpcListener {
     listener: TcpListener,
@@ -329,7 +340,7 @@ impl GrpcListener {
         let shutdown = CancellationToken::new();
         let authority = prepared.start(
             Arc::clone(&catalog),
-            Arc::clone(&resolver),
+            Arc::new(CacheInvalidation(Arc::clone(&resolver))),
             self.url(),
             shutdown.child_token(),
         )?;
@@ -349,7 +360,6 @@ impl GrpcListener {
             }
             None => (None, None),
         };
-        let (health_reporter, health_service) = tonic_health::server::health_reporter();
         let service = RegistryService::new(
             Arc::clone(&catalog),
             Arc::clone(&resolver),
@@ -381,28 +391,20 @@ impl GrpcListener {
             }
             None => (None, None),
         };
-        let registry = RegistryServer::new(service)
-            // Our own layer enforces the contract's limit with the contract's status; this
-            // is only a backstop above it.
-            .max_decoding_message_size(2 * GRPC_REQUEST_MAX_BYTES);
-        let incoming = TcpIncoming::from(self.listener).with_nodelay(Some(true));
-        let signal = shutdown.clone();
-        let addr = self.addr;
-        let observer = ObserveLayer::new(Arc::clone(&grpc_metrics), Arc::clone(&recent));
+        let served = crate::grpc::server::serve(
+            self.listener,
+            service,
+            crate::grpc::server::Observers {
+                metrics: Arc::clone(&grpc_metrics),
+                recent: Arc::clone(&recent),
+            },
+            shutdown.clone(),
+        );
         let task = tokio::spawn(async move {
-            health_reporter
-                .set_serving::<RegistryServer<RegistryService>>()
-                .await;
-            tracing::info!(%addr, "gRPC door listening");
-            tonic::transport::Server::builder()
-                // Outermost, so it sees (and counts) what the size limit refuses.
-                .layer(observer)
-                .layer(RequestSizeLimitLayer::new(GRPC_REQUEST_MAX_BYTES))
-                .add_service(health_service)
-                .add_service(registry)
-                .serve_with_incoming_shutdown(incoming, signal.cancelled_owned())
-                .await
-                .map_err(|error| NodeError::Serve(crate::grpc::client::error_chain(&error)))
+            match served.await {
+                Ok(result) => result.map_err(NodeError::Serve),
+                Err(join) => Err(NodeError::Serve(join.to_string())),
+            }
         });
         Ok(NodeHandle {
             node_id,

@@ -17,7 +17,7 @@ use crate::record::{
     self, Agent, Alias, DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT_MS, Delegation, Endpoint, JsonDoc,
     LiveAgent, LiveRecord, RecordChange, RecordKind, ZoneChange, ZoneHeader, serial_newer,
 };
-use crate::store::{LeaseRow, ZoneWrite};
+use crate::store::{LeaseRow, StoredZoneData, ZoneWrite};
 use crate::zone::{StructureError, ZoneRecords, ZoneSnapshot};
 
 use super::UpdateError;
@@ -666,6 +666,33 @@ impl LiveZone {
             zone.insert(record);
         }
         zone
+    }
+
+    /// A zone as the store holds it (the store has checked its records); an error names the
+    /// zone and what is wrong.
+    pub fn from_store(data: StoredZoneData) -> Result<LiveZone, (String, String)> {
+        let role = if data.primary_url.is_empty() {
+            Role::Primary
+        } else {
+            Role::Secondary {
+                primary: data.primary_url,
+            }
+        };
+        let mut zone = LiveZone::from_records(data.header, role, data.records);
+        zone.file_serial = data.file_serial;
+        for lease in data.leases {
+            let agent = Name::parse(&lease.agent)
+                .map_err(|error| (zone.origin().to_string(), format!("a lease: {error}")))?;
+            zone.set_lease(
+                &agent,
+                &lease.url,
+                Lease {
+                    expires_unix_ms: lease.expires_unix_ms,
+                    lease_secs: lease.lease_secs,
+                },
+            );
+        }
+        Ok(zone)
     }
 
     /// The store rows for the whole zone (a seed, or a secondary's full transfer).

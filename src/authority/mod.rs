@@ -33,13 +33,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
+use futures::future::BoxFuture;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::catalog::Catalog;
 use crate::clock::Clock;
 use crate::keys::{AuthError, KeyError, KeyRing, UpdateKey};
 use crate::name::Name;
-use crate::resolver::Resolver;
 use crate::store::{Store, StoreError};
 use crate::zone::ZoneSnapshot;
 
@@ -143,6 +143,20 @@ pub struct AuthorityConfig {
     pub peers: Arc<dyn Peers>,
 }
 
+/// Told, after each commit, the names whose answers changed: the node wires the resolver's
+/// caches to it, so the node that took an update answers the new data at once (the
+/// authority knows no resolver).
+pub trait ChangeListener: Send + Sync + 'static {
+    fn names_changed<'a>(&'a self, names: &'a [Name]) -> BoxFuture<'a, ()>;
+}
+
+/// Nobody listens (tests of the authority alone).
+impl ChangeListener for () {
+    fn names_changed<'a>(&'a self, _names: &'a [Name]) -> BoxFuture<'a, ()> {
+        Box::pin(std::future::ready(()))
+    }
+}
+
 /// A zone's place on this node, as readers see it.
 #[derive(Debug, Clone)]
 pub struct ZoneStatus {
@@ -168,7 +182,8 @@ fn zone_status(zone: &LiveZone, served: bool) -> ZoneStatus {
 
 struct Shared {
     catalog: Arc<Catalog>,
-    resolver: Arc<Resolver>,
+    /// Told which names changed after each commit.
+    listener: Arc<dyn ChangeListener>,
     store: Arc<Store>,
     keys: KeyRing,
     clock: Arc<dyn Clock>,

@@ -9,17 +9,16 @@ use arc_swap::ArcSwap;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::live::{self, Lease, LiveZone, Role};
+use super::live::{self, LiveZone, Role};
 use super::writer::Writer;
 use super::{
-    Authority, AuthorityConfig, AuthorityError, BATCH_MAX, Shared, notify, secondary, zone_status,
+    Authority, AuthorityConfig, AuthorityError, BATCH_MAX, ChangeListener, Shared, notify,
+    secondary, zone_status,
 };
 use crate::catalog::Catalog;
 use crate::keys::KeyRing;
 use crate::name::Name;
 use crate::record::ZoneHeader;
-use crate::resolver::Resolver;
-use crate::store::StoredZoneData;
 use crate::zone::ZoneSnapshot;
 
 /// The authority, prepared from the store and the zone files, not yet running.
@@ -51,7 +50,7 @@ impl PreparedAuthority {
         for data in store.load()? {
             let refreshed = data.refreshed_unix_ms;
             let zone =
-                zone_from_store(data).map_err(|(zone, reason)| stored_error(&zone, reason))?;
+                LiveZone::from_store(data).map_err(|(zone, reason)| stored_error(&zone, reason))?;
             stored.insert(zone.origin().clone(), (zone, refreshed));
         }
 
@@ -165,7 +164,7 @@ impl PreparedAuthority {
     pub fn start(
         self,
         catalog: Arc<Catalog>,
-        resolver: Arc<Resolver>,
+        listener: Arc<dyn ChangeListener>,
         own_url: String,
         shutdown: CancellationToken,
     ) -> Result<Authority, AuthorityError> {
@@ -185,7 +184,7 @@ impl PreparedAuthority {
         }
         let shared = Arc::new(Shared {
             catalog,
-            resolver,
+            listener,
             store: Arc::clone(&config.store),
             keys,
             clock: Arc::clone(&config.clock),
@@ -221,31 +220,4 @@ impl PreparedAuthority {
         }
         Ok(authority)
     }
-}
-
-/// A zone as the store holds it (the store has checked its records); an error names the zone
-/// and what is wrong.
-pub(super) fn zone_from_store(data: StoredZoneData) -> Result<LiveZone, (String, String)> {
-    let role = if data.primary_url.is_empty() {
-        Role::Primary
-    } else {
-        Role::Secondary {
-            primary: data.primary_url,
-        }
-    };
-    let mut zone = LiveZone::from_records(data.header, role, data.records);
-    zone.file_serial = data.file_serial;
-    for lease in data.leases {
-        let agent = Name::parse(&lease.agent)
-            .map_err(|error| (zone.origin().to_string(), format!("a lease: {error}")))?;
-        zone.set_lease(
-            &agent,
-            &lease.url,
-            Lease {
-                expires_unix_ms: lease.expires_unix_ms,
-                lease_secs: lease.lease_secs,
-            },
-        );
-    }
-    Ok(zone)
 }

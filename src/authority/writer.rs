@@ -10,7 +10,6 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::live::{self, Deregistered, Edit, Lease, LiveZone, Registered, Registration, Role};
-use super::prepare::zone_from_store;
 use super::{Applied, Authority, BATCH_MAX, ReloadResult, TransferData, UpdateError, ZoneStatus};
 use super::{notify, zone_status};
 use crate::name::Name;
@@ -200,11 +199,9 @@ impl Writer {
         for zone in &changed {
             self.publish(zone);
         }
-        let resolver = &self.authority.shared.resolver;
+        let listener = &self.authority.shared.listener;
         for staged in &staged {
-            for name in &staged.names {
-                resolver.invalidate(name).await;
-            }
+            listener.names_changed(&staged.names).await;
         }
         self.update_status();
         for zone in &changed {
@@ -519,7 +516,7 @@ impl Writer {
             }
         };
         for data in loaded {
-            match zone_from_store(data) {
+            match LiveZone::from_store(data) {
                 Ok(mut zone) => {
                     // The role as configured now (a secondary's primary comes from its flags).
                     let Some(current) = self.zones.get(zone.origin()) else {

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use hdrhistogram::Histogram;
 
 use crate::grpc::{connect, pb};
@@ -71,7 +70,7 @@ pub async fn run_register(bench: RegisterBench) -> Result<RegisterReport, BenchE
                 .map_err(|e| unreachable(url, e.to_string()))?;
             let arrivals = Arc::clone(&arrivals);
             Some(tokio::spawn(async move {
-                while let Some(Ok(event)) = stream.next().await {
+                while let Ok(Some(event)) = stream.next().await {
                     let now = Instant::now();
                     arrivals
                         .lock()

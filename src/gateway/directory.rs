@@ -24,10 +24,9 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::gateway::meta::agent_tool_name;
-use crate::grpc::client::RegistryClient;
-use crate::grpc::pb;
+use crate::grpc::client::{NodeClient, ZoneEvent};
 use crate::name::Name;
-use crate::record::{Agent, LiveRecord, RecordChange, RecordKind, ZoneChange, limits};
+use crate::record::{Agent, LiveRecord, RecordChange, RecordKind, limits};
 
 /// One mounted zone as last listed.
 #[derive(Debug, Clone)]
@@ -141,7 +140,7 @@ pub struct Directory {
     publish: Mutex<()>,
     changes: watch::Sender<u64>,
     mounts: Vec<Name>,
-    client: RegistryClient,
+    client: NodeClient,
 }
 
 /// A zone as one listing read it.
@@ -160,7 +159,7 @@ enum Applied {
 }
 
 impl Directory {
-    pub fn new(mounts: Vec<Name>, client: RegistryClient) -> Arc<Directory> {
+    pub fn new(mounts: Vec<Name>, client: NodeClient) -> Arc<Directory> {
         let zones = mounts
             .iter()
             .map(|origin| {
@@ -279,13 +278,9 @@ impl Directory {
     async fn list_zone(&self, origin: &Name, known: Option<u32>) -> Result<Option<Listed>, String> {
         let mut client = self.client.clone();
         let header = client
-            .get_zone(pb::GetZoneRequest {
-                zone: origin.to_string(),
-                recursive: true,
-            })
+            .get_zone(origin.as_str(), true, None)
             .await
-            .map_err(|status| status.message().to_string())?
-            .into_inner();
+            .map_err(|error| error.message())?;
         if known == Some(header.serial) {
             return Ok(None);
         }
@@ -293,20 +288,16 @@ impl Directory {
         let mut cursor = String::new();
         let serial = loop {
             let page = client
-                .list_agents(pb::ListAgentsRequest {
-                    zone: origin.to_string(),
-                    page_size: limits::PAGE_MAX as u32,
-                    cursor: cursor.clone(),
-                    recursive: true,
-                })
+                .list_agents(
+                    origin.as_str(),
+                    limits::PAGE_MAX as u32,
+                    &cursor,
+                    true,
+                    None,
+                )
                 .await
-                .map_err(|status| status.message().to_string())?
-                .into_inner();
-            for agent in page.agents {
-                let agent = Agent::try_from(agent)
-                    .map_err(|error| format!("unusable agent record: {error}"))?;
-                agents.push(Arc::new(agent));
-            }
+                .map_err(|error| error.message())?;
+            agents.extend(page.agents);
             if page.next_cursor.is_empty() {
                 break page.zone_serial;
             }
@@ -320,10 +311,11 @@ impl Directory {
     }
 
     /// Applies one Watch event to a zone: the changes when they follow on from its serial.
-    fn apply_event(&self, origin: &Name, event: pb::WatchEvent) -> Applied {
+    fn apply_event(&self, origin: &Name, event: ZoneEvent) -> Applied {
         let mut outcome = Applied::Applied;
         self.update(origin, |zone| {
-            if zone.serial == Some(event.serial) && event.changes.is_empty() && !event.reset {
+            let no_changes = event.changes.as_ref().is_ok_and(Vec::is_empty);
+            if zone.serial == Some(event.serial) && no_changes && !event.reset {
                 return false;
             }
             match apply_changes(zone, &event) {
@@ -377,21 +369,16 @@ impl Directory {
             let mut client = self.client.clone();
             let opened = tokio::select! {
                 () = shutdown.cancelled() => return,
-                opened = client.watch(pb::WatchRequest {
-                    zone: origin.to_string(),
-                    since_serial,
-                    recursive: true,
-                }) => opened,
+                opened = client.watch(origin.as_str(), since_serial, true) => opened,
             };
             match opened {
-                Ok(stream) => {
-                    let mut stream = stream.into_inner();
+                Ok(mut stream) => {
                     // The stream's first event carries the serial now: anything missed
                     // before it opened is caught by a relist if the serials disagree.
                     loop {
                         let next = tokio::select! {
                             () = shutdown.cancelled() => return,
-                            next = stream.message() => next,
+                            next = stream.next() => next,
                         };
                         match next {
                             Ok(Some(event)) => {
@@ -404,19 +391,19 @@ impl Directory {
                                 tracing::debug!(zone = %origin, "watch stream ended");
                                 break;
                             }
-                            Err(status) => {
-                                tracing::debug!(zone = %origin, error = %status.message(), "watch stream failed");
+                            Err(error) => {
+                                tracing::debug!(zone = %origin, %error, "watch stream failed");
                                 break;
                             }
                         }
                     }
                 }
-                Err(status) if status.code() == tonic::Code::Unimplemented => {
+                Err(error) if error.is_unimplemented() => {
                     // An older node: poll.
                     backoff = retry;
                 }
-                Err(status) => {
-                    self.record_error(&origin, status.message().to_string());
+                Err(error) => {
+                    self.record_error(&origin, error.message());
                 }
             }
             self.refresh_zone(&origin).await;
@@ -440,14 +427,15 @@ const WATCH_BACKOFF_FIRST: Duration = Duration::from_millis(100);
 /// Applies a Watch event's changes to a zone's agents. Errors (with the reason) when they do
 /// not follow on from the zone's serial, the event is a reset, or a record is unusable: the
 /// caller lists the zone again. Returns whether the agents changed.
-fn apply_changes(zone: &mut MountedZone, event: &pb::WatchEvent) -> Result<bool, String> {
+fn apply_changes(zone: &mut MountedZone, event: &ZoneEvent) -> Result<bool, String> {
     if event.reset {
         return Err("the node's change log no longer reaches back".into());
     }
     let Some(mut serial) = zone.serial else {
         return Err("not listed yet".into());
     };
-    if event.changes.is_empty() {
+    let changes = event.changes.as_ref().map_err(Clone::clone)?;
+    if changes.is_empty() {
         return Err(format!(
             "serial moved from {serial} to {} without changes",
             event.serial
@@ -459,25 +447,23 @@ fn apply_changes(zone: &mut MountedZone, event: &pb::WatchEvent) -> Result<bool,
         .map(|agent| (agent.name.clone(), Arc::clone(agent)))
         .collect();
     let mut ttl = zone.ttl;
-    for change in &event.changes {
-        let change = ZoneChange::try_from(change.clone())
-            .map_err(|error| format!("unusable change: {error}"))?;
+    for change in changes {
         if change.from_serial != serial {
             return Err(format!(
                 "a change from serial {} does not follow serial {serial}",
                 change.from_serial
             ));
         }
-        for record in change.changes {
+        for record in &change.changes {
             match record {
                 RecordChange::Put(LiveRecord::Agent(live)) => {
-                    agents.insert(live.agent.name.clone(), live.agent);
+                    agents.insert(live.agent.name.clone(), Arc::clone(&live.agent));
                 }
                 RecordChange::Delete {
                     kind: RecordKind::Agent,
                     name,
                 } => {
-                    agents.remove(&name);
+                    agents.remove(name);
                 }
                 RecordChange::Put(_) | RecordChange::Delete { .. } => {}
             }
@@ -518,7 +504,7 @@ fn same_agents(before: &[Arc<Agent>], after: &[Arc<Agent>]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::{self, Endpoint};
+    use crate::record::{self, Endpoint, LiveAgent, ServerAddress, ZoneChange, ZoneHeader};
 
     fn agent(full_name: &str, description: &str) -> Agent {
         Agent {
@@ -547,47 +533,44 @@ mod tests {
         }
     }
 
-    fn put(agent: &Agent) -> pb::RecordChange {
-        pb::RecordChange {
-            change: Some(pb::record_change::Change::Put(pb::ZoneRecord {
-                record: Some(pb::zone_record::Record::Agent(pb::Agent::from(agent))),
-                ..pb::ZoneRecord::default()
-            })),
+    fn put(agent: &Agent) -> RecordChange {
+        RecordChange::Put(LiveRecord::Agent(LiveAgent {
+            agent: Arc::new(agent.clone()),
+            from_file: false,
+            live: Default::default(),
+        }))
+    }
+
+    fn delete(name: &str) -> RecordChange {
+        RecordChange::Delete {
+            kind: RecordKind::Agent,
+            name: Name::parse(name).unwrap(),
         }
     }
 
-    fn delete(name: &str) -> pb::RecordChange {
-        pb::RecordChange {
-            change: Some(pb::record_change::Change::Delete(pb::RecordKey {
-                kind: pb::RecordKind::Agent as i32,
-                name: name.into(),
-            })),
-        }
-    }
-
-    fn change(from: u32, to: u32, changes: Vec<pb::RecordChange>) -> pb::ZoneChange {
-        pb::ZoneChange {
+    fn change(from: u32, to: u32, changes: Vec<RecordChange>) -> ZoneChange {
+        ZoneChange {
             from_serial: from,
             serial: to,
             changes,
-            header: Some(pb::ZoneHeader {
-                origin: "finance.acme".into(),
+            header: ZoneHeader {
+                origin: Name::parse("finance.acme").unwrap(),
                 serial: to,
                 ttl: 60,
-                servers: vec![pb::ServerAddress {
-                    grpc: "http://127.0.0.1:7102".into(),
-                    dns: String::new(),
-                }],
-                ..pb::ZoneHeader::default()
-            }),
+                negative_ttl: 60,
+                refresh: 60,
+                retry: 10,
+                expire: 86_400,
+                contact: String::new(),
+                servers: vec![ServerAddress::new("http://127.0.0.1:7102", None).unwrap()],
+            },
         }
     }
 
-    fn event(serial: u32, changes: Vec<pb::ZoneChange>) -> pb::WatchEvent {
-        pb::WatchEvent {
-            zone: "finance.acme".into(),
+    fn event(serial: u32, changes: Vec<ZoneChange>) -> ZoneEvent {
+        ZoneEvent {
             serial,
-            changes,
+            changes: Ok(changes),
             reset: false,
         }
     }
@@ -663,6 +646,14 @@ mod tests {
             apply_changes(&mut mounted, &short)
                 .unwrap_err()
                 .contains("end at serial 6")
+        );
+
+        let mut unusable = event(6, Vec::new());
+        unusable.changes = Err("unusable change: a bad record".into());
+        assert!(
+            apply_changes(&mut mounted, &unusable)
+                .unwrap_err()
+                .contains("a bad record")
         );
 
         mounted.serial = None;

@@ -42,9 +42,11 @@ use crate::gateway::error::GatewayError;
 use crate::gateway::names::NameCache;
 use crate::gateway::server::GatewayServer;
 use crate::gateway::sessions::{AgentSessions, SessionStats};
-use crate::grpc::client::{ClientError, RegistryClient, endpoint};
+use crate::grpc::GrpcPeers;
+use crate::grpc::client::{ChannelPool, ClientError};
 use crate::mcp::http::{self, HttpGuards, McpHttpServer};
 use crate::name::Name;
+use crate::record::ServerAddress;
 
 /// How a gateway runs.
 #[derive(Debug, Clone)]
@@ -121,8 +123,11 @@ impl SessionsToNotify {
 pub struct Gateway {
     config: GatewayConfig,
     directory: Arc<Directory>,
-    /// The resolver node, for searches (it fans them out across the federation).
-    registry: RegistryClient,
+    /// The resolver node: every lookup, listing and search goes through it (it fans searches
+    /// out across the federation).
+    resolver: ServerAddress,
+    /// The channel to it, shared by every part of the gateway.
+    peers: GrpcPeers,
     names: NameCache,
     caller: Caller,
     meta_tools: Vec<Tool>,
@@ -136,11 +141,18 @@ impl Gateway {
         config: GatewayConfig,
         clock: Arc<dyn Clock>,
     ) -> Result<Arc<Gateway>, GatewayStartError> {
-        let channel = endpoint(&config.resolver_url)?.connect_lazy();
-        let client = RegistryClient::new(crate::grpc::client::TracedChannel::new(channel));
+        let pool = ChannelPool::new();
+        let client = pool.client(&config.resolver_url)?;
+        let resolver = ServerAddress::new(&config.resolver_url, None).map_err(|error| {
+            ClientError::InvalidUrl {
+                url: config.resolver_url.clone(),
+                reason: error.to_string(),
+            }
+        })?;
         Ok(Arc::new(Gateway {
             directory: Directory::new(config.mounts.clone(), client.clone()),
-            registry: client.clone(),
+            resolver,
+            peers: GrpcPeers::new(pool),
             names: NameCache::new(client, config.cache_capacity),
             caller: Caller {
                 sessions: AgentSessions::new(),
@@ -191,9 +203,14 @@ impl Gateway {
         &self.notify
     }
 
-    /// A client of the resolver node.
-    pub fn registry(&self) -> RegistryClient {
-        self.registry.clone()
+    /// The resolver node, as a server to ask.
+    pub fn resolver_server(&self) -> ServerAddress {
+        self.resolver.clone()
+    }
+
+    /// How the gateway asks nodes (searches go through here).
+    pub fn peers(&self) -> &GrpcPeers {
+        &self.peers
     }
 
     /// Resolves `name` (through the cache, so a call follows the zone within the TTL) and

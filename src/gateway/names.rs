@@ -14,8 +14,7 @@ use moka::future::Cache;
 
 use crate::answer::{Answer, Outcome};
 use crate::gateway::error::GatewayError;
-use crate::grpc::client::RegistryClient;
-use crate::grpc::pb;
+use crate::grpc::client::{ClientError, NodeClient};
 use crate::name::Name;
 use crate::record::Agent;
 
@@ -74,14 +73,14 @@ pub struct NameCacheStats {
 }
 
 pub struct NameCache {
-    client: RegistryClient,
+    client: NodeClient,
     cache: Cache<Name, Arc<Resolution>>,
     hits: AtomicU64,
     misses: AtomicU64,
 }
 
 impl NameCache {
-    pub fn new(client: RegistryClient, capacity: u64) -> NameCache {
+    pub fn new(client: NodeClient, capacity: u64) -> NameCache {
         NameCache {
             client,
             cache: Cache::builder()
@@ -113,30 +112,27 @@ impl NameCache {
 
     async fn fetch(&self, name: &Name) -> Result<Arc<Resolution>, GatewayError> {
         let mut client = self.client.clone();
-        let mut request = tonic::Request::new(pb::ResolveRequest {
-            name: name.to_string(),
-            recursive: true,
-            trace: false,
-        });
-        request.set_timeout(RESOLVE_TIMEOUT);
-        let response = client
-            .resolve(request)
+        let answer = client
+            .resolve(name.as_str(), true, false, Some(RESOLVE_TIMEOUT))
             .await
-            .map_err(|status| match status.code() {
-                tonic::Code::NotFound => GatewayError::NoSuchAgent {
+            .map_err(|error| match error {
+                error if error.is_not_found() => GatewayError::NoSuchAgent {
                     name: name.clone(),
                     outcome: "not found",
                 },
-                _ => GatewayError::Resolve {
+                ClientError::Status { message, .. } => GatewayError::Resolve {
                     name: name.clone(),
-                    reason: status.message().to_string(),
+                    reason: message,
                 },
-            })?
-            .into_inner();
-        let answer = Answer::try_from(response).map_err(|error| GatewayError::Resolve {
-            name: name.clone(),
-            reason: format!("unusable answer from the resolver: {error}"),
-        })?;
+                ClientError::BadAnswer { reason, .. } => GatewayError::Resolve {
+                    name: name.clone(),
+                    reason: format!("unusable answer from the resolver: {reason}"),
+                },
+                other => GatewayError::Resolve {
+                    name: name.clone(),
+                    reason: other.to_string(),
+                },
+            })?;
         Ok(Arc::new(Resolution {
             answer,
             fetched: Instant::now(),

@@ -24,9 +24,8 @@ use crate::gateway::error::GatewayError;
 use crate::gateway::meta::{
     answer, discovery_info, failure, limit_arg, string_arg, strings_arg, timeout_ms_arg, zone_arg,
 };
-use crate::grpc::convert::search_part;
-use crate::grpc::pb;
 use crate::name::Name;
+use crate::search::federate::{RemoteAsk, SearchRequest, ask_all};
 use crate::search::{self, Hit, SearchQuery};
 
 /// The fields `search_agents` can restrict matching to, as swarms names them.
@@ -66,42 +65,34 @@ async fn search(gateway: &Gateway, wanted: &Search) -> Found {
         ..SearchQuery::default()
     }
     .terms();
-    let asks = scopes.iter().map(|scope| {
-        let mut client = gateway.registry();
-        let mut request = tonic::Request::new(pb::SearchRequest {
-            query: wanted.text.clone(),
-            zone: scope.to_string(),
-            tags: wanted.tags.clone(),
-            capabilities: wanted.capabilities.clone(),
-            limit: wanted.limit as u32,
-            max_depth: None,
-            recursive: true,
-        });
-        request.set_timeout(SEARCH_DEADLINE);
-        async move {
-            let answer = tokio::time::timeout(
-                SEARCH_DEADLINE + Duration::from_millis(200),
-                client.search(request),
-            )
-            .await;
-            (scope, answer)
-        }
-    });
-    let mut parts = Vec::new();
-    let mut missed = Vec::new();
-    for (scope, answer) in futures::future::join_all(asks).await {
-        match answer {
-            Err(_) => missed.push((scope.to_string(), "no answer in time".to_string())),
-            Ok(Err(status)) => missed.push((scope.to_string(), status.message().to_string())),
-            Ok(Ok(response)) => match search_part(scope, response.into_inner(), &terms) {
-                Ok((part, _, below)) => {
-                    parts.push(part);
-                    missed.extend(below.into_iter().map(|m| (m.zone, m.reason)));
-                }
-                Err(reason) => missed.push((scope.to_string(), reason)),
+    // Each scope is asked of the resolver node, which finds the scope's zone and fans out.
+    let resolver = [gateway.resolver_server()];
+    let asks = scopes
+        .iter()
+        .map(|scope| RemoteAsk {
+            zone: scope.clone(),
+            servers: resolver.to_vec(),
+            request: SearchRequest {
+                query: SearchQuery {
+                    text: wanted.text.clone(),
+                    tags: wanted.tags.clone(),
+                    capabilities: wanted.capabilities.clone(),
+                    scope: (!scope.is_root()).then(|| scope.clone()),
+                    limit: wanted.limit,
+                },
+                max_depth: None,
+                recursive: true,
             },
-        }
-    }
+        })
+        .collect();
+    let deadline = tokio::time::Instant::now() + SEARCH_DEADLINE;
+    let asked = ask_all(gateway.peers(), asks, &terms, deadline).await;
+    let parts = asked.parts;
+    let missed = asked
+        .missed
+        .into_iter()
+        .map(|missed| (missed.zone, missed.reason))
+        .collect();
     let merged = search::merge(parts, wanted.limit);
     Found {
         terms,

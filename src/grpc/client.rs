@@ -19,6 +19,7 @@ use crate::authority::{TransferData, TransferRequest};
 use crate::keys::{SignedFields, UpdateKey};
 use crate::name::Name;
 use crate::peer::{FailureKind, PeerFailure};
+use crate::record::{Agent, ZoneChange};
 use crate::telemetry::RequestId;
 
 use super::pb;
@@ -91,6 +92,24 @@ impl ClientError {
         match self {
             ClientError::Status { code, .. } => Some(*code),
             _ => None,
+        }
+    }
+
+    /// The node answered NOT_FOUND (no such zone, or nothing at that name).
+    pub fn is_not_found(&self) -> bool {
+        self.code() == Some(Code::NotFound)
+    }
+
+    /// The node does not offer the call (an older node).
+    pub fn is_unimplemented(&self) -> bool {
+        self.code() == Some(Code::Unimplemented)
+    }
+
+    /// What the node said, or why there was no answer.
+    pub fn message(&self) -> String {
+        match self {
+            ClientError::Status { message, .. } => message.clone(),
+            other => other.to_string(),
         }
     }
 
@@ -346,12 +365,13 @@ impl NodeClient {
         .await
     }
 
+    /// A zone's header and counts.
     pub async fn get_zone(
         &mut self,
         zone: &str,
         recursive: bool,
         timeout: Option<Duration>,
-    ) -> Result<pb::GetZoneResponse, ClientError> {
+    ) -> Result<ZoneSummary, ClientError> {
         let request = with_timeout(
             pb::GetZoneRequest {
                 zone: zone.to_string(),
@@ -359,9 +379,16 @@ impl NodeClient {
             },
             timeout,
         );
-        bounded(&self.url, timeout, self.client.get_zone(request)).await
+        let response = bounded(&self.url, timeout, self.client.get_zone(request)).await?;
+        Ok(ZoneSummary {
+            serial: response.serial,
+            ttl: response.ttl,
+            agent_count: response.agent_count,
+            served_by: response.served_by,
+        })
     }
 
+    /// One page of a zone's agents, each checked like any peer data.
     pub async fn list_agents(
         &mut self,
         zone: &str,
@@ -369,7 +396,7 @@ impl NodeClient {
         cursor: &str,
         recursive: bool,
         timeout: Option<Duration>,
-    ) -> Result<pb::ListAgentsResponse, ClientError> {
+    ) -> Result<AgentPage, ClientError> {
         let request = with_timeout(
             pb::ListAgentsRequest {
                 zone: zone.to_string(),
@@ -379,7 +406,19 @@ impl NodeClient {
             },
             timeout,
         );
-        bounded(&self.url, timeout, self.client.list_agents(request)).await
+        let response = bounded(&self.url, timeout, self.client.list_agents(request)).await?;
+        let agents = response
+            .agents
+            .into_iter()
+            .map(|agent| Agent::try_from(agent).map(Arc::new))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|error| self.bad_answer(format!("unusable agent record: {error}")))?;
+        Ok(AgentPage {
+            agents,
+            next_cursor: response.next_cursor,
+            zone_serial: response.zone_serial,
+            total: response.total,
+        })
     }
 
     pub async fn search(
@@ -408,13 +447,17 @@ impl NodeClient {
         zone: &str,
         since_serial: Option<u32>,
         recursive: bool,
-    ) -> Result<Streaming<pb::WatchEvent>, ClientError> {
+    ) -> Result<WatchStream, ClientError> {
         let request = pb::WatchRequest {
             zone: zone.to_string(),
             since_serial,
             recursive,
         };
-        bounded(&self.url, None, self.client.watch(request)).await
+        let stream = bounded(&self.url, None, self.client.watch(request)).await?;
+        Ok(WatchStream {
+            url: Arc::clone(&self.url),
+            stream,
+        })
     }
 
     /// A whole transfer, read to its end within `timeout`, decoded and checked.
@@ -513,6 +556,68 @@ impl NodeClient {
         let fields = super::update::deregister_fields(&body);
         let request = signed(body, &fields, key, timeout);
         bounded(&self.url, timeout, self.client.deregister(request)).await
+    }
+}
+
+/// A zone's header and counts, as `GetZone` answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ZoneSummary {
+    pub serial: u32,
+    /// The zone's default TTL.
+    pub ttl: u32,
+    pub agent_count: u32,
+    pub served_by: String,
+}
+
+/// One page of a zone's agents.
+#[derive(Debug, Clone)]
+pub struct AgentPage {
+    pub agents: Vec<Arc<Agent>>,
+    /// Empty on the last page.
+    pub next_cursor: String,
+    pub zone_serial: u32,
+    pub total: u32,
+}
+
+/// One event of a Watch stream.
+#[derive(Debug, Clone)]
+pub struct ZoneEvent {
+    pub serial: u32,
+    /// The changes since the previous event, decoded; an error says why they are unusable
+    /// (the watcher then reads the zone again).
+    pub changes: Result<Vec<ZoneChange>, String>,
+    /// The node's log no longer reaches back: read the zone again.
+    pub reset: bool,
+}
+
+/// A zone's changes as a node sends them.
+pub struct WatchStream {
+    url: Arc<str>,
+    stream: Streaming<pb::WatchEvent>,
+}
+
+impl WatchStream {
+    /// The next event; `None` when the node ended the stream.
+    pub async fn next(&mut self) -> Result<Option<ZoneEvent>, ClientError> {
+        let Some(event) = self
+            .stream
+            .message()
+            .await
+            .map_err(|status| status_error(&self.url, &status))?
+        else {
+            return Ok(None);
+        };
+        let changes = event
+            .changes
+            .into_iter()
+            .map(ZoneChange::try_from)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|error| format!("unusable change: {error}"));
+        Ok(Some(ZoneEvent {
+            serial: event.serial,
+            changes,
+            reset: event.reset,
+        }))
     }
 }
 

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use crate::name::{Name, NameError};
 use crate::record::{Agent, RecordError, limits};
 use crate::resolver::LevelStats;
+use crate::search::federate::{Missed, SearchAnswer, SearchPart, Searched};
 use crate::search::{CorpusStats, Hit, ZoneResult};
 use crate::wire::referral;
 use crate::zone::ZoneSnapshot;
@@ -141,7 +142,7 @@ pub fn search_part(
     zone: &Name,
     response: pb::SearchResponse,
     terms: &[String],
-) -> Result<(ZoneResult, Vec<pb::ZoneSearched>, Vec<pb::ZoneMissed>), String> {
+) -> Result<SearchPart, String> {
     if response.terms != terms {
         return Err(format!(
             "answered for terms {:?}, not {:?} (a different analyser version?)",
@@ -168,7 +169,7 @@ pub fn search_part(
             length: hit.length,
         });
     }
-    let part = ZoneResult {
+    let result = ZoneResult {
         zone: zone.clone(),
         serial: 0,
         stats: CorpusStats {
@@ -179,8 +180,73 @@ pub fn search_part(
         matches: response.total_matches,
         hits,
     };
-    part.check(terms.len()).map_err(|error| error.to_string())?;
-    Ok((part, response.searched, response.missed))
+    result
+        .check(terms.len())
+        .map_err(|error| error.to_string())?;
+    Ok(SearchPart {
+        result,
+        searched: response
+            .searched
+            .into_iter()
+            .map(|s| Searched {
+                zone: s.zone,
+                serial: s.serial,
+                served_by: s.served_by,
+            })
+            .collect(),
+        missed: response
+            .missed
+            .into_iter()
+            .map(|m| Missed {
+                zone: m.zone,
+                reason: m.reason,
+            })
+            .collect(),
+    })
+}
+
+/// A search's answer on the wire.
+pub fn search_response(answer: &SearchAnswer, served_by: &str) -> pb::SearchResponse {
+    let merged = &answer.merged;
+    pb::SearchResponse {
+        hits: merged
+            .hits
+            .iter()
+            .map(|hit| pb::SearchHit {
+                agent: Some(pb::Agent::from(&*hit.agent)),
+                zone: hit.zone.to_string(),
+                score: hit.score,
+                term_freqs: hit.term_freqs.clone(),
+                length: hit.length,
+            })
+            .collect(),
+        stats: Some(pb::SearchStats {
+            doc_count: merged.stats.doc_count,
+            total_length: merged.stats.total_length,
+            doc_freqs: merged.stats.doc_freq.clone(),
+        }),
+        terms: answer.terms.clone(),
+        total_matches: merged.total_matches,
+        partial: answer.partial(),
+        missed: answer
+            .missed
+            .iter()
+            .map(|m| pb::ZoneMissed {
+                zone: m.zone.clone(),
+                reason: m.reason.clone(),
+            })
+            .collect(),
+        searched: answer
+            .searched
+            .iter()
+            .map(|s| pb::ZoneSearched {
+                zone: s.zone.clone(),
+                serial: s.serial,
+                served_by: s.served_by.clone(),
+            })
+            .collect(),
+        served_by: served_by.to_string(),
+    }
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ pub mod convert;
 pub mod limit;
 pub mod observe;
 pub mod peers;
+pub mod server;
 pub mod service;
 pub mod status;
 pub mod update;

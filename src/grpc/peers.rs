@@ -6,13 +6,17 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 
+use tokio::time::Instant;
+
 use crate::answer::Answer;
 use crate::authority::{Peers, TransferData, TransferRequest};
-use crate::grpc::client::{ChannelPool, ClientError};
+use crate::grpc::client::{ChannelPool, ClientError, SearchCall};
+use crate::grpc::convert::search_part;
 use crate::name::Name;
 use crate::peer::{FailureKind, PeerFailure};
 use crate::record::ServerAddress;
 use crate::resolver::Upstream;
+use crate::search::federate::{SearchPart, SearchPeer, SearchRequest};
 
 /// Every gRPC peer of one node.
 #[derive(Default, Clone)]
@@ -94,6 +98,61 @@ impl Peers for GrpcPeers {
                 .transfer(&request, timeout)
                 .await
                 .map_err(|error| failure(&error, timeout))
+        })
+    }
+}
+
+impl SearchPeer for GrpcPeers {
+    fn search<'a>(
+        &'a self,
+        servers: &'a [ServerAddress],
+        request: &'a SearchRequest,
+        terms: &'a [String],
+        deadline: Instant,
+    ) -> BoxFuture<'a, Result<SearchPart, Vec<PeerFailure>>> {
+        Box::pin(async move {
+            let query = &request.query;
+            let scope = query.scope.clone().unwrap_or_else(Name::root);
+            let call = SearchCall {
+                query: query.text.clone(),
+                zone: scope.to_string(),
+                tags: query.tags.clone(),
+                capabilities: query.capabilities.clone(),
+                limit: u32::try_from(query.limit).unwrap_or(u32::MAX),
+                max_depth: request.max_depth,
+                recursive: request.recursive,
+            };
+            let mut failures = Vec::new();
+            for server in servers {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    failures.push(PeerFailure::new(
+                        &server.grpc,
+                        FailureKind::Timeout(left),
+                        "no time left",
+                    ));
+                    break;
+                }
+                let answer = match self.pool.client(&server.grpc) {
+                    Ok(mut client) => client.search(&call, Some(left)).await,
+                    Err(error) => Err(error),
+                };
+                let failure = match answer {
+                    Ok(response) => match search_part(&scope, response, terms) {
+                        Ok(part) => return Ok(part),
+                        Err(reason) => {
+                            PeerFailure::new(&server.grpc, FailureKind::BadAnswer, reason)
+                        }
+                    },
+                    Err(error) => failure(&error, left),
+                };
+                let again = failure.retry_elsewhere(true);
+                failures.push(failure);
+                if !again {
+                    break;
+                }
+            }
+            Err(failures)
         })
     }
 }

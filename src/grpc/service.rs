@@ -42,8 +42,8 @@ pub struct RegistryService {
     /// Cancelled when the node stops: long-lived streams (Watch) end with it, so a graceful
     /// shutdown is not held open by them and their clients move to another server.
     shutdown: CancellationToken,
-    /// One search index per zone served here, built on the first search of each serial.
-    search_indexes: Arc<crate::search::ZoneIndexes>,
+    /// The federated search over this node's zones and its children's.
+    federation: Arc<crate::search::federate::Federation>,
 }
 
 /// The caller's deadline from the `grpc-timeout` header ("100m", "5S", ...).
@@ -75,6 +75,11 @@ impl RegistryService {
         authority: Authority,
         pool: ChannelPool,
     ) -> RegistryService {
+        let federation = Arc::new(crate::search::federate::Federation::new(
+            Arc::clone(&catalog),
+            Arc::clone(&resolver),
+            Arc::new(crate::grpc::GrpcPeers::new(pool.clone())),
+        ));
         RegistryService {
             catalog,
             authority,
@@ -82,7 +87,7 @@ impl RegistryService {
             pool,
             resolve_requests: Arc::new(AtomicU64::new(0)),
             shutdown: CancellationToken::new(),
-            search_indexes: Arc::new(crate::search::ZoneIndexes::new()),
+            federation,
         }
     }
 

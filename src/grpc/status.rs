@@ -6,6 +6,7 @@ use crate::authority::UpdateError;
 use crate::catalog::CatalogError;
 use crate::grpc::convert::RequestError;
 use crate::resolver::ResolveError;
+use crate::search::federate::SearchError;
 
 /// Everything a `Registry` call can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -19,6 +20,8 @@ pub enum ServiceError {
     Resolve(#[from] ResolveError),
     #[error(transparent)]
     Update(#[from] UpdateError),
+    #[error(transparent)]
+    Search(#[from] SearchError),
     /// A request forwarded to a zone's own server failed there.
     #[error("{message} (answered by {server}, a server of zone {zone})")]
     Authority {
@@ -41,18 +44,7 @@ impl From<ServiceError> for Status {
             ServiceError::Request(_) => Code::InvalidArgument,
             ServiceError::Catalog(CatalogError::NotAuthoritative { .. })
             | ServiceError::Catalog(CatalogError::NoSuchZone { .. }) => Code::NotFound,
-            ServiceError::Resolve(error) => match error {
-                ResolveError::Unavailable { .. } => Code::Unavailable,
-                ResolveError::DeadlineExceeded { .. } => Code::DeadlineExceeded,
-                // Configuration and data problems of the tree (SERVFAIL-like): retrying the
-                // same query will not help until someone fixes the zones or the node.
-                ResolveError::NoRoots { .. }
-                | ResolveError::TooManyReferrals { .. }
-                | ResolveError::TooManyQueries { .. }
-                | ResolveError::AliasLoop { .. }
-                | ResolveError::AliasChainTooLong { .. } => Code::FailedPrecondition,
-                ResolveError::NotAZone { .. } | ResolveError::NoSuchZone { .. } => Code::NotFound,
-            },
+            ServiceError::Resolve(error) => resolve_code(error),
             ServiceError::Update(error) => match error {
                 UpdateError::NotServed { .. }
                 | UpdateError::NoSuchAgent { .. }
@@ -70,9 +62,29 @@ impl From<ServiceError> for Status {
                     Code::Unavailable
                 }
             },
+            ServiceError::Search(error) => match error {
+                SearchError::Catalog(_) => Code::NotFound,
+                SearchError::Resolve(error) => resolve_code(error),
+                SearchError::Unavailable { .. } => Code::Unavailable,
+            },
             ServiceError::Authority { code, .. } => *code,
             ServiceError::NotLoaded { .. } => Code::Unavailable,
         };
         Status::new(code, error.to_string())
+    }
+}
+
+fn resolve_code(error: &ResolveError) -> Code {
+    match error {
+        ResolveError::Unavailable { .. } => Code::Unavailable,
+        ResolveError::DeadlineExceeded { .. } => Code::DeadlineExceeded,
+        // Configuration and data problems of the tree (SERVFAIL-like): retrying the same
+        // query will not help until someone fixes the zones or the node.
+        ResolveError::NoRoots { .. }
+        | ResolveError::TooManyReferrals { .. }
+        | ResolveError::TooManyQueries { .. }
+        | ResolveError::AliasLoop { .. }
+        | ResolveError::AliasChainTooLong { .. } => Code::FailedPrecondition,
+        ResolveError::NotAZone { .. } | ResolveError::NoSuchZone { .. } => Code::NotFound,
     }
 }

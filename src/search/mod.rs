@@ -2,8 +2,8 @@
 //!
 //! A search ("a forecasting agent in finance", optionally narrowed by tag, capability and a
 //! name scope) runs on every zone it concerns, each on the node that serves the zone, and
-//! the caller merges the partial results. This module is the pure part of that: no sockets,
-//! no wire types.
+//! the caller merges the partial results. No sockets and no wire types here: other nodes are
+//! reached through [`federate::SearchPeer`].
 //!
 //! # Why an in-memory inverted index, not tantivy
 //!
@@ -38,10 +38,13 @@
 //! - [`bm25`]: the scoring function and the corpus statistics it takes.
 //! - [`merge`](mod@merge): per-zone results and their merge.
 //! - [`cache`]: [`ZoneIndexes`], one index per zone and serial, shared by concurrent callers.
+//! - [`federate`]: the walk over a node's zones and its children's, behind a peer trait
+//!   (the gRPC door implements it), shared by nodes and the gateway.
 
 pub mod analyze;
 pub mod bm25;
 pub mod cache;
+pub mod federate;
 pub mod index;
 pub mod merge;
 
