@@ -805,7 +805,8 @@ async fn repeat_questions_are_answered_the_same_with_the_callers_id_flags_and_ca
 #[test]
 fn negative_answers_written_directly_match_the_full_path() {
     use aop::catalog::Catalog;
-    use aop::dns::respond::{Answerer, Transport};
+    use aop::dns::message::Transport;
+    use aop::dns::respond::Answerer;
     let zone = file::parse(Path::new("test.toml"), FINANCE).expect("valid test zone");
     let answerer = Answerer::new(
         std::sync::Arc::new(Catalog::new("dns-test", vec![zone])),

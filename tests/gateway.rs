@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use aop::agent::{AgentKind, BuiltinAgent};
 use aop::authority::live::{AgentUpdate, Registration};
-use aop::gateway::{self, GatewayConfig, GatewayHandle, meta};
+use aop::gateway::{self, GatewayConfig, GatewayHandle, shapes};
 use aop::mcp::http::McpHttpServer;
 use aop::name::Name;
 use aop::node::{GrpcListener, NodeHandle};
@@ -283,7 +283,7 @@ async fn tools_list_is_paged_by_500() {
         ))
         .await
         .expect("second page");
-    assert_eq!(second.tools.len(), 620 + meta::NAMES.len() - 500);
+    assert_eq!(second.tools.len(), 620 + shapes::NAMES.len() - 500);
     assert!(second.next_cursor.is_none());
     assert_eq!(first.ttl_ms, Some(2000), "ttlMs is the zone TTL");
     gateway.shutdown().await;

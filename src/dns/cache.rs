@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use moka::sync::Cache;
 
-use super::respond::{EDNS_PAYLOAD, PLAIN_UDP_PAYLOAD, Transport};
+use super::message::{EDNS_PAYLOAD, PLAIN_UDP_PAYLOAD, Transport};
 
 const HEADER_LEN: usize = 12;
 const TYPE_OPT: u16 = 41;

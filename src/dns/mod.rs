@@ -7,6 +7,7 @@
 //! connections and an idle timeout, for answers too large for UDP (RFC 7766).
 
 pub mod cache;
+pub mod message;
 pub mod negative;
 pub mod observe;
 pub mod records;
@@ -25,8 +26,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::catalog::Catalog;
 use crate::telemetry::RequestId;
+use message::Transport;
 pub use observe::DnsCounters;
-use respond::{Answerer, Transport};
+use respond::Answerer;
 
 /// Bounds on TCP clients.
 #[derive(Debug, Clone, Copy)]

@@ -11,12 +11,12 @@
 //! this against byte for byte, after decoding.
 
 use super::cache::SimpleQuery;
-use super::respond::{EDNS_PAYLOAD, push_canonical_label};
+use super::message::{EDNS_PAYLOAD, push_canonical_label};
 
 const HEADER_LEN: usize = 12;
 const CLASS_IN: u16 = 1;
 
-/// The lowercase dotted text of the question name, as [`super::respond::canonical_text`]
+/// The lowercase dotted text of the question name, as [`super::message::canonical_text`]
 /// makes it from a parsed name: a label that could never be ours becomes a NUL character.
 /// `query` comes from `parse_simple`, so the name is well formed and uncompressed.
 pub fn question_text(request: &[u8], query: &SimpleQuery) -> String {

@@ -9,28 +9,18 @@
 //! fit the UDP payload is sent empty with TC set, and the client retries over TCP.
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
-use hickory_proto::rr::{DNSClass, Name as DnsName, Record, RecordType};
+use hickory_proto::rr::{DNSClass, Record, RecordType};
 
 use std::sync::Arc;
 
 use crate::catalog::Catalog;
 use crate::dns::cache::{ResponseCache, SimpleQuery, parse_simple};
+use crate::dns::message::{EDNS_PAYLOAD, PLAIN_UDP_PAYLOAD, Transport, canonical_text};
 use crate::dns::negative;
 use crate::dns::records::{self, ApexRecords, dns_name};
 use crate::name::Name;
 use crate::record::limits::ALIAS_CHAIN_MAX;
 use crate::zone::ZoneSnapshot;
-
-/// Our EDNS(0) UDP payload size (the DNS flag day 2020 default).
-pub const EDNS_PAYLOAD: u16 = 1232;
-/// The UDP payload without EDNS (RFC 1035).
-pub const PLAIN_UDP_PAYLOAD: u16 = 512;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transport {
-    Udp,
-    Tcp,
-}
 
 /// What happened to a query, for logs and counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -264,34 +254,6 @@ fn server_failure(response: &Message) -> (Option<Vec<u8>>, Disposition) {
         failure.to_vec().ok(),
         Disposition::Answered(ResponseCode::ServFail),
     )
-}
-
-/// Lowercase dotted text of a DNS name, as our maps key it. A label that could never be one
-/// of ours (holding a dot, a backslash or a non-printing byte) becomes a NUL character, so it
-/// matches nothing, and the label boundaries stay where they are.
-pub fn canonical_text(name: &DnsName) -> String {
-    let mut text = String::with_capacity(name.len());
-    for (index, label) in name.iter().enumerate() {
-        if index > 0 {
-            text.push('.');
-        }
-        push_canonical_label(&mut text, label);
-    }
-    text
-}
-
-/// Appends one label as [`canonical_text`] writes it: lowercase, or a NUL character for a
-/// label that could never be ours. The DNS door's direct writer (`dns::negative`), which
-/// reads labels straight from the request, shares it so both spell names the same way.
-pub fn push_canonical_label(text: &mut String, label: &[u8]) {
-    let plain = label
-        .iter()
-        .all(|b| b.is_ascii_graphic() && *b != b'.' && *b != b'\\');
-    if plain {
-        text.extend(label.iter().map(|b| char::from(b.to_ascii_lowercase())));
-    } else {
-        text.push('\0');
-    }
 }
 
 /// The SRV owner prefix of an agent: `_mcp._tcp.`.

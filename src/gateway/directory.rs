@@ -23,7 +23,7 @@ use serde_json::Value;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::gateway::meta::agent_tool_name;
+use crate::gateway::shapes::agent_tool_name;
 use crate::grpc::client::{NodeClient, ZoneEvent};
 use crate::name::Name;
 use crate::record::{Agent, LiveRecord, RecordChange, RecordKind, limits};

@@ -17,13 +17,13 @@ use std::time::Duration;
 use rmcp::model::{CallToolResult, JsonObject};
 use serde_json::{Value, json};
 
-use crate::gateway::Gateway;
+use crate::gateway::args::{limit_arg, string_arg, strings_arg, timeout_ms_arg};
 use crate::gateway::breaker::BreakerState;
 use crate::gateway::call::CallContext;
 use crate::gateway::error::GatewayError;
-use crate::gateway::meta::{
-    answer, discovery_info, failure, limit_arg, string_arg, strings_arg, timeout_ms_arg, zone_arg,
-};
+use crate::gateway::meta::zone_arg;
+use crate::gateway::shapes::{answer, discovery_info, failure};
+use crate::gateway::state::Gateway;
 use crate::name::Name;
 use crate::search::federate::{RemoteAsk, SearchRequest, ask_all};
 use crate::search::{self, Hit, SearchQuery};

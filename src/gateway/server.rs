@@ -15,10 +15,10 @@ use rmcp::model::{
 use rmcp::service::{NotificationContext, RequestContext, SubscriptionContext};
 use rmcp::{ErrorData, RoleServer, ServerHandler};
 
-use crate::gateway::Gateway;
 use crate::gateway::call::CallContext;
 use crate::gateway::error::GatewayError;
-use crate::gateway::meta;
+use crate::gateway::state::Gateway;
+use crate::gateway::{dispatch, meta};
 
 /// Tools per `tools/list` page (CONTRACT section 6).
 pub const TOOLS_PAGE: usize = 500;
@@ -158,7 +158,7 @@ impl GatewayServer {
             cancel: context.ct.clone(),
         };
         if let Some(result) =
-            meta::call(&self.gateway, &request.name, &arguments, &call_context).await
+            dispatch::meta_tool(&self.gateway, &request.name, &arguments, &call_context).await
         {
             return Ok(result.into());
         }

@@ -1,0 +1,34 @@
+//! Which handler answers a tool call: the meta tools (discovery in [`meta`], search and
+//! routing in [`search`]), or, for any other name, the mounted agent of that tool name.
+
+use rmcp::model::{CallToolResult, JsonObject};
+
+use super::call::CallContext;
+use super::meta;
+use super::search;
+use super::shapes::{
+    CALL_AGENT, DISCOVER_AGENTS, GET_AGENT_DETAILS, GET_AGENTS_INFO, GET_SERVER_INFO, LIST_AGENTS,
+    RESOLVE_AGENT, ROUTE_TASK, SEARCH_AGENTS,
+};
+use super::state::Gateway;
+
+/// Runs meta tool `tool`, or `None` when `tool` is not a meta tool.
+pub async fn meta_tool(
+    gateway: &Gateway,
+    tool: &str,
+    args: &JsonObject,
+    context: &CallContext,
+) -> Option<CallToolResult> {
+    Some(match tool {
+        DISCOVER_AGENTS => meta::discover_agents(gateway, args),
+        GET_AGENT_DETAILS => meta::get_agent_details(gateway, args),
+        GET_AGENTS_INFO => meta::get_agents_info(gateway, args),
+        LIST_AGENTS => meta::list_agents(gateway, args),
+        SEARCH_AGENTS => search::search_agents(gateway, args).await,
+        ROUTE_TASK => search::route_task(gateway, args, context).await,
+        GET_SERVER_INFO => meta::get_server_info(gateway).await,
+        RESOLVE_AGENT => meta::resolve_agent(gateway, args).await,
+        CALL_AGENT => meta::call_agent(gateway, args, context).await,
+        _ => return None,
+    })
+}
