@@ -77,16 +77,13 @@ impl NodeConfigFile {
             path: path.to_path_buf(),
             source,
         })?;
-        let mut config: NodeConfigFile = toml::from_str(&text).map_err(|error| {
-            let offset = error.span().map_or(0, |span| span.start);
-            let (line, column) = crate::zone::file::line_column(&text, offset);
-            ConfigError::Invalid {
+        let mut config: NodeConfigFile =
+            crate::zone::spanned::from_str(&text).map_err(|diagnostic| ConfigError::Invalid {
                 path: path.to_path_buf(),
-                line,
-                column,
-                message: error.message().trim().to_string(),
-            }
-        })?;
+                line: diagnostic.line,
+                column: diagnostic.column,
+                message: diagnostic.message,
+            })?;
         let base = path.parent().unwrap_or_else(|| Path::new("."));
         for path in config
             .zones

@@ -128,6 +128,22 @@ impl fmt::Display for PeerFailure {
     }
 }
 
+/// An error and its sources, joined: a transport's top-level error ("transport error",
+/// "send message error") says little alone.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,17 +11,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use rmcp::model::{
-    CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig, Implementation,
-    JsonObject, ProtocolVersion,
-};
-use rmcp::service::RunningService;
-use rmcp::transport::StreamableHttpClientTransport;
-use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
-use rmcp::{RoleClient, ServiceExt};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::bench::{Percentiles, new_histogram, progress_bar};
+use crate::mcp::client::McpClient;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -37,7 +30,7 @@ pub enum CallBenchError {
 pub struct CallBench {
     pub url: String,
     pub tool: String,
-    pub arguments: JsonObject,
+    pub arguments: Map<String, Value>,
     pub concurrency: usize,
     pub sessions: usize,
     /// Stop after this many calls; `None`: run for `duration`.
@@ -62,56 +55,6 @@ pub struct CallReport {
     pub error_samples: Vec<String>,
 }
 
-type Session = RunningService<RoleClient, ClientConfig>;
-
-async fn open_session(url: &str, http: &reqwest::Client) -> Result<Session, CallBenchError> {
-    let config = StreamableHttpClientTransportConfig::with_uri(url).max_concurrent_requests(8192);
-    let transport = StreamableHttpClientTransport::with_client(http.clone(), config);
-    let client = ClientConfig::new(
-        ClientCapabilities::default(),
-        Implementation::new("aop-bench", env!("CARGO_PKG_VERSION")),
-    )
-    .with_protocol_version(ProtocolVersion::V_2025_11_25);
-    client
-        .serve(transport)
-        .await
-        .map_err(|error| CallBenchError::Connect {
-            url: url.to_string(),
-            reason: crate::grpc::client::error_chain(&error),
-        })
-}
-
-/// Why a tool result is a failure, if it is one.
-fn failure_of(result: &CallToolResult) -> Option<String> {
-    let text = || {
-        result
-            .content
-            .iter()
-            .find_map(|block| block.as_text().map(|t| t.text.clone()))
-            .unwrap_or_default()
-    };
-    if result.is_error == Some(true) {
-        return Some(text());
-    }
-    let structured = result
-        .structured_content
-        .clone()
-        .or_else(|| serde_json::from_str::<Value>(&text()).ok());
-    let structured = structured?;
-    // Python AOP servers wrap their answer in {"result": {...}}.
-    let inner = match structured.get("result") {
-        Some(inner @ Value::Object(_)) => inner,
-        _ => &structured,
-    };
-    (inner.get("success") == Some(&Value::Bool(false))).then(|| {
-        inner
-            .get("error")
-            .and_then(Value::as_str)
-            .unwrap_or("success: false")
-            .to_string()
-    })
-}
-
 struct Worker {
     histogram: Histogram<u64>,
     errors: u64,
@@ -134,7 +77,13 @@ pub async fn run_call(bench: CallBench) -> Result<CallReport, CallBenchError> {
         .unwrap_or_else(|_| reqwest::Client::new());
     let mut sessions = Vec::with_capacity(bench.sessions);
     for _ in 0..bench.sessions {
-        sessions.push(Arc::new(open_session(&bench.url, &http).await?));
+        let session = McpClient::connect(&bench.url, &http, "aop-bench")
+            .await
+            .map_err(|reason| CallBenchError::Connect {
+                url: bench.url.clone(),
+                reason,
+            })?;
+        sessions.push(Arc::new(session));
     }
     let issued = Arc::new(AtomicU64::new(0));
     let done = Arc::new(AtomicU64::new(0));
@@ -166,16 +115,18 @@ pub async fn run_call(bench: CallBench) -> Result<CallReport, CallBenchError> {
                         }
                     }
                 }
-                let request = CallToolRequestParams::new(bench.tool.clone())
-                    .with_arguments(bench.arguments.clone());
                 let sent = Instant::now();
-                let outcome = tokio::time::timeout(bench.timeout, session.call_tool(request)).await;
+                let outcome = tokio::time::timeout(
+                    bench.timeout,
+                    session.call(&bench.tool, bench.arguments.clone()),
+                )
+                .await;
                 let micros = sent.elapsed().as_micros().clamp(1, 60_000_000) as u64;
                 let _ = worker.histogram.record(micros);
                 let failure = match outcome {
                     Err(_) => Some(format!("no answer within {} ms", bench.timeout.as_millis())),
-                    Ok(Err(error)) => Some(error.to_string()),
-                    Ok(Ok(result)) => failure_of(&result),
+                    Ok(Err(error)) => Some(error),
+                    Ok(Ok(answer)) => answer.failure(),
                 };
                 if let Some(message) = failure {
                     worker.errors += 1;
@@ -219,7 +170,7 @@ pub async fn run_call(bench: CallBench) -> Result<CallReport, CallBenchError> {
     ticker.abort();
     bar.finish_and_clear();
     for session in sessions {
-        session.cancellation_token().cancel();
+        session.close();
     }
     let calls = histogram.len();
     Ok(CallReport {

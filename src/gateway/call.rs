@@ -572,7 +572,7 @@ enum AttemptError {
 fn error_text(error: &ServiceError) -> String {
     match error {
         ServiceError::TransportSend(transport) => {
-            crate::grpc::client::error_chain(transport.error.as_ref())
+            crate::peer::error_chain(transport.error.as_ref())
         }
         other => other.to_string(),
     }

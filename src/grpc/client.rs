@@ -18,6 +18,7 @@ use crate::answer::Answer;
 use crate::authority::{TransferData, TransferRequest};
 use crate::keys::{SignedFields, UpdateKey};
 use crate::name::Name;
+pub use crate::peer::error_chain;
 use crate::peer::{FailureKind, PeerFailure};
 use crate::record::{Agent, ZoneChange};
 use crate::telemetry::RequestId;
@@ -192,21 +193,6 @@ pub async fn connect(url: &str) -> Result<NodeClient, ClientError> {
             reason: error_chain(&error),
         })?;
     Ok(NodeClient::new(url, registry(channel)))
-}
-
-/// An error and its sources, joined: tonic's top-level "transport error" says little alone.
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 /// One node's channels to other nodes, made lazily on first use and kept: the resolver's

@@ -8,7 +8,6 @@
 //! alias loops) come from [`ZoneSnapshot::build`] and are pinned to the record they name.
 
 use std::fmt;
-use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -19,20 +18,10 @@ use crate::name::{Name, NameError};
 use crate::record::{
     self, Agent, Alias, Delegation, Endpoint, RecordError, ServerAddress, ZoneHeader,
 };
+use crate::zone::spanned::{Span, SpannedReader, to_json};
 use crate::zone::{ItemRef, ZoneRecords, ZoneSnapshot};
 
-/// At most this many errors are reported per file.
-pub const MAX_ERRORS_PER_FILE: usize = 100;
-
-/// One error at a place in a file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Diagnostic {
-    /// 1-based.
-    pub line: usize,
-    /// 1-based, in characters.
-    pub column: usize,
-    pub message: String,
-}
+pub use crate::zone::spanned::{Diagnostic, MAX_ERRORS_PER_FILE, line_column};
 
 /// Why a zone file could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -108,18 +97,28 @@ pub fn load(path: &Path) -> Result<ZoneSnapshot, ZoneFileError> {
 pub fn parse(path: &Path, text: &str) -> Result<ZoneSnapshot, ZoneFileError> {
     let mut reader = Reader::new(text);
     let snapshot = reader.read_zone();
-    if let (true, Some(snapshot)) = (reader.errors.is_empty(), snapshot) {
+    if let (false, Some(snapshot)) = (reader.has_errors(), snapshot) {
         return Ok(snapshot);
     }
     Err(reader.into_error(path))
 }
 
-type Span = Range<usize>;
-
-/// Walks the spanned TOML tree, collecting errors with their byte offsets.
+/// Walks the spanned TOML tree of a zone file; the generic walk is [`SpannedReader`]'s.
 struct Reader<'i> {
-    text: &'i str,
-    errors: Vec<(usize, String)>,
+    toml: SpannedReader<'i>,
+}
+
+impl<'i> std::ops::Deref for Reader<'i> {
+    type Target = SpannedReader<'i>;
+    fn deref(&self) -> &SpannedReader<'i> {
+        &self.toml
+    }
+}
+
+impl std::ops::DerefMut for Reader<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.toml
+    }
 }
 
 /// Spans of the records, to pin structural errors on.
@@ -133,32 +132,12 @@ struct ItemSpans {
 impl<'i> Reader<'i> {
     fn new(text: &'i str) -> Reader<'i> {
         Reader {
-            text,
-            errors: Vec::new(),
+            toml: SpannedReader::new(text),
         }
     }
 
-    fn error(&mut self, span: &Span, message: impl Into<String>) {
-        self.errors.push((span.start, message.into()));
-    }
-
-    fn into_error(mut self, path: &Path) -> ZoneFileError {
-        self.errors.sort_by_key(|(offset, _)| *offset);
-        self.errors.dedup();
-        let omitted = self.errors.len().saturating_sub(MAX_ERRORS_PER_FILE);
-        self.errors.truncate(MAX_ERRORS_PER_FILE);
-        let diagnostics = self
-            .errors
-            .iter()
-            .map(|(offset, message)| {
-                let (line, column) = line_column(self.text, *offset);
-                Diagnostic {
-                    line,
-                    column,
-                    message: message.clone(),
-                }
-            })
-            .collect();
+    fn into_error(self, path: &Path) -> ZoneFileError {
+        let (diagnostics, omitted) = self.toml.into_diagnostics();
         ZoneFileError::Invalid {
             path: path.to_path_buf(),
             diagnostics,
@@ -167,7 +146,7 @@ impl<'i> Reader<'i> {
     }
 
     fn read_zone(&mut self) -> Option<ZoneSnapshot> {
-        let root = match DeTable::parse(self.text) {
+        let root = match DeTable::parse(self.text()) {
             Ok(root) => root,
             Err(error) => {
                 let span = error.span().unwrap_or(0..0);
@@ -220,7 +199,7 @@ impl<'i> Reader<'i> {
         let known_origin = known_origin?;
         let header = header.unwrap_or_else(|| placeholder_header(known_origin));
         match ZoneSnapshot::build(header, records) {
-            Ok(_) if !self.errors.is_empty() => None,
+            Ok(_) if self.has_errors() => None,
             Ok(snapshot) => Some(snapshot),
             Err(structure_errors) => {
                 for error in structure_errors {
@@ -305,14 +284,14 @@ impl<'i> Reader<'i> {
                 .collect();
         }
         let (first, second) = tables.split_at(tables.len() / 2);
-        let text = self.text;
+        let text = self.text();
         let read_half = |half: &[(&DeTable<'_>, Span)]| {
             let mut reader = Reader::new(text);
             let agents: Vec<(Agent, Span)> = half
                 .iter()
                 .filter_map(|(table, span)| reader.read_agent(table, span, origin))
                 .collect();
-            (agents, reader.errors)
+            (agents, reader.toml)
         };
         let ((mut agents, first_errors), (second_agents, second_errors)) =
             std::thread::scope(|scope| {
@@ -324,8 +303,8 @@ impl<'i> Reader<'i> {
                 (mine, theirs)
             });
         agents.extend(second_agents);
-        self.errors.extend(first_errors);
-        self.errors.extend(second_errors);
+        self.absorb(first_errors);
+        self.absorb(second_errors);
         agents
     }
 
@@ -687,184 +666,6 @@ impl<'i> Reader<'i> {
         self.record_result(check(json), &value.span())
     }
 
-    /// `[[key]]` entries of the root table, each with its span.
-    fn array_of_tables<'t, 'v>(
-        &mut self,
-        root: &'t DeTable<'v>,
-        key: &str,
-    ) -> Vec<(&'t DeTable<'v>, Span)> {
-        let Some(value) = root.get(key) else {
-            return Vec::new();
-        };
-        let Some(items) = value.get_ref().as_array() else {
-            self.error(
-                &value.span(),
-                format!(
-                    "`{key}` must be an array of tables ([[{key}]]), found {}",
-                    value.get_ref().type_str()
-                ),
-            );
-            return Vec::new();
-        };
-        let mut tables = Vec::with_capacity(items.len());
-        for item in items.iter() {
-            match item.get_ref().as_table() {
-                Some(table) => tables.push((table, item.span())),
-                None => self.error(
-                    &item.span(),
-                    format!(
-                        "`{key}` entries must be tables, found {}",
-                        item.get_ref().type_str()
-                    ),
-                ),
-            }
-        }
-        tables
-    }
-
-    fn reject_unknown_keys(&mut self, table: &DeTable<'_>, context: &str, allowed: &[&str]) {
-        for key in table.keys() {
-            if !allowed.contains(&key.get_ref().as_ref()) {
-                self.error(
-                    &key.span(),
-                    format!(
-                        "unknown key `{}` in {context} (allowed: {})",
-                        key.get_ref(),
-                        allowed.join(", ")
-                    ),
-                );
-            }
-        }
-    }
-
-    fn table<'t, 'v>(
-        &mut self,
-        value: &'t Spanned<DeValue<'v>>,
-        context: &str,
-    ) -> Option<&'t DeTable<'v>> {
-        match value.get_ref().as_table() {
-            Some(table) => Some(table),
-            None => {
-                self.error(
-                    &value.span(),
-                    format!(
-                        "{context} must be a table, found {}",
-                        value.get_ref().type_str()
-                    ),
-                );
-                None
-            }
-        }
-    }
-
-    fn array<'t, 'v>(
-        &mut self,
-        value: &'t Spanned<DeValue<'v>>,
-        key: &str,
-    ) -> Option<&'t [Spanned<DeValue<'v>>]> {
-        match value.get_ref().as_array() {
-            Some(items) => Some(items),
-            None => {
-                self.error(
-                    &value.span(),
-                    format!(
-                        "`{key}` must be an array, found {}",
-                        value.get_ref().type_str()
-                    ),
-                );
-                None
-            }
-        }
-    }
-
-    fn required_str<'t>(
-        &mut self,
-        table: &'t DeTable<'_>,
-        key: &str,
-        context: &str,
-        span: &Span,
-    ) -> Option<(&'t str, Span)> {
-        if table.get(key).is_none() {
-            self.error(span, format!("{context} is missing required key `{key}`"));
-            return None;
-        }
-        self.optional_str(table, key)
-    }
-
-    fn optional_str<'t>(&mut self, table: &'t DeTable<'_>, key: &str) -> Option<(&'t str, Span)> {
-        let value = table.get(key)?;
-        match value.get_ref().as_str() {
-            Some(text) => Some((text, value.span())),
-            None => {
-                self.error(
-                    &value.span(),
-                    format!(
-                        "`{key}` must be a string, found {}",
-                        value.get_ref().type_str()
-                    ),
-                );
-                None
-            }
-        }
-    }
-
-    fn required_int(
-        &mut self,
-        table: &DeTable<'_>,
-        key: &str,
-        context: &str,
-        span: &Span,
-    ) -> Option<(i64, Span)> {
-        if table.get(key).is_none() {
-            self.error(span, format!("{context} is missing required key `{key}`"));
-            return None;
-        }
-        self.optional_int(table, key).flatten()
-    }
-
-    /// `None`: the key is there but wrong (reported); `Some(None)`: absent.
-    fn optional_int(&mut self, table: &DeTable<'_>, key: &str) -> Option<Option<(i64, Span)>> {
-        let Some(value) = table.get(key) else {
-            return Some(None);
-        };
-        let span = value.span();
-        match value.get_ref().as_integer() {
-            Some(integer) => match i64::from_str_radix(integer.as_str(), integer.radix()) {
-                Ok(number) => Some(Some((number, span))),
-                Err(_) => {
-                    self.error(&span, format!("`{key}` is out of the 64-bit integer range"));
-                    None
-                }
-            },
-            None => {
-                self.error(
-                    &span,
-                    format!(
-                        "`{key}` must be an integer, found {}",
-                        value.get_ref().type_str()
-                    ),
-                );
-                None
-            }
-        }
-    }
-
-    fn optional_int_in(
-        &mut self,
-        table: &DeTable<'_>,
-        key: &'static str,
-        default: u32,
-        min: u32,
-        max: u32,
-    ) -> Option<u32> {
-        match self.optional_int(table, key)? {
-            None => Some(default),
-            Some((value, span)) => self
-                .range(value, &span, key, i64::from(min), i64::from(max))
-                .map(|v| v as u32),
-        }
-    }
-
     fn ttl(
         &mut self,
         table: &DeTable<'_>,
@@ -873,18 +674,6 @@ impl<'i> Reader<'i> {
         min: u32,
     ) -> Option<u32> {
         self.optional_int_in(table, key, default, min, record::limits::TTL_MAX)
-    }
-
-    fn range(
-        &mut self,
-        value: i64,
-        span: &Span,
-        field: &'static str,
-        min: i64,
-        max: i64,
-    ) -> Option<i64> {
-        self.record_result(record::check_range(field, value, min, max), span)
-            .map(|()| value)
     }
 
     fn name_result(&mut self, result: Result<Name, NameError>, span: &Span) -> Option<Name> {
@@ -914,61 +703,4 @@ fn placeholder_header(origin: Name) -> ZoneHeader {
         contact: String::new(),
         servers: Vec::new(),
     }
-}
-
-/// Converts a TOML value (a schema, metadata) to JSON; a value JSON cannot hold is an error
-/// at its span.
-fn to_json(value: &Spanned<DeValue<'_>>) -> Result<serde_json::Value, (Span, String)> {
-    Ok(match value.get_ref() {
-        DeValue::String(text) => serde_json::Value::String(text.to_string()),
-        DeValue::Integer(integer) => {
-            let number = i64::from_str_radix(integer.as_str(), integer.radix())
-                .map_err(|_| (value.span(), "integer out of the 64-bit range".to_string()))?;
-            serde_json::Value::from(number)
-        }
-        DeValue::Float(float) => {
-            let number: f64 = float
-                .as_str()
-                .replace('_', "")
-                .parse()
-                .map_err(|_| (value.span(), format!("invalid float {}", float.as_str())))?;
-            serde_json::Number::from_f64(number)
-                .map(serde_json::Value::Number)
-                .ok_or_else(|| {
-                    (
-                        value.span(),
-                        format!("{} cannot be represented in JSON", float.as_str()),
-                    )
-                })?
-        }
-        DeValue::Boolean(flag) => serde_json::Value::Bool(*flag),
-        DeValue::Datetime(datetime) => serde_json::Value::String(datetime.to_string()),
-        DeValue::Array(items) => {
-            serde_json::Value::Array(items.iter().map(to_json).collect::<Result<Vec<_>, _>>()?)
-        }
-        DeValue::Table(table) => {
-            let mut map = serde_json::Map::new();
-            for (key, item) in table.iter() {
-                map.insert(key.get_ref().to_string(), to_json(item)?);
-            }
-            serde_json::Value::Object(map)
-        }
-    })
-}
-
-/// 1-based line and character column of a byte offset.
-pub(crate) fn line_column(text: &str, offset: usize) -> (usize, usize) {
-    let offset = offset.min(text.len());
-    let before = &text[..floor_char_boundary(text, offset)];
-    let line = before.matches('\n').count() + 1;
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    let column = before[line_start..].chars().count() + 1;
-    (line, column)
-}
-
-fn floor_char_boundary(text: &str, mut offset: usize) -> usize {
-    while offset > 0 && !text.is_char_boundary(offset) {
-        offset -= 1;
-    }
-    offset
 }

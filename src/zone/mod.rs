@@ -12,6 +12,7 @@
 
 pub mod dump;
 pub mod file;
+pub mod spanned;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
