@@ -35,6 +35,10 @@ pub enum FailureKind {
     Unreachable,
     /// The peer shed the request before acting on it (HTTP 429/503, RESOURCE_EXHAUSTED).
     Overloaded,
+    /// The peer refused the caller at its door, before acting (HTTP 401/403).
+    Unauthorized,
+    /// The caller did not send it (a circuit breaker open for the peer).
+    NotSent,
     /// No answer within the time given.
     Timeout(Duration),
     /// The connection broke after the request was sent.
@@ -47,9 +51,11 @@ pub enum FailureKind {
 
 impl FailureKind {
     /// Metric labels, one per kind, in declaration order.
-    pub const LABELS: [&'static str; 6] = [
+    pub const LABELS: [&'static str; 8] = [
         "unreachable",
         "overloaded",
+        "unauthorized",
+        "not_sent",
         "timeout",
         "lost",
         "refused",
@@ -64,10 +70,12 @@ impl FailureKind {
         match self {
             FailureKind::Unreachable => 0,
             FailureKind::Overloaded => 1,
-            FailureKind::Timeout(_) => 2,
-            FailureKind::Lost => 3,
-            FailureKind::Refused => 4,
-            FailureKind::BadAnswer => 5,
+            FailureKind::Unauthorized => 2,
+            FailureKind::NotSent => 3,
+            FailureKind::Timeout(_) => 4,
+            FailureKind::Lost => 5,
+            FailureKind::Refused => 6,
+            FailureKind::BadAnswer => 7,
         }
     }
 }
@@ -92,7 +100,10 @@ impl PeerFailure {
 
     pub fn delivery(&self) -> Delivery {
         match self.kind {
-            FailureKind::Unreachable | FailureKind::Overloaded => Delivery::NotDelivered,
+            FailureKind::Unreachable
+            | FailureKind::Overloaded
+            | FailureKind::Unauthorized
+            | FailureKind::NotSent => Delivery::NotDelivered,
             FailureKind::Timeout(_) | FailureKind::Lost => Delivery::MaybeDelivered,
             FailureKind::Refused | FailureKind::BadAnswer => Delivery::Answered,
         }
@@ -118,6 +129,8 @@ impl fmt::Display for PeerFailure {
         match &self.kind {
             FailureKind::Unreachable => write!(f, "{peer}: unreachable: {reason}"),
             FailureKind::Overloaded => write!(f, "{peer}: overloaded: {reason}"),
+            FailureKind::Unauthorized => write!(f, "{peer}: not authorized: {reason}"),
+            FailureKind::NotSent => write!(f, "{peer}: not sent: {reason}"),
             FailureKind::Timeout(timeout) => {
                 write!(f, "{peer}: no answer within {} ms", timeout.as_millis())
             }
@@ -154,7 +167,12 @@ mod tests {
 
     #[test]
     fn only_what_never_arrived_is_retried_whatever_the_request() {
-        for kind in [FailureKind::Unreachable, FailureKind::Overloaded] {
+        for kind in [
+            FailureKind::Unreachable,
+            FailureKind::Overloaded,
+            FailureKind::Unauthorized,
+            FailureKind::NotSent,
+        ] {
             assert!(failure(kind.clone()).retry_elsewhere(false), "{kind:?}");
         }
         for kind in [

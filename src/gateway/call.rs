@@ -32,7 +32,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::gateway::breaker::Breakers;
 use crate::gateway::error::GatewayError;
-use crate::gateway::sessions::{AgentSessions, Delivery, EndpointFailure, classify};
+use crate::gateway::sessions::{AgentSessions, error_text, failure_of};
+use crate::peer::{FailureKind, PeerFailure};
 use crate::record::{Agent, Endpoint};
 
 /// What the MCP request that asked for a call brings along.
@@ -346,7 +347,7 @@ impl Caller {
             .unwrap_or(u64::from(agent.timeout_ms))
             .min(u64::from(agent.timeout_ms));
         let deadline = Instant::now() + Duration::from_millis(budget_ms);
-        let mut failures: Vec<EndpointFailure> = Vec::new();
+        let mut failures: Vec<PeerFailure> = Vec::new();
         let mut tried: Vec<String> = Vec::new();
         let attempts_max = agent.max_retries + 1;
         let mut attempt = 0;
@@ -371,21 +372,21 @@ impl Caller {
                 )
             };
             let Some(endpoint) = choose(&agent.endpoints, permits, &tried) else {
-                failures.push(EndpointFailure {
-                    url: "every endpoint".into(),
-                    delivery: Delivery::NotReceived,
-                    reason: "circuit breaker open".into(),
-                });
+                failures.push(PeerFailure::new(
+                    "every endpoint",
+                    FailureKind::NotSent,
+                    "circuit breaker open",
+                ));
                 continue;
             };
             let Some(permit) = self.breakers.try_acquire(&endpoint.url) else {
                 // A half-open breaker whose single probe is already out.
                 tried.push(endpoint.url.clone());
-                failures.push(EndpointFailure {
-                    url: endpoint.url.clone(),
-                    delivery: Delivery::NotReceived,
-                    reason: "circuit breaker open (a probe is in flight)".into(),
-                });
+                failures.push(PeerFailure::new(
+                    &endpoint.url,
+                    FailureKind::NotSent,
+                    "circuit breaker open (a probe is in flight)",
+                ));
                 continue;
             };
             tried.push(endpoint.url.clone());
@@ -449,18 +450,15 @@ impl Caller {
         context: &CallContext,
     ) -> Result<CallToolResult, AttemptError> {
         let url = endpoint.url.as_str();
-        let failed = |delivery: Delivery, reason: String| EndpointFailure {
-            url: url.to_string(),
-            delivery,
-            reason,
-        };
+        let started = Instant::now();
+        let failed = |kind: FailureKind, reason: &str| PeerFailure::new(url, kind, reason);
         let session = tokio::select! {
             _ = context.cancel.cancelled() => return Err(AttemptError::Cancelled),
             opened = tokio::time::timeout_at(deadline, self.sessions.session(url)) => match opened {
                 Err(_) => {
                     return Err(AttemptError::OutOfTime(failed(
-                        Delivery::NotReceived,
-                        "out of time opening a session".into(),
+                        FailureKind::Unreachable,
+                        "out of time opening a session",
                     )));
                 }
                 Ok(Err(failure)) => return Err(AttemptError::Failed(failure, true)),
@@ -482,7 +480,7 @@ impl Caller {
             // Never queued: the session is gone.
             Err(error) => {
                 return Err(AttemptError::Failed(
-                    failed(Delivery::NotReceived, error_text(&error)),
+                    failed(FailureKind::Unreachable, &error_text(&error)),
                     true,
                 ));
             }
@@ -534,10 +532,7 @@ impl Caller {
         match response {
             Ok(ServerResult::CallToolResult(result)) => Ok(result),
             Ok(_) => Err(AttemptError::Failed(
-                failed(
-                    Delivery::MaybeReceived,
-                    "unexpected response to tools/call".into(),
-                ),
+                failed(FailureKind::BadAnswer, "unexpected response to tools/call"),
                 false,
             )),
             // The agent answered with a JSON-RPC error: it got the call and refused it.
@@ -548,34 +543,23 @@ impl Caller {
                 ))]))
             }
             Err(ServiceError::Timeout { .. }) => Err(AttemptError::OutOfTime(failed(
-                Delivery::MaybeReceived,
-                "no answer within the time budget".into(),
+                FailureKind::Timeout(started.elapsed()),
+                "no answer within the time budget",
             ))),
             Err(error) => {
-                let delivery = classify(&error);
-                let retryable = delivery == Delivery::NotReceived || idempotent;
-                Err(AttemptError::Failed(
-                    failed(delivery, error_text(&error)),
-                    retryable,
-                ))
+                let failure = failure_of(url, &error);
+                let retryable = failure.retry_elsewhere(idempotent);
+                Err(AttemptError::Failed(failure, retryable))
             }
         }
     }
 }
 
 enum AttemptError {
-    Failed(EndpointFailure, bool),
-    OutOfTime(EndpointFailure),
+    /// The attempt failed; whether the call may go to another endpoint.
+    Failed(PeerFailure, bool),
+    OutOfTime(PeerFailure),
     Cancelled,
-}
-
-fn error_text(error: &ServiceError) -> String {
-    match error {
-        ServiceError::TransportSend(transport) => {
-            crate::peer::error_chain(transport.error.as_ref())
-        }
-        other => other.to_string(),
-    }
 }
 
 #[cfg(test)]

@@ -31,7 +31,7 @@ use rmcp::transport::streamable_http_client::{
 use rmcp::{ClientHandler, ErrorData, RoleClient, ServiceError, ServiceExt};
 use tokio::sync::OnceCell;
 
-use crate::peer::error_chain;
+use crate::peer::{FailureKind, PeerFailure, error_chain};
 
 /// How long opening a session (TCP connect and MCP handshake) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -92,47 +92,37 @@ impl AgentSession {
     }
 }
 
-/// Whether a failed call reached the agent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Delivery {
-    /// It never did (connection refused, 503, breaker open): always safe to retry.
-    NotReceived,
-    /// It may have (timeout, connection lost after sending): retry only idempotent tools.
-    MaybeReceived,
-}
-
-/// Why a call to an endpoint failed.
-#[derive(Debug, Clone)]
-pub struct EndpointFailure {
-    pub url: String,
-    pub delivery: Delivery,
-    pub reason: String,
-}
-
-impl std::fmt::Display for EndpointFailure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.url, self.reason)
-    }
-}
-
-/// Classifies a failed request to an agent.
-pub fn classify(error: &ServiceError) -> Delivery {
-    let ServiceError::TransportSend(transport) = error else {
-        return Delivery::MaybeReceived;
+/// A failed request to an agent in the shared classification: whether the agent can have
+/// received it decides whether it may be sent to another endpoint.
+pub fn failure_of(url: &str, error: &ServiceError) -> PeerFailure {
+    let reason = error_text(error);
+    let kind = match error {
+        ServiceError::TransportSend(transport) => match transport
+            .error
+            .downcast_ref::<StreamableHttpError<reqwest::Error>>()
+        {
+            Some(StreamableHttpError::Client(http)) if http.is_connect() => {
+                FailureKind::Unreachable
+            }
+            // 503 and 429 are the server saying it did not take the request.
+            Some(StreamableHttpError::HttpStatus(status)) if matches!(status.status, 429 | 503) => {
+                FailureKind::Overloaded
+            }
+            Some(
+                StreamableHttpError::AuthRequired(_) | StreamableHttpError::InsufficientScope(_),
+            ) => FailureKind::Unauthorized,
+            _ => FailureKind::Lost,
+        },
+        _ => FailureKind::Lost,
     };
-    match transport
-        .error
-        .downcast_ref::<StreamableHttpError<reqwest::Error>>()
-    {
-        Some(StreamableHttpError::Client(http)) if http.is_connect() => Delivery::NotReceived,
-        // 503 and 429 are the server saying it did not take the request.
-        Some(StreamableHttpError::HttpStatus(status)) if matches!(status.status, 429 | 503) => {
-            Delivery::NotReceived
-        }
-        Some(StreamableHttpError::AuthRequired(_) | StreamableHttpError::InsufficientScope(_)) => {
-            Delivery::NotReceived
-        }
-        _ => Delivery::MaybeReceived,
+    PeerFailure::new(url, kind, reason)
+}
+
+/// An rmcp error in words: a transport error with its sources, anything else as it says.
+pub fn error_text(error: &ServiceError) -> String {
+    match error {
+        ServiceError::TransportSend(transport) => error_chain(transport.error.as_ref()),
+        other => other.to_string(),
     }
 }
 
@@ -184,7 +174,7 @@ impl AgentSessions {
     }
 
     /// The open session with `url`, opening one if needed.
-    pub async fn session(&self, url: &str) -> Result<Arc<AgentSession>, EndpointFailure> {
+    pub async fn session(&self, url: &str) -> Result<Arc<AgentSession>, PeerFailure> {
         for _ in 0..2 {
             let slot = self.slot(url);
             let session = slot.get_or_try_init(|| self.open(url)).await?;
@@ -193,19 +183,15 @@ impl AgentSessions {
             }
             self.forget(url, &slot);
         }
-        Err(EndpointFailure {
-            url: url.to_string(),
-            delivery: Delivery::NotReceived,
-            reason: "the session closed as soon as it opened".into(),
-        })
+        Err(PeerFailure::new(
+            url,
+            FailureKind::Unreachable,
+            "the session closed as soon as it opened",
+        ))
     }
 
-    async fn open(&self, url: &str) -> Result<Arc<AgentSession>, EndpointFailure> {
-        let failure = |reason: String| EndpointFailure {
-            url: url.to_string(),
-            delivery: Delivery::NotReceived,
-            reason,
-        };
+    async fn open(&self, url: &str) -> Result<Arc<AgentSession>, PeerFailure> {
+        let failure = |reason: String| PeerFailure::new(url, FailureKind::Unreachable, reason);
         let mut backoff = ExponentialBackoff::default();
         // rmcp's default resumes a broken SSE stream forever; a call has a budget.
         backoff.max_times = Some(2);
