@@ -54,5 +54,6 @@ pub mod resolver;
 pub mod search;
 pub mod store;
 pub mod telemetry;
+pub mod twins;
 pub mod wire;
 pub mod zone;

@@ -503,3 +503,140 @@ impl Store {
         txn.commit().map_err(|e| self.io(e))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::record::{self, Agent, Endpoint, LiveAgent, RecordChange, ServerAddress};
+
+    fn name(text: &str) -> Name {
+        Name::parse(text).unwrap()
+    }
+
+    fn header(serial: u32) -> ZoneHeader {
+        ZoneHeader {
+            origin: name("finance.acme"),
+            serial,
+            ttl: 300,
+            negative_ttl: 60,
+            refresh: 60,
+            retry: 10,
+            expire: 86_400,
+            contact: String::new(),
+            servers: vec![ServerAddress::new("http://10.0.1.1:7102", None).unwrap()],
+        }
+    }
+
+    fn agent(full: &str) -> LiveRecord {
+        LiveRecord::Agent(LiveAgent {
+            agent: Arc::new(Agent {
+                name: name(full),
+                description: "d".into(),
+                tags: Vec::new(),
+                capabilities: Vec::new(),
+                version: String::new(),
+                ttl: None,
+                timeout_ms: record::DEFAULT_TIMEOUT_MS,
+                max_retries: record::DEFAULT_MAX_RETRIES,
+                endpoints: vec![Endpoint::new("http://a/mcp", "t", 10, 1).unwrap()],
+                input_schema: record::default_input_schema(),
+                output_schema: None,
+                metadata: None,
+            }),
+            from_file: false,
+            live: BTreeSet::from(["http://a/mcp".to_string()]),
+        })
+    }
+
+    fn step(from: u32, put: &str) -> ZoneWrite {
+        let mut write = ZoneWrite::new(name("finance.acme"));
+        write.header = Some(header(from + 1));
+        write.puts.push(agent(put));
+        write.changes.push(ZoneChange {
+            from_serial: from,
+            serial: from + 1,
+            changes: vec![RecordChange::Put(agent(put))],
+            header: header(from + 1),
+        });
+        write
+    }
+
+    #[test]
+    fn a_commit_reads_back_checked_and_the_log_answers_changes_since() {
+        let store = Store::in_memory().unwrap();
+        let mut seed = ZoneWrite::new(name("finance.acme"));
+        seed.clear = true;
+        seed.header = Some(header(1));
+        seed.file_serial = Some(1);
+        seed.lease_puts.push(LeaseRow {
+            agent: "a.finance.acme".into(),
+            url: "http://a/mcp".into(),
+            expires_unix_ms: 99,
+            lease_secs: 60,
+        });
+        store.commit(&[seed]).unwrap();
+        store.commit(&[step(1, "a.finance.acme")]).unwrap();
+        store
+            .commit(&[step(2, "b.finance.acme"), step(3, "c.finance.acme")])
+            .unwrap();
+        let zones = store.load().unwrap();
+        assert_eq!(zones.len(), 1);
+        let zone = &zones[0];
+        assert_eq!(zone.header.serial, 4);
+        assert_eq!(zone.file_serial, 1);
+        assert_eq!(zone.records.len(), 3);
+        assert_eq!(zone.leases.len(), 1);
+        let since = |serial| store.changes_since("finance.acme", serial).unwrap();
+        assert_eq!(since(4).map(|c| c.len()), Some(0), "up to date");
+        assert_eq!(since(2).map(|c| c.len()), Some(2));
+        assert_eq!(since(1).map(|c| c.len()), Some(3));
+        assert!(
+            since(77).is_none(),
+            "a serial the log never had: a full transfer"
+        );
+        let (stored_header, records) = store.transfer_snapshot("finance.acme").unwrap().unwrap();
+        assert_eq!(stored_header.map(|h| h.serial), Some(4));
+        assert_eq!(records.len(), 3);
+
+        // A full replacement (a secondary's full transfer) empties the log and the leases.
+        let mut full = ZoneWrite::new(name("finance.acme"));
+        full.clear = true;
+        full.header = Some(header(10));
+        full.puts.push(agent("z.finance.acme"));
+        store.commit(&[full]).unwrap();
+        let zone = &store.load().unwrap()[0];
+        assert_eq!(zone.records.len(), 1);
+        assert!(zone.leases.is_empty());
+        assert!(since(4).is_none());
+    }
+
+    #[test]
+    fn a_damaged_value_is_an_error_naming_the_zone_not_a_loss() {
+        let store = Store::in_memory().unwrap();
+        store.commit(&[step(1, "a.finance.acme")]).unwrap();
+        // Write a record the record rules refuse, behind the typed API's back.
+        let txn = store.db.begin_write().unwrap();
+        {
+            let mut records = txn.open_table(RECORDS).unwrap();
+            let mut bad = pb::ZoneRecord::from(&agent("b.finance.acme"));
+            if let Some(pb::zone_record::Record::Agent(agent)) = &mut bad.record {
+                agent.endpoints.clear();
+            }
+            records
+                .insert(
+                    ("finance.acme", "agent/b.finance.acme"),
+                    bad.encode_to_vec().as_slice(),
+                )
+                .unwrap();
+        }
+        txn.commit().unwrap();
+        let error = store.load().unwrap_err().to_string();
+        assert!(
+            error.contains("finance.acme") && error.contains("record"),
+            "{error}"
+        );
+    }
+}

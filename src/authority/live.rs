@@ -806,3 +806,207 @@ fn apply_fields(agent: &mut Agent, fields: AgentUpdate) {
         agent.metadata = Some(v);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn file(serial: u32, extra: &str) -> ZoneSnapshot {
+        let text = format!(
+            r#"
+            [zone]
+            origin = "finance.acme"
+            serial = {serial}
+            servers = [{{ grpc = "http://10.0.1.1:7102" }}]
+            [[agent]]
+            name = "analyst"
+            endpoints = [{{ url = "http://127.0.0.1:9101/mcp" }}]
+            {extra}
+            "#
+        );
+        crate::zone::file::parse(Path::new("z.toml"), &text).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn name(text: &str) -> Name {
+        Name::parse(text).unwrap()
+    }
+
+    fn registration(agent: &str, url: &str, lease_secs: u32) -> Registration {
+        Registration {
+            name: name(agent),
+            endpoint: Endpoint::new(url, "t", 10, 1).unwrap(),
+            lease_secs,
+            fields: AgentUpdate {
+                description: Some("live".into()),
+                ..AgentUpdate::default()
+            },
+        }
+    }
+
+    #[test]
+    fn a_registration_creates_renews_and_adds_endpoints() {
+        let mut zone = LiveZone::from_file(&file(1, ""));
+        let (done, edit) = zone
+            .register(
+                registration("planner.finance.acme", "http://a/mcp", 60),
+                1_000,
+            )
+            .unwrap();
+        assert!(done.changed);
+        assert_eq!(done.lease.expires_unix_ms, 61_000);
+        assert_eq!(edit.changes.len(), 1);
+        assert_eq!(edit.lease_puts.len(), 1);
+        // The same URL again: a renewal, no record change, a new lease.
+        let (done, edit) = zone
+            .register(
+                registration("planner.finance.acme", "http://a/mcp", 60),
+                5_000,
+            )
+            .unwrap();
+        assert!(!done.changed);
+        assert!(edit.changes.is_empty());
+        assert_eq!(
+            zone.lease(&name("planner.finance.acme"), "http://a/mcp")
+                .unwrap()
+                .expires_unix_ms,
+            65_000
+        );
+        // A second URL: one more endpoint on the same agent.
+        let (done, _) = zone
+            .register(
+                registration("planner.finance.acme", "http://b/mcp", 60),
+                5_000,
+            )
+            .unwrap();
+        assert_eq!(done.agent.endpoints.len(), 2);
+        // A live endpoint on the file's agent; the file's own URL stays the file's.
+        zone.register(
+            registration("analyst.finance.acme", "http://c/mcp", 60),
+            5_000,
+        )
+        .unwrap();
+        let error = zone
+            .register(
+                registration("analyst.finance.acme", "http://127.0.0.1:9101/mcp", 60),
+                5_000,
+            )
+            .unwrap_err();
+        assert!(matches!(error, UpdateError::FromFile { .. }), "{error}");
+        // Names outside the zone are refused.
+        let error = zone
+            .register(registration("planner.globex", "http://a/mcp", 60), 5_000)
+            .unwrap_err();
+        assert!(matches!(error, UpdateError::OutsideZone { .. }), "{error}");
+    }
+
+    #[test]
+    fn expiry_removes_only_what_ran_out_and_the_agent_with_its_last_endpoint() {
+        let mut zone = LiveZone::from_file(&file(1, ""));
+        zone.register(registration("planner.finance.acme", "http://a/mcp", 10), 0)
+            .unwrap();
+        zone.register(registration("planner.finance.acme", "http://b/mcp", 100), 0)
+            .unwrap();
+        zone.register(registration("analyst.finance.acme", "http://c/mcp", 10), 0)
+            .unwrap();
+        assert_eq!(zone.next_expiry(), Some(10_000));
+        let edit = zone.expire(10_000);
+        assert_eq!(edit.lease_deletes.len(), 2);
+        let planner = zone.agent(&name("planner.finance.acme")).unwrap();
+        assert_eq!(planner.agent.endpoints.len(), 1);
+        // The file's agent keeps its file endpoint.
+        let analyst = zone.agent(&name("analyst.finance.acme")).unwrap();
+        assert_eq!(analyst.agent.endpoints.len(), 1);
+        assert!(analyst.live.is_empty());
+        let edit = zone.expire(100_000);
+        assert!(zone.agent(&name("planner.finance.acme")).is_none());
+        assert!(edit.changes.iter().any(|c| matches!(
+            c,
+            RecordChange::Delete {
+                kind: RecordKind::Agent,
+                ..
+            }
+        )));
+        assert_eq!(zone.next_expiry(), None);
+    }
+
+    #[test]
+    fn deregister_refuses_the_files_records_and_removes_live_ones() {
+        let mut zone = LiveZone::from_file(&file(1, ""));
+        let error = zone
+            .deregister(&name("analyst.finance.acme"), None)
+            .unwrap_err();
+        assert!(matches!(error, UpdateError::FromFile { url: None, .. }));
+        zone.register(registration("planner.finance.acme", "http://a/mcp", 60), 0)
+            .unwrap();
+        let error = zone
+            .deregister(&name("planner.finance.acme"), Some("http://nope/mcp"))
+            .unwrap_err();
+        assert!(matches!(error, UpdateError::NoSuchEndpoint { .. }));
+        let (done, _) = zone
+            .deregister(&name("planner.finance.acme"), None)
+            .unwrap();
+        assert!(done.agent_removed);
+        assert!(
+            zone.lease(&name("planner.finance.acme"), "http://a/mcp")
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn a_newer_file_replaces_the_files_records_and_keeps_live_endpoints() {
+        let mut zone = LiveZone::from_file(&file(1, ""));
+        zone.register(registration("planner.finance.acme", "http://a/mcp", 60), 0)
+            .unwrap();
+        zone.register(registration("analyst.finance.acme", "http://c/mcp", 60), 0)
+            .unwrap();
+        assert!(zone.reload(&file(1, "")).unwrap().is_none(), "not newer");
+        let newer = file(
+            2,
+            r#"[[agent]]
+            name = "auditor"
+            endpoints = [{ url = "http://127.0.0.1:9105/mcp" }]"#,
+        );
+        let (edit, floor) = zone.reload(&newer).unwrap().unwrap();
+        assert_eq!(floor, 2);
+        assert!(edit.names.contains(&name("auditor.finance.acme")));
+        assert!(zone.agent(&name("planner.finance.acme")).is_some());
+        let analyst = zone.agent(&name("analyst.finance.acme")).unwrap();
+        assert_eq!(analyst.agent.endpoints.len(), 2, "the live endpoint stays");
+        assert!(
+            zone.lease(&name("analyst.finance.acme"), "http://c/mcp")
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn a_sealed_change_applied_to_a_copy_gives_the_same_zone() {
+        let mut primary = LiveZone::from_file(&file(1, ""));
+        let mut secondary = primary.clone();
+        let (_, edit) = primary
+            .register(registration("planner.finance.acme", "http://a/mcp", 60), 0)
+            .unwrap();
+        let change = primary.seal(&edit, None).unwrap();
+        assert_eq!((change.from_serial, change.serial), (1, 2));
+        let (_, edit) = primary
+            .deregister(&name("planner.finance.acme"), None)
+            .unwrap();
+        let second = primary.seal(&edit, None).unwrap();
+        secondary.apply_change(&change);
+        assert!(secondary.agent(&name("planner.finance.acme")).is_some());
+        secondary.apply_change(&second);
+        assert_eq!(secondary.header.serial, 3);
+        let records = |zone: &LiveZone| zone.records().collect::<Vec<_>>();
+        assert_eq!(records(&secondary), records(&primary));
+        // A renewal seals nothing: no serial step for a lease.
+        let (_, edit) = primary
+            .register(registration("analyst.finance.acme", "http://c/mcp", 60), 0)
+            .unwrap();
+        assert!(primary.seal(&edit, None).is_some());
+        let (_, edit) = primary
+            .renew(&name("analyst.finance.acme"), "http://c/mcp", None, 10)
+            .unwrap();
+        assert!(primary.seal(&edit, None).is_none());
+    }
+}

@@ -28,6 +28,9 @@ pub mod secondary;
 pub mod serve;
 mod writer;
 
+#[cfg(test)]
+mod tests;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -17,6 +17,8 @@
 
 pub mod cache;
 pub mod servers;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 use std::time::Duration;

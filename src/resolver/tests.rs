@@ -1,0 +1,241 @@
+//! The resolver against an in-memory federation (`twins`): failover between a zone's
+//! servers, stale answers when every server is down, the caller's deadline against a black
+//! hole, all on paused tokio time and a manual clock, without sockets.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::*;
+use crate::clock::ManualClock;
+use crate::twins::{Link, Links, MemoryUpstream};
+use crate::zone::ZoneSnapshot;
+
+const ROOT: &str = "http://10.0.0.1:7100";
+const ACME_1: &str = "http://10.0.0.2:7101";
+const ACME_2: &str = "http://10.0.0.3:7101";
+
+fn zone(text: &str) -> ZoneSnapshot {
+    crate::zone::file::parse(Path::new("test.toml"), text).unwrap_or_else(|e| panic!("{e}"))
+}
+
+struct World {
+    resolver: Resolver,
+    links: Arc<Links>,
+    clock: Arc<ManualClock>,
+}
+
+/// Root (one server) delegating `acme` to two servers, which hold `analyst.acme`.
+fn world(max_stale: Duration) -> World {
+    let root = zone(&format!(
+        r#"
+        [zone]
+        origin = "."
+        serial = 1
+        servers = [{{ grpc = "{ROOT}" }}]
+        [[delegation]]
+        zone = "acme"
+        servers = [{{ grpc = "{ACME_1}" }}, {{ grpc = "{ACME_2}" }}]
+        ttl = 3600
+        "#
+    ));
+    let acme_text = format!(
+        r#"
+        [zone]
+        origin = "acme"
+        serial = 7
+        ttl = 60
+        servers = [{{ grpc = "{ACME_1}" }}, {{ grpc = "{ACME_2}" }}]
+        [[agent]]
+        name = "analyst"
+        description = "Numbers."
+        endpoints = [{{ url = "http://127.0.0.1:9/mcp" }}]
+        "#
+    );
+    let links = Links::new();
+    let upstream = MemoryUpstream::new(Arc::clone(&links));
+    upstream.add(ROOT, Arc::new(Catalog::new("root", vec![root])));
+    upstream.add(
+        ACME_1,
+        Arc::new(Catalog::new("acme-1", vec![zone(&acme_text)])),
+    );
+    upstream.add(
+        ACME_2,
+        Arc::new(Catalog::new("acme-2", vec![zone(&acme_text)])),
+    );
+    let clock = ManualClock::new();
+    let config = ResolverConfig {
+        roots: vec![ServerAddress::new(ROOT, None).unwrap()],
+        cache: CacheConfig {
+            max_stale_age: max_stale,
+            ..CacheConfig::default()
+        },
+        ..ResolverConfig::default()
+    };
+    let resolver = Resolver::new(
+        Arc::new(Catalog::new("resolver", Vec::new())),
+        config,
+        upstream,
+        Arc::clone(&clock) as Arc<dyn Clock>,
+    );
+    World {
+        resolver,
+        links,
+        clock,
+    }
+}
+
+fn name(text: &str) -> Name {
+    Name::parse(text).unwrap()
+}
+
+fn options() -> ResolveOptions {
+    ResolveOptions {
+        deadline: None,
+        trace: true,
+    }
+}
+
+/// Makes `url` look much faster than its sibling (unknown servers are ordered at random).
+fn prefer(resolver: &Resolver, url: &str) {
+    resolver
+        .servers()
+        .record_success(url, Duration::from_micros(10));
+    let other = if url == ACME_1 { ACME_2 } else { ACME_1 };
+    resolver
+        .servers()
+        .record_success(other, Duration::from_millis(50));
+}
+
+fn failures(resolver: &Resolver, label: &str) -> u64 {
+    resolver
+        .upstream_failures()
+        .into_iter()
+        .find(|(reason, _)| *reason == label)
+        .map_or(0, |(_, count)| count)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dead_server_is_skipped_for_its_sibling() {
+    let world = world(Duration::from_secs(3600));
+    // The first server is known to be the faster, so it is asked first.
+    prefer(&world.resolver, ACME_1);
+    world.links.set(ACME_1, Link::Down);
+    let answer = world
+        .resolver
+        .resolve(&name("analyst.acme"), options())
+        .await
+        .expect("the second server answers");
+    assert!(matches!(answer.outcome, Outcome::Answer(_)));
+    assert!(!answer.stale);
+    assert_eq!(world.links.delivered(ACME_2), 1);
+    assert_eq!(failures(&world.resolver, "unreachable"), 1);
+    // The trace shows the failed server, then the one that answered.
+    let servers: Vec<&str> = answer.trace.iter().map(|s| s.server.as_str()).collect();
+    assert!(servers.contains(&ACME_1), "{servers:?}");
+    assert!(servers.contains(&"acme-2"), "{servers:?}");
+    // The dead server is now ordered after its sibling: the next lookup goes straight there.
+    let acme_2_before = world.links.delivered(ACME_2);
+    world
+        .resolver
+        .resolve(&name("other.acme"), options())
+        .await
+        .expect("NXDOMAIN is an answer");
+    assert_eq!(world.links.delivered(ACME_2), acme_2_before + 1);
+    assert_eq!(
+        failures(&world.resolver, "unreachable"),
+        1,
+        "not asked again"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_server_down_serves_the_expired_answer_marked_stale_within_the_window() {
+    let world = world(Duration::from_secs(600));
+    let fresh = world
+        .resolver
+        .resolve(&name("analyst.acme"), options())
+        .await
+        .unwrap();
+    assert_eq!(fresh.ttl, 60);
+    world.links.set(ACME_1, Link::Down);
+    world.links.set(ACME_2, Link::Down);
+    // Within the TTL: the cache answers, nobody is asked.
+    let cached = world
+        .resolver
+        .resolve(&name("analyst.acme"), options())
+        .await
+        .unwrap();
+    assert!(!cached.stale && !cached.authoritative);
+    // Past the TTL, every server down: the expired answer, marked stale, with the stale TTL.
+    world.clock.advance(Duration::from_secs(61));
+    let stale = world
+        .resolver
+        .resolve(&name("analyst.acme"), options())
+        .await
+        .expect("a stale answer");
+    assert!(stale.stale);
+    assert_eq!(stale.ttl, ResolverConfig::default().stale_ttl);
+    assert!(matches!(stale.outcome, Outcome::Answer(_)));
+    // Past the stale window: no answer at all, naming the servers that failed.
+    world.clock.advance(Duration::from_secs(600));
+    let error = world
+        .resolver
+        .resolve(&name("analyst.acme"), options())
+        .await
+        .expect_err("nothing left to serve");
+    assert!(matches!(error, ResolveError::Unavailable { .. }), "{error}");
+    let text = error.to_string();
+    assert!(text.contains(ACME_1) && text.contains(ACME_2), "{text}");
+    // A server back: fresh answers again once the failed servers' hold-off has passed.
+    world.links.set(ACME_2, Link::Up);
+    world.clock.advance(Duration::from_secs(5));
+    let back = world
+        .resolver
+        .resolve(&name("analyst.acme"), options())
+        .await
+        .unwrap();
+    assert!(!back.stale);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_black_hole_costs_one_attempt_timeout_then_the_sibling_answers() {
+    let world = world(Duration::from_secs(600));
+    prefer(&world.resolver, ACME_1);
+    world.links.set(ACME_1, Link::BlackHole);
+    let started = tokio::time::Instant::now();
+    let answer = world
+        .resolver
+        .resolve(&name("analyst.acme"), options())
+        .await
+        .expect("the sibling answers");
+    assert!(matches!(answer.outcome, Outcome::Answer(_)));
+    let took = started.elapsed();
+    let attempt = ResolverConfig::default().attempt_timeout;
+    assert!(
+        took >= attempt && took < attempt + Duration::from_millis(100),
+        "{took:?}"
+    );
+    assert_eq!(failures(&world.resolver, "timeout"), 1);
+
+    // With both in a black hole, the caller's deadline bounds the whole resolution.
+    world.links.set(ACME_2, Link::BlackHole);
+    let started = tokio::time::Instant::now();
+    let deadline = started + Duration::from_millis(700);
+    let error = world
+        .resolver
+        .resolve(
+            &name("nobody.acme"),
+            ResolveOptions {
+                deadline: Some(deadline),
+                trace: false,
+            },
+        )
+        .await
+        .expect_err("out of time");
+    assert!(
+        matches!(error, ResolveError::DeadlineExceeded { .. }),
+        "{error}"
+    );
+    assert!(started.elapsed() <= Duration::from_millis(700));
+}
