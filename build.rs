@@ -10,8 +10,11 @@ use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protoc = protoc_bin_vendored::protoc_bin_path()?;
-    // SAFETY: build scripts are single-threaded; nothing else reads the environment here.
-    unsafe { std::env::set_var("PROTOC", protoc) };
+    let config = || {
+        let mut config = tonic_prost_build::Config::new();
+        config.protoc_executable(&protoc);
+        config
+    };
     println!("cargo:rerun-if-changed=proto");
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
     let (wire, grpc) = (out.join("wire"), out.join("grpc"));
@@ -22,12 +25,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_client(false)
         .build_server(false)
         .out_dir(&wire)
-        .compile_protos(&protos, &["proto"])?;
+        .compile_with_config(config(), &protos, &["proto"])?;
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
         .extern_path(".aop.v1", "crate::wire::pb")
         .out_dir(&grpc)
-        .compile_protos(&protos, &["proto"])?;
+        .compile_with_config(config(), &protos, &["proto"])?;
     Ok(())
 }

@@ -32,6 +32,10 @@
 //! The `aop` command line lives in the binary (`src/main.rs`, `src/cli/`), the only place
 //! that formats for humans.
 
+// Peers and files are input: the library never unwraps what they can influence (tests may;
+// clippy.toml allows it there).
+#![warn(clippy::unwrap_used, clippy::expect_used)]
+
 pub mod admin;
 pub mod agent;
 pub mod answer;
@@ -53,6 +57,7 @@ pub mod record;
 pub mod resolver;
 pub mod search;
 pub mod store;
+pub mod sys;
 pub mod telemetry;
 pub mod twins;
 pub mod wire;

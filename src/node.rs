@@ -198,7 +198,7 @@ pub fn load_zone_files(paths: &[PathBuf]) -> Result<Vec<ZoneSnapshot>, NodeError
 pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
     let started = std::time::Instant::now();
     let zones = load_zone_files(&config.zone_files)?;
-    release_freed_memory();
+    crate::sys::release_freed_memory();
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
     for zone in &zones {
         tracing::info!(
@@ -245,17 +245,6 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
         update_keys: config.update_keys,
         notify: config.notify,
     })
-}
-
-/// Hands memory freed after a load back to the OS. Parsing a large zone file allocates
-/// several times the zone's final size in short-lived parse trees; glibc keeps those pages
-/// in its arenas (the process would otherwise sit at the parse's peak for ever).
-fn release_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only releases free pages of the allocator's own arenas.
-    unsafe {
-        libc::malloc_trim(0);
-    }
 }
 
 /// The resolver's caches drop what the authority changed, so this node answers an update's

@@ -75,9 +75,7 @@ impl Running {
     }
 
     fn interrupt(&self) {
-        // SAFETY: sending a signal to our own child process by pid.
-        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGINT) };
-        assert_eq!(rc, 0, "kill -INT");
+        aop::sys::send_signal(self.child.id(), libc::SIGINT).expect("kill -INT");
     }
 
     fn wait_exit(&mut self) -> std::process::ExitStatus {

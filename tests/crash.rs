@@ -188,10 +188,8 @@ impl NodeProcess {
 
     fn signal(&self, signal: libc::c_int) {
         let pid = self.child.id().expect("the node is running");
-        let pid = libc::pid_t::try_from(pid).expect("a pid fits pid_t");
-        // SAFETY: kill(2) with a pid this test spawned and has not reaped yet.
-        let result = unsafe { libc::kill(pid, signal) };
-        assert_eq!(result, 0, "kill({pid}, {signal}) failed");
+        aop::sys::send_signal(pid, signal)
+            .unwrap_or_else(|error| panic!("kill({pid}, {signal}) failed: {error}"));
     }
 
     /// Waits for the process to exit and its stderr to end; returns both.

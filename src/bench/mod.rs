@@ -140,6 +140,10 @@ struct WorkerResult {
 
 const MAX_ERROR_SAMPLES: usize = 5;
 
+#[expect(
+    clippy::expect_used,
+    reason = "the bounds are constants that hdrhistogram accepts"
+)]
 pub(crate) fn new_histogram() -> Histogram<u64> {
     // 1 µs .. 60 s at 3 significant digits.
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("static histogram bounds are valid")

@@ -36,7 +36,7 @@ pub fn write_zone_file(
     note: &dyn Fn(&Name, &Endpoint) -> Option<String>,
 ) -> String {
     let mut out = String::new();
-    // `fmt::Write` on a `String` cannot fail.
+    #[expect(clippy::expect_used, reason = "`fmt::Write` on a `String` cannot fail")]
     write_zone(&mut out, zone, note).expect("writing to a String");
     out
 }
