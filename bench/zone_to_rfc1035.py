@@ -4,7 +4,7 @@
     python3 bench/zone_to_rfc1035.py bench/out/dns-bench-1000.toml bench/out/dns-bench-1000.zone
 
 For NSD and hickory-dns in bench/dns.sh, so they serve the same zone content as `aop node
---dns` (CONTRACT section 5, src/dns/records.rs):
+--dns` (docs/protocol.md §5, src/dns/records.rs):
 
 - apex SOA: MNAME `_ns1.<origin>` (the first server with a DNS door), RNAME the contact with
   its `@` made a dot, the zone's serial, refresh, retry, expire, and MINIMUM = negative_ttl;

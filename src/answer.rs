@@ -9,7 +9,7 @@ use std::sync::Arc;
 use crate::name::Name;
 use crate::record::{Agent, Alias, Delegation};
 
-/// The five outcomes of CONTRACT section 4.
+/// The five outcomes of docs/protocol.md §4.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     /// The agent record, reached directly or through the answer's aliases.

@@ -1,7 +1,7 @@
 //! `aop demo`: the whole federation of `zones/` in one process.
 //!
 //! The zone files name their servers by address, but the demo assigns addresses itself
-//! (CONTRACT section 3): node 0 is the root, then one node per distinct `servers` entry of the
+//! (docs/protocol.md §3): node 0 is the root, then one node per distinct `servers` entry of the
 //! zone files, zones taken in name order; node i serves gRPC on port base+i (or a free port
 //! when the base is 0), DNS on base+100+i and its admin endpoint (metrics, status page) on
 //! base+200+i. Every server address in the zones, including
@@ -30,7 +30,7 @@ use crate::name::Name;
 use crate::node::{GrpcListener, NodeError, NodeHandle, ServeOptions, load_zone_files};
 use crate::record::{Endpoint, ServerAddress};
 
-/// Offsets from the port base (CONTRACT section 3).
+/// Offsets from the port base (docs/protocol.md §3).
 pub const DNS_PORT_OFFSET: u16 = 100;
 pub const ADMIN_PORT_OFFSET: u16 = 200;
 pub const AGENT_PORT_OFFSET: u16 = 300;

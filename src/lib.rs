@@ -6,28 +6,48 @@
 //!
 //! # Layout
 //!
-//! The core knows nothing of sockets or wire formats:
+//! The parts, from the core outwards (ARCHITECTURE.md has the rules of what may import
+//! what; `.ci/boundaries` checks them). The protocol is specified in `docs/protocol.md`.
+//!
+//! Vocabulary, used by everything and using nothing of ours:
 //!
 //! - [`name`]: agent and zone names, their rules and canonical form.
-//! - [`record`]: agents, endpoints, aliases, delegations, zone headers; field rules and limits.
-//! - [`zone`]: an immutable zone snapshot and its authoritative lookup; [`zone::file`] reads
-//!   zone files with `FILE:LINE:COL` errors.
-//! - [`catalog`]: the zones one node serves, and the closest enclosing zone of a name.
+//! - [`record`]: agents, endpoints, aliases, delegations, zone headers; field rules and limits;
+//!   records with their provenance and the typed changes between serials.
 //! - [`answer`]: what a lookup returns, whoever produced it.
+//! - [`clock`]: time as an input, so TTL and lease logic is tested by moving time by hand.
+//! - [`telemetry`]: request ids, latency histograms, the recent-queries ring.
+//! - [`peer`]: the one classification of another party's failure, and whether to retry.
+//!
+//! The core:
+//!
+//! - [`wire`]: the protobuf messages and the one codec to and from domain types.
+//! - [`zone`]: an immutable zone snapshot and its authoritative lookup; zone files
+//!   ([`zone::file`]) and the spanned-TOML reader ([`zone::spanned`]).
+//! - [`catalog`]: the zones one node serves, and the closest enclosing zone of a name.
+//! - [`authority`]: live zones: updates, leases, reloads, the durable writer, replication.
+//! - [`store`]: the durable store (redb) of zones, records, leases and the change log.
+//! - [`keys`]: update keys, canonical signed fields, the replay cache.
 //! - [`resolver`]: recursive resolution through multi-level caches, with failover across a
 //!   zone's servers and stale answers when every server fails.
-//! - [`clock`]: time as an input, so TTL logic can be tested by moving time by hand.
+//! - [`search`]: per-zone ranked search and the federated walk and merge.
 //!
-//! Around it, the doors and the wiring:
+//! The doors, the gateway and what operators see:
 //!
-//! - [`grpc`]: the `aop.v1` gRPC service and client; pb <-> domain conversions.
-//! - [`dns`]: the DNS door: the same zones over UDP and TCP DNS (hickory-proto wire types).
-//! - [`admin`]: the admin endpoint: Prometheus metrics, health, readiness and the status
-//!   page; request ids and the recent-queries ring.
+//! - [`grpc`]: the `aop.v1` gRPC service, server and typed client; the core's peers over gRPC.
+//! - [`dns`]: the same zones over UDP and TCP DNS (hickory-proto wire types).
+//! - [`gateway`]: the MCP gateway for LLM hosts; [`mcp`]: MCP serving and client plumbing;
+//!   [`agent`]: built-in demo agents.
+//! - [`admin`]: Prometheus metrics, health, readiness and the status page.
+//!
+//! Assembly and support:
+//!
 //! - [`node`]: starts a node's listeners and tasks, hands back a handle, shuts down cleanly.
 //! - [`config`]: node configuration files (`deploy/nodes/*.toml`).
 //! - [`demo`]: the whole federation of `zones/` in one process.
-//! - [`bench`]: the load generator behind `aop bench`.
+//! - [`bench`]: the load generators behind `aop bench`.
+//! - [`sys`]: the crate's only unsafe code (batched UDP, `malloc_trim`, `kill`).
+//! - [`twins`]: in-memory peers for tests.
 //!
 //! The `aop` command line lives in the binary (`src/main.rs`, `src/cli/`), the only place
 //! that formats for humans.

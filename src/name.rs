@@ -3,7 +3,7 @@
 //! A name is a dotted sequence of LDH hostname labels (`analyst.finance.acme`). Input is
 //! case-insensitive and may carry one trailing dot; the canonical form is lowercase without
 //! it. Every other module takes a [`Name`] and never re-validates text, so this is the one
-//! place the rules of CONTRACT section 1 live, and its errors name the offending label and
+//! place the rules of docs/protocol.md §1 live, and its errors name the offending label and
 //! the rule it breaks.
 //!
 //! Internally the root is the empty string, which makes "is this name at or below that zone"

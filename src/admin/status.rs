@@ -2,7 +2,7 @@
 //!
 //! The document is built on each request from the live state (catalog, authority, resolver,
 //! the recent-queries ring); it is bounded however large the zones are: at most
-//! [`AGENTS_SHOWN`] agents per zone (the listing limit of CONTRACT section 7) and
+//! [`AGENTS_SHOWN`] agents per zone (the listing limit of docs/protocol.md §7) and
 //! [`CUTS_SHOWN`] cached zone cuts.
 
 use serde::Serialize;

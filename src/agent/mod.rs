@@ -173,7 +173,7 @@ async fn sleep_with_progress(ms: u64, context: &RequestContext<RoleServer>) -> R
     }
 }
 
-/// The AOP agent-tool input schema (CONTRACT section 2): `task` required, `img`, `imgs`,
+/// The AOP agent-tool input schema (docs/protocol.md §2): `task` required, `img`, `imgs`,
 /// `correct_answer` optional.
 pub fn aop_input_schema() -> Map<String, Value> {
     match crate::record::default_input_schema().value() {

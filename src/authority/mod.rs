@@ -2,7 +2,7 @@
 //! deregister), lease expiry, zone-file reloads and secondaries' transfers all change them
 //! here, and nowhere else.
 //!
-//! One writer task ([`writer`]) owns every [`LiveZone`]. Requests queue to it; it takes
+//! One writer task (`writer`) owns every [`LiveZone`]. Requests queue to it; it takes
 //! whatever has queued (up to [`BATCH_MAX`] jobs), applies each to its zone, commits all of
 //! them to the [`Store`] in one durable transaction (group commit: one fsync per batch, not
 //! per update), and only then publishes the new snapshots to the [`Catalog`], drops cached
@@ -12,8 +12,8 @@
 //! and fails the batch.
 //!
 //! The rooms:
-//! - [`prepare`]: reads the store and the zone files at start, before anything serves;
-//! - [`writer`]: the one task that changes zones;
+//! - `prepare`: reads the store and the zone files at start, before anything serves;
+//! - `writer`: the one task that changes zones;
 //! - [`live`]: one zone between changes, and the pure operations on it;
 //! - [`notify`] and [`secondary`]: replication, the primary's NOTIFYs and a secondary's
 //!   follower, talking to other nodes only through the [`Peers`] trait ([`peers`]), which

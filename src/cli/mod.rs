@@ -1,4 +1,4 @@
-//! The `aop` command line (CONTRACT section 3): clap definitions, logging set-up, and the
+//! The `aop` command line (docs/protocol.md §3): clap definitions, logging set-up, and the
 //! one place errors become `error: ...` lines and exit codes (1 for a failed operation, 2 for
 //! bad usage, which clap reports itself).
 

@@ -20,8 +20,9 @@ use aop::resolver::ResolverConfig;
     aop node --zone zones/finance.acme.toml --grpc 127.0.0.1:7102\n  \
     aop node --config deploy/nodes/finance-1.toml\n  \
     aop node --zone zones/acme.toml --grpc 127.0.0.1:7101 --admin 127.0.0.1:7301\n\n\
-    A config file has the keys node_id, grpc, dns, admin and zones (paths relative to the file); \
-    see deploy/README.md.")]
+    A config file (TOML) has the keys node_id, grpc, dns, admin, zones, roots, max_stale, \
+    data_dir, [[secondary]] (zone, primary), [[update_key]] (name, zone, secret), \
+    update_key_files and notify; paths are relative to the file. See deploy/README.md.")]
 pub struct NodeArgs {
     /// Node config file (TOML); flags given here override its keys.
     #[arg(long, value_name = "FILE")]

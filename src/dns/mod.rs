@@ -1,4 +1,4 @@
-//! The DNS door (CONTRACT section 5): the same zone data answering real DNS queries over UDP
+//! The DNS door (docs/protocol.md §5): the same zone data answering real DNS queries over UDP
 //! and TCP, so `dig`, Unbound and DNS-AID clients can resolve agent names.
 //!
 //! [`respond`] turns one query into one response from the catalog ([`records`] maps agents,

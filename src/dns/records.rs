@@ -1,4 +1,4 @@
-//! Zone data as DNS records (CONTRACT section 5).
+//! Zone data as DNS records (docs/protocol.md §5).
 //!
 //! - `<agent>` TXT: DNS-SD style `key=value` strings (RFC 6763): `v=aop1`, description, tags,
 //!   capabilities, version, then `url=`, `url2=`, ... one per endpoint.

@@ -8,7 +8,7 @@
 //!    then weighted random (SRV semantics); a retry prefers an endpoint not tried yet.
 //! 4. Call it on its pooled session, passing progress through and cancellation on.
 //! 5. A failure before the agent got the call is retried; a timeout or a connection lost
-//!    after sending only for tools the endpoint marks `idempotentHint` (CONTRACT section 6).
+//!    after sending only for tools the endpoint marks `idempotentHint` (docs/protocol.md §6).
 //!    Up to `max_retries` retries, exponential backoff with full jitter between them.
 //!
 //! An agent's own failure (a result with `isError`) is an answer, not a failure of the
@@ -151,7 +151,7 @@ fn aop_answer(result: &CallToolResult) -> AopAnswer {
 }
 
 impl CallOutcome {
-    /// The answer of the agent's own tool (CONTRACT section 6): with an `output_schema`, the
+    /// The answer of the agent's own tool (docs/protocol.md §6): with an `output_schema`, the
     /// agent's result unchanged; without, the AOP shape `{result, success, error}`.
     pub fn into_agent_tool_result(self) -> CallToolResult {
         if self.agent.output_schema.is_some() {

@@ -1,6 +1,6 @@
 //! Everything a gateway call can fail with, and its one mapping to MCP.
 //!
-//! CONTRACT section 6: business failures (no such agent, bad arguments, every endpoint
+//! docs/protocol.md §6: business failures (no such agent, bad arguments, every endpoint
 //! failed) are tool results with `isError: true`, so the LLM reads the message; malformed
 //! requests and unknown tools are JSON-RPC errors. Meta tools answer failures in the Python
 //! AOP shape, `{"success": false, "error": ...}`.

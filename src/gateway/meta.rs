@@ -1,4 +1,4 @@
-//! The meta tools of CONTRACT section 6, compatible with the Python AOP server.
+//! The meta tools of docs/protocol.md §6, compatible with the Python AOP server.
 //!
 //! Names, arguments and top-level result keys follow swarms' `AOP` (14.0.2) so clients
 //! written for it keep working: every result is one JSON text block with the same object as

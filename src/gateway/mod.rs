@@ -1,7 +1,7 @@
 //! The MCP gateway (`aop gateway`): LLM hosts discover and call agents across the federation.
 //!
 //! One MCP endpoint (Streamable HTTP at `/mcp`, or stdio) offers:
-//! - the meta tools of CONTRACT section 6 ([`meta`]), compatible with the Python AOP server;
+//! - the meta tools of docs/protocol.md §6 ([`meta`]), compatible with the Python AOP server;
 //! - one tool per agent of each mounted zone ([`directory`] keeps them in step with the
 //!   zones and announces changes).
 //!

@@ -20,7 +20,7 @@ use crate::gateway::error::GatewayError;
 use crate::gateway::state::Gateway;
 use crate::gateway::{dispatch, meta};
 
-/// Tools per `tools/list` page (CONTRACT section 6).
+/// Tools per `tools/list` page (docs/protocol.md §6).
 pub const TOOLS_PAGE: usize = 500;
 
 #[derive(Clone)]

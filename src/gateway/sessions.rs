@@ -9,7 +9,7 @@
 //!
 //! Also here: the progress dispatcher that routes an agent's progress notifications to the
 //! call that asked for them, and the classification of call failures into "the agent never
-//! got the call" and "it may have" (CONTRACT section 6), which decides what may be retried.
+//! got the call" and "it may have" (docs/protocol.md §6), which decides what may be retried.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,4 +1,4 @@
-//! The gRPC request size limit (1 MiB, CONTRACT section 7), answered RESOURCE_EXHAUSTED with
+//! The gRPC request size limit (1 MiB, docs/protocol.md §7), answered RESOURCE_EXHAUSTED with
 //! the limit in the message.
 //!
 //! tonic's own decoder limit answers OUT_OF_RANGE, which is not what the contract (or

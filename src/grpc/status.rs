@@ -1,4 +1,4 @@
-//! The one mapping from this door's errors to gRPC status codes (CONTRACT section 7).
+//! The one mapping from this door's errors to gRPC status codes (docs/protocol.md §7).
 
 use tonic::{Code, Status};
 

@@ -20,8 +20,8 @@
 //! it and no error message carries it. Only [`UpdateKey::to_key_file`] and
 //! [`UpdateKey::node_config_lines`] write it, on purpose.
 //!
-//! The rooms: [`signed`] (the canonical byte string and the proof an update carries),
-//! [`key`] (keys, key files and node-config entries), [`ring`] (what a node accepts, the
+//! The rooms: `signed` (the canonical byte string and the proof an update carries),
+//! `key` (keys, key files and node-config entries), `ring` (what a node accepts, the
 //! replay cache).
 
 mod key;

@@ -1,4 +1,4 @@
-//! Agent names as MCP tool names (CONTRACT section 6).
+//! Agent names as MCP tool names (docs/protocol.md §6).
 //!
 //! LLM APIs accept tool names matching `^[A-Za-z0-9_-]{1,64}$`. An agent's tool name is its
 //! FQDN with `.` written as `_`, which is reversible because `_` never occurs in a label.

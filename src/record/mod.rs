@@ -6,7 +6,7 @@
 //!
 //! Zone files, gRPC and MCP all build records through the `check_*` functions here,
 //! so a limit is enforced, and worded, the same way whichever door the data came in by. The
-//! limits are those of CONTRACT section 7; every error message names the limit it broke.
+//! limits are those of docs/protocol.md §7; every error message names the limit it broke.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, LazyLock};
@@ -17,7 +17,7 @@ mod change;
 
 pub use change::{LiveAgent, LiveRecord, RecordChange, RecordKind, ZoneChange, serial_newer};
 
-/// The documented limits (CONTRACT section 7).
+/// The documented limits (docs/protocol.md §7).
 pub mod limits {
     pub const DESCRIPTION_MAX_BYTES: usize = 1024;
     pub const TAGS_MAX: usize = 32;
@@ -39,7 +39,7 @@ pub mod limits {
     pub const TTL_MAX: u32 = i32::MAX as u32;
     pub const TIMEOUT_MS_MAX: u32 = 3_600_000;
     pub const MAX_RETRIES_MAX: u32 = 10;
-    /// Alias chains followed in one lookup (CONTRACT section 2).
+    /// Alias chains followed in one lookup (docs/protocol.md §2).
     pub const ALIAS_CHAIN_MAX: usize = 8;
 }
 
@@ -136,7 +136,7 @@ impl std::fmt::Debug for JsonDoc {
     }
 }
 
-/// The AOP agent-tool input schema (CONTRACT section 2), shared by every agent that does not
+/// The AOP agent-tool input schema (docs/protocol.md §2), shared by every agent that does not
 /// declare its own.
 static DEFAULT_INPUT_SCHEMA: LazyLock<JsonDoc> = LazyLock::new(|| {
     JsonDoc::new(serde_json::json!({

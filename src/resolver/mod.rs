@@ -1,4 +1,4 @@
-//! Recursive resolution (CONTRACT section 4): from this node's own zones, or from the closest
+//! Recursive resolution (docs/protocol.md §4): from this node's own zones, or from the closest
 //! cached zone cut, or from the root hints, follow referrals down to the answer, chase
 //! aliases across zones, and cache what was learnt.
 //!

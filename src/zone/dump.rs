@@ -1,4 +1,4 @@
-//! A live zone written back as a zone file (CONTRACT section 2), for `aop zone dump`.
+//! A live zone written back as a zone file (docs/protocol.md §2), for `aop zone dump`.
 //!
 //! A node's zone drifts from the file it loaded: agents register and deregister at run time.
 //! Operators read, diff and keep a live zone in the format they edit, so the dump is a zone
@@ -18,7 +18,7 @@ use crate::name::Name;
 use crate::record::{self, Agent, Endpoint, JsonDoc, ServerAddress};
 use crate::zone::ZoneSnapshot;
 
-/// Writes the zone as a zone file (TOML, CONTRACT section 2).
+/// Writes the zone as a zone file (TOML, docs/protocol.md §2).
 ///
 /// The first line is the comment `# zone <origin>, serial <serial>, dumped by aop`, then
 /// `[zone]` with every header field, every `[[agent]]` in name order, then `[[alias]]` and

@@ -1,4 +1,4 @@
-//! Zone files (`zones/*.toml`, CONTRACT section 2): TOML in, a checked [`ZoneSnapshot`] out,
+//! Zone files (`zones/*.toml`, docs/protocol.md §2): TOML in, a checked [`ZoneSnapshot`] out,
 //! or every error found as `FILE:LINE:COL: message`.
 //!
 //! serde stops at the first error, and operators fixing a file want them all, so the file is
