@@ -17,15 +17,24 @@
 //! - `leases`: when each live endpoint expires (a renewal writes only here: it changes no
 //!   serial, but must survive a crash like any acknowledged update).
 //!
+//! And for the node: `nonces`, the update signatures' nonces accepted in the last replay
+//! window, by expiry, so a captured update cannot be replayed after a restart either.
+//!
 //! Values are protobuf, the project's one encoding (`wire`): writes are typed records and
 //! changes, encoded here; a zone read back at start goes through the wire's record checks, so
 //! a damaged value is an error, never a silent loss. Transfers and Watch streams read the
-//! messages as stored ([`Store::transfer_snapshot`], [`Store::changes_since`]): they leave in
-//! the same encoding they were kept in.
-//! Opening checks every page's checksum (`set_check_integrity_on_open`), and every error
-//! names the file.
+//! messages as stored ([`Store::stream_transfer`], [`Store::changes_page`]): they leave in the
+//! same encoding they were kept in, a bounded piece at a time.
+//!
+//! Opening checks every page's checksum (`set_check_integrity_on_open`); an empty file where
+//! a store should be is refused like a damaged one; every error names the file. After a failed
+//! write (a full disk, an I/O error) redb refuses further writes until the database is opened
+//! again, so the store drops its handle and reopens on the next use: once the cause is gone,
+//! writes succeed without a restart, and [`Store::write_error`] says meanwhile why they fail.
 
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
 
 use prost::Message;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
@@ -46,6 +55,8 @@ const CHANGES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("chang
 const CHANGE_INDEX: TableDefinition<(&str, u32), u64> = TableDefinition::new("change_index");
 /// (zone, agent, url) -> (expires at, Unix ms; lease seconds).
 const LEASES: TableDefinition<(&str, &str, &str), (u64, u32)> = TableDefinition::new("leases");
+/// (expires at, Unix ms; key name; nonce): accepted update nonces, by expiry for trimming.
+const NONCES: TableDefinition<(u64, &str, &str), ()> = TableDefinition::new("nonces");
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -149,6 +160,70 @@ impl ZoneWrite {
     }
 }
 
+/// An update nonce accepted, kept until the replay window has passed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NonceRow {
+    pub key: String,
+    pub nonce: String,
+    pub expires_unix_ms: u64,
+}
+
+/// One item of a transfer, in the order the store hands them out.
+#[derive(Debug)]
+pub enum TransferItem {
+    /// First: the header at the serial transferred to, and whether records follow (a full
+    /// transfer) or changes (an incremental one).
+    Start {
+        header: Option<pb::ZoneHeader>,
+        full: bool,
+    },
+    Record(pb::ZoneRecord),
+    Change(pb::ZoneChange),
+}
+
+/// Opens a store's database on a custom backend (a test's faulty disk), once at start and
+/// again after a failed write.
+pub type DatabaseOpener = Arc<dyn Fn() -> Result<Database, String> + Send + Sync>;
+
+/// How the store's database is (re)opened.
+enum Source {
+    File,
+    Memory,
+    Custom(DatabaseOpener),
+}
+
+/// Opens (or creates) a store file, checking every page; an existing file that is empty is
+/// refused like a damaged one rather than started empty.
+fn open_file_checked(path: &Path) -> Result<Database, StoreError> {
+    let path = path.to_path_buf();
+    let existing = std::fs::metadata(&path).ok().map(|m| m.len());
+    if existing == Some(0) {
+        return Err(StoreError::Corrupt {
+            path,
+            reason: "the file is empty (0 bytes), where a store was expected".into(),
+        });
+    }
+    let mut builder = Database::builder();
+    builder.set_check_integrity_on_open(true);
+    let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| builder.create(&path)));
+    match opened {
+        Ok(Ok(db)) => Ok(db),
+        Ok(Err(redb::DatabaseError::DatabaseAlreadyOpen)) => Err(StoreError::InUse { path }),
+        Ok(Err(error)) if existing.is_some() => Err(StoreError::Corrupt {
+            path,
+            reason: error.to_string(),
+        }),
+        Ok(Err(error)) => Err(StoreError::Io {
+            path,
+            reason: error.to_string(),
+        }),
+        Err(_) => Err(StoreError::Corrupt {
+            path,
+            reason: "the storage engine failed while reading it".into(),
+        }),
+    }
+}
+
 /// The store key of a record: its kind and name (`agent/analyst.finance.acme`).
 pub fn record_key(kind: RecordKind, name: &Name) -> String {
     format!("{}/{name}", kind.word())
@@ -156,9 +231,14 @@ pub fn record_key(kind: RecordKind, name: &Name) -> String {
 
 /// The node's store.
 pub struct Store {
-    db: Database,
+    /// The database; `None` after a failed write dropped it, until the next use reopens it.
+    // std RwLock: held to clone or replace the handle, never across an await.
+    db: RwLock<Option<Arc<Database>>>,
+    source: Source,
     /// The file, or a description of the in-memory store, for messages.
     path: PathBuf,
+    /// Why the last commit failed, until one succeeds.
+    write_error: Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -178,53 +258,89 @@ impl Store {
     }
 
     pub fn open_file(path: &Path) -> Result<Store, StoreError> {
-        let path = path.to_path_buf();
-        let existed = std::fs::metadata(&path).is_ok_and(|m| m.len() > 0);
-        let mut builder = Database::builder();
-        builder.set_check_integrity_on_open(true);
-        let opened =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| builder.create(&path)));
-        let db = match opened {
-            Ok(Ok(db)) => db,
-            Ok(Err(redb::DatabaseError::DatabaseAlreadyOpen)) => {
-                return Err(StoreError::InUse { path });
-            }
-            Ok(Err(error)) if existed => {
-                return Err(StoreError::Corrupt {
-                    path,
-                    reason: error.to_string(),
-                });
-            }
-            Ok(Err(error)) => {
-                return Err(StoreError::Io {
-                    path,
-                    reason: error.to_string(),
-                });
-            }
-            Err(_) => {
-                return Err(StoreError::Corrupt {
-                    path,
-                    reason: "the storage engine failed while reading it".into(),
-                });
-            }
+        let store = Store {
+            db: RwLock::new(None),
+            source: Source::File,
+            path: path.to_path_buf(),
+            write_error: Mutex::new(None),
         };
-        let store = Store { db, path };
+        store.open()?;
         store.create_tables()?;
         Ok(store)
     }
 
     /// A store in memory: nothing survives the process (nodes without `--data-dir`).
     pub fn in_memory() -> Result<Store, StoreError> {
-        let path = PathBuf::from("(in memory)");
-        let db = Database::builder()
-            .create_with_backend(redb::backends::InMemoryBackend::new())
-            .map_err(|error| StoreError::Io {
-                path: path.clone(),
-                reason: error.to_string(),
-            })?;
-        let store = Store { db, path };
+        let store = Store {
+            db: RwLock::new(None),
+            source: Source::Memory,
+            path: PathBuf::from("(in memory)"),
+            write_error: Mutex::new(None),
+        };
+        store.open()?;
         store.create_tables()?;
         Ok(store)
+    }
+
+    /// A store whose database `opener` opens (once at start, again after a failed write);
+    /// `path` names it in messages.
+    pub fn with_opener(path: &Path, opener: DatabaseOpener) -> Result<Store, StoreError> {
+        let store = Store {
+            db: RwLock::new(None),
+            source: Source::Custom(opener),
+            path: path.to_path_buf(),
+            write_error: Mutex::new(None),
+        };
+        store.open()?;
+        store.create_tables()?;
+        Ok(store)
+    }
+
+    /// Opens the database and puts it in its slot.
+    fn open(&self) -> Result<Arc<Database>, StoreError> {
+        let path = self.path.clone();
+        let db = match &self.source {
+            Source::Memory => Database::builder()
+                .create_with_backend(redb::backends::InMemoryBackend::new())
+                .map_err(|error| StoreError::Io {
+                    path,
+                    reason: error.to_string(),
+                })?,
+            Source::File => open_file_checked(&path)?,
+            Source::Custom(opener) => opener().map_err(|reason| StoreError::Io { path, reason })?,
+        };
+        let db = Arc::new(db);
+        *self.db.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::clone(&db));
+        Ok(db)
+    }
+
+    /// The database, reopened if a failed write dropped it (not the in-memory one: its data
+    /// lives in the handle, which is never dropped).
+    fn db(&self) -> Result<Arc<Database>, StoreError> {
+        if let Some(db) = self.db.read().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            return Ok(Arc::clone(db));
+        }
+        let db = self.open()?;
+        tracing::warn!(store = %self.path.display(), "store reopened after a failed write");
+        Ok(db)
+    }
+
+    /// Drops the database handle after a failed write, so the next use opens it again
+    /// (redb refuses every write after an I/O error until then).
+    fn reset_after_failure(&self) {
+        if matches!(self.source, Source::Memory) {
+            return;
+        }
+        *self.db.write().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// Why the last commit failed, if it did and none has succeeded since: the store cannot
+    /// take writes now (a full disk, say).
+    pub fn write_error(&self) -> Option<String> {
+        self.write_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub fn path(&self) -> &Path {
@@ -239,12 +355,13 @@ impl Store {
     }
 
     fn create_tables(&self) -> Result<(), StoreError> {
-        let txn = self.db.begin_write().map_err(|e| self.io(e))?;
+        let txn = self.db()?.begin_write().map_err(|e| self.io(e))?;
         txn.open_table(ZONES).map_err(|e| self.io(e))?;
         txn.open_table(RECORDS).map_err(|e| self.io(e))?;
         txn.open_table(CHANGES).map_err(|e| self.io(e))?;
         txn.open_table(CHANGE_INDEX).map_err(|e| self.io(e))?;
         txn.open_table(LEASES).map_err(|e| self.io(e))?;
+        txn.open_table(NONCES).map_err(|e| self.io(e))?;
         txn.commit().map_err(|e| self.io(e))
     }
 
@@ -260,7 +377,7 @@ impl Store {
     /// Every zone held, with its records and leases, checked like any input: a value that
     /// does not decode, or breaks the record rules, is an error naming the zone.
     pub fn load(&self) -> Result<Vec<StoredZoneData>, StoreError> {
-        let txn = self.db.begin_read().map_err(|e| self.io(e))?;
+        let txn = self.db()?.begin_read().map_err(|e| self.io(e))?;
         let zones = txn.open_table(ZONES).map_err(|e| self.io(e))?;
         let records = txn.open_table(RECORDS).map_err(|e| self.io(e))?;
         let leases = txn.open_table(LEASES).map_err(|e| self.io(e))?;
@@ -322,33 +439,9 @@ impl Store {
         Ok(out)
     }
 
-    /// The zone's header and every record as stored, from one consistent snapshot (a full
-    /// transfer sends them on as they are).
-    pub fn transfer_snapshot(&self, origin: &str) -> Result<Option<StoredRecords>, StoreError> {
-        let txn = self.db.begin_read().map_err(|e| self.io(e))?;
-        let zones = txn.open_table(ZONES).map_err(|e| self.io(e))?;
-        let Some(value) = zones.get(origin).map_err(|e| self.io(e))? else {
-            return Ok(None);
-        };
-        let meta = pb::StoredZone::decode(value.value())
-            .map_err(|e| self.bad(origin, "zone header", e))?;
-        let records = txn.open_table(RECORDS).map_err(|e| self.io(e))?;
-        let mut out = Vec::new();
-        for row in records.range((origin, "")..).map_err(|e| self.io(e))? {
-            let (key, value) = row.map_err(|e| self.io(e))?;
-            if key.value().0 != origin {
-                break;
-            }
-            out.push(
-                pb::ZoneRecord::decode(value.value()).map_err(|e| self.bad(origin, "record", e))?,
-            );
-        }
-        Ok(Some((meta.header, out)))
-    }
-
     /// The zone's header as stored.
     pub fn header(&self, origin: &str) -> Result<Option<pb::ZoneHeader>, StoreError> {
-        let txn = self.db.begin_read().map_err(|e| self.io(e))?;
+        let txn = self.db()?.begin_read().map_err(|e| self.io(e))?;
         let zones = txn.open_table(ZONES).map_err(|e| self.io(e))?;
         Ok(match zones.get(origin).map_err(|e| self.io(e))? {
             Some(value) => {
@@ -360,18 +453,29 @@ impl Store {
         })
     }
 
-    /// The changes that take the zone from `since` to its current serial, or `None` when
-    /// the log no longer reaches back to `since` (the asker needs a full transfer).
-    pub fn changes_since(
+    /// The changes that take the zone from `since` onwards, at most `max_changes` and about
+    /// `max_bytes` of them (at least one): `Some(empty)` when `since` is the zone's serial,
+    /// `None` when the log no longer reaches back to `since` (the asker needs the whole zone).
+    pub fn changes_page(
         &self,
         origin: &str,
         since: u32,
+        max_changes: usize,
+        max_bytes: usize,
     ) -> Result<Option<Vec<pb::ZoneChange>>, StoreError> {
-        if self.header(origin)?.map(|h| h.serial) == Some(since) {
+        let txn = self.db()?.begin_read().map_err(|e| self.io(e))?;
+        let zones = txn.open_table(ZONES).map_err(|e| self.io(e))?;
+        let serial = match zones.get(origin).map_err(|e| self.io(e))? {
+            Some(value) => pb::StoredZone::decode(value.value())
+                .map_err(|e| self.bad(origin, "zone header", e))?
+                .header
+                .map(|h| h.serial),
+            None => return Ok(None),
+        };
+        if serial == Some(since) {
             // Up to date: no changes, and not a reason for a full transfer.
             return Ok(Some(Vec::new()));
         }
-        let txn = self.db.begin_read().map_err(|e| self.io(e))?;
         let index = txn.open_table(CHANGE_INDEX).map_err(|e| self.io(e))?;
         let Some(first) = index.get((origin, since)).map_err(|e| self.io(e))? else {
             return Ok(None);
@@ -379,11 +483,16 @@ impl Store {
         let first = first.value();
         let changes = txn.open_table(CHANGES).map_err(|e| self.io(e))?;
         let mut out = Vec::new();
+        let mut bytes = 0;
         for row in changes
             .range((origin, first)..(origin, u64::MAX))
             .map_err(|e| self.io(e))?
         {
+            if out.len() >= max_changes || (bytes >= max_bytes && !out.is_empty()) {
+                break;
+            }
             let (_, value) = row.map_err(|e| self.io(e))?;
+            bytes += value.value().len();
             out.push(
                 pb::ZoneChange::decode(value.value())
                     .map_err(|e| self.bad(origin, "change log entry", e))?,
@@ -392,9 +501,149 @@ impl Store {
         Ok(Some(out))
     }
 
+    /// Every change since `since` (see [`Store::changes_page`]), unbounded: for tests and small
+    /// zones; transfers and watchers read in pages.
+    pub fn changes_since(
+        &self,
+        origin: &str,
+        since: u32,
+    ) -> Result<Option<Vec<pb::ZoneChange>>, StoreError> {
+        self.changes_page(origin, since, usize::MAX, usize::MAX)
+    }
+
+    /// A transfer read from one consistent snapshot of the store, handed to `sink` an item at
+    /// a time (a [`TransferItem::Start`] first): the changes since `since` when the log still
+    /// reaches back to it, else every record. `sink` may stop the reading early
+    /// ([`ControlFlow::Break`]). Returns false when the store does not hold the zone.
+    pub fn stream_transfer(
+        &self,
+        origin: &str,
+        since: Option<u32>,
+        sink: &mut dyn FnMut(TransferItem) -> ControlFlow<()>,
+    ) -> Result<bool, StoreError> {
+        let txn = self.db()?.begin_read().map_err(|e| self.io(e))?;
+        let zones = txn.open_table(ZONES).map_err(|e| self.io(e))?;
+        let Some(value) = zones.get(origin).map_err(|e| self.io(e))? else {
+            return Ok(false);
+        };
+        let meta = pb::StoredZone::decode(value.value())
+            .map_err(|e| self.bad(origin, "zone header", e))?;
+        let serial = meta.header.as_ref().map(|h| h.serial);
+        // The log holds the changes from `since` to the header's serial, in one snapshot.
+        let first = match since {
+            Some(since) if serial == Some(since) => {
+                let _ = sink(TransferItem::Start {
+                    header: meta.header,
+                    full: false,
+                });
+                return Ok(true);
+            }
+            Some(since) => txn
+                .open_table(CHANGE_INDEX)
+                .map_err(|e| self.io(e))?
+                .get((origin, since))
+                .map_err(|e| self.io(e))?
+                .map(|seq| seq.value()),
+            None => None,
+        };
+        if let Some(first) = first {
+            if sink(TransferItem::Start {
+                header: meta.header,
+                full: false,
+            })
+            .is_break()
+            {
+                return Ok(true);
+            }
+            let changes = txn.open_table(CHANGES).map_err(|e| self.io(e))?;
+            for row in changes
+                .range((origin, first)..(origin, u64::MAX))
+                .map_err(|e| self.io(e))?
+            {
+                let (_, value) = row.map_err(|e| self.io(e))?;
+                let change = pb::ZoneChange::decode(value.value())
+                    .map_err(|e| self.bad(origin, "change log entry", e))?;
+                if sink(TransferItem::Change(change)).is_break() {
+                    break;
+                }
+            }
+            return Ok(true);
+        }
+        if sink(TransferItem::Start {
+            header: meta.header,
+            full: true,
+        })
+        .is_break()
+        {
+            return Ok(true);
+        }
+        let records = txn.open_table(RECORDS).map_err(|e| self.io(e))?;
+        for row in records.range((origin, "")..).map_err(|e| self.io(e))? {
+            let (key, value) = row.map_err(|e| self.io(e))?;
+            if key.value().0 != origin {
+                break;
+            }
+            let record =
+                pb::ZoneRecord::decode(value.value()).map_err(|e| self.bad(origin, "record", e))?;
+            if sink(TransferItem::Record(record)).is_break() {
+                break;
+            }
+        }
+        Ok(true)
+    }
+
+    /// The update nonces accepted before that have not expired at `now_ms` (a restarted node
+    /// still refuses their replay).
+    pub fn live_nonces(&self, now_ms: u64) -> Result<Vec<NonceRow>, StoreError> {
+        let txn = self.db()?.begin_read().map_err(|e| self.io(e))?;
+        let nonces = txn.open_table(NONCES).map_err(|e| self.io(e))?;
+        let mut out = Vec::new();
+        for row in nonces.range((now_ms, "", "")..).map_err(|e| self.io(e))? {
+            let (key, ()) = row.map(|(k, v)| (k, v.value())).map_err(|e| self.io(e))?;
+            let (expires_unix_ms, key, nonce) = key.value();
+            out.push(NonceRow {
+                key: key.to_string(),
+                nonce: nonce.to_string(),
+                expires_unix_ms,
+            });
+        }
+        Ok(out)
+    }
+
     /// Commits every write in one transaction, durable (fsync) before it returns.
     pub fn commit(&self, writes: &[ZoneWrite]) -> Result<(), StoreError> {
-        let mut txn = self.db.begin_write().map_err(|e| self.io(e))?;
+        self.commit_batch(writes, &[], None)
+    }
+
+    /// Commits zone writes and accepted update nonces in one durable transaction, trimming
+    /// nonces that expired before `now_ms`. A failure is remembered ([`Store::write_error`])
+    /// until a commit succeeds, and drops the database handle so the next use reopens it.
+    pub fn commit_batch(
+        &self,
+        writes: &[ZoneWrite],
+        nonces: &[NonceRow],
+        now_ms: Option<u64>,
+    ) -> Result<(), StoreError> {
+        let result = self.write_batch(writes, nonces, now_ms);
+        let mut last = self.write_error.lock().unwrap_or_else(|p| p.into_inner());
+        match &result {
+            Ok(()) => *last = None,
+            Err(error) => {
+                *last = Some(error.to_string());
+                drop(last);
+                self.reset_after_failure();
+            }
+        }
+        result
+    }
+
+    fn write_batch(
+        &self,
+        writes: &[ZoneWrite],
+        nonces: &[NonceRow],
+        now_ms: Option<u64>,
+    ) -> Result<(), StoreError> {
+        let mut txn = self.db()?.begin_write().map_err(|e| self.io(e))?;
         txn.set_durability(redb::Durability::Immediate)
             .map_err(|e| self.io(e))?;
         {
@@ -499,6 +748,18 @@ impl Store {
                     .insert(origin, meta.encode_to_vec().as_slice())
                     .map_err(|e| self.io(e))?;
             }
+            let mut seen = txn.open_table(NONCES).map_err(|e| self.io(e))?;
+            if let Some(now) = now_ms {
+                seen.retain_in((0, "", "")..(now, "", ""), |_, _| false)
+                    .map_err(|e| self.io(e))?;
+            }
+            for row in nonces {
+                seen.insert(
+                    (row.expires_unix_ms, row.key.as_str(), row.nonce.as_str()),
+                    (),
+                )
+                .map_err(|e| self.io(e))?;
+            }
         }
         txn.commit().map_err(|e| self.io(e))
     }
@@ -597,9 +858,33 @@ mod tests {
             since(77).is_none(),
             "a serial the log never had: a full transfer"
         );
-        let (stored_header, records) = store.transfer_snapshot("finance.acme").unwrap().unwrap();
-        assert_eq!(stored_header.map(|h| h.serial), Some(4));
-        assert_eq!(records.len(), 3);
+        let mut items = Vec::new();
+        assert!(
+            store
+                .stream_transfer("finance.acme", None, &mut |item| {
+                    items.push(item);
+                    ControlFlow::Continue(())
+                })
+                .unwrap()
+        );
+        assert!(
+            matches!(&items[0], TransferItem::Start { header: Some(h), full: true } if h.serial == 4)
+        );
+        assert_eq!(items.len(), 4, "the start and three records");
+        let mut items = Vec::new();
+        store
+            .stream_transfer("finance.acme", Some(2), &mut |item| {
+                items.push(item);
+                ControlFlow::Continue(())
+            })
+            .unwrap();
+        assert!(matches!(&items[0], TransferItem::Start { full: false, .. }));
+        assert_eq!(items.len(), 3, "the start and two changes");
+        let paged = store
+            .changes_page("finance.acme", 1, 2, usize::MAX)
+            .unwrap()
+            .unwrap();
+        assert_eq!(paged.len(), 2, "a page stops at its size");
 
         // A full replacement (a secondary's full transfer) empties the log and the leases.
         let mut full = ZoneWrite::new(name("finance.acme"));
@@ -618,7 +903,7 @@ mod tests {
         let store = Store::in_memory().unwrap();
         store.commit(&[step(1, "a.finance.acme")]).unwrap();
         // Write a record the record rules refuse, behind the typed API's back.
-        let txn = store.db.begin_write().unwrap();
+        let txn = store.db().unwrap().begin_write().unwrap();
         {
             let mut records = txn.open_table(RECORDS).unwrap();
             let mut bad = pb::ZoneRecord::from(&agent("b.finance.acme"));

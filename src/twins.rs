@@ -225,11 +225,14 @@ impl Peers for MemoryPeers {
         Box::pin(async move {
             self.links.cross(url, timeout).await?;
             let since = request.since_serial;
-            let chunks = self
-                .authority(url)?
-                .transfer(&request)
-                .await
-                .map_err(|error| PeerFailure::new(url, FailureKind::Refused, error.to_string()))?;
+            let refused = |error: crate::authority::UpdateError| {
+                PeerFailure::new(url, FailureKind::Refused, error.to_string())
+            };
+            let mut receiver = self.authority(url)?.transfer(&request).map_err(refused)?;
+            let mut chunks = Vec::new();
+            while let Some(chunk) = receiver.recv().await {
+                chunks.push(chunk.map_err(refused)?);
+            }
             TransferData::from_chunks(chunks, since)
                 .map_err(|reason| PeerFailure::new(url, FailureKind::BadAnswer, reason))
         })

@@ -133,6 +133,11 @@ pub fn not_ready(authority: &Authority) -> Vec<String> {
         })
         .collect();
     lines.sort();
+    if let Some(error) = authority.store().write_error() {
+        lines.push(format!(
+            "store: cannot write ({error}); updates fail until it can"
+        ));
+    }
     lines
 }
 

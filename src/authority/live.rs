@@ -246,6 +246,35 @@ impl LiveZone {
         )
     }
 
+    /// Extends every lease that would end within one lease length of `now_ms` to end exactly
+    /// one lease length from it (the grace a restarted primary gives its live endpoints);
+    /// returns the lease rows to write.
+    pub fn extend_leases(&mut self, now_ms: u64) -> Vec<LeaseRow> {
+        let short: Vec<((Name, String), Lease)> = self
+            .leases
+            .iter()
+            .filter(|(_, lease)| {
+                lease.expires_unix_ms < now_ms.saturating_add(u64::from(lease.lease_secs) * 1000)
+            })
+            .map(|(key, lease)| (key.clone(), *lease))
+            .collect();
+        let mut rows = Vec::with_capacity(short.len());
+        for ((agent, url), lease) in short {
+            let extended = Lease {
+                expires_unix_ms: now_ms.saturating_add(u64::from(lease.lease_secs) * 1000),
+                lease_secs: lease.lease_secs,
+            };
+            self.set_lease(&agent, &url, extended);
+            rows.push(LeaseRow {
+                agent: agent.to_string(),
+                url,
+                expires_unix_ms: extended.expires_unix_ms,
+                lease_secs: extended.lease_secs,
+            });
+        }
+        rows
+    }
+
     /// The earliest lease end, if any endpoint has a lease.
     pub fn next_expiry(&self) -> Option<u64> {
         self.expiries.first().map(|(at, _, _)| *at)

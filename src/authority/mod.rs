@@ -37,7 +37,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
 use futures::future::BoxFuture;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::catalog::Catalog;
 use crate::clock::Clock;
@@ -93,6 +93,15 @@ pub enum UpdateError {
         zone: Name,
         primary: String,
         reason: String,
+    },
+    #[error(
+        "the primary {primary} of zone {zone} is at serial {theirs}, older than ours ({ours}): it may have lost its store; this secondary keeps its copy and will not follow it backwards"
+    )]
+    PrimaryBehind {
+        zone: Name,
+        primary: String,
+        ours: u32,
+        theirs: u32,
     },
     #[error("{0}")]
     Auth(#[from] AuthError),
@@ -193,8 +202,8 @@ struct Shared {
     peers: Arc<dyn Peers>,
     jobs: mpsc::Sender<Job>,
     status: ArcSwap<HashMap<Name, ZoneStatus>>,
-    /// The serial of each zone, for watchers.
-    serials: std::sync::Mutex<HashMap<Name, watch::Sender<u32>>>,
+    /// Each zone's committed changes, for its Watch streams.
+    news: std::sync::Mutex<HashMap<Name, broadcast::Sender<Arc<serve::News>>>>,
     /// Secondaries to NOTIFY beyond each zone's own servers.
     notify: notify::NotifyTargets,
     /// Wakes a secondary zone's follower (a NOTIFY came).
@@ -395,11 +404,11 @@ impl Authority {
     /// How many Watch streams follow a zone here now (0 when the zone is not held).
     pub fn watchers(&self, zone: &Name) -> usize {
         self.shared
-            .serials
+            .news
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(zone)
-            .map_or(0, watch::Sender::receiver_count)
+            .map_or(0, broadcast::Sender::receiver_count)
     }
 
     /// Transfers served so far: (full, incremental).

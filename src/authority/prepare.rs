@@ -6,14 +6,14 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::live::{self, LiveZone, Role};
 use super::writer::Writer;
 use super::{
     Authority, AuthorityConfig, AuthorityError, BATCH_MAX, ChangeListener, Shared, notify,
-    secondary, zone_status,
+    secondary, serve, zone_status,
 };
 use crate::catalog::Catalog;
 use crate::keys::KeyRing;
@@ -58,6 +58,7 @@ impl PreparedAuthority {
         let mut served = BTreeSet::new();
         let mut refreshed = HashMap::new();
         let mut writes = Vec::new();
+        let now = config.clock.unix_ms();
         for file in &config.primaries {
             let origin = file.origin().clone();
             let held = stored
@@ -71,6 +72,16 @@ impl PreparedAuthority {
                     zone
                 }
                 Some((mut zone, _)) => {
+                    // Leases ran on while the node was down: each gets one full lease length
+                    // from now, so endpoints kept alive by their agents survive a restart of
+                    // their primary.
+                    let extended = zone.extend_leases(now);
+                    if !extended.is_empty() {
+                        tracing::info!(zone = %origin, leases = extended.len(), "leases extended to a full lease length from the start");
+                        let mut write = crate::store::ZoneWrite::new(origin.clone());
+                        write.lease_puts = extended;
+                        writes.push(write);
+                    }
                     match zone.reload(file) {
                         Ok(Some((edit, floor))) => {
                             let change = zone.seal(&edit, Some(floor));
@@ -90,7 +101,6 @@ impl PreparedAuthority {
             served.insert(origin.clone());
             zones.insert(origin, zone);
         }
-        let now = config.clock.unix_ms();
         for (origin, primary) in &config.secondaries {
             let held = stored
                 .remove(origin)
@@ -175,11 +185,13 @@ impl PreparedAuthority {
             refreshed,
         } = self;
         let keys = KeyRing::new(config.keys, Arc::clone(&config.clock))?;
+        // Nonces accepted before a restart: their replay is refused as before it.
+        keys.remember(config.store.live_nonces(config.clock.unix_ms())?);
         let (jobs, receiver) = mpsc::channel(BATCH_MAX * 4);
-        let mut serials = HashMap::new();
+        let mut news = HashMap::new();
         let mut status = HashMap::new();
         for (origin, zone) in &zones {
-            serials.insert(origin.clone(), watch::channel(zone.header.serial).0);
+            news.insert(origin.clone(), broadcast::channel(serve::WATCH_BROADCAST).0);
             status.insert(origin.clone(), zone_status(zone, served.contains(origin)));
         }
         let shared = Arc::new(Shared {
@@ -191,7 +203,7 @@ impl PreparedAuthority {
             peers: Arc::clone(&config.peers),
             jobs,
             status: ArcSwap::from_pointee(status),
-            serials: std::sync::Mutex::new(serials),
+            news: std::sync::Mutex::new(news),
             notify: notify::NotifyTargets::new(config.notify),
             followers: std::sync::Mutex::new(HashMap::new()),
             own_url,

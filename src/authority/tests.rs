@@ -295,3 +295,164 @@ async fn a_restart_on_the_same_store_keeps_registrations_and_leases() {
     assert!(third.has_agent("planner.finance.acme"));
     assert!(third.has_agent("analyst.finance.acme"));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_restarted_primary_gives_every_lease_a_full_length_from_its_start() {
+    let links = Links::new();
+    let peers = MemoryPeers::new(Arc::clone(&links));
+    let clock = ManualClock::new();
+    let store = Arc::new(Store::in_memory().unwrap());
+    let config = || AuthorityConfig {
+        store: Arc::clone(&store),
+        primaries: vec![zone_file(1)],
+        secondaries: Vec::new(),
+        keys: Vec::new(),
+        notify: false,
+        clock: Arc::clone(&clock) as Arc<dyn Clock>,
+        peers: Arc::clone(&peers) as Arc<dyn Peers>,
+    };
+    let first = start(PRIMARY, config(), &peers).unwrap();
+    let registration = Registration {
+        name: Name::parse("planner.finance.acme").unwrap(),
+        endpoint: Endpoint::new("http://127.0.0.1:9201/mcp", "planner", 10, 1).unwrap(),
+        lease_secs: 30,
+        fields: AgentUpdate::default(),
+    };
+    first
+        .authority
+        .register(origin(), registration)
+        .await
+        .unwrap();
+    drop(first);
+    // Down for three lease lengths: every lease ran out meanwhile.
+    clock.advance(Duration::from_secs(90));
+    let second = start(PRIMARY, config(), &peers).unwrap();
+    assert!(
+        second.has_agent("planner.finance.acme"),
+        "not expired at the restart"
+    );
+    let lease = second
+        .authority
+        .store()
+        .load()
+        .unwrap()
+        .remove(0)
+        .leases
+        .remove(0);
+    assert_eq!(lease.expires_unix_ms, clock.unix_ms() + 30_000);
+    // A full lease length to be renewed in; without a renewal it then ends as usual.
+    clock.advance(Duration::from_secs(29));
+    tokio::time::sleep(Duration::from_secs(29)).await;
+    assert!(second.has_agent("planner.finance.acme"));
+    for _ in 0..300 {
+        if !second.has_agent("planner.finance.acme") {
+            break;
+        }
+        clock.advance(Duration::from_millis(10));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        !second.has_agent("planner.finance.acme"),
+        "expired after the grace"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_secondary_does_not_follow_a_primary_that_went_back_in_time() {
+    let pair = pair().await;
+    let serial = pair.register("planner", 3600).await;
+    pair.eventually("replicated", |p| p.secondary.serial() == Some(serial))
+        .await;
+    // The primary loses its store and starts again from its zone file, at serial 1.
+    let peers = MemoryPeers::new(Arc::clone(&pair.links));
+    let reborn = start(
+        PRIMARY,
+        AuthorityConfig {
+            store: Arc::new(Store::in_memory().unwrap()),
+            primaries: vec![zone_file(1)],
+            secondaries: Vec::new(),
+            keys: Vec::new(),
+            notify: true,
+            clock: Arc::clone(&pair.clock) as Arc<dyn Clock>,
+            peers: Arc::clone(&peers) as Arc<dyn Peers>,
+        },
+        &peers,
+    )
+    .unwrap();
+    assert_eq!(reborn.serial(), Some(1));
+    // What the secondary's next transfer from its primary's URL brings now:
+    let mut chunks = reborn
+        .authority
+        .transfer(&TransferRequest {
+            zone: origin(),
+            since_serial: None,
+            notify_url: String::new(),
+        })
+        .unwrap();
+    let mut received = Vec::new();
+    while let Some(chunk) = chunks.recv().await {
+        received.push(chunk.unwrap());
+    }
+    let data = TransferData::from_chunks(received, None).unwrap();
+    let refused = pair
+        .secondary
+        .authority
+        .apply_transfer(origin(), data)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, UpdateError::PrimaryBehind { .. }),
+        "{refused}"
+    );
+    assert!(refused.to_string().contains("older than ours"), "{refused}");
+    assert_eq!(pair.secondary.serial(), Some(serial), "kept its copy");
+    assert!(pair.secondary.has_agent("planner.finance.acme"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_replayed_update_is_refused_after_a_restart_too() {
+    use crate::keys::{AuthError, Proof, SignedFields, UpdateKey};
+    let links = Links::new();
+    let peers = MemoryPeers::new(Arc::clone(&links));
+    let clock = ManualClock::new();
+    let store = Arc::new(Store::in_memory().unwrap());
+    let key = UpdateKey::generate("ci-bot", "finance.acme").unwrap();
+    let config = || AuthorityConfig {
+        store: Arc::clone(&store),
+        primaries: vec![zone_file(1)],
+        secondaries: Vec::new(),
+        keys: vec![key.clone()],
+        notify: false,
+        clock: Arc::clone(&clock) as Arc<dyn Clock>,
+        peers: Arc::clone(&peers) as Arc<dyn Peers>,
+    };
+    let mut fields = SignedFields::new("register");
+    fields.put("zone", "finance.acme");
+    let proof = key.sign(&fields, clock.unix_ms() / 1000, &Proof::new_nonce());
+    let first = start(PRIMARY, config(), &peers).unwrap();
+    first
+        .authority
+        .keys()
+        .verify(&origin(), &fields, Some(&proof))
+        .unwrap();
+    // The update the proof came with: its commit carries the nonce to disk.
+    let registration = Registration {
+        name: Name::parse("planner.finance.acme").unwrap(),
+        endpoint: Endpoint::new("http://127.0.0.1:9201/mcp", "planner", 10, 1).unwrap(),
+        lease_secs: 600,
+        fields: AgentUpdate::default(),
+    };
+    first
+        .authority
+        .register(origin(), registration)
+        .await
+        .unwrap();
+    drop(first);
+    let second = start(PRIMARY, config(), &peers).unwrap();
+    let error = second
+        .authority
+        .keys()
+        .verify(&origin(), &fields, Some(&proof))
+        .unwrap_err();
+    assert!(matches!(error, AuthError::Replayed { .. }), "{error}");
+}

@@ -10,10 +10,13 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::live::{self, Deregistered, Edit, Lease, LiveZone, Registered, Registration, Role};
+use super::serve::News;
 use super::{Applied, Authority, BATCH_MAX, ReloadResult, TransferData, UpdateError, ZoneStatus};
 use super::{notify, zone_status};
 use crate::name::Name;
+use crate::record::serial_newer;
 use crate::store::{StoreError, ZoneWrite};
+use crate::wire::pb;
 use crate::zone::ZoneSnapshot;
 
 /// Where an update's outcome goes: what it did and the zone's serial after it.
@@ -166,10 +169,14 @@ impl Writer {
             .map(|s| s.write.clone())
             .collect();
         let store = Arc::clone(&self.authority.shared.store);
-        let committed = if writes.is_empty() {
+        // Nonces of the updates verified so far go to disk with (or before) their updates, so
+        // a replay is refused after a restart too.
+        let nonces = self.authority.shared.keys.take_accepted();
+        let now = self.authority.shared.clock.unix_ms();
+        let committed = if writes.is_empty() && nonces.is_empty() {
             Ok(())
         } else {
-            tokio::task::spawn_blocking(move || store.commit(&writes))
+            tokio::task::spawn_blocking(move || store.commit_batch(&writes, &nonces, Some(now)))
                 .await
                 .unwrap_or_else(|join| {
                     Err(StoreError::Io {
@@ -203,7 +210,10 @@ impl Writer {
         for staged in &staged {
             listener.names_changed(&staged.names).await;
         }
+        // Readers see the new serial before watchers hear of it, so a stream opened in
+        // between starts from the right place.
         self.update_status();
+        self.announce(&staged);
         for zone in &changed {
             if let Some(live) = self.zones.get(zone)
                 && live.role == Role::Primary
@@ -367,6 +377,16 @@ impl Writer {
                 });
             }
             TransferData::Full { header, records } => {
+                if was_served && serial_newer(live.header.serial, header.serial) {
+                    tracing::error!(%zone, %primary, ours = live.header.serial, theirs = header.serial, "the primary's serial is older than ours: it may have lost its store; keeping our copy of the zone");
+                    let _ = reply.send(Err(UpdateError::PrimaryBehind {
+                        zone,
+                        primary,
+                        ours: live.header.serial,
+                        theirs: header.serial,
+                    }));
+                    return;
+                }
                 if header.origin != zone {
                     let _ = reply.send(Err(UpdateError::Transfer {
                         zone,
@@ -471,7 +491,7 @@ impl Writer {
         }
     }
 
-    /// Builds and serves the zone's new snapshot, and tells watchers its serial.
+    /// Builds and serves the zone's new snapshot.
     fn publish(&mut self, zone: &Name) {
         let Some(live) = self.zones.get(zone) else {
             return;
@@ -486,14 +506,29 @@ impl Writer {
                 return;
             }
         }
-        let serials = self
+    }
+
+    /// Tells each zone's watchers what the batch committed: every serial step, encoded once
+    /// for all of them, or a reset when a zone was replaced wholesale.
+    fn announce(&self, staged: &[Staged]) {
+        let news = self
             .authority
             .shared
-            .serials
+            .news
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        if let Some(sender) = serials.get(zone) {
-            sender.send_replace(live.header.serial);
+        for step in staged.iter().filter(|s| s.changed) {
+            let Some(sender) = news.get(&step.zone) else {
+                continue;
+            };
+            if step.write.clear && step.write.changes.is_empty() {
+                let _ = sender.send(Arc::new(News::Reset {
+                    serial: step.serial,
+                }));
+            }
+            for change in &step.write.changes {
+                let _ = sender.send(Arc::new(News::Change(pb::ZoneChange::from(change))));
+            }
         }
     }
 

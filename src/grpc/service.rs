@@ -412,16 +412,16 @@ impl RegistryService {
     }
 
     /// A zone's records (full) or its changes since a serial, as the authority reads them.
-    async fn transfer(
-        &self,
-        request: pb::TransferRequest,
-    ) -> Result<Vec<pb::TransferChunk>, ServiceError> {
+    fn transfer(&self, request: pb::TransferRequest) -> Result<TransferStream, ServiceError> {
         let request = TransferRequest {
             zone: request_name("zone", &request.zone)?,
             since_serial: request.since_serial,
             notify_url: request.notify_url,
         };
-        Ok(self.authority.transfer(&request).await?)
+        let chunks = self.authority.transfer(&request)?;
+        Ok(Box::pin(ReceiverStream::new(chunks).map(|chunk| {
+            chunk.map_err(|error| Status::from(ServiceError::from(error)))
+        })))
     }
 
     async fn watch(
@@ -527,10 +527,10 @@ impl pb::registry_server::Registry for RegistryService {
         &self,
         request: Request<pb::TransferRequest>,
     ) -> Result<Response<TransferStream>, Status> {
-        let chunks = RegistryService::transfer(self, request.into_inner()).await?;
-        Ok(Response::new(Box::pin(futures::stream::iter(
-            chunks.into_iter().map(Ok),
-        ))))
+        Ok(Response::new(RegistryService::transfer(
+            self,
+            request.into_inner(),
+        )?))
     }
 
     async fn notify(

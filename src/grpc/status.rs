@@ -58,9 +58,10 @@ impl From<ServiceError> for Status {
                 | UpdateError::TooManyEndpoints { .. } => Code::InvalidArgument,
                 UpdateError::Auth(auth) if auth.is_permission_denied() => Code::PermissionDenied,
                 UpdateError::Auth(_) => Code::Unauthenticated,
-                UpdateError::Transfer { .. } | UpdateError::Store(_) | UpdateError::Stopped => {
-                    Code::Unavailable
-                }
+                UpdateError::Transfer { .. }
+                | UpdateError::PrimaryBehind { .. }
+                | UpdateError::Store(_)
+                | UpdateError::Stopped => Code::Unavailable,
             },
             ServiceError::Search(error) => match error {
                 SearchError::Catalog(_) => Code::NotFound,

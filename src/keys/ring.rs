@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hmac::Mac;
@@ -11,6 +11,7 @@ use super::signed::{abbreviate, check_nonce, decode_signature};
 use super::*;
 use crate::clock::Clock;
 use crate::name::Name;
+use crate::store::NonceRow;
 
 /// The update keys a node accepts, and the nonces it has recently accepted.
 pub struct KeyRing {
@@ -19,6 +20,10 @@ pub struct KeyRing {
     /// pair must be remembered for 2 × window (plus a second for rounding) to refuse every
     /// replay.
     seen: moka::sync::Cache<(String, String), ()>,
+    /// Nonces accepted since the writer last took them, to keep in the store (so a restart
+    /// does not forget them).
+    // std Mutex: held to push or take the list, never across an await.
+    accepted: Mutex<Vec<NonceRow>>,
     clock: Arc<dyn Clock>,
 }
 
@@ -50,8 +55,21 @@ impl KeyRing {
         Ok(KeyRing {
             keys: by_name,
             seen,
+            accepted: Mutex::new(Vec::new()),
             clock,
         })
+    }
+
+    /// Remembers nonces accepted before a restart, so their replay is still refused.
+    pub fn remember(&self, nonces: Vec<NonceRow>) {
+        for row in nonces {
+            self.seen.insert((row.key, row.nonce), ());
+        }
+    }
+
+    /// The nonces accepted since the last call, for the writer to commit with its batch.
+    pub fn take_accepted(&self) -> Vec<NonceRow> {
+        std::mem::take(&mut *self.accepted.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     pub fn is_empty(&self) -> bool {
@@ -134,6 +152,17 @@ impl KeyRing {
                 key: key.name.clone(),
             });
         }
+        // Past this a replay is refused as stale anyway.
+        let expires_unix_ms =
+            (proof.time.saturating_add(SIGNATURE_WINDOW_SECS + 1)).saturating_mul(1000);
+        self.accepted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(NonceRow {
+                key: key.name.clone(),
+                nonce: proof.nonce.clone(),
+                expires_unix_ms,
+            });
         Ok(())
     }
 }
