@@ -503,7 +503,6 @@ impl Writer {
             Ok(snapshot) => self.authority.shared.catalog.upsert(snapshot),
             Err(errors) => {
                 tracing::error!(%zone, errors = ?errors, "a committed zone does not build; serving the previous snapshot");
-                return;
             }
         }
     }
