@@ -43,6 +43,11 @@ pub struct NodeConfigFile {
     pub update_key_files: Vec<PathBuf>,
     /// NOTIFY secondaries of every change (default true).
     pub notify: Option<bool>,
+    /// gRPC requests in flight at once (default 1024).
+    pub max_concurrent: Option<u32>,
+    /// gRPC connections open at once (default 8192), and per client address (default 512).
+    pub max_connections: Option<u32>,
+    pub max_connections_per_client: Option<u32>,
 }
 
 /// A zone this node serves as a secondary.

@@ -18,6 +18,7 @@
 //! - [`clock`]: time as an input, so TTL and lease logic is tested by moving time by hand.
 //! - [`telemetry`]: request ids, latency histograms, the recent-queries ring.
 //! - [`peer`]: the one classification of another party's failure, and whether to retry.
+//! - [`admission`]: bounds in total and per client (connections, streams, sessions).
 //!
 //! The core:
 //!
@@ -57,6 +58,7 @@
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod admin;
+pub mod admission;
 pub mod agent;
 pub mod answer;
 pub mod authority;

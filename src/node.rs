@@ -23,7 +23,9 @@ use crate::catalog::Catalog;
 use crate::clock::{self, Clock};
 use crate::dns::{DnsCounters, DnsError, DnsListener};
 use crate::grpc::RegistryService;
+use crate::admission::Admission;
 use crate::grpc::observe::GrpcMetrics;
+use crate::grpc::server::ServerLimits;
 use crate::grpc::{ChannelPool, GrpcPeers};
 use crate::keys::UpdateKey;
 use crate::name::Name;
@@ -86,6 +88,8 @@ pub struct NodeConfig {
     pub notify: bool,
     /// Resolver settings; `resolver.roots` are the root hints.
     pub resolver: ResolverConfig,
+    /// What bounds the gRPC door's clients.
+    pub grpc_limits: ServerLimits,
 }
 
 /// Everything a bound listener needs to serve.
@@ -105,6 +109,8 @@ pub struct ServeOptions {
     pub secondaries: Vec<(Name, String)>,
     pub update_keys: Vec<UpdateKey>,
     pub notify: bool,
+    /// What bounds the gRPC door's clients (connections, requests in flight, streams).
+    pub grpc_limits: ServerLimits,
 }
 
 impl ServeOptions {
@@ -120,7 +126,13 @@ impl ServeOptions {
             secondaries: Vec::new(),
             update_keys: Vec::new(),
             notify: true,
+            grpc_limits: ServerLimits::default(),
         }
+    }
+
+    pub fn grpc_limits(mut self, limits: ServerLimits) -> Self {
+        self.grpc_limits = limits;
+        self
     }
 
     pub fn store(mut self, store: Arc<Store>) -> Self {
@@ -244,6 +256,7 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
         secondaries: config.secondaries,
         update_keys: config.update_keys,
         notify: config.notify,
+        grpc_limits: config.grpc_limits,
     })
 }
 
@@ -334,6 +347,8 @@ impl GrpcListener {
             shutdown.child_token(),
         )?;
         let started = std::time::Instant::now();
+        let limits = options.grpc_limits;
+        let grpc_connections = Admission::new(limits.connections);
         let recent = Arc::new(RecentQueries::default());
         let grpc_metrics = Arc::new(GrpcMetrics::default());
         let dns_counters = Arc::new(DnsCounters::new(Arc::clone(&recent)));
@@ -355,7 +370,8 @@ impl GrpcListener {
             authority.clone(),
             pool,
         )
-        .with_shutdown(shutdown.child_token());
+        .with_shutdown(shutdown.child_token())
+        .with_watch_limits(Admission::new(limits.watches));
         let resolve_requests = service.resolve_requests();
         let (admin_addr, admin_task) = match options.admin {
             Some(listener) => {
@@ -387,6 +403,8 @@ impl GrpcListener {
                 metrics: Arc::clone(&grpc_metrics),
                 recent: Arc::clone(&recent),
             },
+            limits,
+            Arc::clone(&grpc_connections),
             shutdown.clone(),
         );
         let task = tokio::spawn(async move {

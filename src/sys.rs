@@ -4,6 +4,8 @@
 //! - [`udp_batch`]: datagrams received and sent in batches (`recvmmsg`, `sendmmsg`), one system
 //!   call for up to [`udp_batch::BATCH`] datagrams each way instead of one per datagram: the
 //!   DNS door's UDP path (`dns`).
+//! - [`raise_open_files_limit`]: `setrlimit`, so the doors' connection bounds, not the
+//!   default descriptor limit, decide how many clients a node holds.
 //! - [`send_signal`]: `kill(2)`, for tests and harnesses that stop nodes.
 //! - [`release_freed_memory`]: `malloc_trim`, handing freed heap back to the OS after a large
 //!   zone is loaded.
@@ -33,6 +35,34 @@ pub fn send_signal(pid: u32, signal: i32) -> std::io::Result<()> {
     } else {
         Err(std::io::Error::last_os_error())
     }
+}
+
+/// Raises this process's soft limit of open files to its hard limit (servers hold a socket
+/// per client; the usual soft default of 1,024 is far below what the doors bound connections
+/// to). Returns the limit now in force.
+#[cfg(unix)]
+pub fn raise_open_files_limit() -> std::io::Result<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we own, of the type it expects.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if limit.rlim_cur < limit.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: limit.rlim_max,
+            rlim_max: limit.rlim_max,
+        };
+        // SAFETY: setrlimit reads the struct we own; raising the soft limit up to the hard
+        // one needs no privilege.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        limit = raised;
+    }
+    Ok(limit.rlim_cur)
 }
 
 /// Datagrams received and sent in batches.

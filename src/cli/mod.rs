@@ -82,6 +82,9 @@ pub fn main() -> ExitCode {
         Command::Demo(_) | Command::Node(_) | Command::Gateway(_) | Command::Agent(_)
     );
     init_logging(cli.log_format, if long_running { "info" } else { "warn" });
+    if long_running && let Err(error) = aop::sys::raise_open_files_limit() {
+        tracing::warn!(%error, "cannot raise the limit of open files");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

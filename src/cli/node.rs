@@ -13,6 +13,7 @@ use aop::keys::UpdateKey;
 use aop::name::Name;
 use aop::node::{self, NodeConfig};
 use aop::record::ServerAddress;
+use aop::grpc::server::ServerLimits;
 use aop::resolver::ResolverConfig;
 
 #[derive(Debug, Args)]
@@ -22,7 +23,8 @@ use aop::resolver::ResolverConfig;
     aop node --zone zones/acme.toml --grpc 127.0.0.1:7101 --admin 127.0.0.1:7301\n\n\
     A config file (TOML) has the keys node_id, grpc, dns, admin, zones, roots, max_stale, \
     data_dir, [[secondary]] (zone, primary), [[update_key]] (name, zone, secret), \
-    update_key_files and notify; paths are relative to the file. See deploy/README.md.")]
+    update_key_files, notify, max_concurrent, max_connections and max_connections_per_client; \
+    paths are relative to the file. See deploy/README.md.")]
 pub struct NodeArgs {
     /// Node config file (TOML); flags given here override its keys.
     #[arg(long, value_name = "FILE")]
@@ -65,6 +67,16 @@ pub struct NodeArgs {
     /// Do not NOTIFY secondaries of changes (they still poll every `refresh`).
     #[arg(long)]
     no_notify: bool,
+    /// gRPC requests in flight at once on this node; more are shed at once with
+    /// RESOURCE_EXHAUSTED [default: 1024].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    max_concurrent: Option<u32>,
+    /// gRPC connections open at once [default: 8192]; each client address may hold at most
+    /// --max-connections-per-client of them [default: 512].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    max_connections: Option<u32>,
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    max_connections_per_client: Option<u32>,
 }
 
 pub async fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
@@ -141,6 +153,22 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
         update_keys,
         notify: !args.no_notify && file.notify.unwrap_or(true),
         resolver,
+        grpc_limits: {
+            let mut limits = ServerLimits::default();
+            if let Some(n) = args.max_concurrent.or(file.max_concurrent) {
+                limits.max_concurrent = n as usize;
+            }
+            if let Some(n) = args.max_connections.or(file.max_connections) {
+                limits.connections.total = n as usize;
+            }
+            if let Some(n) = args
+                .max_connections_per_client
+                .or(file.max_connections_per_client)
+            {
+                limits.connections.per_client = n as usize;
+            }
+            limits
+        },
     };
     let mut handle = node::start(config).await?;
     tracing::info!(

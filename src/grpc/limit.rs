@@ -130,3 +130,78 @@ impl Body for LimitedBody {
         self.inner.size_hint()
     }
 }
+
+/// Requests in flight on the whole node (`--max-concurrent`, docs/protocol.md §8.3): past the
+/// bound a request is shed at once with RESOURCE_EXHAUSTED rather than queued without bound,
+/// so an overloaded node answers "not now" quickly and a client tries another server. A
+/// request holds its place until its response starts (a stream's set-up, not its life).
+#[derive(Debug, Clone)]
+pub struct InFlightLimitLayer {
+    permits: std::sync::Arc<tokio::sync::Semaphore>,
+    limit: usize,
+}
+
+impl InFlightLimitLayer {
+    pub fn new(limit: usize) -> Self {
+        InFlightLimitLayer {
+            permits: std::sync::Arc::new(tokio::sync::Semaphore::new(limit)),
+            limit,
+        }
+    }
+}
+
+impl<S> tower::Layer<S> for InFlightLimitLayer {
+    type Service = InFlightLimit<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        InFlightLimit {
+            inner,
+            permits: std::sync::Arc::clone(&self.permits),
+            limit: self.limit,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct InFlightLimit<S> {
+    inner: S,
+    permits: std::sync::Arc<tokio::sync::Semaphore>,
+    limit: usize,
+}
+
+impl<S> tower::Service<http::Request<tonic::body::Body>> for InFlightLimit<S>
+where
+    S: tower::Service<
+            http::Request<tonic::body::Body>,
+            Response = http::Response<tonic::body::Body>,
+        >,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = S::Error;
+    type Future = futures::future::BoxFuture<'static, Result<Self::Response, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
+        match std::sync::Arc::clone(&self.permits).try_acquire_owned() {
+            Ok(permit) => {
+                let future = self.inner.call(request);
+                Box::pin(async move {
+                    let response = future.await;
+                    drop(permit);
+                    response
+                })
+            }
+            Err(_) => {
+                let status = Status::resource_exhausted(format!(
+                    "this node is at its limit of {} requests in flight (--max-concurrent); retry shortly or ask another server",
+                    self.limit
+                ));
+                Box::pin(std::future::ready(Ok(status.into_http())))
+            }
+        }
+    }
+}

@@ -16,6 +16,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use crate::answer::TraceStep;
 use crate::authority::{Authority, TransferRequest};
+use crate::admission::Admission;
 use crate::catalog::Catalog;
 use crate::grpc::client::{ChannelPool, RegistryClient, status_failure};
 use crate::grpc::convert::{self, request_name};
@@ -42,6 +43,8 @@ pub struct RegistryService {
     /// Cancelled when the node stops: long-lived streams (Watch) end with it, so a graceful
     /// shutdown is not held open by them and their clients move to another server.
     shutdown: CancellationToken,
+    /// Watch streams open, in total and per client.
+    watches: Arc<Admission>,
     /// The federated search over this node's zones and its children's.
     federation: Arc<crate::search::federate::Federation>,
 }
@@ -87,8 +90,15 @@ impl RegistryService {
             pool,
             resolve_requests: Arc::new(AtomicU64::new(0)),
             shutdown: CancellationToken::new(),
+            watches: Admission::new(crate::grpc::server::ServerLimits::default().watches),
             federation,
         }
+    }
+
+    /// Bounds the Watch streams open at once, in total and per client.
+    pub fn with_watch_limits(mut self, watches: Arc<Admission>) -> RegistryService {
+        self.watches = watches;
+        self
     }
 
     /// Ends Watch streams when `shutdown` is cancelled.
@@ -428,8 +438,19 @@ impl RegistryService {
         &self,
         request: pb::WatchRequest,
         deadline: Option<tokio::time::Instant>,
+        client: Option<std::net::IpAddr>,
     ) -> Result<WatchStream, ServiceError> {
         let zone = request_name("zone", &request.zone)?;
+        // A place among the node's Watch streams, held while the stream is open.
+        let ticket = match client {
+            Some(client) => Some(self.watches.admit(client).map_err(|refusal| {
+                ServiceError::Overloaded {
+                    what: "Watch streams",
+                    reason: refusal.to_string(),
+                }
+            })?),
+            None => None,
+        };
         if request.recursive
             && self.authority.status(&zone).is_none()
             && let Some(servers) = self.remote_servers(&zone, deadline).await?
@@ -446,13 +467,21 @@ impl RegistryService {
                 })
                 .await?;
             return Ok(Box::pin(
-                stream.take_until(self.shutdown.clone().cancelled_owned()),
+                stream
+                    .take_until(self.shutdown.clone().cancelled_owned())
+                    .map(move |event| {
+                        let _held = &ticket;
+                        event
+                    }),
             ));
         }
         let events =
             self.authority
                 .watch_events(&zone, request.since_serial, self.shutdown.clone())?;
-        Ok(Box::pin(ReceiverStream::new(events).map(Ok)))
+        Ok(Box::pin(ReceiverStream::new(events).map(move |event| {
+            let _held = &ticket;
+            Ok(event)
+        })))
     }
 
     async fn cache_stats(&self) -> pb::GetCacheStatsResponse {
@@ -549,7 +578,9 @@ impl pb::registry_server::Registry for RegistryService {
         request: Request<pb::WatchRequest>,
     ) -> Result<Response<WatchStream>, Status> {
         let deadline = deadline(&request);
-        let stream = RegistryService::watch(self, request.into_inner(), deadline).await?;
+        let client = request.remote_addr().map(|addr| addr.ip());
+        let stream =
+            RegistryService::watch(self, request.into_inner(), deadline, client).await?;
         Ok(Response::new(stream))
     }
 

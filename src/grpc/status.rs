@@ -30,6 +30,9 @@ pub enum ServiceError {
         code: Code,
         message: String,
     },
+    /// A bound on what clients may hold open is reached.
+    #[error("too many {what} open: {reason}")]
+    Overloaded { what: &'static str, reason: String },
     /// A zone this node is configured for has no data yet (a secondary before its first
     /// transfer) or no longer (withdrawn after `expire`): a sibling server may have it.
     #[error(
@@ -70,6 +73,7 @@ impl From<ServiceError> for Status {
             },
             ServiceError::Authority { code, .. } => *code,
             ServiceError::NotLoaded { .. } => Code::Unavailable,
+            ServiceError::Overloaded { .. } => Code::ResourceExhausted,
         };
         Status::new(code, error.to_string())
     }
