@@ -3,7 +3,7 @@
 //!
 //! Ignored by `cargo test`, which needs nothing but the toolchain. The interop stage makes
 //! the Python venvs with `.ci/interop-mcp-venvs`, which prints the two variables these tests
-//! read, then runs `cargo test --test interop_mcp -- --ignored --test-threads=1`:
+//! read, then runs `cargo test --test interop -- --ignored --test-threads=1 mcp_clients::`:
 //!
 //! - `AOP_INTEROP_MCP_PYTHON`: a Python with the newest MCP SDK (`mcp==2.3.0`);
 //! - `AOP_INTEROP_SWARMS_PYTHON`: a Python with `swarms==14.0.2` and `mcp==1.30.0` (swarms'

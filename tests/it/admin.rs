@@ -2,7 +2,7 @@
 //! flow (and parses as the text format), `/healthz`, `/readyz` for a secondary before and
 //! after its primary answers, `/status.json` with zones, agents and recent queries carrying
 //! the request ids the gRPC door returned. The status page in headless Chromium is in
-//! `tests/admin_page.rs`, an interop test.
+//! `tests/interop/status_page.rs`, an interop test.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
