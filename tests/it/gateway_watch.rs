@@ -2,28 +2,17 @@
 //! stream from one of the zone's servers, and when that server goes away the gateway
 //! reopens the stream on another and keeps following.
 
-use std::net::SocketAddr;
-use std::path::Path;
 use std::time::Duration;
 
 use aop::authority::live::{AgentUpdate, Registration};
 use aop::gateway::{self, GatewayConfig, GatewayHandle};
 use aop::name::Name;
-use aop::node::{GrpcListener, NodeHandle, ServeOptions};
-use aop::record::{Endpoint, ServerAddress};
-use aop::zone::file;
+use aop::node::NodeHandle;
+use aop::record::Endpoint;
+
+use crate::support::{AgentSpec, FederationBuilder, ZoneSpec, eventually, free_listener};
 
 const DEADLINE: Duration = Duration::from_secs(20);
-
-async fn bind() -> GrpcListener {
-    GrpcListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .await
-        .expect("bind a free port")
-}
-
-fn zone(text: &str) -> aop::zone::ZoneSnapshot {
-    file::parse(Path::new("test.toml"), text).unwrap_or_else(|e| panic!("{e}\n{text}"))
-}
 
 fn name(text: &str) -> Name {
     Name::parse(text).unwrap()
@@ -59,66 +48,29 @@ async fn until_tool(gateway: &GatewayHandle, tool: &str, present: bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_gateway_follows_a_zone_through_a_resolver_and_survives_a_server_going_away() {
-    let (root, fin1, fin2, resolver) = (bind().await, bind().await, bind().await, bind().await);
-    let (root_url, fin1_url, fin2_url) = (root.url(), fin1.url(), fin2.url());
-    let root_zone = zone(&format!(
-        r#"
-[zone]
-origin = "."
-serial = 1
-ttl = 3600
-servers = [{{ grpc = "{root_url}" }}]
-
-[[delegation]]
-zone = "finance.acme"
-servers = [{{ grpc = "{fin1_url}" }}, {{ grpc = "{fin2_url}" }}]
-"#
-    ));
-    let finance_zone = format!(
-        r#"
-[zone]
-origin = "finance.acme"
-serial = 1
-ttl = 300
-servers = [{{ grpc = "{fin1_url}" }}, {{ grpc = "{fin2_url}" }}]
-
-[[agent]]
-name = "analyst"
-endpoints = [{{ url = "http://127.0.0.1:9/mcp" }}]
-"#
-    );
-    let root = root
-        .serve_with(ServeOptions::new(vec![root_zone]).node_id("root"))
-        .expect("root serves");
-    // Two servers holding the same data (each takes the same registrations below), so the
-    // stream can move from one to the other.
-    let mut finance = vec![
-        Some(
-            fin1.serve_with(ServeOptions::new(vec![zone(&finance_zone)]).node_id("finance-1"))
-                .expect("serves"),
-        ),
-        Some(
-            fin2.serve_with(ServeOptions::new(vec![zone(&finance_zone)]).node_id("finance-2"))
-                .expect("serves"),
-        ),
-    ];
-    let resolver = resolver
-        .serve_with(
-            ServeOptions::new(Vec::new())
-                .node_id("resolver")
-                .roots(vec![ServerAddress::new(&root_url, None).unwrap()]),
+    let mut fed = FederationBuilder::new()
+        .zone(ZoneSpec::root().ttl(3600))
+        // Two servers holding the same data (each takes the same registrations below), so the
+        // stream can move from one to the other.
+        .zone(
+            ZoneSpec::new("finance.acme")
+                .servers(2)
+                .ttl(300)
+                .agent(AgentSpec::new("analyst")),
         )
-        .expect("resolver serves");
+        .start()
+        .await;
 
-    let mut config = GatewayConfig::new(resolver.grpc_url());
+    let mut config = GatewayConfig::new(fed.resolver().grpc_url());
     config.mounts = vec![name("finance.acme")];
     // An hour: only the Watch stream can bring changes in time.
     config.poll_interval = Duration::from_secs(3600);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let gateway = gateway::start(config, listener).await.expect("gateway");
+    let gateway = gateway::start(config, free_listener().await)
+        .await
+        .expect("gateway");
     until_tool(&gateway, "analyst_finance_acme", true).await;
 
-    for node in finance.iter().flatten() {
+    for node in fed.running("finance.acme") {
         register(node, "writer").await;
     }
     until_tool(&gateway, "writer_finance_acme", true).await;
@@ -127,23 +79,24 @@ endpoints = [{{ url = "http://127.0.0.1:9/mcp" }}]
     // ends, the gateway reopens it through the resolver on the other server, and a
     // registration there reaches the tools.
     let origin = name("finance.acme");
-    let relayed_from = finance
-        .iter()
-        .position(|node| node.as_ref().unwrap().authority().watchers(&origin) > 0)
+    let relayed_from = (0..2)
+        .find(|&index| {
+            fed.server("finance.acme", index)
+                .authority()
+                .watchers(&origin)
+                > 0
+        })
         .expect("one finance server has the gateway's Watch stream");
     let survivor = 1 - relayed_from;
-    let stopped = finance[relayed_from].take().unwrap();
-    stopped.shutdown().await.expect("clean shutdown");
+    fed.stop("finance.acme", relayed_from).await;
     // The stream ended with the node; the gateway reopens it on the survivor.
-    let survivor = finance[survivor].as_ref().unwrap();
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while survivor.authority().watchers(&origin) == 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the Watch stream did not move to the surviving server"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let survivor = fed.server("finance.acme", survivor);
+    eventually(
+        DEADLINE,
+        "the Watch stream moves to the surviving server",
+        || async { survivor.authority().watchers(&origin) > 0 },
+    )
+    .await;
     // Only the stream can bring this one (polling is an hour).
     register(survivor, "scribe").await;
     until_tool(&gateway, "scribe_finance_acme", true).await;
@@ -151,9 +104,5 @@ endpoints = [{{ url = "http://127.0.0.1:9/mcp" }}]
     assert_eq!(zone.error, None);
 
     gateway.shutdown().await;
-    for node in finance.into_iter().flatten() {
-        node.shutdown().await.expect("clean shutdown");
-    }
-    resolver.shutdown().await.expect("clean shutdown");
-    root.shutdown().await.expect("clean shutdown");
+    fed.shutdown().await;
 }

@@ -2,6 +2,8 @@
 //! area, driven from outside the crate through its public API, real sockets and the `aop`
 //! binary. Set-up they share is in `support`.
 
+mod support;
+
 mod admin;
 mod cli;
 mod crash;

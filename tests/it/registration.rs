@@ -3,35 +3,20 @@
 //! primary through NOTIFY, through polling when NOTIFY is lost, and incrementally after a
 //! restart. Lease time is a manual clock; waits are on conditions with deadlines.
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aop::clock::{Clock, ManualClock};
 use aop::grpc::update::{deregister_fields, register_fields, renew_fields, signed, write_proof};
 use aop::grpc::{RegistryClient, pb};
-
-/// The generated client on one connection (these tests exercise the wire itself).
-async fn connect(url: &str) -> Result<aop::grpc::RegistryClient, aop::grpc::ClientError> {
-    aop::grpc::connect(url).await.map(|client| client.raw())
-}
 use aop::keys::{Proof, UpdateKey};
 use aop::name::Name;
-use aop::node::{GrpcListener, NodeHandle, ServeOptions};
+use aop::node::{NodeHandle, ServeOptions};
 use aop::record::ServerAddress;
-use aop::zone::file;
 use tonic::Code;
 
-async fn bind() -> GrpcListener {
-    GrpcListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .await
-        .expect("bind a free port")
-}
-
-fn zone(text: &str) -> aop::zone::ZoneSnapshot {
-    file::parse(Path::new("test.toml"), text).unwrap_or_else(|e| panic!("{e}\n{text}"))
-}
+use crate::support::{bind, connect, eventually, zone};
 
 fn acme_zone(url: &str, refresh: u32) -> String {
     format!(
@@ -123,22 +108,6 @@ async fn serial(client: &mut RegistryClient, zone: &str) -> u32 {
         .expect("zone served")
         .into_inner()
         .serial
-}
-
-/// Waits until `check` holds, or fails after `limit`.
-async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F) -> Duration
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let started = Instant::now();
-    loop {
-        if check().await {
-            return started.elapsed();
-        }
-        assert!(started.elapsed() < limit, "{what}: not within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
 }
 
 struct Primary {
