@@ -2,6 +2,7 @@
 //! zone whose endpoints are built-in agents (in this process, or child processes where a
 //! test kills one), and a gateway mounting that zone.
 
+use std::collections::HashSet;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
@@ -548,7 +549,10 @@ endpoints = [
     );
     let node = start_node(&zone_text(1, &agents)).await;
     let gateway = start_gateway(&node).await;
-    let client = Arc::new(connect(&gateway).await);
+    let mut client = connect(&gateway).await;
+    let (_, unused) = mpsc::unbounded_channel();
+    let mut progress = std::mem::replace(&mut client.progress, unused);
+    let client = Arc::new(client);
     // Twenty calls in flight, spread over both replicas, each sleeping 1.5 s.
     let mut calls = Vec::new();
     for i in 0..20 {
@@ -563,8 +567,17 @@ endpoints = [
             .await
         }));
     }
-    // Kill the first replica once calls are running on it.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Kill the first replica once calls are running on it: once every call has reported
+    // progress (the sleeper reports every 100 ms), all twenty are sleeping at one replica or
+    // the other.
+    let mut running = HashSet::new();
+    while running.len() < 20 {
+        let update = tokio::time::timeout(DEADLINE, progress.recv())
+            .await
+            .expect("every call reports progress in time")
+            .expect("a progress notification");
+        running.insert(update.progress_token);
+    }
     first.child.start_kill().expect("SIGKILL the first replica");
     let _ = first.child.wait().await;
     let mut retried = 0;
