@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """A real swarms AOP server (swarms 14.0.2 `swarms.structs.aop.AOP`, on FastMCP from `mcp<2`)
-whose agents call no LLM, for tests/interop_mcp.rs: the gateway calls these agents as
+whose agents call no LLM, for tests/interop/mcp_clients.rs: the gateway calls these agents as
 endpoints of a zone, and tests/clients/swarms_aop_client.py runs against it as a control.
 
 Agents (real `swarms.Agent` subclasses with run() overridden, or duck-typed with --duck):

@@ -1,18 +1,13 @@
 //! A node on 127.0.0.1:0, driven through its real gRPC door: every outcome of Resolve with
 //! its TTL and `served_by`, GetZone, paged ListAgents, health, and bad input.
 
-use std::net::SocketAddr;
-use std::path::Path;
+use std::time::Duration;
 
 use aop::grpc::{RegistryClient, pb};
-
-/// The generated client on one connection (these tests exercise the wire itself).
-async fn connect(url: &str) -> Result<aop::grpc::RegistryClient, aop::grpc::ClientError> {
-    aop::grpc::connect(url).await.map(|client| client.raw())
-}
-use aop::node::{GrpcListener, NodeHandle};
-use aop::zone::file;
+use aop::node::NodeHandle;
 use tonic::Code;
+
+use crate::support::{bind, connect, eventually, zone};
 
 const FINANCE: &str = r#"
 [zone]
@@ -63,14 +58,9 @@ servers = [{ grpc = "http://127.0.0.1:7111" }]
 "#;
 
 async fn start_node(zones: &[&str]) -> NodeHandle {
-    let zones = zones
-        .iter()
-        .map(|text| file::parse(Path::new("test.toml"), text).expect("test zone is valid"))
-        .collect();
-    let listener = GrpcListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+    let zones = zones.iter().map(|text| zone(text)).collect();
+    bind()
         .await
-        .expect("bind a free port");
-    listener
         .serve(Some("test-node".to_string()), zones)
         .expect("node serves")
 }
@@ -460,25 +450,21 @@ async fn standard_health_service_reports_serving() {
         .connect()
         .await
         .unwrap();
-    let mut health = HealthClient::new(channel);
+    let health = HealthClient::new(channel);
     // The reporter flips to SERVING as the server task starts: wait for it with a deadline.
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
-    loop {
-        let status = health
-            .check(HealthCheckRequest {
-                service: "aop.v1.Registry".into(),
-            })
-            .await
-            .map(|r| r.into_inner().status());
-        if matches!(status, Ok(ServingStatus::Serving)) {
-            break;
+    eventually(Duration::from_secs(5), "health reports SERVING", || {
+        let mut health = health.clone();
+        async move {
+            let status = health
+                .check(HealthCheckRequest {
+                    service: "aop.v1.Registry".into(),
+                })
+                .await
+                .map(|r| r.into_inner().status());
+            matches!(status, Ok(ServingStatus::Serving))
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "health never reported SERVING: {status:?}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    })
+    .await;
     node.shutdown().await.unwrap();
 }
 

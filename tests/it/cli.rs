@@ -7,11 +7,9 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-const DEADLINE: Duration = Duration::from_secs(30);
+use crate::support::aop;
 
-fn aop() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_aop"))
-}
+const DEADLINE: Duration = Duration::from_secs(30);
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))

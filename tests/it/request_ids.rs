@@ -2,34 +2,16 @@
 //! sends the same id with every query it makes to the authorities on the way, and a gateway
 //! tool call's id reaches the resolver node and the zone's server.
 
-use std::net::SocketAddr;
-use std::path::Path;
-
 use aop::gateway::{self, GatewayConfig};
 use aop::grpc::pb;
-
-/// The generated client on one connection (these tests exercise the wire itself).
-async fn connect(url: &str) -> Result<aop::grpc::RegistryClient, aop::grpc::ClientError> {
-    aop::grpc::connect(url).await.map(|client| client.raw())
-}
 use aop::name::Name;
-use aop::node::{GrpcListener, NodeHandle, ServeOptions};
-use aop::record::ServerAddress;
-use aop::zone::file;
+use aop::node::NodeHandle;
 use rmcp::ServiceExt;
 use rmcp::model::{CallToolRequestParams, ClientCapabilities, ClientConfig, Implementation};
 use rmcp::transport::StreamableHttpClientTransport;
 use serde_json::json;
 
-async fn bind() -> GrpcListener {
-    GrpcListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .await
-        .expect("bind a free port")
-}
-
-fn zone(text: &str) -> aop::zone::ZoneSnapshot {
-    file::parse(Path::new("test.toml"), text).unwrap_or_else(|e| panic!("{e}\n{text}"))
-}
+use crate::support::{AgentSpec, FederationBuilder, ZoneSpec, connect, free_listener};
 
 /// The request ids of the gRPC requests a node has seen, with their method.
 fn seen(node: &NodeHandle) -> Vec<(String, &'static str)> {
@@ -43,33 +25,15 @@ fn seen(node: &NodeHandle) -> Vec<(String, &'static str)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_id_follows_a_query_from_node_to_node() {
-    let (root, finance, resolver) = (bind().await, bind().await, bind().await);
-    let (root_url, finance_url) = (root.url(), finance.url());
-    let root = root
-        .serve_with(
-            ServeOptions::new(vec![zone(&format!(
-                "[zone]\norigin = \".\"\nserial = 1\nservers = [{{ grpc = \"{root_url}\" }}]\n\n\
-                 [[delegation]]\nzone = \"finance.acme\"\nservers = [{{ grpc = \"{finance_url}\" }}]\n"
-            ))])
-            .node_id("root"),
-        )
-        .expect("root serves");
-    let finance = finance
-        .serve_with(
-            ServeOptions::new(vec![zone(&format!(
-                "[zone]\norigin = \"finance.acme\"\nserial = 1\nservers = [{{ grpc = \"{finance_url}\" }}]\n\n\
-                 [[agent]]\nname = \"analyst\"\nendpoints = [{{ url = \"http://127.0.0.1:9/mcp\" }}]\n"
-            ))])
-            .node_id("finance"),
-        )
-        .expect("finance serves");
-    let resolver = resolver
-        .serve_with(
-            ServeOptions::new(Vec::new())
-                .node_id("resolver")
-                .roots(vec![ServerAddress::new(&root_url, None).unwrap()]),
-        )
-        .expect("resolver serves");
+    let fed = FederationBuilder::new()
+        .zone(ZoneSpec::new("finance.acme").agent(AgentSpec::new("analyst")))
+        .start()
+        .await;
+    let (root, finance, resolver) = (
+        fed.server(".", 0),
+        fed.server("finance.acme", 0),
+        fed.resolver(),
+    );
 
     // A client's id reaches every authority the resolver asks.
     let mut client = connect(&resolver.grpc_url()).await.unwrap();
@@ -87,7 +51,7 @@ async fn a_request_id_follows_a_query_from_node_to_node() {
         .expect("resolved")
         .into_inner();
     assert_eq!(answer.agent.unwrap().name, "analyst.finance.acme");
-    for node in [&resolver, &root, &finance] {
+    for node in [resolver, root, finance] {
         assert!(
             seen(node).contains(&("trace-me-1".to_string(), "Resolve")),
             "{}: {:?}",
@@ -99,8 +63,9 @@ async fn a_request_id_follows_a_query_from_node_to_node() {
     // A gateway tool call's id reaches the resolver node and, forwarded, the zone's server.
     let mut config = GatewayConfig::new(resolver.grpc_url());
     config.mounts = vec![Name::parse("finance.acme").unwrap()];
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let gateway = gateway::start(config, listener).await.expect("gateway");
+    let gateway = gateway::start(config, free_listener().await)
+        .await
+        .expect("gateway");
     let mcp = ClientConfig::new(
         ClientCapabilities::default(),
         Implementation::new("request-id-test", "1"),
@@ -110,7 +75,7 @@ async fn a_request_id_follows_a_query_from_node_to_node() {
     ))
     .await
     .expect("MCP handshake");
-    let before: Vec<String> = seen(&finance).into_iter().map(|(id, _)| id).collect();
+    let before: Vec<String> = seen(finance).into_iter().map(|(id, _)| id).collect();
     let found = mcp
         .call_tool(
             CallToolRequestParams::new("search_agents")
@@ -119,11 +84,11 @@ async fn a_request_id_follows_a_query_from_node_to_node() {
         .await
         .expect("search_agents");
     assert_eq!(found.is_error, Some(false));
-    let at_resolver: Vec<(String, &str)> = seen(&resolver)
+    let at_resolver: Vec<(String, &str)> = seen(resolver)
         .into_iter()
         .filter(|(_, method)| *method == "Search")
         .collect();
-    let at_finance: Vec<(String, &str)> = seen(&finance)
+    let at_finance: Vec<(String, &str)> = seen(finance)
         .into_iter()
         .filter(|(id, method)| *method == "Search" && !before.contains(id))
         .collect();
@@ -134,7 +99,5 @@ async fn a_request_id_follows_a_query_from_node_to_node() {
 
     drop(mcp);
     gateway.shutdown().await;
-    for node in [resolver, finance, root] {
-        node.shutdown().await.expect("clean shutdown");
-    }
+    fed.shutdown().await;
 }

@@ -3,7 +3,7 @@
 //!
 //! Ignored by `cargo test`, which needs nothing but the toolchain. The interop stage makes
 //! the Python venvs with `.ci/interop-mcp-venvs`, which prints the two variables these tests
-//! read, then runs `cargo test --test interop_mcp -- --ignored --test-threads=1`:
+//! read, then runs `cargo test --test interop -- --ignored --test-threads=1 mcp_clients::`:
 //!
 //! - `AOP_INTEROP_MCP_PYTHON`: a Python with the newest MCP SDK (`mcp==2.3.0`);
 //! - `AOP_INTEROP_SWARMS_PYTHON`: a Python with `swarms==14.0.2` and `mcp==1.30.0` (swarms'
@@ -12,23 +12,21 @@
 //! Each test starts a node, built-in agents and a gateway in this process on free ports, and
 //! runs the Python programs in `tests/clients/` as child processes with a deadline.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
-use aop::agent::{AgentKind, BuiltinAgent};
+use aop::agent::AgentKind;
 use aop::gateway::{self, GatewayConfig, GatewayHandle};
-use aop::mcp::http::McpHttpServer;
 use aop::name::Name;
-use aop::node::{GrpcListener, NodeHandle};
-use aop::zone::file;
+use aop::node::NodeHandle;
 use rmcp::model::{CallToolRequestParams, CallToolResult};
 use rmcp::service::RunningService;
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::{RoleClient, ServiceExt};
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
+
+use crate::support::{agent, bind, free_addr, free_listener, zone};
 
 /// How long one Python program may run (importing swarms alone takes 3-8 s).
 const SCRIPT_DEADLINE: Duration = Duration::from_secs(180);
@@ -56,28 +54,6 @@ fn client_script(name: &str) -> PathBuf {
         .join(name)
 }
 
-async fn free_listener() -> TcpListener {
-    TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind a free port")
-}
-
-/// A port nothing listens on right now (bound, then released), for a child to bind.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("bind a free port")
-        .port()
-}
-
-async fn builtin(kind: AgentKind, tool: &str) -> (BuiltinAgent, McpHttpServer) {
-    let agent = BuiltinAgent::new(kind, tool);
-    let server = agent
-        .serve_http(free_listener().await)
-        .expect("serve the agent");
-    (agent, server)
-}
-
 fn zone_text(agents: &str) -> String {
     format!(
         r#"
@@ -92,14 +68,10 @@ servers = [{{ grpc = "http://127.0.0.1:7102" }}]
     )
 }
 
-async fn start_node(zone: &str) -> NodeHandle {
-    let zone =
-        file::parse(Path::new("finance.acme.toml"), zone).unwrap_or_else(|e| panic!("{e}\n{zone}"));
-    let listener = GrpcListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+async fn start_node(text: &str) -> NodeHandle {
+    bind()
         .await
-        .expect("bind a free port");
-    listener
-        .serve(Some("interop-node".to_string()), vec![zone])
+        .serve(Some("interop-node".to_string()), vec![zone(text)])
         .expect("node serves")
 }
 
@@ -170,7 +142,8 @@ impl SwarmsServer {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let log = dir.path().join("swarms.log");
         let log_file = std::fs::File::create(&log).expect("create the log");
-        let port = free_port();
+        // A port nothing listens on right now, for the server to bind.
+        let port = free_addr().port();
         let child = tokio::process::Command::new(&python)
             .arg(client_script("swarms_stub_server.py"))
             .args(["--port", &port.to_string()])
@@ -283,7 +256,7 @@ fn aop_result(result: &CallToolResult) -> String {
 #[ignore = "interop stage: needs AOP_INTEROP_MCP_PYTHON (a Python with mcp==2.3.0)"]
 async fn the_official_mcp_python_sdk_drives_the_gateway() {
     let python = python(MCP_PYTHON);
-    let (analyst, server) = builtin(AgentKind::Analyst, "analyst").await;
+    let (analyst, server) = agent(AgentKind::Analyst, "analyst").await;
     let agents = format!(
         r#"
 [[agent]]
@@ -416,8 +389,8 @@ async fn the_swarms_style_client_works_against_a_real_swarms_aop_server() {
 #[ignore = "interop stage: needs AOP_INTEROP_SWARMS_PYTHON (a Python with swarms==14.0.2, mcp<2)"]
 async fn a_client_written_for_swarms_aop_works_against_the_gateway() {
     let python = python(SWARMS_PYTHON);
-    let (echo, echo_server) = builtin(AgentKind::Echo, "echo").await;
-    let (_analyst, analyst_server) = builtin(AgentKind::Analyst, "analyst").await;
+    let (echo, echo_server) = agent(AgentKind::Echo, "echo").await;
+    let (_analyst, analyst_server) = agent(AgentKind::Analyst, "analyst").await;
     let agents = format!(
         r#"
 [[agent]]

@@ -2,190 +2,67 @@
 //! and a resolver node with no zones of its own that recurses from the root. Upstream queries
 //! are counted at the authorities; cache time is a manual clock moved by hand.
 
-use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aop::clock::ManualClock;
 use aop::grpc::{RegistryClient, pb};
-
-/// The generated client on one connection (these tests exercise the wire itself).
-async fn connect(url: &str) -> Result<aop::grpc::RegistryClient, aop::grpc::ClientError> {
-    aop::grpc::connect(url).await.map(|client| client.raw())
-}
-use aop::node::{GrpcListener, NodeHandle, ServeOptions};
-use aop::record::ServerAddress;
-use aop::zone::file;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tonic::Code;
 
-struct Federation {
-    /// Accepts TCP connections into its backlog and never answers.
-    _black_hole: std::net::TcpListener,
-    root: NodeHandle,
-    acme: NodeHandle,
-    finance: Vec<Option<NodeHandle>>,
-    resolver: NodeHandle,
-    clock: Arc<ManualClock>,
-}
+use crate::support::{
+    AgentSpec, DelegationSpec, Federation, FederationBuilder, Link, ZoneSpec, connect,
+};
 
-async fn bind() -> GrpcListener {
-    GrpcListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .await
-        .expect("bind a free port")
-}
-
-fn zone(text: &str) -> aop::zone::ZoneSnapshot {
-    file::parse(Path::new("test.toml"), text).unwrap_or_else(|e| panic!("{e}\n{text}"))
-}
-
+/// The federation of these tests, its resolver node's cache on a manual clock.
 async fn federation(max_stale: Duration) -> Federation {
-    let (root, acme, fin1, fin2, resolver) = (
-        bind().await,
-        bind().await,
-        bind().await,
-        bind().await,
-        bind().await,
-    );
-    let (root_url, acme_url, fin1_url, fin2_url) = (root.url(), acme.url(), fin1.url(), fin2.url());
-    let black_hole = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    let black_hole_url = format!("http://{}", black_hole.local_addr().unwrap());
-    let root_zone = zone(&format!(
-        r#"
-[zone]
-origin = "."
-serial = 1
-ttl = 3600
-servers = [{{ grpc = "{root_url}" }}]
-
-[[delegation]]
-zone = "acme"
-servers = [{{ grpc = "{acme_url}" }}]
-"#
-    ));
-    let acme_zone = zone(&format!(
-        r#"
-[zone]
-origin = "acme"
-serial = 1
-ttl = 300
-servers = [{{ grpc = "{acme_url}" }}]
-
-[[agent]]
-name = "writer"
-endpoints = [{{ url = "http://127.0.0.1:9/mcp" }}]
-
-[[alias]]
-name = "loop-a"
-target = "loop-b.finance.acme."
-
-[[alias]]
-name = "pen"
-target = "scribe.finance.acme."
-
-[[delegation]]
-zone = "finance"
-servers = [{{ grpc = "{fin1_url}" }}, {{ grpc = "{fin2_url}" }}]
-ttl = 3600
-
-# A delegation whose server is this node again: it can only refer back to itself.
-[[delegation]]
-zone = "lame"
-servers = [{{ grpc = "{acme_url}" }}]
-
-# A delegation to a server that never answers.
-[[delegation]]
-zone = "slow"
-servers = [{{ grpc = "{black_hole_url}" }}]
-"#
-    ));
-    let finance_zone = format!(
-        r#"
-[zone]
-origin = "finance.acme"
-serial = 1
-ttl = 300
-negative_ttl = 60
-servers = [{{ grpc = "{fin1_url}" }}, {{ grpc = "{fin2_url}" }}]
-
-[[agent]]
-name = "analyst"
-ttl = 120
-endpoints = [{{ url = "http://127.0.0.1:9/mcp" }}]
-
-[[alias]]
-name = "loop-b"
-target = "loop-a.acme."
-
-[[alias]]
-name = "scribe"
-target = "writer.acme."
-"#
-    );
-    let clock = ManualClock::new();
-    let mut resolver_options = ServeOptions::new(Vec::new())
-        .node_id("resolver")
-        .roots(vec![ServerAddress::new(&root_url, None).unwrap()]);
-    resolver_options.clock = clock.clone();
-    resolver_options.resolver.cache.max_stale_age = max_stale;
-    Federation {
-        _black_hole: black_hole,
-        root: root
-            .serve_with(ServeOptions::new(vec![root_zone]).node_id("root"))
-            .expect("node serves"),
-        acme: acme
-            .serve_with(ServeOptions::new(vec![acme_zone]).node_id("acme"))
-            .expect("node serves"),
-        finance: vec![
-            Some(
-                fin1.serve_with(ServeOptions::new(vec![zone(&finance_zone)]).node_id("finance-1"))
-                    .expect("node serves"),
-            ),
-            Some(
-                fin2.serve_with(ServeOptions::new(vec![zone(&finance_zone)]).node_id("finance-2"))
-                    .expect("node serves"),
-            ),
-        ],
-        resolver: resolver.serve_with(resolver_options).expect("node serves"),
-        clock,
-    }
+    build(max_stale, false).await
 }
 
-impl Federation {
-    async fn client(&self) -> RegistryClient {
-        connect(&self.resolver.grpc_url())
-            .await
-            .expect("connect to the resolver")
-    }
+/// The same, with a [`Link`] in front of each finance.acme server.
+async fn linked_federation() -> Federation {
+    build(Duration::from_secs(86_400), true).await
+}
 
-    /// Upstream queries received by (root, acme, both finance servers).
-    fn upstream_counts(&self) -> (u64, u64, u64) {
-        let finance = self
-            .finance
-            .iter()
-            .flatten()
-            .map(NodeHandle::resolve_requests)
-            .sum();
-        (
-            self.root.resolve_requests(),
-            self.acme.resolve_requests(),
-            finance,
+async fn build(max_stale: Duration, finance_through_links: bool) -> Federation {
+    let mut finance = ZoneSpec::new("finance.acme")
+        .servers(2)
+        .delegation_ttl(3600)
+        .ttl(300)
+        .negative_ttl(60)
+        .agent(AgentSpec::new("analyst").ttl(120))
+        .alias("loop-b", "loop-a.acme.")
+        .alias("scribe", "writer.acme.");
+    if finance_through_links {
+        finance = finance.through_links();
+    }
+    FederationBuilder::new()
+        .zone(ZoneSpec::root().ttl(3600))
+        .zone(
+            ZoneSpec::new("acme")
+                .ttl(300)
+                .agent(AgentSpec::new("writer"))
+                .alias("loop-a", "loop-b.finance.acme.")
+                .alias("pen", "scribe.finance.acme.")
+                // A delegation whose server is this node again: it can only refer back to itself.
+                .delegation(DelegationSpec::to_servers_of("lame", "acme"))
+                // A delegation to a server that never answers.
+                .delegation(DelegationSpec::to_black_hole("slow")),
         )
-    }
+        .zone(finance)
+        .manual_clock()
+        .max_stale(max_stale)
+        .start()
+        .await
+}
 
-    async fn stop_finance(&mut self, index: usize) {
-        if let Some(node) = self.finance[index].take() {
-            node.shutdown().await.expect("clean shutdown");
-        }
-    }
-
-    async fn shutdown(mut self) {
-        self.stop_finance(0).await;
-        self.stop_finance(1).await;
-        for node in [self.root, self.acme, self.resolver] {
-            node.shutdown().await.expect("clean shutdown");
-        }
-    }
+/// Upstream queries received by (root, acme, the running finance servers).
+fn upstream_counts(fed: &Federation) -> (u64, u64, u64) {
+    (
+        fed.resolve_requests("."),
+        fed.resolve_requests("acme"),
+        fed.resolve_requests("finance.acme"),
+    )
 }
 
 async fn resolve(
@@ -235,9 +112,9 @@ async fn cold_resolution_walks_three_levels_and_warm_is_served_from_cache() {
         ("finance.acme", pb::Outcome::Answer)
     );
     assert!(cold.trace[3].authoritative);
-    assert_eq!(fed.upstream_counts(), (1, 1, 1));
+    assert_eq!(upstream_counts(&fed), (1, 1, 1));
 
-    fed.clock.advance(Duration::from_secs(20));
+    fed.clock().advance(Duration::from_secs(20));
     let warm = resolve(&mut client, "analyst.finance.acme", true)
         .await
         .unwrap();
@@ -247,7 +124,7 @@ async fn cold_resolution_walks_three_levels_and_warm_is_served_from_cache() {
     assert_eq!(warm.trace.len(), 1);
     assert!(warm.trace[0].cached);
     assert_eq!(
-        fed.upstream_counts(),
+        upstream_counts(&fed),
         (1, 1, 1),
         "no upstream query when warm"
     );
@@ -264,7 +141,7 @@ async fn cold_resolution_walks_three_levels_and_warm_is_served_from_cache() {
     assert_eq!(other.agent.unwrap().name, "writer.acme");
     assert_eq!(other.aliases[0].name, "scribe.finance.acme");
     assert_eq!(
-        fed.upstream_counts(),
+        upstream_counts(&fed),
         (1, 2, 2),
         "finance for the alias, acme (cached cut) for its target"
     );
@@ -297,24 +174,24 @@ async fn negative_answers_are_cached_for_exactly_the_negative_ttl_then_refetched
         .unwrap();
     assert_eq!(first.outcome(), pb::Outcome::Nxdomain);
     assert_eq!(first.ttl, 60, "min(zone ttl 300, negative_ttl 60)");
-    let after_first = fed.upstream_counts().2;
+    let after_first = upstream_counts(&fed).2;
 
-    fed.clock.advance(Duration::from_secs(59));
+    fed.clock().advance(Duration::from_secs(59));
     let cached = resolve(&mut client, "nobody.finance.acme", false)
         .await
         .unwrap();
     assert_eq!(cached.outcome(), pb::Outcome::Nxdomain);
     assert_eq!(cached.ttl, 1);
-    assert_eq!(fed.upstream_counts().2, after_first, "still cached at 59 s");
+    assert_eq!(upstream_counts(&fed).2, after_first, "still cached at 59 s");
 
-    fed.clock.advance(Duration::from_secs(1));
+    fed.clock().advance(Duration::from_secs(1));
     let refetched = resolve(&mut client, "nobody.finance.acme", false)
         .await
         .unwrap();
     assert_eq!(refetched.outcome(), pb::Outcome::Nxdomain);
     assert_eq!(refetched.ttl, 60);
     assert_eq!(
-        fed.upstream_counts().2,
+        upstream_counts(&fed).2,
         after_first + 1,
         "refetched at 60 s"
     );
@@ -323,17 +200,17 @@ async fn negative_answers_are_cached_for_exactly_the_negative_ttl_then_refetched
     resolve(&mut client, "analyst.finance.acme", false)
         .await
         .unwrap();
-    let before = fed.upstream_counts().2;
-    fed.clock.advance(Duration::from_secs(119));
+    let before = upstream_counts(&fed).2;
+    fed.clock().advance(Duration::from_secs(119));
     resolve(&mut client, "analyst.finance.acme", false)
         .await
         .unwrap();
-    assert_eq!(fed.upstream_counts().2, before);
-    fed.clock.advance(Duration::from_secs(1));
+    assert_eq!(upstream_counts(&fed).2, before);
+    fed.clock().advance(Duration::from_secs(1));
     resolve(&mut client, "analyst.finance.acme", false)
         .await
         .unwrap();
-    assert_eq!(fed.upstream_counts().2, before + 1);
+    assert_eq!(upstream_counts(&fed).2, before + 1);
     fed.shutdown().await;
 }
 
@@ -374,14 +251,14 @@ async fn one_finance_server_stopped_mid_stream_fails_no_query() {
         assert!(Instant::now() < deadline, "the stream did not get going");
         tokio::task::yield_now().await;
     }
-    let survivor_before = fed.finance[1 - stop].as_ref().unwrap().resolve_requests();
-    fed.stop_finance(stop).await;
+    let survivor_before = fed.server("finance.acme", 1 - stop).resolve_requests();
+    fed.stop("finance.acme", stop).await;
     for stream in streams {
         for outcome in stream.await.unwrap() {
             assert_eq!(outcome.expect("no query fails"), pb::Outcome::Nxdomain);
         }
     }
-    let survivor_after = fed.finance[1 - stop].as_ref().unwrap().resolve_requests();
+    let survivor_after = fed.server("finance.acme", 1 - stop).resolve_requests();
     assert!(
         survivor_after > survivor_before,
         "the other server took over"
@@ -396,11 +273,11 @@ async fn both_finance_servers_stopped_serve_stale_within_the_window_then_unavail
     resolve(&mut client, "analyst.finance.acme", false)
         .await
         .unwrap();
-    fed.stop_finance(0).await;
-    fed.stop_finance(1).await;
+    fed.stop("finance.acme", 0).await;
+    fed.stop("finance.acme", 1).await;
 
     // Past the 120 s TTL: every server fails, the expired answer is served stale.
-    fed.clock.advance(Duration::from_secs(121));
+    fed.clock().advance(Duration::from_secs(121));
     let stale = resolve(&mut client, "analyst.finance.acme", true)
         .await
         .unwrap();
@@ -419,7 +296,7 @@ async fn both_finance_servers_stopped_serve_stale_within_the_window_then_unavail
     assert_eq!(status.code(), Code::Unavailable);
 
     // Past the stale window: a clear UNAVAILABLE naming the zone.
-    fed.clock.advance(Duration::from_secs(600));
+    fed.clock().advance(Duration::from_secs(600));
     let status = resolve(&mut client, "analyst.finance.acme", false)
         .await
         .unwrap_err();
@@ -496,8 +373,8 @@ async fn a_hundred_identical_cold_queries_cost_one_upstream_query_per_hop() {
         let answer = query.await.unwrap().expect("every query is answered");
         assert_eq!(answer.outcome(), pb::Outcome::Answer);
     }
-    assert_eq!(fed.upstream_counts(), (1, 1, 1));
-    assert_eq!(fed.resolver.resolve_requests(), 100);
+    assert_eq!(upstream_counts(&fed), (1, 1, 1));
+    assert_eq!(fed.resolver().resolve_requests(), 100);
     fed.shutdown().await;
 }
 
@@ -505,7 +382,7 @@ async fn a_hundred_identical_cold_queries_cost_one_upstream_query_per_hop() {
 async fn the_callers_deadline_travels_and_a_node_without_roots_says_how_to_fix_it() {
     let fed = federation(Duration::from_secs(86_400)).await;
     // A node with zones but no root hints cannot resolve outside them.
-    let mut acme = connect(&fed.acme.grpc_url()).await.unwrap();
+    let mut acme = connect(&fed.server("acme", 0).grpc_url()).await.unwrap();
     let status = resolve(&mut acme, "something.globex", false)
         .await
         .unwrap_err();
@@ -526,7 +403,7 @@ async fn the_callers_deadline_travels_and_a_node_without_roots_says_how_to_fix_i
     };
     let started = Instant::now();
     let error = fed
-        .resolver
+        .resolver()
         .resolver()
         .resolve(&name, options)
         .await
@@ -608,8 +485,8 @@ async fn zone_listings_reach_any_zone_through_a_resolver_node() {
     assert_eq!(status.code(), tonic::Code::NotFound);
 
     // Both finance servers down: UNAVAILABLE, naming the zone.
-    fed.stop_finance(0).await;
-    fed.stop_finance(1).await;
+    fed.stop("finance.acme", 0).await;
+    fed.stop("finance.acme", 1).await;
     let status = client
         .list_agents(pb::ListAgentsRequest {
             zone: "finance.acme".into(),
@@ -626,4 +503,136 @@ async fn zone_listings_reach_any_zone_through_a_resolver_node() {
         status.message()
     );
     fed.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_partitioned_link_to_one_finance_server_fails_over_and_heals() {
+    let fed = linked_federation().await;
+    let mut client = fed.client().await;
+    // Warm the cut: the resolver knows finance.acme's two servers (the links in front).
+    let warm = resolve(&mut client, "analyst.finance.acme", false)
+        .await
+        .unwrap();
+    assert_eq!(warm.outcome(), pb::Outcome::Answer);
+    let count = |index: usize| fed.server("finance.acme", index).resolve_requests();
+
+    // The path to finance-1 partitioned: every query is answered, by finance-2 (after one
+    // attempt at finance-1 runs into its timeout, the resolver holds finance-1 off).
+    fed.link("finance.acme", 0).partition();
+    let (first, second) = (count(0), count(1));
+    for i in 0..5 {
+        let answer = resolve(&mut client, &format!("p{i}.finance.acme"), false)
+            .await
+            .expect("answered through the other server");
+        assert_eq!(answer.outcome(), pb::Outcome::Nxdomain);
+    }
+    assert_eq!(count(0), first, "nothing crossed the partition");
+    assert!(count(1) >= second + 5, "finance-2 answered");
+
+    // Healed, and the path to finance-2 partitioned instead: once the resolver's hold-off
+    // ends (on its clock), finance-1 answers again.
+    fed.link("finance.acme", 0).heal();
+    fed.link("finance.acme", 1).partition();
+    fed.clock().advance(Duration::from_secs(31));
+    let (first, second) = (count(0), count(1));
+    for i in 0..5 {
+        let answer = resolve(&mut client, &format!("h{i}.finance.acme"), false)
+            .await
+            .expect("answered through the healed link");
+        assert_eq!(answer.outcome(), pb::Outcome::Nxdomain);
+    }
+    assert!(count(0) >= first + 5, "finance-1 answers again");
+    assert_eq!(count(1), second, "nothing crossed the second partition");
+    fed.link("finance.acme", 1).heal();
+    fed.shutdown().await;
+}
+
+// The link itself, against an echo server.
+
+/// An echo server on a free port; it serves every connection until its client ends it.
+async fn echo_server() -> std::net::SocketAddr {
+    let listener = crate::support::free_listener().await;
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (mut read, mut write) = stream.split();
+                let _ = tokio::io::copy(&mut read, &mut write).await;
+            });
+        }
+    });
+    addr
+}
+
+/// Sends `message` and reads the echo within `limit`; `None` when nothing (or an error) comes
+/// back in time.
+async fn echo(stream: &mut TcpStream, message: &[u8], limit: Duration) -> Option<Vec<u8>> {
+    stream.write_all(message).await.ok()?;
+    let mut back = vec![0u8; message.len()];
+    match tokio::time::timeout(limit, stream.read_exact(&mut back)).await {
+        Ok(Ok(_)) => Some(back),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn a_link_forwards_delays_partitions_cuts_and_heals() {
+    const IN_TIME: Duration = Duration::from_secs(5);
+    /// How long a test waits to see that nothing comes back.
+    const SILENCE: Duration = Duration::from_millis(300);
+    let link = Link::start(echo_server().await).await;
+    let mut stream = TcpStream::connect(link.addr()).await.unwrap();
+    assert_eq!(echo(&mut stream, b"up", IN_TIME).await.unwrap(), b"up");
+
+    // Delayed: each chunk waits, either way.
+    link.delay(Duration::from_millis(150));
+    let started = Instant::now();
+    assert_eq!(echo(&mut stream, b"slow", IN_TIME).await.unwrap(), b"slow");
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "{:?}",
+        started.elapsed()
+    );
+    link.heal();
+
+    // Partitioned: nothing comes back, on an open connection or a new one...
+    link.partition();
+    assert_eq!(echo(&mut stream, b"lost", SILENCE).await, None);
+    let mut during = TcpStream::connect(link.addr())
+        .await
+        .expect("a partition still takes connections");
+    assert_eq!(echo(&mut during, b"held", SILENCE).await, None);
+    // ...until healed, when what was held goes through.
+    link.heal();
+    let mut back = [0u8; 4];
+    tokio::time::timeout(IN_TIME, stream.read_exact(&mut back))
+        .await
+        .expect("held bytes delivered after the heal")
+        .unwrap();
+    assert_eq!(&back, b"lost");
+    tokio::time::timeout(IN_TIME, during.read_exact(&mut back))
+        .await
+        .expect("a held connection goes through after the heal")
+        .unwrap();
+    assert_eq!(&back, b"held");
+
+    // Cut: open connections are severed, a new one is reset.
+    link.cut();
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(IN_TIME, stream.read(&mut byte))
+        .await
+        .expect("the severed connection ends");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    let accepted = link.accepted();
+    let mut refused = TcpStream::connect(link.addr()).await.unwrap();
+    let read = tokio::time::timeout(IN_TIME, refused.read(&mut byte))
+        .await
+        .expect("a new connection is reset");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    assert_eq!(link.accepted(), accepted + 1);
+
+    // Healed after the cut: new connections go through again.
+    link.heal();
+    let mut fresh = TcpStream::connect(link.addr()).await.unwrap();
+    assert_eq!(echo(&mut fresh, b"again", IN_TIME).await.unwrap(), b"again");
 }

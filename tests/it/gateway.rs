@@ -2,20 +2,17 @@
 //! zone whose endpoints are built-in agents (in this process, or child processes where a
 //! test kills one), and a gateway mounting that zone.
 
-use std::net::SocketAddr;
-use std::path::Path;
+use std::collections::HashSet;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aop::agent::{AgentKind, BuiltinAgent};
+use aop::agent::AgentKind;
 use aop::authority::live::{AgentUpdate, Registration};
 use aop::gateway::{self, GatewayConfig, GatewayHandle, shapes};
-use aop::mcp::http::McpHttpServer;
 use aop::name::Name;
-use aop::node::{GrpcListener, NodeHandle};
+use aop::node::NodeHandle;
 use aop::record::Endpoint;
-use aop::zone::file;
 use rmcp::model::{
     CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig, Implementation,
     JsonObject, ProgressNotificationParam,
@@ -25,33 +22,11 @@ use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::{ClientHandler, RoleClient, ServiceExt};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
+use crate::support::{AOP, agent, bind, dead_url, eventually, free_listener, zone};
+
 const DEADLINE: Duration = Duration::from_secs(20);
-
-async fn free_listener() -> TcpListener {
-    TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind a free port")
-}
-
-/// A built-in agent served in this process.
-async fn agent(kind: AgentKind, tool: &str) -> (BuiltinAgent, McpHttpServer) {
-    let agent = BuiltinAgent::new(kind, tool);
-    let server = agent
-        .serve_http(free_listener().await)
-        .expect("serve the agent");
-    (agent, server)
-}
-
-/// An address nothing listens on (bound, then released).
-async fn dead_url() -> String {
-    let listener = free_listener().await;
-    let addr = listener.local_addr().unwrap();
-    drop(listener);
-    format!("http://{addr}/mcp")
-}
 
 fn zone_text(serial: u32, agents: &str) -> String {
     format!(
@@ -67,13 +42,10 @@ servers = [{{ grpc = "http://127.0.0.1:7102" }}]
     )
 }
 
-async fn start_node(zone: &str) -> NodeHandle {
-    let zone = file::parse(Path::new("finance.acme.toml"), zone).expect("test zone is valid");
-    let listener = GrpcListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+async fn start_node(text: &str) -> NodeHandle {
+    bind()
         .await
-        .expect("bind a free port");
-    listener
-        .serve(Some("finance-node".to_string()), vec![zone])
+        .serve(Some("finance-node".to_string()), vec![zone(text)])
         .expect("node serves")
 }
 
@@ -483,7 +455,7 @@ async fn an_unknown_tool_is_a_json_rpc_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_endpoints_breaker_opens_and_calls_go_to_the_live_one() {
-    let dead = dead_url().await;
+    let dead = dead_url();
     let (analyst, live) = agent(AgentKind::Analyst, "analyst").await;
     let node = start_node(&zone_text(1, &analyst_zone(&[dead.clone(), live.url()]))).await;
     let gateway = start_gateway(&node).await;
@@ -526,7 +498,7 @@ struct ChildAgent {
 }
 
 async fn child_agent(kind: &str, name: &str) -> ChildAgent {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_aop"))
+    let mut child = tokio::process::Command::new(AOP)
         .args([
             "agent",
             "serve",
@@ -577,7 +549,10 @@ endpoints = [
     );
     let node = start_node(&zone_text(1, &agents)).await;
     let gateway = start_gateway(&node).await;
-    let client = Arc::new(connect(&gateway).await);
+    let mut client = connect(&gateway).await;
+    let (_, unused) = mpsc::unbounded_channel();
+    let mut progress = std::mem::replace(&mut client.progress, unused);
+    let client = Arc::new(client);
     // Twenty calls in flight, spread over both replicas, each sleeping 1.5 s.
     let mut calls = Vec::new();
     for i in 0..20 {
@@ -592,8 +567,17 @@ endpoints = [
             .await
         }));
     }
-    // Kill the first replica once calls are running on it.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Kill the first replica once calls are running on it: once every call has reported
+    // progress (the sleeper reports every 100 ms), all twenty are sleeping at one replica or
+    // the other.
+    let mut running = HashSet::new();
+    while running.len() < 20 {
+        let update = tokio::time::timeout(DEADLINE, progress.recv())
+            .await
+            .expect("every call reports progress in time")
+            .expect("a progress notification");
+        running.insert(update.progress_token);
+    }
     first.child.start_kill().expect("SIGKILL the first replica");
     let _ = first.child.wait().await;
     let mut retried = 0;
@@ -721,18 +705,6 @@ async fn foreign_origins_and_missing_tokens_are_refused() {
     gateway.shutdown().await;
 }
 
-/// Polls `condition` until it holds or the deadline passes.
-async fn eventually(what: &str, condition: impl Fn() -> bool) {
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while !condition() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 fn sleeper_zone(url: &str, timeout_ms: u32) -> String {
     format!(
         r#"
@@ -760,12 +732,15 @@ async fn a_cancelled_call_is_cancelled_at_the_agent() {
         .send_request_with_option(request, rmcp::service::PeerRequestOptions::no_options())
         .await
         .expect("request sent");
-    eventually("the call reaches the agent", || sleeper.calls() == 1).await;
+    eventually(DEADLINE, "the call reaches the agent", || async {
+        sleeper.calls() == 1
+    })
+    .await;
     handle
         .cancel(Some("the user changed their mind".into()))
         .await
         .expect("cancel sent");
-    eventually("the agent sees the cancellation", || {
+    eventually(DEADLINE, "the agent sees the cancellation", || async {
         sleeper.cancelled() == 1
     })
     .await;
@@ -789,7 +764,10 @@ async fn the_agents_timeout_bounds_the_whole_call() {
     assert_eq!(result.is_error, Some(true));
     assert!(text(&result).contains("within 400 ms"), "{}", text(&result));
     assert!(elapsed < Duration::from_secs(3), "took {elapsed:?}");
-    eventually("the agent is told to stop", || sleeper.cancelled() == 1).await;
+    eventually(DEADLINE, "the agent is told to stop", || async {
+        sleeper.cancelled() == 1
+    })
+    .await;
     // A caller's timeout_ms only shortens the agent's.
     let result = call(
         &client,
@@ -805,7 +783,7 @@ async fn the_agents_timeout_bounds_the_whole_call() {
 async fn the_gateway_speaks_mcp_over_stdio() {
     let (_analyst, server) = agent(AgentKind::Analyst, "analyst").await;
     let node = start_node(&zone_text(1, &analyst_zone(&[server.url()]))).await;
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_aop"))
+    let mut child = tokio::process::Command::new(AOP)
         .args([
             "gateway",
             "--stdio",
@@ -957,7 +935,7 @@ endpoints = [{{ url = "{}", tool = "echo" }}]
 async fn route_task_calls_the_best_live_agent_and_falls_back_when_one_fails() {
     let (_analyst, server) = agent(AgentKind::Analyst, "analyst").await;
     let (_writer, writer_server) = agent(AgentKind::Writer, "writer").await;
-    let dead = dead_url().await;
+    let dead = dead_url();
     let agents = format!(
         "{}
 [[agent]]

@@ -2,30 +2,25 @@
 //! flow (and parses as the text format), `/healthz`, `/readyz` for a secondary before and
 //! after its primary answers, `/status.json` with zones, agents and recent queries carrying
 //! the request ids the gRPC door returned. The status page in headless Chromium is in
-//! `tests/admin_page.rs`, an interop test.
+//! `tests/interop/status_page.rs`, an interop test.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aop::admin::AdminListener;
 use aop::dns::DnsListener;
 use aop::grpc::update::{deregister_fields, register_fields, signed};
 use aop::grpc::{RegistryClient, pb};
-
-/// The generated client on one connection (these tests exercise the wire itself).
-async fn connect(url: &str) -> Result<aop::grpc::RegistryClient, aop::grpc::ClientError> {
-    aop::grpc::connect(url).await.map(|client| client.raw())
-}
 use aop::keys::UpdateKey;
 use aop::name::Name;
 use aop::node::{GrpcListener, NodeHandle, ServeOptions};
 use aop::record::ServerAddress;
-use aop::zone::file;
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{Name as DnsName, RecordType};
 use tokio::net::UdpSocket;
+
+use crate::support::{bind, connect, eventually, free_addr, loopback, zone};
 
 fn finance_zone(grpc: &str) -> String {
     format!(
@@ -62,10 +57,6 @@ servers = [{{ grpc = "http://127.0.0.1:9", dns = "127.0.0.1:9" }}]
     )
 }
 
-fn zone(text: &str) -> aop::zone::ZoneSnapshot {
-    file::parse(Path::new("test.toml"), text).unwrap_or_else(|e| panic!("{e}\n{text}"))
-}
-
 fn key() -> UpdateKey {
     UpdateKey::new(
         "ci-bot",
@@ -73,16 +64,6 @@ fn key() -> UpdateKey {
         "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0IQ==",
     )
     .expect("a key")
-}
-
-fn loopback() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], 0))
-}
-
-/// A port nothing listens on (bound by the OS, then released).
-async fn dead_port() -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind(loopback()).await.unwrap();
-    listener.local_addr().unwrap()
 }
 
 struct Node {
@@ -93,11 +74,11 @@ struct Node {
 
 /// A node serving finance.acme on gRPC, DNS and admin, its root hint a dead server.
 async fn start_node() -> Node {
-    let grpc = GrpcListener::bind(loopback()).await.unwrap();
+    let grpc = bind().await;
     let dns = DnsListener::bind(loopback()).await.unwrap();
     let admin = AdminListener::bind(loopback()).await.unwrap();
     let admin_url = admin.url();
-    let root = ServerAddress::new(&format!("http://{}", dead_port().await), None).unwrap();
+    let root = ServerAddress::new(&format!("http://{}", free_addr()), None).unwrap();
     let handle = grpc
         .serve_with(
             ServeOptions::new(vec![zone(&finance_zone("http://127.0.0.1:9"))])
@@ -208,19 +189,6 @@ fn resolve_request(name: &str, recursive: bool) -> pb::ResolveRequest {
         name: name.into(),
         recursive,
         trace: false,
-    }
-}
-
-/// Waits until `check` holds, or fails after `limit`.
-async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let started = Instant::now();
-    while !check().await {
-        assert!(started.elapsed() < limit, "{what}: not within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -560,13 +528,12 @@ async fn status_json_lists_zones_agents_and_the_request_ids_returned() {
 #[tokio::test]
 async fn readyz_waits_for_a_secondary_until_its_primary_answers() {
     // The primary's address is reserved by the OS, but nothing answers there yet.
-    let primary_addr = dead_port().await;
+    let primary_addr = free_addr();
     let primary_url = format!("http://{primary_addr}");
     let admin = AdminListener::bind(loopback()).await.unwrap();
     let admin_url = admin.url();
-    let secondary = GrpcListener::bind(loopback())
+    let secondary = bind()
         .await
-        .unwrap()
         .serve_with(
             ServeOptions::new(Vec::new())
                 .node_id("secondary")

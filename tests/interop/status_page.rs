@@ -4,18 +4,11 @@
 //! refresh observed. Ignored by `cargo test`; `.ci/interop` installs Chromium and
 //! playwright-core (pinned, under target/) and runs it with `--ignored`.
 
-use std::net::SocketAddr;
-use std::path::Path;
-
 use aop::admin::AdminListener;
 use aop::grpc::pb;
+use aop::node::ServeOptions;
 
-/// The generated client on one connection (these tests exercise the wire itself).
-async fn connect(url: &str) -> Result<aop::grpc::RegistryClient, aop::grpc::ClientError> {
-    aop::grpc::connect(url).await.map(|client| client.raw())
-}
-use aop::node::{GrpcListener, ServeOptions};
-use aop::zone::file;
+use crate::support::{bind, connect, loopback, zone};
 
 const FINANCE: &str = r#"
 [zone]
@@ -43,15 +36,12 @@ async fn status_page_shows_zones_and_agents_in_chromium() {
     let modules = std::env::var("AOP_PLAYWRIGHT_DIR").unwrap_or_else(|_| {
         concat!(env!("CARGO_MANIFEST_DIR"), "/target/interop-node").to_string()
     });
-    let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
-    let admin = AdminListener::bind(loopback).await.unwrap();
+    let admin = AdminListener::bind(loopback()).await.unwrap();
     let admin_url = admin.url();
-    let zone = file::parse(Path::new("test.toml"), FINANCE).expect("a valid zone");
-    let node = GrpcListener::bind(loopback)
+    let node = bind()
         .await
-        .unwrap()
         .serve_with(
-            ServeOptions::new(vec![zone])
+            ServeOptions::new(vec![zone(FINANCE)])
                 .node_id("admin-test")
                 .admin(admin),
         )

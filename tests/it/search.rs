@@ -2,186 +2,69 @@
 //! `research.acme` on their own nodes, plus `slow.acme` delegated to a server that accepts
 //! connections and never answers. Searches go to a resolver node that serves no zone.
 
-use std::net::SocketAddr;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use aop::grpc::{RegistryClient, pb};
 
-/// The generated client on one connection (these tests exercise the wire itself).
-async fn connect(url: &str) -> Result<aop::grpc::RegistryClient, aop::grpc::ClientError> {
-    aop::grpc::connect(url).await.map(|client| client.raw())
-}
-use aop::node::{GrpcListener, NodeHandle, ServeOptions};
-use aop::record::ServerAddress;
-use aop::zone::file;
-
-async fn bind() -> GrpcListener {
-    GrpcListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .await
-        .expect("bind a free port")
-}
-
-fn zone(text: &str) -> aop::zone::ZoneSnapshot {
-    file::parse(Path::new("test.toml"), text).unwrap_or_else(|e| panic!("{e}\n{text}"))
-}
-
-struct Federation {
-    /// Accepts TCP connections into its backlog and never answers.
-    _black_hole: std::net::TcpListener,
-    nodes: Vec<NodeHandle>,
-    resolver: NodeHandle,
-}
-
-const ENDPOINT: &str = r#"endpoints = [{ url = "http://127.0.0.1:9/mcp" }]"#;
+use crate::support::{AgentSpec, DelegationSpec, Federation, FederationBuilder, ZoneSpec};
 
 async fn federation(with_slow_zone: bool) -> Federation {
-    let (root, acme, finance, research, resolver) = (
-        bind().await,
-        bind().await,
-        bind().await,
-        bind().await,
-        bind().await,
-    );
-    let (root_url, acme_url, finance_url, research_url) =
-        (root.url(), acme.url(), finance.url(), research.url());
-    let black_hole = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    let slow_url = format!("http://{}", black_hole.local_addr().unwrap());
-    let slow = if with_slow_zone {
-        format!("[[delegation]]\nzone = \"slow\"\nservers = [{{ grpc = \"{slow_url}\" }}]\n")
-    } else {
-        String::new()
-    };
-    let root_zone = zone(&format!(
-        r#"
-[zone]
-origin = "."
-serial = 1
-servers = [{{ grpc = "{root_url}" }}]
-
-[[delegation]]
-zone = "acme"
-servers = [{{ grpc = "{acme_url}" }}]
-"#
-    ));
-    let acme_zone = zone(&format!(
-        r#"
-[zone]
-origin = "acme"
-serial = 1
-servers = [{{ grpc = "{acme_url}" }}]
-
-[[agent]]
-name = "concierge"
-description = "Front desk: answers questions about Acme and routes requests to the right team."
-tags = ["support"]
-capabilities = ["route", "answer"]
-{ENDPOINT}
-
-[[agent]]
-name = "translator"
-description = "Translates documents between English, French and German."
-tags = ["language"]
-capabilities = ["translate"]
-{ENDPOINT}
-
-[[delegation]]
-zone = "finance"
-servers = [{{ grpc = "{finance_url}" }}]
-
-[[delegation]]
-zone = "research"
-servers = [{{ grpc = "{research_url}" }}]
-
-{slow}
-"#
-    ));
-    let finance_zone = zone(&format!(
-        r#"
-[zone]
-origin = "finance.acme"
-serial = 1
-servers = [{{ grpc = "{finance_url}" }}]
-
-[[agent]]
-name = "forecaster"
-description = "Forecasts revenue and cash flow from quarterly figures."
-tags = ["finance", "planning"]
-capabilities = ["forecast"]
-{ENDPOINT}
-
-[[agent]]
-name = "auditor"
-description = "Checks ledgers and expense reports against company policy."
-tags = ["finance", "compliance"]
-capabilities = ["audit", "summarize"]
-{ENDPOINT}
-
-[[agent]]
-name = "analyst"
-description = "Financial analyst: ratios, filings and market comparisons."
-tags = ["finance", "analysis"]
-capabilities = ["summarize", "compare"]
-{ENDPOINT}
-"#
-    ));
-    let research_zone = zone(&format!(
-        r#"
-[zone]
-origin = "research.acme"
-serial = 1
-servers = [{{ grpc = "{research_url}" }}]
-
-[[agent]]
-name = "librarian"
-description = "Finds and summarizes scientific papers on a topic."
-tags = ["research", "papers"]
-capabilities = ["summarize", "search"]
-{ENDPOINT}
-
-[[agent]]
-name = "weather"
-description = "Weather forecasting for field trials: rain, temperature and wind."
-tags = ["research", "climate"]
-capabilities = ["forecast"]
-{ENDPOINT}
-"#
-    ));
-    let serve = |listener: GrpcListener, zone, id: &str| {
-        listener
-            .serve_with(ServeOptions::new(vec![zone]).node_id(id))
-            .expect("node serves")
-    };
-    let nodes = vec![
-        serve(root, root_zone, "root"),
-        serve(acme, acme_zone, "acme"),
-        serve(finance, finance_zone, "finance"),
-        serve(research, research_zone, "research"),
-    ];
-    let resolver = resolver
-        .serve_with(
-            ServeOptions::new(Vec::new())
-                .node_id("resolver")
-                .roots(vec![ServerAddress::new(&root_url, None).unwrap()]),
+    let mut acme = ZoneSpec::new("acme")
+        .agent(
+            AgentSpec::new("concierge")
+                .description(
+                    "Front desk: answers questions about Acme and routes requests to the right team.",
+                )
+                .tags(&["support"])
+                .capabilities(&["route", "answer"]),
         )
-        .expect("resolver serves");
-    Federation {
-        _black_hole: black_hole,
-        nodes,
-        resolver,
+        .agent(
+            AgentSpec::new("translator")
+                .description("Translates documents between English, French and German.")
+                .tags(&["language"])
+                .capabilities(&["translate"]),
+        );
+    if with_slow_zone {
+        acme = acme.delegation(DelegationSpec::to_black_hole("slow"));
     }
-}
-
-impl Federation {
-    async fn client(&self) -> RegistryClient {
-        connect(&self.resolver.grpc_url()).await.expect("connect")
-    }
-
-    async fn shutdown(self) {
-        for node in self.nodes.into_iter().chain([self.resolver]) {
-            node.shutdown().await.expect("clean shutdown");
-        }
-    }
+    let finance = ZoneSpec::new("finance.acme")
+        .agent(
+            AgentSpec::new("forecaster")
+                .description("Forecasts revenue and cash flow from quarterly figures.")
+                .tags(&["finance", "planning"])
+                .capabilities(&["forecast"]),
+        )
+        .agent(
+            AgentSpec::new("auditor")
+                .description("Checks ledgers and expense reports against company policy.")
+                .tags(&["finance", "compliance"])
+                .capabilities(&["audit", "summarize"]),
+        )
+        .agent(
+            AgentSpec::new("analyst")
+                .description("Financial analyst: ratios, filings and market comparisons.")
+                .tags(&["finance", "analysis"])
+                .capabilities(&["summarize", "compare"]),
+        );
+    let research = ZoneSpec::new("research.acme")
+        .agent(
+            AgentSpec::new("librarian")
+                .description("Finds and summarizes scientific papers on a topic.")
+                .tags(&["research", "papers"])
+                .capabilities(&["summarize", "search"]),
+        )
+        .agent(
+            AgentSpec::new("weather")
+                .description("Weather forecasting for field trials: rain, temperature and wind.")
+                .tags(&["research", "climate"])
+                .capabilities(&["forecast"]),
+        );
+    FederationBuilder::new()
+        .zone(acme)
+        .zone(finance)
+        .zone(research)
+        .start()
+        .await
 }
 
 fn request(query: &str) -> pb::SearchRequest {

@@ -6,12 +6,13 @@
 //! can be read straight off the text above it.
 
 use std::path::Path;
-use std::process::Command;
 
 use aop::answer::Outcome;
 use aop::name::Name;
 use aop::zone::file::{MAX_ERRORS_PER_FILE, ZoneFileError, parse};
 use aop::zone::{ZoneLookup, ZoneSnapshot};
+
+use crate::support::aop;
 
 /// Every diagnostic of a file that must not load, as `LINE:COL: message`.
 fn errors(text: &str) -> Vec<String> {
@@ -1584,10 +1585,6 @@ servers = [{ grpc = "http://127.0.0.1:7101" }]
 
 // ---------------------------------------------------------------------------------------------
 // The binary
-
-fn aop() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_aop"))
-}
 
 #[test]
 fn zone_check_accepts_every_shipped_zone_file() {

@@ -3,35 +3,20 @@
 //! primary through NOTIFY, through polling when NOTIFY is lost, and incrementally after a
 //! restart. Lease time is a manual clock; waits are on conditions with deadlines.
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aop::clock::{Clock, ManualClock};
 use aop::grpc::update::{deregister_fields, register_fields, renew_fields, signed, write_proof};
 use aop::grpc::{RegistryClient, pb};
-
-/// The generated client on one connection (these tests exercise the wire itself).
-async fn connect(url: &str) -> Result<aop::grpc::RegistryClient, aop::grpc::ClientError> {
-    aop::grpc::connect(url).await.map(|client| client.raw())
-}
-use aop::keys::{Proof, UpdateKey};
+use aop::keys::{Proof, SignedFields, UpdateKey};
 use aop::name::Name;
-use aop::node::{GrpcListener, NodeHandle, ServeOptions};
+use aop::node::{NodeHandle, ServeOptions};
 use aop::record::ServerAddress;
-use aop::zone::file;
 use tonic::Code;
 
-async fn bind() -> GrpcListener {
-    GrpcListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .await
-        .expect("bind a free port")
-}
-
-fn zone(text: &str) -> aop::zone::ZoneSnapshot {
-    file::parse(Path::new("test.toml"), text).unwrap_or_else(|e| panic!("{e}\n{text}"))
-}
+use crate::support::{bind, connect, eventually, zone};
 
 fn acme_zone(url: &str, refresh: u32) -> String {
     format!(
@@ -66,6 +51,27 @@ fn key() -> UpdateKey {
     UpdateKey::new("ci-bot", "acme", "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0IQ==").expect("a key")
 }
 
+/// The time a signature carries, in Unix seconds: the primary's clock, by which it judges a
+/// signature's age (its manual clock stands still, or jumps, while the system's runs on).
+fn unix_secs(clock: &ManualClock) -> u64 {
+    clock.unix_ms() / 1000
+}
+
+/// `body` signed with `key` at `clock`'s time.
+fn signed_at<T>(
+    body: T,
+    fields: &SignedFields,
+    key: &UpdateKey,
+    clock: &ManualClock,
+) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(body);
+    write_proof(
+        &key.sign(fields, unix_secs(clock), &Proof::new_nonce()),
+        request.metadata_mut(),
+    );
+    request
+}
+
 fn register_body(name: &str, url: &str, lease: u32) -> pb::RegisterRequest {
     pb::RegisterRequest {
         zone: "acme".into(),
@@ -89,6 +95,7 @@ fn register_body(name: &str, url: &str, lease: u32) -> pb::RegisterRequest {
 
 async fn register(
     client: &mut RegistryClient,
+    clock: &ManualClock,
     name: &str,
     url: &str,
     lease: u32,
@@ -96,7 +103,7 @@ async fn register(
     let body = register_body(name, url, lease);
     let fields = register_fields(&body);
     client
-        .register(signed(body, &fields, Some(&key())))
+        .register(signed_at(body, &fields, &key(), clock))
         .await
         .map(tonic::Response::into_inner)
 }
@@ -123,22 +130,6 @@ async fn serial(client: &mut RegistryClient, zone: &str) -> u32 {
         .expect("zone served")
         .into_inner()
         .serial
-}
-
-/// Waits until `check` holds, or fails after `limit`.
-async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F) -> Duration
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let started = Instant::now();
-    loop {
-        if check().await {
-            return started.elapsed();
-        }
-        assert!(started.elapsed() < limit, "{what}: not within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
 }
 
 struct Primary {
@@ -207,6 +198,7 @@ async fn registration_is_seen_from_another_node_and_deregistration_removes_it() 
     // Sent to the resolver node, which passes it on to the zone's primary.
     let response = register(
         &mut at_resolver,
+        &acme.clock,
         "forecaster.acme",
         "http://127.0.0.1:9201/mcp",
         60,
@@ -243,6 +235,7 @@ async fn registration_is_seen_from_another_node_and_deregistration_removes_it() 
     // Registering the same endpoint again renews it: same serial.
     let again = register(
         &mut at_primary,
+        &acme.clock,
         "forecaster.acme",
         "http://127.0.0.1:9201/mcp",
         60,
@@ -259,7 +252,7 @@ async fn registration_is_seen_from_another_node_and_deregistration_removes_it() 
     };
     let fields = deregister_fields(&body);
     let removed = at_primary
-        .deregister(signed(body, &fields, Some(&key())))
+        .deregister(signed_at(body, &fields, &key(), &acme.clock))
         .await
         .expect("deregistered")
         .into_inner();
@@ -307,7 +300,7 @@ async fn bad_updates_are_refused_and_change_nothing() {
     refusals.push((
         "wrong key",
         client
-            .register(signed(body.clone(), &fields, Some(&forged)))
+            .register(signed_at(body.clone(), &fields, &forged, &acme.clock))
             .await,
         Code::Unauthenticated,
     ));
@@ -321,12 +314,13 @@ async fn bad_updates_are_refused_and_change_nothing() {
     refusals.push((
         "another zone's key",
         client
-            .register(signed(body.clone(), &fields, Some(&other)))
+            .register(signed_at(body.clone(), &fields, &other, &acme.clock))
             .await,
         Code::PermissionDenied,
     ));
-    // Outside the 300 s window, either way.
-    let now = aop::clock::system_unix_ms() / 1000;
+    // Outside the 300 s window, either way, of the node's clock (not the system's: a second
+    // boundary between the two would make 301 s exactly 300 s).
+    let now = unix_secs(&acme.clock);
     for (what, time) in [("301 s old", now - 301), ("301 s ahead", now + 301)] {
         let mut request = tonic::Request::new(body.clone());
         write_proof(
@@ -341,7 +335,7 @@ async fn bad_updates_are_refused_and_change_nothing() {
     refusals.push((
         "tampered",
         client
-            .register(signed(tampered, &fields, Some(&key())))
+            .register(signed_at(tampered, &fields, &key(), &acme.clock))
             .await,
         Code::Unauthenticated,
     ));
@@ -364,7 +358,7 @@ async fn bad_updates_are_refused_and_change_nothing() {
     );
 
     // A replay: the same signed request twice. The first lands, the second is refused.
-    let signed_once = key().sign_now(&fields);
+    let signed_once = key().sign(&fields, unix_secs(&acme.clock), &Proof::new_nonce());
     let mut first = tonic::Request::new(body.clone());
     write_proof(&signed_once, first.metadata_mut());
     client.register(first).await.expect("the original lands");
@@ -392,7 +386,9 @@ async fn bad_updates_are_refused_and_change_nothing() {
         } else {
             "http://127.0.0.1:9302/mcp"
         };
-        let status = register(&mut client, name, url, 60).await.expect_err(name);
+        let status = register(&mut client, &acme.clock, name, url, 60)
+            .await
+            .expect_err(name);
         assert_eq!(status.code(), code, "{name}: {}", status.message());
         assert!(
             status.message().contains(word),
@@ -407,7 +403,7 @@ async fn bad_updates_are_refused_and_change_nothing() {
     };
     let fields = deregister_fields(&body);
     let status = client
-        .deregister(signed(body, &fields, Some(&key())))
+        .deregister(signed_at(body, &fields, &key(), &acme.clock))
         .await
         .expect_err("file agent");
     assert_eq!(
@@ -421,7 +417,7 @@ async fn bad_updates_are_refused_and_change_nothing() {
     body.zone = "globex".into();
     let fields = register_fields(&body);
     let status = client
-        .register(signed(body, &fields, Some(&other)))
+        .register(signed_at(body, &fields, &other, &acme.clock))
         .await
         .expect_err("not served");
     assert!(
@@ -437,6 +433,7 @@ async fn leases_expire_per_endpoint_and_the_agent_goes_with_its_last() {
     let mut client = connect(&acme.url).await.expect("connect");
     register(
         &mut client,
+        &acme.clock,
         "forecaster.acme",
         "http://127.0.0.1:9401/mcp",
         60,
@@ -445,6 +442,7 @@ async fn leases_expire_per_endpoint_and_the_agent_goes_with_its_last() {
     .expect("first endpoint");
     register(
         &mut client,
+        &acme.clock,
         "forecaster.acme",
         "http://127.0.0.1:9402/mcp",
         120,
@@ -472,14 +470,14 @@ async fn leases_expire_per_endpoint_and_the_agent_goes_with_its_last() {
     let fields = renew_fields(&body);
     let serial_before = serial(&mut client, "acme").await;
     let renewed = client
-        .renew(signed(body, &fields, Some(&key())))
+        .renew(signed_at(body, &fields, &key(), &acme.clock))
         .await
         .expect("renewed")
         .into_inner();
     assert_eq!(renewed.lease_seconds, 60);
     assert_eq!(renewed.serial, serial_before, "a renewal changes no serial");
     acme.clock.advance(Duration::from_secs(30)); // 70 s: both alive
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    writer_caught_up(&acme.node).await;
     assert_eq!(
         endpoints(outcome(&mut client, "forecaster.acme", false).await).len(),
         2,
@@ -513,6 +511,20 @@ async fn leases_expire_per_endpoint_and_the_agent_goes_with_its_last() {
         outcome(&mut client, "writer.acme", false).await.outcome,
         pb::Outcome::Answer as i32
     );
+}
+
+/// Waits until the node's zone writer has expired whatever leases had ended by the clock's
+/// time now. Every batch the writer runs ends with an expiry pass at the time it reads then;
+/// a reload of no files is answered while its batch is being staged, before that pass, so
+/// the answer to a second one (which can only be taken in a later batch) means the first
+/// one's batch, expiry pass and all, is applied and published.
+async fn writer_caught_up(node: &NodeHandle) {
+    for _ in 0..2 {
+        node.authority()
+            .reload(Vec::new())
+            .await
+            .expect("the writer answers");
+    }
 }
 
 async fn secondary(primary_url: &str, data_dir: Option<&Path>) -> NodeHandle {
@@ -555,6 +567,7 @@ async fn a_secondary_follows_through_notify_and_refuses_updates() {
     for i in 0..5 {
         let response = register(
             &mut at_primary,
+            &acme.clock,
             &format!("agent{i}.acme"),
             "http://127.0.0.1:9501/mcp",
             60,
@@ -575,9 +588,15 @@ async fn a_secondary_follows_through_notify_and_refuses_updates() {
     let answer = outcome(&mut at_secondary, "agent4.acme", false).await;
     assert_eq!(answer.outcome, pb::Outcome::Answer as i32);
 
-    let status = register(&mut at_secondary, "x.acme", "http://127.0.0.1:9502/mcp", 60)
-        .await
-        .expect_err("a secondary takes no updates");
+    let status = register(
+        &mut at_secondary,
+        &acme.clock,
+        "x.acme",
+        "http://127.0.0.1:9502/mcp",
+        60,
+    )
+    .await
+    .expect_err("a secondary takes no updates");
     assert_eq!(status.code(), Code::FailedPrecondition);
     assert!(status.message().contains(&acme.url), "{}", status.message());
 
@@ -619,6 +638,7 @@ async fn without_notify_a_secondary_converges_within_refresh() {
     .await;
     let response = register(
         &mut at_primary,
+        &acme.clock,
         "late.acme",
         "http://127.0.0.1:9601/mcp",
         60,
@@ -654,6 +674,7 @@ async fn a_restarted_secondary_catches_up_incrementally() {
     for i in 0..3 {
         last = register(
             &mut at_primary,
+            &acme.clock,
             &format!("while-down{i}.acme"),
             "http://127.0.0.1:9701/mcp",
             60,

@@ -3,19 +3,19 @@
 //! NOTIMP, BADVERS), TCP limits, and garbage that must not stop the listener.
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
 use aop::dns::{DnsListener, TcpLimits};
-use aop::node::{GrpcListener, NodeHandle, ServeOptions};
-use aop::zone::file;
+use aop::node::{NodeHandle, ServeOptions};
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
 use hickory_proto::rr::rdata::svcb::{SvcParamKey, SvcParamValue};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
+
+use crate::support::{bind, eventually, loopback, zone};
 
 const FINANCE: &str = r#"
 [zone]
@@ -65,14 +65,9 @@ ttl = 3600
 "#;
 
 async fn start(zones: &[String], limits: TcpLimits) -> (NodeHandle, SocketAddr) {
-    let zones = zones
-        .iter()
-        .map(|text| file::parse(Path::new("test.toml"), text).expect("valid test zone"))
-        .collect();
-    let grpc = GrpcListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .await
-        .unwrap();
-    let dns = DnsListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+    let zones = zones.iter().map(|text| zone(text)).collect();
+    let grpc = bind().await;
+    let dns = DnsListener::bind(loopback())
         .await
         .unwrap()
         .with_tcp_limits(limits);
@@ -641,8 +636,7 @@ async fn tcp_connections_are_capped_and_idle_ones_closed() {
     );
     // With slots free again, new connections are served.
     drop(second);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    loop {
+    eventually(Duration::from_secs(5), "a slot comes free", || async {
         let mut fresh = TcpStream::connect(dns).await.unwrap();
         let message = query("analyst.finance.acme.", RecordType::TXT, false);
         let bytes = message.to_vec().unwrap();
@@ -650,12 +644,9 @@ async fn tcp_connections_are_capped_and_idle_ones_closed() {
         framed.extend_from_slice(&bytes);
         let _ = fresh.write_all(&framed).await;
         let mut prefix = [0u8; 2];
-        if fresh.read_exact(&mut prefix).await.is_ok() {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "no slot came free");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        fresh.read_exact(&mut prefix).await.is_ok()
+    })
+    .await;
     node.shutdown().await.unwrap();
 }
 
@@ -807,7 +798,7 @@ fn negative_answers_written_directly_match_the_full_path() {
     use aop::catalog::Catalog;
     use aop::dns::message::Transport;
     use aop::dns::respond::Answerer;
-    let zone = file::parse(Path::new("test.toml"), FINANCE).expect("valid test zone");
+    let zone = zone(FINANCE);
     let answerer = Answerer::new(
         std::sync::Arc::new(Catalog::new("dns-test", vec![zone])),
         1 << 20,

@@ -2,7 +2,7 @@
 //!
 //! These tests are ignored by `cargo test`, which needs nothing but the toolchain; the
 //! interop stage (`.ci/interop`, run by `.ci/run`) installs the programs and runs them with
-//! `cargo test --test interop -- --ignored`. The Unbound test binds port 53 on 127.0.0.2-5,
+//! `cargo test --test interop -- --ignored dns_clients::`. The Unbound test binds port 53 on 127.0.0.2-5,
 //! because referral glue carries addresses, not ports (CONTRACT section 5): it needs root,
 //! as CI has.
 
@@ -13,11 +13,8 @@ use std::time::{Duration, Instant};
 
 use aop::dns::DnsListener;
 use aop::node::{GrpcListener, NodeHandle, ServeOptions};
-use aop::zone::file;
 
-fn zone(text: &str) -> aop::zone::ZoneSnapshot {
-    file::parse(Path::new("interop.toml"), text).unwrap_or_else(|e| panic!("{e}\n{text}"))
-}
+use crate::support::{bind, loopback, zone};
 
 async fn node(
     id: &str,
@@ -30,12 +27,6 @@ async fn node(
         .unwrap_or_else(|e| panic!("{e} (the Unbound test needs root to bind port 53)"));
     grpc.serve_with(ServeOptions::new(zones).node_id(id).dns(dns))
         .expect("node serves")
-}
-
-async fn grpc() -> GrpcListener {
-    GrpcListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .await
-        .unwrap()
 }
 
 /// Runs dig and returns its stdout, failing with its stderr.
@@ -91,11 +82,9 @@ target = "analyst"
 
 /// A node serving finance.acme with its DNS door on a free port of 127.0.0.1.
 async fn finance_node(id: &str) -> (NodeHandle, SocketAddr) {
-    let listener = grpc().await;
+    let listener = bind().await;
     let url = listener.url();
-    let dns_listener = DnsListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .await
-        .unwrap();
+    let dns_listener = DnsListener::bind(loopback()).await.unwrap();
     let addr = dns_listener.local_addr();
     let zone_text = finance_zone(
         [&url, "http://127.0.0.1:1"],
@@ -193,7 +182,7 @@ fn free_udp_port() -> u16 {
 #[ignore = "interop stage: needs unbound and dig, and root to bind 127.0.0.2-5 port 53"]
 async fn unbound_resolves_agent_names_through_our_referrals() {
     let (root_grpc, acme_grpc, fin1_grpc, fin2_grpc) =
-        (grpc().await, grpc().await, grpc().await, grpc().await);
+        (bind().await, bind().await, bind().await, bind().await);
     let (root_url, acme_url, fin1_url, fin2_url) = (
         root_grpc.url(),
         acme_grpc.url(),

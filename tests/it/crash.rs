@@ -18,11 +18,6 @@ use std::time::{Duration, Instant};
 
 use aop::grpc::update::{register_fields, signed};
 use aop::grpc::{RegistryClient, pb};
-
-/// The generated client on one connection (these tests exercise the wire itself).
-async fn connect(url: &str) -> Result<aop::grpc::RegistryClient, aop::grpc::ClientError> {
-    aop::grpc::connect(url).await.map(|client| client.raw())
-}
 use aop::keys::UpdateKey;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -30,6 +25,8 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+
+use crate::support::{AOP, connect, free_addr};
 
 const ZONE: &str = "crash.test";
 /// The agent the zone file declares; it is there after every start.
@@ -72,7 +69,7 @@ endpoints = [{ url = "http://127.0.0.1:9/mcp" }]
     )
     .expect("write the zone file");
     let key_file = dir.path().join("crash-key.toml");
-    let output = Command::new(env!("CARGO_BIN_EXE_aop"))
+    let output = Command::new(AOP)
         .args(["key", "new", "crash-key", "--zone", ZONE, "--out"])
         .arg(&key_file)
         .output()
@@ -92,13 +89,6 @@ endpoints = [{ url = "http://127.0.0.1:9/mcp" }]
     }
 }
 
-/// A free port from the OS, released for the node to take (used where the test must know
-/// the port before the node starts, to check later that nothing listens on it).
-fn free_addr() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    listener.local_addr().expect("a local address")
-}
-
 /// `aop node` in a child process (SIGKILLed when dropped). Its stderr is read all along, so
 /// the node never blocks on a full pipe, and kept for failure messages.
 struct NodeProcess {
@@ -110,7 +100,7 @@ struct NodeProcess {
 
 impl NodeProcess {
     fn spawn(setup: &Setup, data_dir: &Path, grpc: SocketAddr) -> NodeProcess {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_aop"))
+        let mut child = Command::new(AOP)
             .arg("node")
             .arg("--zone")
             .arg(&setup.zone_file)
@@ -490,6 +480,7 @@ async fn start_on_damaged(
     may_serve: bool,
     what: &str,
 ) -> Verdict {
+    // A port known before the node starts, to check later that nothing listens on it.
     let grpc = free_addr();
     let mut node = NodeProcess::spawn(setup, store.parent().unwrap(), grpc);
     match node.started().await {

@@ -1,0 +1,18 @@
+//! The integration tests, one binary (one link step) for `cargo test`: each module is one
+//! area, driven from outside the crate through its public API, real sockets and the `aop`
+//! binary. Set-up they share is in `support`.
+
+mod support;
+
+mod admin;
+mod cli;
+mod crash;
+mod dns;
+mod federation;
+mod gateway;
+mod gateway_watch;
+mod node_grpc;
+mod registration;
+mod request_ids;
+mod search;
+mod zone_file;
