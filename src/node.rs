@@ -18,12 +18,12 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::{AdminError, AdminListener, NodeView};
+use crate::admission::Admission;
 use crate::authority::{Authority, AuthorityConfig, AuthorityError, PreparedAuthority};
 use crate::catalog::Catalog;
 use crate::clock::{self, Clock};
 use crate::dns::{DnsCounters, DnsError, DnsListener};
 use crate::grpc::RegistryService;
-use crate::admission::Admission;
 use crate::grpc::observe::GrpcMetrics;
 use crate::grpc::server::ServerLimits;
 use crate::grpc::{ChannelPool, GrpcPeers};

@@ -9,11 +9,11 @@ use anyhow::{Context, bail};
 use clap::Args;
 
 use aop::config::NodeConfigFile;
+use aop::grpc::server::ServerLimits;
 use aop::keys::UpdateKey;
 use aop::name::Name;
 use aop::node::{self, NodeConfig};
 use aop::record::ServerAddress;
-use aop::grpc::server::ServerLimits;
 use aop::resolver::ResolverConfig;
 
 #[derive(Debug, Args)]

@@ -126,10 +126,7 @@ pub fn serve(
             .layer(RequestSizeLimitLayer::new(GRPC_REQUEST_MAX_BYTES))
             .add_service(health_service)
             .add_service(registry)
-            .serve_with_incoming_shutdown(
-                ReceiverStream::new(incoming),
-                shutdown.cancelled_owned(),
-            )
+            .serve_with_incoming_shutdown(ReceiverStream::new(incoming), shutdown.cancelled_owned())
             .await
             .map_err(|error| super::client::error_chain(&error))
     })

@@ -14,9 +14,9 @@ use std::pin::Pin;
 use futures::{Stream, StreamExt};
 use tokio_stream::wrappers::ReceiverStream;
 
+use crate::admission::Admission;
 use crate::answer::TraceStep;
 use crate::authority::{Authority, TransferRequest};
-use crate::admission::Admission;
 use crate::catalog::Catalog;
 use crate::grpc::client::{ChannelPool, RegistryClient, status_failure};
 use crate::grpc::convert::{self, request_name};
@@ -442,15 +442,16 @@ impl RegistryService {
     ) -> Result<WatchStream, ServiceError> {
         let zone = request_name("zone", &request.zone)?;
         // A place among the node's Watch streams, held while the stream is open.
-        let ticket = match client {
-            Some(client) => Some(self.watches.admit(client).map_err(|refusal| {
-                ServiceError::Overloaded {
-                    what: "Watch streams",
-                    reason: refusal.to_string(),
-                }
-            })?),
-            None => None,
-        };
+        let ticket =
+            match client {
+                Some(client) => Some(self.watches.admit(client).map_err(|refusal| {
+                    ServiceError::Overloaded {
+                        what: "Watch streams",
+                        reason: refusal.to_string(),
+                    }
+                })?),
+                None => None,
+            };
         if request.recursive
             && self.authority.status(&zone).is_none()
             && let Some(servers) = self.remote_servers(&zone, deadline).await?
@@ -579,8 +580,7 @@ impl pb::registry_server::Registry for RegistryService {
     ) -> Result<Response<WatchStream>, Status> {
         let deadline = deadline(&request);
         let client = request.remote_addr().map(|addr| addr.ip());
-        let stream =
-            RegistryService::watch(self, request.into_inner(), deadline, client).await?;
+        let stream = RegistryService::watch(self, request.into_inner(), deadline, client).await?;
         Ok(Response::new(stream))
     }
 

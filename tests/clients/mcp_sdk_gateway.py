@@ -227,7 +227,7 @@ async def walk(api, checks, args, summary):
         json.dumps(agents)[:2000],
     )
 
-    # An unknown tool is a JSON-RPC error (CONTRACT section 6), which the SDK raises.
+    # An unknown tool is a JSON-RPC error (docs/protocol.md §6), which the SDK raises.
     try:
         result = dump(await api.call_tool("no_such_tool", {"task": "x"}))
         checks.fail("unknown tool", f"no JSON-RPC error, got {json.dumps(result)}")

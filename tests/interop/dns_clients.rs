@@ -3,7 +3,7 @@
 //! These tests are ignored by `cargo test`, which needs nothing but the toolchain; the
 //! interop stage (`.ci/interop`, run by `.ci/run`) installs the programs and runs them with
 //! `cargo test --test interop -- --ignored dns_clients::`. The Unbound test binds port 53 on 127.0.0.2-5,
-//! because referral glue carries addresses, not ports (CONTRACT section 5): it needs root,
+//! because referral glue carries addresses, not ports (docs/protocol.md §5): it needs root,
 //! as CI has.
 
 use std::net::SocketAddr;

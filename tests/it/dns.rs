@@ -1,5 +1,5 @@
 //! The DNS door over real UDP and TCP on 127.0.0.1:0, queried with hickory-proto messages:
-//! every row of CONTRACT section 5, the protocol rules (EDNS, TC then TCP, REFUSED, FORMERR,
+//! every row of docs/protocol.md §5, the protocol rules (EDNS, TC then TCP, REFUSED, FORMERR,
 //! NOTIMP, BADVERS), TCP limits, and garbage that must not stop the listener.
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};

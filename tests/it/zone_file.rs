@@ -1,4 +1,4 @@
-//! Zone files (CONTRACT section 2, limits of section 7): one test per rule, each pinning the
+//! Zone files (docs/protocol.md §2, limits of section 7): one test per rule, each pinning the
 //! exact `LINE:COL` and message of the error, then lookups on a valid zone, then the real
 //! `aop zone check` binary.
 //!
