@@ -278,7 +278,7 @@ impl Directory {
     async fn list_zone(&self, origin: &Name, known: Option<u32>) -> Result<Option<Listed>, String> {
         let mut client = self.client.clone();
         let header = client
-            .get_zone(origin.as_str(), true, None)
+            .get_zone(&origin.to_string(), true, None)
             .await
             .map_err(|error| error.message())?;
         if known == Some(header.serial) {
@@ -289,7 +289,7 @@ impl Directory {
         let serial = loop {
             let page = client
                 .list_agents(
-                    origin.as_str(),
+                    &origin.to_string(),
                     limits::PAGE_MAX as u32,
                     &cursor,
                     true,
@@ -360,6 +360,8 @@ impl Directory {
         shutdown: CancellationToken,
     ) {
         let mut backoff = WATCH_BACKOFF_FIRST.min(retry);
+        // The wire writes the root as "."; `Name::as_str` gives "" for it.
+        let zone = origin.to_string();
         loop {
             let since_serial = self
                 .current()
@@ -369,7 +371,7 @@ impl Directory {
             let mut client = self.client.clone();
             let opened = tokio::select! {
                 () = shutdown.cancelled() => return,
-                opened = client.watch(origin.as_str(), since_serial, true) => opened,
+                opened = client.watch(&zone, since_serial, true) => opened,
             };
             match opened {
                 Ok(mut stream) => {

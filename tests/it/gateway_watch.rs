@@ -106,3 +106,40 @@ async fn the_gateway_follows_a_zone_through_a_resolver_and_survives_a_server_goi
     gateway.shutdown().await;
     fed.shutdown().await;
 }
+
+/// The root zone can be mounted like any other (`--mount .`): it is listed and followed under
+/// its written name ".", not the empty string, which the wire refuses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_mounts_and_follows_the_root_zone() {
+    let fed = FederationBuilder::new()
+        .zone(ZoneSpec::root().ttl(3600).agent(AgentSpec::new("analyst")))
+        .start()
+        .await;
+    let mut config = GatewayConfig::new(fed.resolver().grpc_url());
+    config.mounts = vec![Name::root()];
+    config.poll_interval = Duration::from_secs(3600);
+    let gateway = gateway::start(config, free_listener().await)
+        .await
+        .expect("gateway");
+    until_tool(&gateway, "analyst", true).await;
+    let zone = &gateway.gateway.directory().current().zones[&Name::root()];
+    assert_eq!(zone.error, None);
+
+    // Only the Watch stream can bring this one (polling is an hour).
+    let root_server = fed.server(".", 0);
+    let registration = Registration {
+        name: name("writer"),
+        endpoint: Endpoint::new("http://127.0.0.1:9/mcp", "writer", 10, 1).unwrap(),
+        lease_secs: 600,
+        fields: AgentUpdate::default(),
+    };
+    root_server
+        .authority()
+        .register(Name::root(), registration)
+        .await
+        .expect("registered");
+    until_tool(&gateway, "writer", true).await;
+
+    gateway.shutdown().await;
+    fed.shutdown().await;
+}
