@@ -347,6 +347,7 @@ impl GrpcListener {
             shutdown.child_token(),
         )?;
         let started = std::time::Instant::now();
+        crate::sys::trim_memory_periodically(shutdown.child_token());
         let limits = options.grpc_limits;
         let grpc_connections = Admission::new(limits.connections);
         let recent = Arc::new(RecentQueries::default());

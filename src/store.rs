@@ -239,6 +239,8 @@ pub struct Store {
     path: PathBuf,
     /// Why the last commit failed, until one succeeds.
     write_error: Mutex<Option<String>>,
+    /// Reads of the change log (pages of changes), for tests and benchmarks of watchers.
+    log_reads: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Store {
@@ -263,6 +265,7 @@ impl Store {
             source: Source::File,
             path: path.to_path_buf(),
             write_error: Mutex::new(None),
+            log_reads: std::sync::atomic::AtomicU64::new(0),
         };
         store.open()?;
         store.create_tables()?;
@@ -276,6 +279,7 @@ impl Store {
             source: Source::Memory,
             path: PathBuf::from("(in memory)"),
             write_error: Mutex::new(None),
+            log_reads: std::sync::atomic::AtomicU64::new(0),
         };
         store.open()?;
         store.create_tables()?;
@@ -290,6 +294,7 @@ impl Store {
             source: Source::Custom(opener),
             path: path.to_path_buf(),
             write_error: Mutex::new(None),
+            log_reads: std::sync::atomic::AtomicU64::new(0),
         };
         store.open()?;
         store.create_tables()?;
@@ -332,6 +337,12 @@ impl Store {
             return;
         }
         *self.db.write().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// Pages of the change log read so far (Watch catch-ups, not the broadcast of new
+    /// changes, which reads nothing).
+    pub fn log_reads(&self) -> u64 {
+        self.log_reads.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Why the last commit failed, if it did and none has succeeded since: the store cannot
@@ -463,6 +474,8 @@ impl Store {
         max_changes: usize,
         max_bytes: usize,
     ) -> Result<Option<Vec<pb::ZoneChange>>, StoreError> {
+        self.log_reads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let txn = self.db()?.begin_read().map_err(|e| self.io(e))?;
         let zones = txn.open_table(ZONES).map_err(|e| self.io(e))?;
         let serial = match zones.get(origin).map_err(|e| self.io(e))? {

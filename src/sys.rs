@@ -22,6 +22,26 @@ pub fn release_freed_memory() {
     }
 }
 
+/// How often a long-running process hands freed memory back to the OS.
+pub const MEMORY_TRIM_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Calls [`release_freed_memory`] every [`MEMORY_TRIM_INTERVAL`] until `shutdown`: memory a
+/// burst of clients used (streams, sessions, buffers) goes back to the OS after they leave,
+/// rather than staying in the allocator's arenas for ever.
+pub fn trim_memory_periodically(
+    shutdown: tokio_util::sync::CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(MEMORY_TRIM_INTERVAL) => {}
+            }
+            let _ = tokio::task::spawn_blocking(release_freed_memory).await;
+        }
+    })
+}
+
 /// Sends `signal` (such as `libc::SIGINT`) to the process `pid`: how tests and the
 /// availability harness stop a node the way an operator's Ctrl-C or an OOM kill would.
 #[cfg(unix)]

@@ -238,3 +238,123 @@ impl Peers for MemoryPeers {
         })
     }
 }
+
+/// A store's disk that fills up on command: writes, growth and syncs fail as a full disk's
+/// do (ENOSPC) while `full` is set, and succeed again when it is cleared. Reads always work.
+#[derive(Debug)]
+pub struct FaultyDisk {
+    inner: redb::backends::FileBackend,
+    full: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl FaultyDisk {
+    /// A store on `path` whose disk fills up while `full` is set, reopened on the same file
+    /// (and the same switch) after a failed write, as a node's store is.
+    pub fn store(
+        path: &std::path::Path,
+        full: Arc<std::sync::atomic::AtomicBool>,
+    ) -> Result<crate::store::Store, crate::store::StoreError> {
+        let file = path.to_path_buf();
+        let opener: crate::store::DatabaseOpener = Arc::new(move || {
+            let handle = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&file)
+                .map_err(|error| error.to_string())?;
+            let inner =
+                redb::backends::FileBackend::new(handle).map_err(|error| error.to_string())?;
+            let disk = FaultyDisk {
+                inner,
+                full: Arc::clone(&full),
+            };
+            redb::Database::builder()
+                .create_with_backend(disk)
+                .map_err(|error| error.to_string())
+        });
+        crate::store::Store::with_opener(path, opener)
+    }
+
+    fn check(&self) -> std::io::Result<()> {
+        if self.full.load(std::sync::atomic::Ordering::SeqCst) {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::StorageFull,
+                "No space left on device",
+            ))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl redb::StorageBackend for FaultyDisk {
+    fn len(&self) -> std::io::Result<u64> {
+        self.inner.len()
+    }
+
+    fn read(&self, offset: u64, out: &mut [u8]) -> std::io::Result<()> {
+        self.inner.read(offset, out)
+    }
+
+    fn set_len(&self, len: u64) -> std::io::Result<()> {
+        if len > self.inner.len()? {
+            self.check()?;
+        }
+        self.inner.set_len(len)
+    }
+
+    fn sync_data(&self) -> std::io::Result<()> {
+        self.check()?;
+        self.inner.sync_data()
+    }
+
+    fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
+        self.check()?;
+        self.inner.write(offset, data)
+    }
+
+    fn close(&self) -> std::io::Result<()> {
+        self.inner.close()
+    }
+
+    fn try_lock_range(
+        &self,
+        start: std::ops::Bound<u64>,
+        end: std::ops::Bound<u64>,
+    ) -> Result<bool, redb::BackendError> {
+        self.inner.try_lock_range(start, end)
+    }
+
+    fn try_lock_shared_range(
+        &self,
+        start: std::ops::Bound<u64>,
+        end: std::ops::Bound<u64>,
+    ) -> Result<bool, redb::BackendError> {
+        self.inner.try_lock_shared_range(start, end)
+    }
+
+    fn lock_range(
+        &self,
+        start: std::ops::Bound<u64>,
+        end: std::ops::Bound<u64>,
+    ) -> Result<(), redb::BackendError> {
+        self.inner.lock_range(start, end)
+    }
+
+    fn lock_shared_range(
+        &self,
+        start: std::ops::Bound<u64>,
+        end: std::ops::Bound<u64>,
+    ) -> Result<(), redb::BackendError> {
+        self.inner.lock_shared_range(start, end)
+    }
+
+    fn unlock_range(
+        &self,
+        start: std::ops::Bound<u64>,
+        end: std::ops::Bound<u64>,
+    ) -> Result<(), redb::BackendError> {
+        self.inner.unlock_range(start, end)
+    }
+}

@@ -24,14 +24,14 @@ use crate::store::{Store, StoreError, TransferItem};
 use crate::wire::pb;
 
 /// The size a transfer chunk grows to before the next one starts.
-pub const TRANSFER_CHUNK_BYTES: usize = 1024 * 1024;
+pub const TRANSFER_CHUNK_BYTES: usize = 256 * 1024;
 /// How long a transfer waits for its receiver to take the next chunk before it gives up
 /// (and lets go of the store snapshot it reads from).
 pub const TRANSFER_IDLE: Duration = Duration::from_secs(60);
 /// Changes in one Watch event while catching up from the log.
 const WATCH_PAGE_CHANGES: usize = 64;
 /// About the most bytes of changes in one Watch event while catching up.
-const WATCH_PAGE_BYTES: usize = 256 * 1024;
+const WATCH_PAGE_BYTES: usize = 64 * 1024;
 /// News of committed changes a zone's broadcast keeps for watchers that are behind; a
 /// watcher further behind catches up from the store.
 pub(super) const WATCH_BROADCAST: usize = 256;

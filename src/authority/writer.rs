@@ -104,6 +104,9 @@ pub(super) struct Writer {
     authority: Authority,
     zones: HashMap<Name, LiveZone>,
     served: BTreeSet<Name>,
+    /// Zones whose memory may hold changes a failed commit did not store, and that could not
+    /// be read back from the store yet: no batch commits until they are.
+    dirty: BTreeSet<Name>,
 }
 
 impl Writer {
@@ -116,6 +119,7 @@ impl Writer {
             authority,
             zones,
             served,
+            dirty: BTreeSet::new(),
         }
     }
 
@@ -156,11 +160,35 @@ impl Writer {
     }
 
     async fn run_batch(&mut self, batch: Vec<Job>) {
+        // Zones a failed commit left different from the store are read back first; until
+        // they can be, nothing commits (so nothing uncommitted is ever published).
+        let unreadable = if self.dirty.is_empty() {
+            None
+        } else {
+            let dirty = std::mem::take(&mut self.dirty);
+            match self.restore(&dirty) {
+                Ok(()) => None,
+                Err(error) => {
+                    self.dirty = dirty;
+                    Some(error)
+                }
+            }
+        };
         let mut staged: Vec<Staged> = Vec::new();
         for job in batch {
             self.stage(job, &mut staged);
         }
         if staged.is_empty() {
+            return;
+        }
+        if let Some(error) = unreadable {
+            self.dirty.extend(staged.iter().map(|s| s.zone.clone()));
+            for staged in staged {
+                staged.reply.fail(UpdateError::Store(StoreError::Io {
+                    path: self.authority.shared.store.path().to_path_buf(),
+                    reason: format!("the store cannot be read back after a failed write: {error}"),
+                }));
+            }
             return;
         }
         let writes: Vec<ZoneWrite> = staged
@@ -188,7 +216,10 @@ impl Writer {
         let touched: BTreeSet<Name> = staged.iter().map(|s| s.zone.clone()).collect();
         if let Err(error) = committed {
             tracing::error!(%error, "store commit failed; the batch is refused");
-            self.restore(&touched);
+            if let Err(reread) = self.restore(&touched) {
+                tracing::error!(error = %reread, "cannot read the store back after a failed commit; updates are refused until it can be");
+                self.dirty.extend(touched);
+            }
             let message = error.to_string();
             for staged in staged {
                 staged.reply.fail(UpdateError::Store(StoreError::Io {
@@ -540,15 +571,10 @@ impl Writer {
         self.authority.shared.status.store(Arc::new(status));
     }
 
-    /// After a failed commit: the zones as the store has them.
-    fn restore(&mut self, zones: &BTreeSet<Name>) {
-        let loaded = match self.authority.shared.store.load() {
-            Ok(loaded) => loaded,
-            Err(error) => {
-                tracing::error!(%error, "cannot reread the store after a failed commit");
-                return;
-            }
-        };
+    /// After a failed commit: the zones as the store has them. An error when the store
+    /// cannot be read (the zones then stay as they are, and must not be published).
+    fn restore(&mut self, zones: &BTreeSet<Name>) -> Result<(), StoreError> {
+        let loaded = self.authority.shared.store.load()?;
         for data in loaded {
             match LiveZone::from_store(data) {
                 Ok(mut zone) => {
@@ -567,6 +593,7 @@ impl Writer {
                 }
             }
         }
+        Ok(())
     }
 }
 

@@ -20,10 +20,10 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::admission::{Admission, Bounds};
 use crate::catalog::Catalog;
 use crate::telemetry::RequestId;
 use message::Transport;
@@ -35,15 +35,23 @@ use respond::Answerer;
 pub struct TcpLimits {
     /// Connections served at once; more are accepted and closed at once.
     pub max_connections: usize,
+    /// Connections one client address may hold, so one client cannot take them all.
+    pub per_client: usize,
     /// A connection with no query for this long is closed (RFC 7766 section 6.2.3).
     pub idle_timeout: Duration,
+    /// The idle timeout while more than half the connections are taken: as NSD does, a
+    /// busy door gives idle connections less time, so a client that opens many and sends
+    /// nothing cannot keep out those that have queries.
+    pub busy_idle_timeout: Duration,
 }
 
 impl Default for TcpLimits {
     fn default() -> Self {
         TcpLimits {
             max_connections: 256,
+            per_client: 16,
             idle_timeout: Duration::from_secs(10),
+            busy_idle_timeout: Duration::from_millis(500),
         }
     }
 }
@@ -291,7 +299,10 @@ async fn serve_tcp(
     door: Arc<Door>,
     shutdown: CancellationToken,
 ) {
-    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let admission = Admission::new(Bounds {
+        total: limits.max_connections,
+        per_client: limits.per_client,
+    });
     let mut connections = JoinSet::new();
     loop {
         let accepted = tokio::select! {
@@ -306,19 +317,30 @@ async fn serve_tcp(
                 continue;
             }
         };
-        let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
-            door.counters.tcp_refused.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(%peer, "DNS TCP connection limit reached; closing");
-            drop(stream);
-            continue;
+        let ticket = match admission.admit(peer.ip()) {
+            Ok(ticket) => ticket,
+            Err(refusal) => {
+                door.counters.tcp_refused.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(%peer, %refusal, "DNS TCP connection refused; closing");
+                drop(stream);
+                continue;
+            }
         };
         let door = Arc::clone(&door);
         let shutdown = shutdown.clone();
+        let admission = Arc::clone(&admission);
         connections.spawn(async move {
-            let _permit = permit;
+            let _ticket = ticket;
+            let idle = || {
+                if admission.pressure() > 0.5 {
+                    limits.busy_idle_timeout
+                } else {
+                    limits.idle_timeout
+                }
+            };
             tokio::select! {
                 () = shutdown.cancelled() => {}
-                () = serve_tcp_connection(stream, limits.idle_timeout, &door) => {}
+                () = serve_tcp_connection(stream, idle, &door) => {}
             }
         });
     }
@@ -326,18 +348,23 @@ async fn serve_tcp(
 }
 
 /// Length-prefixed queries, answered in order, until the peer closes or goes idle.
-async fn serve_tcp_connection(mut stream: TcpStream, idle_timeout: Duration, door: &Door) {
+async fn serve_tcp_connection(
+    mut stream: TcpStream,
+    idle_timeout: impl Fn() -> Duration,
+    door: &Door,
+) {
     let _ = stream.set_nodelay(true);
     let mut buffer = Vec::new();
     loop {
         let mut prefix = [0u8; 2];
-        match tokio::time::timeout(idle_timeout, stream.read_exact(&mut prefix)).await {
+        // Judged afresh for each query: the door may have become busy meanwhile.
+        match tokio::time::timeout(idle_timeout(), stream.read_exact(&mut prefix)).await {
             Ok(Ok(_)) => {}
             Ok(Err(_)) | Err(_) => return,
         }
         let len = usize::from(u16::from_be_bytes(prefix));
         buffer.resize(len, 0);
-        match tokio::time::timeout(idle_timeout, stream.read_exact(&mut buffer)).await {
+        match tokio::time::timeout(idle_timeout(), stream.read_exact(&mut buffer)).await {
             Ok(Ok(_)) => {}
             Ok(Err(_)) | Err(_) => return,
         }

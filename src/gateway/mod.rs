@@ -106,7 +106,8 @@ pub async fn start(
     let guards = config.guards.clone();
     let gateway = Gateway::new(config, clock::system())?;
     let shutdown = CancellationToken::new();
-    let tasks = start_tasks(&gateway, &shutdown).await;
+    let mut tasks = start_tasks(&gateway, &shutdown).await;
+    tasks.push(crate::sys::trim_memory_periodically(shutdown.child_token()));
     let addr = listener
         .local_addr()
         .map(|a| a.to_string())

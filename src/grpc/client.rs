@@ -30,7 +30,7 @@ pub type RegistryClient = pb::registry_client::RegistryClient<TracedChannel>;
 /// The header carrying a request's id from node to node.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
-/// The largest message a client accepts: a transfer chunk (about 1 MiB each, the bound
+/// The largest message a client accepts: a transfer chunk (about 256 KiB each, the bound
 /// leaves room for one huge record) or a page of a listing.
 pub const MESSAGE_MAX_BYTES: usize = 16 * 1024 * 1024;
 
@@ -157,6 +157,16 @@ pub fn status_failure(url: &str, status: &Status, timeout: Duration) -> PeerFail
     PeerFailure::new(url, kind, status.message())
 }
 
+/// How much one stream may have in flight towards this client before it reads: enough for a
+/// transfer chunk to arrive in one window.
+const STREAM_WINDOW_BYTES: u32 = 1024 * 1024;
+/// How much all of a connection's streams may have in flight towards this client. Fixed
+/// rather than adaptive: h2 refuses a connection (GOAWAY `too_many_data_frames`) once the
+/// small DATA frames it holds unread outgrow half this window, and a connection carrying
+/// hundreds of Watch streams holds many small events at once; an adaptive window starts at
+/// 64 KiB and only grows on links with a large bandwidth-delay product.
+const CONNECTION_WINDOW_BYTES: u32 = 8 * 1024 * 1024;
+
 /// The endpoint for `url` with this project's connection settings (one place, so TLS slots
 /// in here).
 pub fn endpoint(url: &str) -> Result<Endpoint, ClientError> {
@@ -175,7 +185,8 @@ pub fn endpoint(url: &str) -> Result<Endpoint, ClientError> {
     Ok(endpoint
         .connect_timeout(CONNECT_TIMEOUT)
         .tcp_nodelay(true)
-        .http2_adaptive_window(true))
+        .initial_stream_window_size(STREAM_WINDOW_BYTES)
+        .initial_connection_window_size(CONNECTION_WINDOW_BYTES))
 }
 
 fn registry(channel: Channel) -> RegistryClient {

@@ -5,7 +5,8 @@
 //! shutdown are written once. rmcp's `StreamableHttpService` speaks both protocol eras: the
 //! 2025 session era (`Mcp-Session-Id`, SSE streams) and the stateless 2026-07-28 era.
 
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,12 +17,14 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::serve::ListenerExt;
 use rmcp::ServerHandler;
+use rmcp::transport::streamable_http_server::session::SessionId;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::admission::Bounds;
 use crate::record::limits;
 
 /// Origins allowed when none are configured: pages served from this machine.
@@ -42,7 +45,22 @@ pub struct HttpGuards {
     pub allowed_origins: Vec<String>,
     /// When set, every request must carry `Authorization: Bearer <token>`.
     pub bearer_token: Option<Arc<str>>,
+    /// Sessions (2025 era) open at once, in total and per client address; `None`: the
+    /// defaults of [`SESSION_BOUNDS`].
+    pub sessions: Option<Bounds>,
+    /// A session with no traffic for this long is closed; `None`: [`SESSION_IDLE`].
+    pub session_idle: Option<Duration>,
 }
+
+/// Sessions an MCP door keeps at once: each holds a handler, channels and buffers (tens of
+/// KiB), so one client opening sessions in a loop must not be able to hold them all.
+pub const SESSION_BOUNDS: Bounds = Bounds {
+    total: 10_000,
+    per_client: 1_000,
+};
+
+/// How long a session with no traffic is kept.
+pub const SESSION_IDLE: Duration = Duration::from_secs(300);
 
 /// A running MCP HTTP listener.
 pub struct McpHttpServer {
@@ -121,9 +139,17 @@ where
     // Gateways multiplex many calls on one session; the default of 16 queued messages
     // would make concurrent calls wait on each other.
     sessions.session_config.channel_capacity = 4096;
-    let service = StreamableHttpService::new(move || Ok(factory()), Arc::new(sessions), config);
+    sessions.session_config.keep_alive = Some(guards.session_idle.unwrap_or(SESSION_IDLE));
+    let sessions = Arc::new(sessions);
+    let gate = Arc::new(SessionGate {
+        manager: Arc::clone(&sessions),
+        bounds: guards.sessions.unwrap_or(SESSION_BOUNDS),
+        owners: std::sync::Mutex::new(HashMap::new()),
+    });
+    let service = StreamableHttpService::new(move || Ok(factory()), sessions, config);
     let router = Router::new()
         .nest_service("/mcp", service)
+        .layer(middleware::from_fn_with_state(gate, limit_sessions))
         .layer(middleware::from_fn(deleted_is_ok))
         .layer(middleware::from_fn_with_state(
             guards.bearer_token.clone(),
@@ -136,15 +162,124 @@ where
         let _ = tcp.set_nodelay(true);
     });
     let task = tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .await
     });
     Ok(McpHttpServer {
         local_addr,
         shutdown,
         task,
     })
+}
+
+/// The sessions an MCP door holds, and who opened them.
+struct SessionGate {
+    manager: Arc<LocalSessionManager>,
+    bounds: Bounds,
+    /// Sessions opened by each client address (some may have ended since).
+    // std Mutex: held to read or update the map, never across an await.
+    owners: std::sync::Mutex<HashMap<IpAddr, Vec<SessionId>>>,
+}
+
+impl SessionGate {
+    /// Why `client` may not open one more session, if it may not.
+    async fn refusal(&self, client: IpAddr) -> Option<(StatusCode, String)> {
+        let live: std::collections::HashSet<SessionId> =
+            self.manager.sessions.read().await.keys().cloned().collect();
+        let mut owners = self.owners.lock().unwrap_or_else(|p| p.into_inner());
+        owners.retain(|_, ids| {
+            ids.retain(|id| live.contains(id));
+            !ids.is_empty()
+        });
+        if live.len() >= self.bounds.total {
+            return Some((
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "this MCP server holds its limit of {} sessions; close unused sessions or retry later",
+                    self.bounds.total
+                ),
+            ));
+        }
+        let mine = owners.get(&client).map_or(0, Vec::len);
+        (mine >= self.bounds.per_client).then(|| {
+            (
+                StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "this client already has {mine} open sessions (the limit per client is {}); close unused sessions (HTTP DELETE) or reuse one",
+                    self.bounds.per_client
+                ),
+            )
+        })
+    }
+
+    fn opened(&self, client: IpAddr, id: SessionId) {
+        self.owners
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(client)
+            .or_default()
+            .push(id);
+    }
+}
+
+/// Bounds the sessions an MCP door holds, in total and per client address: an `initialize`
+/// without a session past a bound is answered 503 or 429 with a JSON-RPC error naming the
+/// limit; sessions that end (idle, DELETE) give their place back.
+async fn limit_sessions(
+    State(gate): State<Arc<SessionGate>>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<SocketAddr>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let opens_session = request.method() == axum::http::Method::POST
+        && !request.headers().contains_key("mcp-session-id");
+    if !opens_session {
+        return next.run(request).await;
+    }
+    // Only an `initialize` opens a session (a stateless request does not): read the body
+    // (already bounded by the MCP body limit) to tell them apart.
+    let (parts, body) = request.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, limits::MCP_REQUEST_MAX_BYTES).await else {
+        return (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "MCP request body is over the limit of {} bytes",
+                limits::MCP_REQUEST_MAX_BYTES
+            ),
+        )
+            .into_response();
+    };
+    let initialize = serde_json::from_slice::<serde_json::Value>(&bytes)
+        .ok()
+        .is_some_and(|message| {
+            message.get("method").and_then(|m| m.as_str()) == Some("initialize")
+        });
+    let request = Request::from_parts(parts, axum::body::Body::from(bytes));
+    if !initialize {
+        return next.run(request).await;
+    }
+    if let Some((status, message)) = gate.refusal(peer.ip()).await {
+        tracing::warn!(client = %peer.ip(), %message, "MCP session refused");
+        let error = serde_json::json!({
+            "jsonrpc": "2.0",
+            "id": null,
+            "error": {"code": -32000, "message": message},
+        });
+        return (status, axum::Json(error)).into_response();
+    }
+    let response = next.run(request).await;
+    if let Some(id) = response
+        .headers()
+        .get("mcp-session-id")
+        .and_then(|value| value.to_str().ok())
+    {
+        gate.opened(peer.ip(), SessionId::from(id.to_string()));
+    }
+    response
 }
 
 async fn require_bearer(

@@ -9,11 +9,9 @@
 //! threads is the operating system's and cannot be replayed).
 
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aop::grpc::update::{register_fields, signed};
@@ -21,187 +19,16 @@ use aop::grpc::{RegistryClient, pb};
 use aop::keys::UpdateKey;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 
-use crate::support::{AOP, connect, free_addr};
+use crate::support::process::{NodeProcess, Setup, ZONE, setup};
+use crate::support::{connect, free_addr};
 
-const ZONE: &str = "crash.test";
 /// The agent the zone file declares; it is there after every start.
 const FILE_AGENT: &str = "fixed.crash.test";
 const DEADLINE: Duration = Duration::from_secs(30);
 const KILLS: usize = 20;
 /// Concurrent registration streams per round.
 const STREAMS: usize = 8;
-
-/// A zone file and an update key in a temporary directory.
-struct Setup {
-    dir: tempfile::TempDir,
-    zone_file: PathBuf,
-    key_file: PathBuf,
-    key: UpdateKey,
-}
-
-async fn setup() -> Setup {
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let zone_file = dir.path().join("crash.test.toml");
-    std::fs::write(
-        &zone_file,
-        r#"
-[zone]
-origin = "crash.test"
-serial = 1
-ttl = 60
-negative_ttl = 30
-refresh = 60
-retry = 10
-expire = 86400
-contact = "ops@crash.test"
-servers = [{ grpc = "http://127.0.0.1:7999" }]
-
-[[agent]]
-name = "fixed"
-description = "Declared in the zone file."
-endpoints = [{ url = "http://127.0.0.1:9/mcp" }]
-"#,
-    )
-    .expect("write the zone file");
-    let key_file = dir.path().join("crash-key.toml");
-    let output = Command::new(AOP)
-        .args(["key", "new", "crash-key", "--zone", ZONE, "--out"])
-        .arg(&key_file)
-        .output()
-        .await
-        .expect("run aop key new");
-    assert!(
-        output.status.success(),
-        "aop key new failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let key = UpdateKey::load_file(&key_file).expect("load the key aop key new wrote");
-    Setup {
-        dir,
-        zone_file,
-        key_file,
-        key,
-    }
-}
-
-/// `aop node` in a child process (SIGKILLed when dropped). Its stderr is read all along, so
-/// the node never blocks on a full pipe, and kept for failure messages.
-struct NodeProcess {
-    child: Child,
-    lines: mpsc::UnboundedReceiver<String>,
-    stderr: Arc<Mutex<String>>,
-    reader: Option<JoinHandle<()>>,
-}
-
-impl NodeProcess {
-    fn spawn(setup: &Setup, data_dir: &Path, grpc: SocketAddr) -> NodeProcess {
-        let mut child = Command::new(AOP)
-            .arg("node")
-            .arg("--zone")
-            .arg(&setup.zone_file)
-            .arg("--grpc")
-            .arg(grpc.to_string())
-            .arg("--data-dir")
-            .arg(data_dir)
-            .arg("--update-key")
-            .arg(&setup.key_file)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start aop node");
-        let stderr_pipe = child.stderr.take().expect("piped stderr");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let (tx, lines) = mpsc::unbounded_channel();
-        let kept = Arc::clone(&stderr);
-        let reader = tokio::spawn(async move {
-            let mut pipe = BufReader::new(stderr_pipe).lines();
-            while let Ok(Some(line)) = pipe.next_line().await {
-                let mut text = kept.lock().unwrap();
-                text.push_str(&line);
-                text.push('\n');
-                drop(text);
-                let _ = tx.send(line);
-            }
-        });
-        NodeProcess {
-            child,
-            lines,
-            stderr,
-            reader: Some(reader),
-        }
-    }
-
-    fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
-    }
-
-    /// Waits for the "node ready" line and returns the gRPC URL it names, or for the
-    /// process to exit first and returns its status and stderr.
-    async fn started(&mut self) -> Result<String, (ExitStatus, String)> {
-        let started = Instant::now();
-        loop {
-            let left = DEADLINE.saturating_sub(started.elapsed());
-            match tokio::time::timeout(left, self.lines.recv()).await {
-                Ok(Some(line)) if line.contains("node ready") => {
-                    let url = line
-                        .split_whitespace()
-                        .find_map(|field| field.strip_prefix("grpc="))
-                        .unwrap_or_else(|| panic!("no grpc= in the ready line: {line}"));
-                    return Ok(url.to_string());
-                }
-                Ok(Some(_)) => {}
-                Ok(None) => return Err(self.exit().await),
-                Err(_) => panic!(
-                    "the node neither became ready nor exited within {DEADLINE:?}; stderr:\n{}",
-                    self.stderr()
-                ),
-            }
-        }
-    }
-
-    async fn ready(&mut self) -> String {
-        match self.started().await {
-            Ok(url) => url,
-            Err((status, stderr)) => {
-                panic!("the node exited before it was ready ({status}); stderr:\n{stderr}")
-            }
-        }
-    }
-
-    fn signal(&self, signal: libc::c_int) {
-        let pid = self.child.id().expect("the node is running");
-        aop::sys::send_signal(pid, signal)
-            .unwrap_or_else(|error| panic!("kill({pid}, {signal}) failed: {error}"));
-    }
-
-    /// Waits for the process to exit and its stderr to end; returns both.
-    async fn exit(&mut self) -> (ExitStatus, String) {
-        let status = tokio::time::timeout(DEADLINE, self.child.wait())
-            .await
-            .unwrap_or_else(|_| {
-                panic!(
-                    "the node did not exit within {DEADLINE:?}; stderr:\n{}",
-                    self.stderr()
-                )
-            })
-            .expect("wait for the node");
-        if let Some(reader) = self.reader.take() {
-            tokio::time::timeout(DEADLINE, reader)
-                .await
-                .expect("the node's stderr ends after it exits")
-                .expect("the stderr reader does not panic");
-        }
-        (status, self.stderr())
-    }
-}
 
 async fn client(url: &str) -> RegistryClient {
     connect(url)

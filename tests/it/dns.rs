@@ -608,7 +608,9 @@ async fn answers_too_big_for_udp_are_truncated_then_served_whole_over_tcp() {
 async fn tcp_connections_are_capped_and_idle_ones_closed() {
     let limits = TcpLimits {
         max_connections: 2,
+        per_client: 2,
         idle_timeout: Duration::from_millis(300),
+        busy_idle_timeout: Duration::from_millis(300),
     };
     let (node, dns) = start(&[FINANCE.to_string()], limits).await;
     let mut first = TcpStream::connect(dns).await.unwrap();

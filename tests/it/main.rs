@@ -13,6 +13,7 @@ mod gateway;
 mod gateway_watch;
 mod node_grpc;
 mod registration;
+mod reliability;
 mod request_ids;
 mod search;
 mod zone_file;

@@ -8,6 +8,7 @@
 pub mod federation;
 pub mod link;
 pub mod net;
+pub mod process;
 pub mod wait;
 pub mod zones;
 
