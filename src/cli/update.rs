@@ -43,7 +43,8 @@ pub struct RegisterArgs {
     #[arg(long, value_name = "T")]
     tool: Option<String>,
     /// SRV-style priority, 1..=65535, lower first.
-    #[arg(long, default_value_t = aop::record::DEFAULT_PRIORITY, value_name = "P")]
+    #[arg(long, default_value_t = aop::record::DEFAULT_PRIORITY, value_name = "P",
+          value_parser = clap::value_parser!(u16).range(1..))]
     priority: u16,
     /// SRV-style weight, 0..=65535, a share among endpoints of one priority.
     #[arg(long, default_value_t = aop::record::DEFAULT_WEIGHT, value_name = "W")]
@@ -64,7 +65,8 @@ pub struct RegisterArgs {
     #[arg(long, value_name = "FILE")]
     input_schema: Option<PathBuf>,
     /// Seconds the endpoint lives without a renewal (1..=86400).
-    #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+    #[arg(long, default_value_t = aop::authority::live::DEFAULT_LEASE_SECS, value_name = "SECONDS",
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(aop::authority::live::LEASE_MAX_SECS)))]
     lease: u32,
     /// The update key file (from `aop key new`).
     #[arg(long, value_name = "F")]

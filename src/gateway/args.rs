@@ -25,6 +25,20 @@ pub fn string_arg<'a>(
     }
 }
 
+/// A required string argument; a missing one names what it is for and the arguments that
+/// were given (a misspelt key is the usual cause).
+pub fn required_string_arg<'a>(
+    args: &'a JsonObject,
+    field: &'static str,
+    what: &str,
+) -> Result<&'a str, GatewayError> {
+    string_arg(args, field)?.ok_or_else(|| GatewayError::MissingArgument {
+        field,
+        what: what.to_string(),
+        given: args.keys().cloned().collect(),
+    })
+}
+
 pub fn strings_arg(
     args: &JsonObject,
     field: &'static str,

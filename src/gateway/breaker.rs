@@ -87,6 +87,13 @@ impl Breakers {
         }
     }
 
+    /// How much longer `url`'s breaker stays open (`None` when it is not open).
+    pub fn open_for(&self, url: &str) -> Option<std::time::Duration> {
+        let now = self.clock.now();
+        let until = self.lock().get(url)?.open_until?;
+        (now < until).then(|| until - now)
+    }
+
     /// Whether a call to `url` may go now; a half-open breaker lets one probe through.
     pub fn try_acquire(&self, url: &str) -> Option<Permit> {
         let now = self.clock.now();

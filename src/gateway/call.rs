@@ -372,12 +372,18 @@ impl Caller {
                 )
             };
             let Some(endpoint) = choose(&agent.endpoints, permits, &tried) else {
-                failures.push(PeerFailure::new(
-                    "every endpoint",
-                    FailureKind::NotSent,
-                    "circuit breaker open",
-                ));
-                continue;
+                // Nothing to send to: waiting out a backoff would not change that.
+                let next_probe = agent
+                    .endpoints
+                    .iter()
+                    .filter_map(|endpoint| self.breakers.open_for(&endpoint.url))
+                    .min()
+                    .unwrap_or_default();
+                return Err(GatewayError::BreakersOpen {
+                    agent: agent.name.clone(),
+                    next_probe,
+                    attempts: failures.iter().map(ToString::to_string).collect(),
+                });
             };
             let Some(permit) = self.breakers.try_acquire(&endpoint.url) else {
                 // A half-open breaker whose single probe is already out.

@@ -17,6 +17,12 @@ pub enum GatewayError {
     UnknownTool { tool: String },
     #[error("invalid {field}: {reason}")]
     BadRequest { field: &'static str, reason: String },
+    #[error("missing argument `{field}` ({what}); {}", given_note(given))]
+    MissingArgument {
+        field: &'static str,
+        what: String,
+        given: Vec<String>,
+    },
     #[error("no such agent: {name} ({outcome})")]
     NoSuchAgent { name: Name, outcome: &'static str },
     #[error("cannot resolve {name}: {reason}")]
@@ -34,17 +40,68 @@ pub enum GatewayError {
         timeout_ms: u64,
         attempts: Vec<String>,
     },
-    #[error("agent {agent} failed after {} attempt(s): {}", attempts.len(), attempts.join("; "))]
+    #[error("agent {agent} failed after {} attempt(s): {}", attempts.len(), grouped(attempts))]
     Failed { agent: Name, attempts: Vec<String> },
+    /// Every endpoint's breaker is open: nothing was sent (after `attempts`, if any).
+    #[error(
+        "agent {agent} was not called: the circuit breaker of every endpoint is open after repeated failures (the next probe in {} ms){}",
+        next_probe.as_millis(),
+        attempts_note(attempts)
+    )]
+    BreakersOpen {
+        agent: Name,
+        next_probe: std::time::Duration,
+        attempts: Vec<String>,
+    },
     #[error("the call to {agent} was cancelled by the caller")]
     Cancelled { agent: Name },
+    /// A mounted zone the request reads has never been listed: its agents are unknown, not
+    /// absent.
+    /// `reason` names the resolver.
+    #[error("mounted zone {zone} has not loaded: {reason}")]
+    NotLoaded { zone: Name, reason: String },
+    /// A `zone` argument inside the mounts that names nothing the mounted zones hold.
+    #[error(
+        "no agents at or below {zone} in the mounted zones ({mounts}): check the name; search_agents searches zones that are not mounted"
+    )]
+    NoSuchZone { zone: Name, mounts: String },
+    /// No scope of a search answered (a zone that does not exist, or the resolver node
+    /// unreachable): an error, never an empty list.
+    #[error("search failed: {}", unanswered.iter().map(|(zone, reason)| format!("{zone}: {reason}")).collect::<Vec<_>>().join("; "))]
+    SearchFailed { unanswered: Vec<(String, String)> },
+}
+
+fn given_note(given: &[String]) -> String {
+    if given.is_empty() {
+        "no arguments were given".into()
+    } else {
+        format!("the arguments given were: {}", given.join(", "))
+    }
+}
+
+/// The attempts' failures in order, a run of identical ones said once with its count.
+fn grouped(attempts: &[String]) -> String {
+    let mut runs: Vec<(&str, usize)> = Vec::new();
+    for attempt in attempts {
+        match runs.last_mut() {
+            Some((text, count)) if *text == attempt.as_str() => *count += 1,
+            _ => runs.push((attempt, 1)),
+        }
+    }
+    runs.iter()
+        .map(|(text, count)| match count {
+            1 => text.to_string(),
+            n => format!("{text} ({n} times)"),
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 fn attempts_note(attempts: &[String]) -> String {
     if attempts.is_empty() {
         String::new()
     } else {
-        format!("; attempts: {}", attempts.join("; "))
+        format!("; attempts: {}", grouped(attempts))
     }
 }
 
@@ -63,5 +120,20 @@ impl GatewayError {
     /// The tool result of an agent tool (or `call_agent`) that failed.
     pub fn to_tool_result(&self) -> CallToolResult {
         CallToolResult::error(vec![ContentBlock::text(self.to_string())])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeated_attempts_are_said_once_with_their_count() {
+        let attempts = ["a: refused", "a: refused", "b: timeout", "a: refused"].map(String::from);
+        assert_eq!(
+            grouped(&attempts),
+            "a: refused (2 times); b: timeout; a: refused"
+        );
+        assert_eq!(grouped(&[]), "");
     }
 }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use rmcp::model::{CallToolResult, JsonObject};
 use serde_json::{Value, json};
 
-use super::args::{limit_arg, string_arg, strings_arg, timeout_ms_arg};
+use super::args::{limit_arg, required_string_arg, string_arg, strings_arg, timeout_ms_arg};
 use super::directory::Mounted;
 use super::error::GatewayError;
 use super::shapes::{NAMES, agent_info, answer, discovery_info, failure};
@@ -60,18 +60,50 @@ pub fn mounts_list(gateway: &Gateway) -> String {
     }
 }
 
-/// The agents at or below `zone` (or all mounted ones), in name order.
-fn agents_below(mounted: &Mounted, zone: Option<&Name>) -> Vec<Arc<Agent>> {
-    match zone {
-        None => mounted.listing.agents.clone(),
-        Some(zone) => mounted
-            .listing
-            .agents
-            .iter()
-            .filter(|agent| agent.name.is_at_or_below(zone))
-            .cloned()
-            .collect(),
+/// The agents at or below `zone` (or all mounted ones), in name order. A mounted zone the
+/// answer depends on that has never loaded is an error naming the resolver (its agents are
+/// unknown, not absent), and so is a `zone` under which the mounted zones hold nothing.
+fn agents_below(
+    gateway: &Gateway,
+    mounted: &Mounted,
+    zone: Option<&Name>,
+) -> Result<Vec<Arc<Agent>>, GatewayError> {
+    for mount in mounted.zones.values() {
+        let relevant = zone.is_none_or(|zone| {
+            zone.is_at_or_below(&mount.origin) || mount.origin.is_at_or_below(zone)
+        });
+        if relevant && mount.serial.is_none() {
+            let resolver = &gateway.config().resolver_url;
+            let reason = match &mount.error {
+                Some(error) if error.contains(resolver.as_str()) => error.clone(),
+                Some(error) => format!("{error} (resolver {resolver})"),
+                None => {
+                    format!("the first listing from the resolver {resolver} has not finished yet")
+                }
+            };
+            return Err(GatewayError::NotLoaded {
+                zone: mount.origin.clone(),
+                reason,
+            });
+        }
     }
+    let Some(zone) = zone else {
+        return Ok(mounted.listing.agents.clone());
+    };
+    let agents: Vec<Arc<Agent>> = mounted
+        .listing
+        .agents
+        .iter()
+        .filter(|agent| agent.name.is_at_or_below(zone))
+        .cloned()
+        .collect();
+    if agents.is_empty() && !mounted.zones.contains_key(zone) {
+        return Err(GatewayError::NoSuchZone {
+            zone: zone.clone(),
+            mounts: mounts_list(gateway),
+        });
+    }
+    Ok(agents)
 }
 
 /// Finds a mounted agent by FQDN (with or without a trailing dot) or tool name.
@@ -100,7 +132,7 @@ pub fn discover_agents(gateway: &Gateway, args: &JsonObject) -> CallToolResult {
         let limit = limit_arg(args)?;
         let after = string_arg(args, "cursor")?;
         let mounted = gateway.directory().current();
-        let agents = agents_below(&mounted, zone.as_ref());
+        let agents = agents_below(gateway, &mounted, zone.as_ref())?;
         let total = agents.len();
         let start = match after {
             None => 0,
@@ -123,10 +155,7 @@ pub fn discover_agents(gateway: &Gateway, args: &JsonObject) -> CallToolResult {
 
 pub fn get_agent_details(gateway: &Gateway, args: &JsonObject) -> CallToolResult {
     let run = || -> Result<Value, GatewayError> {
-        let name = string_arg(args, "agent_name")?.ok_or(GatewayError::BadRequest {
-            field: "agent_name",
-            reason: "is required".into(),
-        })?;
+        let name = required_string_arg(args, "agent_name", "the agent's name or tool name")?;
         let agent = find_mounted(gateway, name).ok_or_else(|| GatewayError::BadRequest {
             field: "agent_name",
             reason: format!(
@@ -195,7 +224,7 @@ pub fn list_agents(gateway: &Gateway, args: &JsonObject) -> CallToolResult {
     let run = || -> Result<Value, GatewayError> {
         let zone = zone_arg(gateway, args)?;
         let mounted = gateway.directory().current();
-        let names: Vec<String> = agents_below(&mounted, zone.as_ref())
+        let names: Vec<String> = agents_below(gateway, &mounted, zone.as_ref())?
             .iter()
             .map(|agent| agent.name.to_string())
             .collect();
@@ -246,10 +275,8 @@ pub async fn get_server_info(gateway: &Gateway) -> CallToolResult {
 
 pub async fn resolve_agent(gateway: &Gateway, args: &JsonObject) -> CallToolResult {
     let run = async {
-        let text = string_arg(args, "name")?.ok_or(GatewayError::BadRequest {
-            field: "name",
-            reason: "is required".into(),
-        })?;
+        let text =
+            required_string_arg(args, "name", "the agent's name, like analyst.finance.acme")?;
         let name = Name::parse_agent(text).map_err(|error| GatewayError::BadRequest {
             field: "name",
             reason: error.to_string(),
@@ -287,10 +314,8 @@ pub async fn call_agent(
     context: &crate::gateway::call::CallContext,
 ) -> CallToolResult {
     let run = async {
-        let text = string_arg(args, "name")?.ok_or(GatewayError::BadRequest {
-            field: "name",
-            reason: "is required".into(),
-        })?;
+        let text =
+            required_string_arg(args, "name", "the agent's name, like analyst.finance.acme")?;
         let name = Name::parse_agent(text).map_err(|error| GatewayError::BadRequest {
             field: "name",
             reason: error.to_string(),

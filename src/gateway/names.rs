@@ -120,6 +120,10 @@ impl NameCache {
                     name: name.clone(),
                     outcome: "not found",
                 },
+                ClientError::Unreachable { url, reason } => GatewayError::Resolve {
+                    name: name.clone(),
+                    reason: format!("cannot reach the resolver {url}: {reason}"),
+                },
                 ClientError::Status { message, .. } => GatewayError::Resolve {
                     name: name.clone(),
                     reason: message,

@@ -55,7 +55,9 @@ struct Search {
 }
 
 /// Searches every scope through the resolver node, in parallel, and merges the answers.
-async fn search(gateway: &Gateway, wanted: &Search) -> Found {
+/// When no scope answered at all (a zone that does not exist, the resolver unreachable),
+/// the search failed: an empty list would tell the caller there are no such agents.
+async fn search(gateway: &Gateway, wanted: &Search) -> Result<Found, GatewayError> {
     let scopes: Vec<Name> = match &wanted.zone {
         Some(zone) => vec![zone.clone()],
         None => outermost(gateway.directory().mounts()),
@@ -87,6 +89,15 @@ async fn search(gateway: &Gateway, wanted: &Search) -> Found {
         .collect();
     let deadline = tokio::time::Instant::now() + SEARCH_DEADLINE;
     let asked = ask_all(gateway.peers(), asks, &terms, deadline).await;
+    if asked.parts.is_empty() && !scopes.is_empty() {
+        return Err(GatewayError::SearchFailed {
+            unanswered: asked
+                .missed
+                .into_iter()
+                .map(|missed| (missed.zone, missed.reason))
+                .collect(),
+        });
+    }
     let parts = asked.parts;
     let missed = asked
         .missed
@@ -94,12 +105,12 @@ async fn search(gateway: &Gateway, wanted: &Search) -> Found {
         .map(|missed| (missed.zone, missed.reason))
         .collect();
     let merged = search::merge(parts, wanted.limit);
-    Found {
+    Ok(Found {
         terms,
         hits: merged.hits,
         total_matches: merged.total_matches,
         missed,
-    }
+    })
 }
 
 /// The mounts that are not below another mount (a subtree search covers those).
@@ -161,7 +172,7 @@ pub async fn search_agents(gateway: &Gateway, args: &JsonObject) -> CallToolResu
             capabilities,
             limit: limit_arg(args)?,
         };
-        let found = search(gateway, &wanted).await;
+        let found = search(gateway, &wanted).await?;
         let terms = &found.terms;
         let restricted = fields.len() < SEARCH_FIELDS.len() && !terms.is_empty();
         let mounted = gateway.directory().current();
@@ -232,7 +243,7 @@ pub async fn route_task(
             capabilities: strings_arg(args, "capabilities")?.unwrap_or_default(),
             limit: ROUTE_CANDIDATES,
         };
-        Ok((task, timeout_ms, search(gateway, &wanted).await))
+        Ok((task, timeout_ms, search(gateway, &wanted).await?))
     };
     let (task, timeout_ms, found) = match run.await {
         Ok(found) => found,

@@ -211,7 +211,7 @@ impl AgentSessions {
             Ok(Err(error)) => {
                 return Err(failure(format!(
                     "cannot open an MCP session: {}",
-                    error_chain(&error)
+                    plain_reason(&error)
                 )));
             }
             Ok(Ok(service)) => service,
@@ -221,7 +221,7 @@ impl AgentSessions {
             Ok(Err(error)) => {
                 return Err(failure(format!(
                     "cannot list its tools: {}",
-                    error_chain(&error)
+                    plain_reason(&error)
                 )));
             }
             Err(_) => return Err(failure("no tools/list answer in time".into())),
@@ -268,4 +268,68 @@ impl Default for AgentSessions {
     fn default() -> Self {
         AgentSessions::new()
     }
+}
+
+/// What went wrong with an MCP transport, in the caller's terms: "connection refused", "HTTP
+/// 404 Not Found", "timed out", never the library's type names (rmcp prints its transport's
+/// full generic type in its messages).
+fn plain_reason(error: &(dyn std::error::Error + 'static)) -> String {
+    // rmcp's handshake error holds its transport error in a field it does not expose as
+    // the source: start the walk there.
+    let start: &(dyn std::error::Error + 'static) =
+        match error.downcast_ref::<rmcp::service::ClientInitializeError>() {
+            Some(rmcp::service::ClientInitializeError::TransportError { error, .. }) => error,
+            _ => error,
+        };
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(start);
+    let mut deepest = error;
+    while let Some(current) = source {
+        if let Some(http) = current.downcast_ref::<reqwest::Error>() {
+            if let Some(status) = http.status() {
+                return format!("HTTP {status}");
+            }
+            if http.is_timeout() {
+                return "timed out".into();
+            }
+            if http.is_connect() && current.source().is_none() {
+                return "cannot connect".into();
+            }
+        }
+        if let Some(io) = current.downcast_ref::<std::io::Error>() {
+            return match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => "connection refused".into(),
+                std::io::ErrorKind::ConnectionReset => "connection reset".into(),
+                std::io::ErrorKind::TimedOut => "connection timed out".into(),
+                _ => io.to_string(),
+            };
+        }
+        deepest = current;
+        // rmcp's HTTP transport error holds the HTTP client's error without exposing it as
+        // the source, too.
+        source = match current.downcast_ref::<StreamableHttpError<reqwest::Error>>() {
+            Some(StreamableHttpError::Client(inner)) => Some(inner),
+            _ => current.source(),
+        };
+    }
+    without_type_names(&error_chain(deepest))
+}
+
+/// Drops bracketed Rust type paths (`[rmcp::transport::worker::WorkerTransport<...>]`) from a
+/// library's message.
+fn without_type_names(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(open) = rest.find('[') {
+        let Some(close) = rest[open..].find(']').map(|at| open + at) else {
+            break;
+        };
+        out.push_str(&rest[..open]);
+        let inside = &rest[open + 1..close];
+        if !inside.contains("::") {
+            out.push_str(&rest[open..=close]);
+        }
+        rest = &rest[close + 1..];
+    }
+    out.push_str(rest);
+    out.split_whitespace().collect::<Vec<_>>().join(" ")
 }

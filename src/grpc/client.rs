@@ -154,7 +154,7 @@ pub fn status_failure(url: &str, status: &Status, timeout: Duration) -> PeerFail
         FailureKind::Timeout(_) => FailureKind::Timeout(timeout),
         kind => kind,
     };
-    PeerFailure::new(url, kind, status.message())
+    PeerFailure::new(url, kind, status_text(status))
 }
 
 /// How much one stream may have in flight towards this client before it reads: enough for a
@@ -253,10 +253,34 @@ pub struct NodeClient {
 }
 
 fn status_error(url: &str, status: &Status) -> ClientError {
+    // tonic makes a status from a local transport error (connect refused, reset): nothing
+    // was answered, the node was not reached.
+    if std::error::Error::source(status).is_some() && status.code() == Code::Unavailable {
+        return ClientError::Unreachable {
+            url: url.to_string(),
+            reason: status_text(status),
+        };
+    }
     ClientError::Status {
         url: url.to_string(),
         code: status.code(),
-        message: status.message().to_string(),
+        message: status_text(status),
+    }
+}
+
+/// A status's message, followed, for a status tonic made from a local transport error, by
+/// that error's root cause ("tcp connect error: Connection refused (os error 111)"): the
+/// message alone does not say what happened.
+fn status_text(status: &Status) -> String {
+    let message = status.message();
+    // The deepest cause says what happened (hyper's layers in between repeat the message).
+    let mut root = std::error::Error::source(status);
+    while let Some(next) = root.and_then(std::error::Error::source) {
+        root = Some(next);
+    }
+    match root.map(ToString::to_string) {
+        Some(cause) if !message.contains(&cause) => format!("{message}: {cause}"),
+        _ => message.to_string(),
     }
 }
 

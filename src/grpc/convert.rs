@@ -155,9 +155,11 @@ pub fn search_part(
         let agent = hit.agent.ok_or("a hit without its agent")?;
         let agent = Agent::try_from(agent).map_err(|error| error.to_string())?;
         let hit_zone = Name::parse(&hit.zone).map_err(|error| format!("a hit's zone: {error}"))?;
-        if !hit_zone.is_at_or_below(zone) || !agent.name.is_at_or_below(&hit_zone) {
+        // The agent lies in the asked subtree and in the zone it came from; that zone may
+        // be above the scope when the scope is a name inside a zone.
+        if !agent.name.is_at_or_below(zone) || !agent.name.is_at_or_below(&hit_zone) {
             return Err(format!(
-                "sent {} from zone {hit_zone}, outside its subtree",
+                "sent {} from zone {hit_zone}, outside the subtree of {zone}",
                 agent.name
             ));
         }

@@ -26,6 +26,7 @@ use futures::future::BoxFuture;
 use tokio::time::Instant;
 
 use super::{AnalyzedQuery, Merged, SearchQuery, ZoneIndexes, ZoneResult, merge};
+use crate::answer::Outcome;
 use crate::catalog::{Catalog, CatalogError};
 use crate::name::Name;
 use crate::peer::{FailureKind, PeerFailure};
@@ -213,6 +214,15 @@ impl Federation {
                 depth,
             });
         } else {
+            // A scope that names nothing in its zone (a mistyped zone, say) is an error, not
+            // an empty answer from the enclosing zone.
+            if scope != *zone.origin() && matches!(zone.lookup(&scope).outcome, Outcome::NxDomain) {
+                return Err(ResolveError::NoSuchZone {
+                    name: scope,
+                    zone: zone.origin().clone(),
+                }
+                .into());
+            }
             self.search_local(zone, &scope, depth, &mut gathered, &mut remote);
         }
         let asks = self.child_asks(remote, &request, &mut gathered);
@@ -356,7 +366,9 @@ impl Federation {
         };
         let (zone, authority) = match self.resolver.locate_zone(scope, options()).await {
             Ok(authority) => (scope.clone(), authority),
-            Err(ResolveError::NotAZone { zone, .. } | ResolveError::NoSuchZone { zone, .. }) => {
+            // A name inside a zone: its zone's servers search the names at or below it (and
+            // refuse a name that does not exist there).
+            Err(ResolveError::NotAZone { zone, .. }) => {
                 let authority = self.resolver.locate_zone(&zone, options()).await?;
                 (zone, authority)
             }

@@ -124,8 +124,11 @@ impl ZoneResult {
         }
         for hit in &self.hits {
             // A part may stand for a whole subtree (a child node's federated answer): its
-            // hits come from zones at or below it.
-            if !hit.zone.is_at_or_below(&self.zone) || !hit.agent.name.is_at_or_below(&hit.zone) {
+            // hits lie below it, each in the zone it came from (which is above the part's
+            // scope when that scope is a name inside a zone).
+            if !hit.agent.name.is_at_or_below(&self.zone)
+                || !hit.agent.name.is_at_or_below(&hit.zone)
+            {
                 return Err(InvalidZoneResult::ForeignHit {
                     zone: zone(),
                     agent: hit.agent.name.clone(),

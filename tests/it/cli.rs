@@ -404,3 +404,35 @@ fn unreachable_server_is_a_clear_error() {
         stderr(&output)
     );
 }
+
+/// `--priority 0` and `--lease 0` are refused as the zone-file format refuses them, not
+/// silently replaced by the defaults (0 is "unset" on the wire).
+#[test]
+fn register_refuses_priority_and_lease_out_of_range() {
+    let base = [
+        "register",
+        "--server",
+        "http://127.0.0.1:9",
+        "--zone",
+        "acme",
+        "--name",
+        "x",
+        "--url",
+        "http://127.0.0.1:9/mcp",
+    ];
+    for (flag, value, range) in [
+        ("--priority", "0", "1..=65535"),
+        ("--lease", "0", "1..=86400"),
+        ("--lease", "86401", "1..=86400"),
+    ] {
+        let mut args = base.to_vec();
+        args.extend([flag, value]);
+        let output = run(&args);
+        assert_eq!(output.status.code(), Some(2), "{flag} {value}");
+        let text = stderr(&output);
+        assert!(
+            text.contains(flag) && text.contains(value) && text.contains(range),
+            "{flag} {value}: {text}"
+        );
+    }
+}

@@ -1017,3 +1017,133 @@ endpoints = [{{ url = \"{dead}\" }}]
     );
     gateway.shutdown().await;
 }
+
+/// A gateway whose resolver cannot be reached says so, naming the resolver, instead of
+/// telling the LLM there are no agents.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_resolver_is_a_failure_naming_it() {
+    let resolver = format!("http://{}", crate::support::free_addr());
+    let mut config = GatewayConfig::new(resolver.clone());
+    config.mounts = vec![Name::parse("finance.acme").unwrap()];
+    let gateway = gateway::start(config, free_listener().await)
+        .await
+        .expect("start the gateway");
+    eventually(DEADLINE, "the first listing fails", || async {
+        gateway.gateway.directory().current().zones[&Name::parse("finance.acme").unwrap()]
+            .error
+            .is_some()
+    })
+    .await;
+    let client = connect(&gateway).await;
+    for (tool, arguments) in [
+        ("discover_agents", json!({})),
+        ("list_agents", json!({})),
+        ("list_agents", json!({"zone": "finance.acme"})),
+        ("search_agents", json!({"query": "forecasting"})),
+        (
+            "call_agent",
+            json!({"name": "analyst.finance.acme", "arguments": {"task": "x"}}),
+        ),
+    ] {
+        let result = call(&client, tool, arguments).await;
+        assert_eq!(result.is_error, Some(true), "{tool}: {}", text(&result));
+        let error = text(&result);
+        assert!(
+            error.contains(&resolver),
+            "{tool} names {resolver}: {error}"
+        );
+        assert!(
+            error.to_lowercase().contains("refused"),
+            "{tool} says what happened: {error}"
+        );
+        assert!(
+            !error.contains("rmcp::") && !error.contains("tonic::"),
+            "{error}"
+        );
+    }
+    gateway.shutdown().await;
+}
+
+/// A `zone` argument that names nothing is an error naming it, not an empty list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zone_argument_that_names_nothing_is_an_error() {
+    let (_analyst, server) = agent(AgentKind::Analyst, "analyst").await;
+    let node = start_node(&zone_text(1, &analyst_zone(&[server.url()]))).await;
+    let gateway = start_gateway(&node).await;
+    let client = connect(&gateway).await;
+    for tool in [
+        "list_agents",
+        "discover_agents",
+        "search_agents",
+        "route_task",
+    ] {
+        let result = call(
+            &client,
+            tool,
+            json!({"zone": "nosuch.finance.acme", "query": "analysis", "task": "analysis"}),
+        )
+        .await;
+        assert_eq!(result.is_error, Some(true), "{tool}: {}", text(&result));
+        assert_eq!(structured(&result)["success"], json!(false), "{tool}");
+        assert!(
+            text(&result).contains("nosuch.finance.acme"),
+            "{tool}: {}",
+            text(&result)
+        );
+    }
+    // The zone itself still lists.
+    let listed = call(&client, "list_agents", json!({"zone": "finance.acme"})).await;
+    assert_eq!(structured(&listed)["total_count"], json!(1));
+    gateway.shutdown().await;
+}
+
+/// An agent whose only endpoint is down: the first calls say "connection refused" at its URL
+/// (never a library's type names); once its breaker is open a call is refused at once,
+/// saying so and when the next probe goes, not as "3 attempts" of the same thing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_down_agent_is_described_in_plain_words() {
+    let dead = dead_url();
+    let node = start_node(&zone_text(1, &analyst_zone(std::slice::from_ref(&dead)))).await;
+    let gateway = start_gateway(&node).await;
+    let client = connect(&gateway).await;
+    let first = call(&client, "analyst_finance_acme", json!({"task": "x"})).await;
+    assert_eq!(first.is_error, Some(true));
+    let error = text(&first);
+    assert!(error.contains(&dead), "{error}");
+    assert!(error.contains("connection refused"), "{error}");
+    assert!(
+        error.contains("times)") || error.contains("1 attempt"),
+        "repeats said once: {error}"
+    );
+    assert!(!error.contains("::"), "no Rust type names: {error}");
+    let mut open = None;
+    for _ in 0..20 {
+        let result = call(&client, "analyst_finance_acme", json!({"task": "x"})).await;
+        let error = text(&result);
+        if error.contains("circuit breaker") {
+            open = Some(error);
+            break;
+        }
+    }
+    let open = open.expect("the breaker opens after repeated failures");
+    assert!(open.contains("was not called"), "{open}");
+    assert!(open.contains("next probe in"), "{open}");
+    assert_eq!(
+        open.matches("circuit breaker").count(),
+        1,
+        "said once: {open}"
+    );
+    // A misspelt key names the argument and what was given.
+    let result = call(
+        &client,
+        "call_agent",
+        json!({"agent_name": "analyst.finance.acme", "arguments": {}}),
+    )
+    .await;
+    let error = text(&result);
+    assert!(
+        error.contains("missing argument `name`") && error.contains("agent_name"),
+        "{error}"
+    );
+    gateway.shutdown().await;
+}

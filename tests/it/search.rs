@@ -276,3 +276,38 @@ async fn a_slow_child_zone_makes_results_partial_not_late() {
     }
     fed.shutdown().await;
 }
+
+/// A scope that names nothing (a mistyped zone) is NOT_FOUND naming it, not an empty answer
+/// from the enclosing zone; a name that exists inside a zone is a valid scope.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scope_that_names_nothing_is_not_found() {
+    let fed = federation(false).await;
+    let mut client = fed.client().await;
+    // "nosuch.acme" lies in acme (served elsewhere), "nosuch.finance.acme" one level lower.
+    for scope in ["nosuch.acme", "nosuch.finance.acme"] {
+        let status = client
+            .search(pb::SearchRequest {
+                zone: scope.into(),
+                ..request("forecasting")
+            })
+            .await
+            .expect_err(scope);
+        assert_eq!(status.code(), tonic::Code::NotFound, "{scope}: {status:?}");
+        assert!(
+            status.message().contains(scope),
+            "{scope}: {}",
+            status.message()
+        );
+    }
+    // An agent's own name is a scope holding one agent.
+    let found = search(
+        &mut client,
+        pb::SearchRequest {
+            zone: "forecaster.finance.acme".into(),
+            ..request("forecasting")
+        },
+    )
+    .await;
+    assert_eq!(names(&found), ["forecaster.finance.acme"]);
+    fed.shutdown().await;
+}
