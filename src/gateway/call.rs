@@ -32,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::gateway::breaker::Breakers;
 use crate::gateway::error::GatewayError;
+use crate::gateway::metrics::GatewayMetrics;
 use crate::gateway::sessions::{AgentSessions, error_text, failure_of};
 use crate::peer::{FailureKind, PeerFailure};
 use crate::record::{Agent, Endpoint};
@@ -326,6 +327,8 @@ pub struct Caller {
     pub breakers: Arc<Breakers>,
     pub validators: Validators,
     pub retry: RetryPolicy,
+    /// Counts every failed attempt, by reason.
+    pub metrics: Arc<GatewayMetrics>,
 }
 
 impl Caller {
@@ -372,6 +375,7 @@ impl Caller {
                 )
             };
             let Some(endpoint) = choose(&agent.endpoints, permits, &tried) else {
+                self.metrics.record_attempt_failure(&FailureKind::NotSent);
                 failures.push(PeerFailure::new(
                     "every endpoint",
                     FailureKind::NotSent,
@@ -382,6 +386,7 @@ impl Caller {
             let Some(permit) = self.breakers.try_acquire(&endpoint.url) else {
                 // A half-open breaker whose single probe is already out.
                 tried.push(endpoint.url.clone());
+                self.metrics.record_attempt_failure(&FailureKind::NotSent);
                 failures.push(PeerFailure::new(
                     &endpoint.url,
                     FailureKind::NotSent,
@@ -411,6 +416,7 @@ impl Caller {
                 Err(AttemptError::Failed(failure, retryable)) => {
                     self.breakers.record(permit, false);
                     tracing::debug!(agent = %agent.name, %failure, retryable, "agent call attempt failed");
+                    self.metrics.record_attempt_failure(&failure.kind);
                     failures.push(failure);
                     if !retryable {
                         break;
@@ -418,6 +424,7 @@ impl Caller {
                 }
                 Err(AttemptError::OutOfTime(failure)) => {
                     self.breakers.record(permit, false);
+                    self.metrics.record_attempt_failure(&failure.kind);
                     failures.push(failure);
                     break;
                 }
