@@ -22,6 +22,10 @@ pub struct NodeConfigFile {
     /// The admin endpoint's listen address (metrics, health, status page), such as
     /// `127.0.0.1:7300`.
     pub admin: Option<SocketAddr>,
+    /// Host names the admin endpoint answers besides loopback names and addresses and the
+    /// address a request reached (DNS-rebinding protection), such as `node1.mgmt`.
+    #[serde(default)]
+    pub admin_allow_hosts: Vec<String>,
     /// Zone files this node is primary for.
     #[serde(default)]
     pub zones: Vec<PathBuf>,

@@ -12,7 +12,8 @@
 //! For every distinct endpoint URL on 127.0.0.1 in the zones, the demo runs a built-in agent
 //! (`metadata.demo_kind`, default echo) on port base+300+j and rewrites the endpoint to it;
 //! then an MCP gateway on base+900 mounts every zone and resolves through the root node, with
-//! its status page on base+901.
+//! its admin endpoint (status page, /metrics, /healthz, /readyz) on base+901, as
+//! `aop gateway --admin` serves it.
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -21,6 +22,7 @@ use std::path::{Path, PathBuf};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::admin::gateway::GatewayView;
 use crate::admin::{AdminError, AdminListener};
 use crate::agent::{AgentKind, BuiltinAgent};
 use crate::dns::DnsListener;
@@ -86,7 +88,7 @@ pub struct DemoNode {
     pub zones: Vec<Name>,
 }
 
-/// The gateway's status page.
+/// The gateway's admin endpoint (status page, /metrics, /healthz, /readyz).
 pub struct GatewayStatusPage {
     pub url: String,
     shutdown: CancellationToken,
@@ -344,7 +346,7 @@ pub async fn start(zones_dir: &Path, port_base: u16) -> Result<Demo, DemoError> 
     let shutdown = CancellationToken::new();
     let gateway_status = GatewayStatusPage {
         url: status_listener.url(),
-        task: status_listener.serve_gateway(gateway.gateway.clone(), shutdown.clone()),
+        task: status_listener.serve_gateway(GatewayView::of(&gateway), shutdown.clone()),
         shutdown,
     };
     Ok(Demo {

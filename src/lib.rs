@@ -19,6 +19,7 @@
 //! - [`telemetry`]: request ids, latency histograms, the recent-queries ring.
 //! - [`peer`]: the one classification of another party's failure, and whether to retry.
 //! - [`admission`]: bounds in total and per client (connections, streams, sessions).
+//! - [`rebinding`]: which `Host` headers the HTTP doors answer (DNS-rebinding protection).
 //!
 //! The core:
 //!
@@ -75,6 +76,7 @@ pub mod mcp;
 pub mod name;
 pub mod node;
 pub mod peer;
+pub mod rebinding;
 pub mod record;
 pub mod resolver;
 pub mod search;

@@ -77,6 +77,8 @@ pub struct NodeConfig {
     pub dns: Option<SocketAddr>,
     /// The admin endpoint's address (metrics, health, status page), if any.
     pub admin: Option<SocketAddr>,
+    /// Host names the admin endpoint answers besides loopback and the address reached.
+    pub admin_allow_hosts: Vec<String>,
     pub zone_files: Vec<PathBuf>,
     /// Zones served as a secondary of the primary at a gRPC URL.
     pub secondaries: Vec<(Name, String)>,
@@ -242,7 +244,11 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
         None => None,
     };
     let admin = match config.admin {
-        Some(addr) => Some(AdminListener::bind(addr).await?),
+        Some(addr) => Some(
+            AdminListener::bind(addr)
+                .await?
+                .allow_hosts(config.admin_allow_hosts),
+        ),
         None => None,
     };
     listener.serve_with(ServeOptions {

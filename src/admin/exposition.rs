@@ -4,11 +4,13 @@
 //!
 //! Everything is read at scrape time from where it is already kept: the DNS door's
 //! counters, the gRPC observer's, the resolver's cache statistics and upstream failures,
-//! the authority's update counts, transfers and zone states, and the catalog's zones.
+//! the authority's update counts, transfers, zone states, secondaries and Watch streams, and
+//! the catalog's zones. The writer ([`Exposition`]) serves the gateway's `/metrics` too.
 
 use std::fmt::{Display, Write as _};
 
 use crate::admin::NodeView;
+use crate::admin::status::serial_lag;
 use crate::authority::live::Role;
 use crate::dns::observe::DnsOutcome;
 use crate::grpc::observe::GRPC_CODES;
@@ -307,6 +309,73 @@ fn zones(out: &mut Exposition, node: &NodeView) {
                 u8::from(status.served),
             );
         }
+    }
+    let now_ms = node.authority.clock().unix_ms();
+    out.family(
+        "aop_zone_last_refresh_seconds",
+        "gauge",
+        "Seconds since a secondary zone last heard from its primary (a transfer, or an answer \
+         that it is up to date; absent before the first). Past the zone's expire it is \
+         withdrawn.",
+    );
+    for origin in &origins {
+        if let Some(status) = statuses.get(origin)
+            && let Some(at) = status.refreshed_unix_ms
+        {
+            out.sample(
+                "aop_zone_last_refresh_seconds",
+                &[("zone", &origin.to_string()), ("role", role(origin))],
+                now_ms.saturating_sub(at) as f64 / 1000.0,
+            );
+        }
+    }
+    out.family(
+        "aop_zone_secondary_lag_serials",
+        "gauge",
+        "A primary's view of each secondary that transferred a zone from it: serials the \
+         secondary's last transfer is behind the zone now.",
+    );
+    let mut transfers = Vec::new();
+    for origin in &origins {
+        let Some(status) = statuses.get(origin) else {
+            continue;
+        };
+        for secondary in node.authority.secondaries(origin) {
+            if let Some(fetch) = secondary.last_fetch {
+                let labels = (origin.to_string(), secondary.url);
+                out.sample(
+                    "aop_zone_secondary_lag_serials",
+                    &[("zone", &labels.0), ("secondary", &labels.1)],
+                    serial_lag(status.serial, fetch.serial),
+                );
+                transfers.push((labels, fetch.at_unix_ms));
+            }
+        }
+    }
+    out.family(
+        "aop_zone_secondary_last_transfer_seconds",
+        "gauge",
+        "A primary's view: seconds since each secondary last asked it for a zone's transfer \
+         (every refresh asks, so this grows past the zone's refresh only when it is silent).",
+    );
+    for ((zone, secondary), at) in &transfers {
+        out.sample(
+            "aop_zone_secondary_last_transfer_seconds",
+            &[("zone", zone), ("secondary", secondary)],
+            now_ms.saturating_sub(*at) as f64 / 1000.0,
+        );
+    }
+    out.family(
+        "aop_zone_watchers",
+        "gauge",
+        "Watch streams (gateways, relaying nodes) following each zone here now.",
+    );
+    for origin in &origins {
+        out.sample(
+            "aop_zone_watchers",
+            &[("zone", &origin.to_string())],
+            node.authority.watchers(origin),
+        );
     }
     out.family(
         "aop_zone_agents",

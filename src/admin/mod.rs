@@ -13,12 +13,19 @@
 //! door's observer layer (`grpc::observe`), the recent-queries ring and histograms
 //! (`telemetry`), the resolver's cache statistics, the authority's update counts. This
 //! module only reads them. Nothing here changes state, so there is no authentication: bind
-//! it to loopback (or a management network) as the examples do. Responses carry
-//! `nosniff`, a same-origin content security policy and no CORS headers, so another site's
-//! page cannot read them; the page builds its DOM with `textContent`, never `innerHTML`,
-//! because agent descriptions are anyone's input.
+//! it to loopback (or a management network) as the examples do; a bind to any other address
+//! logs a warning that the endpoint is reachable from the network.
 //!
-//! The gateway's status page ([`gateway`]) is the same page fed by another document.
+//! What guards it in a browser: responses carry `nosniff`, a same-origin content security
+//! policy and no CORS headers, so another site's page cannot read them; requests whose
+//! `Host` is not a loopback name or address, the address the connection reached, or a name
+//! the operator allowed are refused with 403 (`crate::rebinding`, the check the MCP door
+//! uses), so a page cannot read them through DNS rebinding either; the page builds its DOM
+//! with `textContent`, never `innerHTML`, because agent descriptions are anyone's input; and
+//! the recent-queries ring redacts secrets in URLs as it records them (`telemetry`).
+//!
+//! The gateway's admin endpoint ([`gateway`], `aop gateway --admin`) is the same page fed by
+//! another document, and its own `/metrics`, `/healthz` and `/readyz`.
 
 pub mod exposition;
 pub mod gateway;
@@ -28,10 +35,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::connect_info::{ConnectInfo, Connected};
+use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::serve::IncomingStream;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -82,6 +92,8 @@ pub struct NodeView {
 pub struct AdminListener {
     listener: TcpListener,
     addr: SocketAddr,
+    /// Host names (or addresses) answered besides loopback and the address reached.
+    allowed_hosts: Vec<String>,
 }
 
 impl AdminListener {
@@ -89,7 +101,18 @@ impl AdminListener {
         let bind_error = |source| AdminError::Bind { addr, source };
         let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
         let addr = listener.local_addr().map_err(bind_error)?;
-        Ok(AdminListener { listener, addr })
+        Ok(AdminListener {
+            listener,
+            addr,
+            allowed_hosts: Vec::new(),
+        })
+    }
+
+    /// Answers requests whose `Host` is one of `hosts` too (names a management network or a
+    /// scraper uses), beside loopback names and addresses and the address reached.
+    pub fn allow_hosts(mut self, hosts: Vec<String>) -> AdminListener {
+        self.allowed_hosts = hosts;
+        self
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -129,17 +152,65 @@ impl AdminListener {
             .route("/healthz", get(|| async { "ok\n" }))
             // Browsers ask for it; an empty answer keeps their consoles free of 404s.
             .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
+            .layer(axum::middleware::from_fn_with_state(
+                Arc::<[String]>::from(self.allowed_hosts),
+                check_host,
+            ))
             .layer(axum::middleware::map_response(common_headers));
         let addr = self.addr;
+        if !addr.ip().to_canonical().is_loopback() {
+            tracing::warn!(
+                %addr,
+                "admin endpoint bound to a non-loopback address: it is reachable from the network, \
+                 without authentication (status page, /metrics, /status.json); bind it to \
+                 loopback or a management network unless that is meant"
+            );
+        }
         tokio::spawn(async move {
             tracing::info!(url = %format!("http://{addr}/"), "admin endpoint listening (status page, /metrics, /healthz, /readyz)");
-            if let Err(error) = axum::serve(self.listener, router)
+            let service = router.into_make_service_with_connect_info::<Reached>();
+            if let Err(error) = axum::serve(self.listener, service)
                 .with_graceful_shutdown(shutdown.cancelled_owned())
                 .await
             {
                 tracing::warn!(%error, "admin endpoint stopped");
             }
         })
+    }
+}
+
+/// The local address a connection reached (on a wildcard bind, the interface's address):
+/// a request may name it in `Host`.
+#[derive(Debug, Clone, Copy)]
+struct Reached(SocketAddr);
+
+impl Connected<IncomingStream<'_, TcpListener>> for Reached {
+    fn connect_info(stream: IncomingStream<'_, TcpListener>) -> Reached {
+        // Unknown: the unspecified address, which no Host matches.
+        Reached(
+            stream
+                .io()
+                .local_addr()
+                .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0))),
+        )
+    }
+}
+
+/// DNS-rebinding protection: 403, naming the Host, unless the request names this endpoint
+/// by a loopback name or address, the address it reached, or an allowed name.
+async fn check_host(
+    State(allowed): State<Arc<[String]>>,
+    ConnectInfo(Reached(local)): ConnectInfo<Reached>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let host = crate::rebinding::request_host(&request);
+    match crate::rebinding::check_host(host, local.ip(), &allowed) {
+        Ok(()) => next.run(request).await,
+        Err(refused) => {
+            tracing::debug!(host = %refused.host, %local, "admin request refused: Host not answered here");
+            (StatusCode::FORBIDDEN, format!("{refused}\n")).into_response()
+        }
     }
 }
 

@@ -3,15 +3,22 @@
 //! The document is built on each request from the live state (catalog, authority, resolver,
 //! the recent-queries ring); it is bounded however large the zones are: at most
 //! [`AGENTS_SHOWN`] agents per zone (the listing limit of docs/protocol.md §7) and
-//! [`CUTS_SHOWN`] cached zone cuts.
+//! [`CUTS_SHOWN`] cached zone cuts. Where each shown agent and endpoint came from (zone file
+//! or live registration) and when live leases end are asked of the authority's writer, which
+//! alone holds them, for the shown agents only, within [`DESCRIBE_WAIT`]; a primary's
+//! secondaries come from its NOTIFY bookkeeping.
+
+use std::collections::HashMap;
+use std::time::Duration;
 
 use serde::Serialize;
 
 use crate::admin::NodeView;
 use crate::authority::live::Role;
-use crate::authority::{Authority, ZoneStatus};
+use crate::authority::{AgentSource, Authority, KnownSecondary, ZoneStatus};
 use crate::clock::system_unix_ms as unix_ms;
-use crate::record::{Agent, Delegation, ServerAddress};
+use crate::name::Name;
+use crate::record::{Agent, Delegation, ServerAddress, serial_newer};
 use crate::resolver::LevelStats;
 use crate::telemetry::RecentQuery;
 
@@ -19,6 +26,9 @@ use crate::telemetry::RecentQuery;
 pub const AGENTS_SHOWN: usize = 1000;
 /// Cached zone cuts listed.
 pub const CUTS_SHOWN: usize = 200;
+/// How long the status waits for the writer to say where agents came from; past it (a
+/// writer busy with a large batch) the document goes without `source` and leases.
+pub const DESCRIBE_WAIT: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Serialize)]
 pub struct NodeStatus {
@@ -49,10 +59,30 @@ pub struct ZoneView {
     pub primary: Option<String>,
     pub serial: u32,
     pub served: bool,
+    /// A secondary: when it last heard from its primary (Unix ms).
+    pub last_refresh_unix_ms: Option<u64>,
+    /// A primary: the secondaries it knows (listed servers and nodes that transferred).
+    pub secondaries: Vec<SecondaryView>,
+    /// Watch streams following the zone here now.
+    pub watchers: usize,
     pub agent_count: usize,
     pub delegations: Vec<CutView>,
     /// The first [`AGENTS_SHOWN`] agents, in name order.
     pub agents: Vec<AgentView>,
+}
+
+/// A primary's secondary.
+#[derive(Debug, Serialize)]
+pub struct SecondaryView {
+    pub url: String,
+    /// The zone lists it among its servers.
+    pub listed: bool,
+    /// The serial its last transfer from this node brought it to (none since start: null).
+    pub serial: Option<u32>,
+    /// Serials it is behind this node's.
+    pub lag: Option<u32>,
+    pub last_transfer_unix_ms: Option<u64>,
+    pub last_transfer_full: Option<bool>,
 }
 
 #[derive(Debug, Serialize)]
@@ -70,6 +100,10 @@ pub struct AgentView {
     pub description: String,
     pub tags: Vec<String>,
     pub capabilities: Vec<String>,
+    /// `file` (defined in the zone file) or `live` (registered); absent when unknown (the
+    /// gateway's page, or a writer that did not answer in time).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<&'static str>,
     pub endpoints: Vec<EndpointView>,
 }
 
@@ -79,6 +113,49 @@ pub struct EndpointView {
     pub tool: String,
     pub priority: u16,
     pub weight: u16,
+    /// `file` or `live`, as for agents.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<&'static str>,
+    /// A live endpoint's lease end (Unix ms), on its primary.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lease_expires_unix_ms: Option<u64>,
+}
+
+fn source_label(from_file: bool) -> &'static str {
+    if from_file { "file" } else { "live" }
+}
+
+/// Adds where an agent and its endpoints came from, and live leases.
+fn with_source(mut view: AgentView, source: &AgentSource) -> AgentView {
+    view.source = Some(source_label(source.from_file));
+    for endpoint in &mut view.endpoints {
+        if let Some(known) = source.endpoints.iter().find(|e| e.url == endpoint.url) {
+            endpoint.source = Some(source_label(!known.live));
+            endpoint.lease_expires_unix_ms = known.lease.map(|lease| lease.expires_unix_ms);
+        }
+    }
+    view
+}
+
+fn secondary_view(secondary: KnownSecondary, serial: u32) -> SecondaryView {
+    let fetch = secondary.last_fetch;
+    SecondaryView {
+        url: secondary.url,
+        listed: secondary.listed,
+        serial: fetch.map(|f| f.serial),
+        lag: fetch.map(|f| serial_lag(serial, f.serial)),
+        last_transfer_unix_ms: fetch.map(|f| f.at_unix_ms),
+        last_transfer_full: fetch.map(|f| f.full),
+    }
+}
+
+/// How many serials `theirs` is behind `ours` (RFC 1982 arithmetic; 0 when not behind).
+pub fn serial_lag(ours: u32, theirs: u32) -> u32 {
+    if serial_newer(ours, theirs) {
+        ours.wrapping_sub(theirs)
+    } else {
+        0
+    }
 }
 
 fn servers(list: &[ServerAddress]) -> Vec<String> {
@@ -100,6 +177,7 @@ pub fn agent_view(agent: &Agent) -> AgentView {
         description: agent.description.clone(),
         tags: agent.tags.clone(),
         capabilities: agent.capabilities.clone(),
+        source: None,
         endpoints: agent
             .endpoints
             .iter()
@@ -108,6 +186,8 @@ pub fn agent_view(agent: &Agent) -> AgentView {
                 tool: e.tool.clone(),
                 priority: e.priority,
                 weight: e.weight,
+                source: None,
+                lease_expires_unix_ms: None,
             })
             .collect(),
     }
@@ -157,7 +237,8 @@ pub async fn node_status(node: &NodeView) -> NodeStatus {
         }
     }
     origins.sort();
-    let zones = origins
+    let mut shown: Vec<(Name, Vec<Name>)> = Vec::new();
+    let mut zones: Vec<ZoneView> = origins
         .iter()
         .map(|origin| {
             let status = statuses.get(origin);
@@ -169,6 +250,9 @@ pub async fn node_status(node: &NodeView) -> NodeStatus {
                 primary,
                 serial: status.map_or(0, |s| s.serial),
                 served: status.is_none_or(|s| s.served),
+                last_refresh_unix_ms: status.and_then(|s| s.refreshed_unix_ms),
+                secondaries: Vec::new(),
+                watchers: node.authority.watchers(origin),
                 agent_count: 0,
                 delegations: Vec::new(),
                 agents: Vec::new(),
@@ -178,16 +262,45 @@ pub async fn node_status(node: &NodeView) -> NodeStatus {
                 view.agent_count = zone.agent_count();
                 view.delegations = zone.delegations().map(|d| cut(d, None)).collect();
                 view.delegations.sort_by(|a, b| a.zone.cmp(&b.zone));
-                view.agents = zone
-                    .agents_page(None, AGENTS_SHOWN)
+                let names = zone.agents_page(None, AGENTS_SHOWN);
+                view.agents = names
                     .iter()
                     .filter_map(|name| zone.agent(name.as_str()))
                     .map(|agent| agent_view(agent))
                     .collect();
+                shown.push((origin.clone(), names.to_vec()));
             }
+            let serial = view.serial;
+            view.secondaries = node
+                .authority
+                .secondaries(origin)
+                .into_iter()
+                .map(|secondary| secondary_view(secondary, serial))
+                .collect();
             view
         })
         .collect();
+    let sources = tokio::time::timeout(DESCRIBE_WAIT, node.authority.describe(shown))
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    for (view, origin) in zones.iter_mut().zip(&origins) {
+        let Some(zone_sources) = sources.get(origin) else {
+            continue;
+        };
+        let by_name: HashMap<String, &AgentSource> = zone_sources
+            .iter()
+            .map(|source| (source.name.to_string(), source))
+            .collect();
+        view.agents = std::mem::take(&mut view.agents)
+            .into_iter()
+            .map(|agent| match by_name.get(&agent.name) {
+                Some(source) => with_source(agent, source),
+                None => agent,
+            })
+            .collect();
+    }
     let mut cached_cuts: Vec<CutView> = node
         .resolver
         .cached_delegations(CUTS_SHOWN)

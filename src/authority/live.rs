@@ -82,6 +82,28 @@ pub struct Deregistered {
     pub agent_removed: bool,
 }
 
+/// Where an agent's record and its endpoints came from, and when the leases of its live
+/// endpoints end: what the status page shows beside the record ([`LiveZone::describe`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentSource {
+    pub name: Name,
+    /// Defined in the zone file (its fields belong to the file); else registered live.
+    pub from_file: bool,
+    /// Every endpoint, in the agent's order.
+    pub endpoints: Vec<EndpointSource>,
+}
+
+/// One endpoint's provenance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointSource {
+    pub url: String,
+    /// Registered live (else written in the zone file).
+    pub live: bool,
+    /// A live endpoint's lease (held by the primary only; secondaries copy the records, not
+    /// the leases).
+    pub lease: Option<Lease>,
+}
+
 /// Records and leases one operation changed.
 #[derive(Debug, Default)]
 pub struct Edit {
@@ -213,6 +235,29 @@ impl LiveZone {
 
     pub fn lease(&self, agent: &Name, url: &str) -> Option<Lease> {
         self.leases.get(&(agent.clone(), url.to_string())).copied()
+    }
+
+    /// The provenance and leases of the agents named (those the zone holds), in the order
+    /// asked.
+    pub fn describe(&self, names: &[Name]) -> Vec<AgentSource> {
+        names
+            .iter()
+            .filter_map(|name| self.agents.get(name))
+            .map(|live| AgentSource {
+                name: live.agent.name.clone(),
+                from_file: live.from_file,
+                endpoints: live
+                    .agent
+                    .endpoints
+                    .iter()
+                    .map(|endpoint| EndpointSource {
+                        url: endpoint.url.clone(),
+                        live: live.live.contains(&endpoint.url),
+                        lease: self.lease(&live.agent.name, &endpoint.url),
+                    })
+                    .collect(),
+            })
+            .collect()
     }
 
     /// Every record, agents first, in name order.

@@ -47,9 +47,10 @@ use crate::store::{Store, StoreError};
 use crate::zone::ZoneSnapshot;
 
 pub use live::{
-    DEFAULT_LEASE_SECS, Deregistered, LEASE_MAX_SECS, Lease, LiveZone, Registered, Registration,
-    Role,
+    AgentSource, DEFAULT_LEASE_SECS, Deregistered, EndpointSource, LEASE_MAX_SECS, Lease, LiveZone,
+    Registered, Registration, Role,
 };
+pub use notify::{Fetch, KnownSecondary};
 pub use peers::{Peers, TransferData, TransferRequest};
 pub use prepare::PreparedAuthority;
 
@@ -179,9 +180,12 @@ pub struct ZoneStatus {
     pub expire: u32,
     /// Answering for the zone (a secondary stops after `expire` without its primary).
     pub served: bool,
+    /// A secondary: when it last heard from its primary (a transfer, or an answer that it
+    /// is up to date), Unix ms, kept in the store across restarts; `None` before the first.
+    pub refreshed_unix_ms: Option<u64>,
 }
 
-fn zone_status(zone: &LiveZone, served: bool) -> ZoneStatus {
+fn zone_status(zone: &LiveZone, served: bool, refreshed_unix_ms: Option<u64>) -> ZoneStatus {
     ZoneStatus {
         role: zone.role.clone(),
         serial: zone.header.serial,
@@ -189,6 +193,7 @@ fn zone_status(zone: &LiveZone, served: bool) -> ZoneStatus {
         retry: zone.header.retry,
         expire: zone.header.expire,
         served,
+        refreshed_unix_ms,
     }
 }
 
@@ -370,6 +375,20 @@ impl Authority {
     ) -> Result<Applied, UpdateError> {
         self.submit(|reply| Job::Transfer { zone, data, reply })
             .await?
+    }
+
+    /// Where the agents named came from (zone file or live registration) and when their live
+    /// endpoints' leases end, per zone asked: read by the writer, which owns the live zones,
+    /// between two batches (so only committed state is seen). `None` when the writer does
+    /// not answer (the node is stopping); a zone not held, or whose memory a failed commit
+    /// left unsure, is left out. The status page asks for the agents it shows.
+    pub async fn describe(
+        &self,
+        zones: Vec<(Name, Vec<Name>)>,
+    ) -> Option<HashMap<Name, Vec<AgentSource>>> {
+        self.submit(|reply| Job::Describe { zones, reply })
+            .await
+            .ok()
     }
 
     /// A secondary's primary has been silent past `expire`: stop answering for the zone.

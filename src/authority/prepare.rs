@@ -192,7 +192,11 @@ impl PreparedAuthority {
         let mut status = HashMap::new();
         for (origin, zone) in &zones {
             news.insert(origin.clone(), broadcast::channel(serve::WATCH_BROADCAST).0);
-            status.insert(origin.clone(), zone_status(zone, served.contains(origin)));
+            let at = refreshed.get(origin).copied();
+            status.insert(
+                origin.clone(),
+                zone_status(zone, served.contains(origin), at),
+            );
         }
         let shared = Arc::new(Shared {
             catalog,
@@ -211,7 +215,7 @@ impl PreparedAuthority {
             updates: Default::default(),
         });
         let authority = Authority { shared };
-        let writer = Writer::new(authority.clone(), zones, served);
+        let writer = Writer::new(authority.clone(), zones, served, refreshed.clone());
         tokio::spawn(writer.run(receiver, shutdown.clone()));
         for (origin, primary) in config.secondaries {
             let (kick, kicked) = mpsc::channel(1);

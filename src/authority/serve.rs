@@ -17,6 +17,7 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
+use super::notify::Fetch;
 use super::{Authority, TransferRequest, UpdateError};
 use crate::name::Name;
 use crate::record::serial_newer;
@@ -58,7 +59,9 @@ impl Authority {
         self.status(&zone)
             .filter(|s| s.served)
             .ok_or_else(|| UpdateError::NotServed { zone: zone.clone() })?;
-        self.add_notify_target(&zone, &request.notify_url);
+        let secondary = self
+            .add_notify_target(&zone, &request.notify_url)
+            .then(|| request.notify_url.clone());
         let (chunks, receiver) = mpsc::channel(1);
         let store = Arc::clone(&self.shared.store);
         let authority = self.clone();
@@ -79,6 +82,14 @@ impl Authority {
             let mut sink = |item: TransferItem| {
                 match item {
                     TransferItem::Start { header, full } => {
+                        if let (Some(url), Some(header)) = (&secondary, &header) {
+                            let fetch = Fetch {
+                                serial: header.serial,
+                                at_unix_ms: authority.shared.clock.unix_ms(),
+                                full,
+                            };
+                            authority.record_fetch(&zone, url, fetch);
+                        }
                         chunk.header = header;
                         chunk.full = full;
                         authority.shared.transfers[usize::from(!full)]

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::live::{self, Deregistered, Edit, Lease, LiveZone, Registered, Registration, Role};
+use super::live::{
+    self, AgentSource, Deregistered, Edit, Lease, LiveZone, Registered, Registration, Role,
+};
 use super::serve::News;
 use super::{Applied, Authority, BATCH_MAX, ReloadResult, TransferData, UpdateError, ZoneStatus};
 use super::{notify, zone_status};
@@ -54,6 +56,11 @@ pub(super) enum Job {
         zone: Name,
     },
     Expire,
+    /// Read-only: answered after the batch it came in, from committed state.
+    Describe {
+        zones: Vec<(Name, Vec<Name>)>,
+        reply: oneshot::Sender<HashMap<Name, Vec<AgentSource>>>,
+    },
 }
 
 /// How a staged job is answered once its batch is committed.
@@ -107,6 +114,8 @@ pub(super) struct Writer {
     /// Zones whose memory may hold changes a failed commit did not store, and that could not
     /// be read back from the store yet: no batch commits until they are.
     dirty: BTreeSet<Name>,
+    /// When each secondary zone last heard from its primary (Unix ms), as committed.
+    refreshed: HashMap<Name, u64>,
 }
 
 impl Writer {
@@ -114,12 +123,14 @@ impl Writer {
         authority: Authority,
         zones: HashMap<Name, LiveZone>,
         served: BTreeSet<Name>,
+        refreshed: HashMap<Name, u64>,
     ) -> Writer {
         Writer {
             authority,
             zones,
             served,
             dirty: BTreeSet::new(),
+            refreshed,
         }
     }
 
@@ -160,6 +171,30 @@ impl Writer {
     }
 
     async fn run_batch(&mut self, batch: Vec<Job>) {
+        let (describes, batch): (Vec<Job>, Vec<Job>) = batch
+            .into_iter()
+            .partition(|job| matches!(job, Job::Describe { .. }));
+        self.apply_batch(batch).await;
+        for job in describes {
+            if let Job::Describe { zones, reply } = job {
+                let _ = reply.send(self.describe(zones));
+            }
+        }
+    }
+
+    /// What [`Job::Describe`] asks, from the zones as committed.
+    fn describe(&self, zones: Vec<(Name, Vec<Name>)>) -> HashMap<Name, Vec<AgentSource>> {
+        zones
+            .into_iter()
+            .filter(|(zone, _)| !self.dirty.contains(zone))
+            .filter_map(|(zone, names)| {
+                let live = self.zones.get(&zone)?;
+                Some((zone, live.describe(&names)))
+            })
+            .collect()
+    }
+
+    async fn apply_batch(&mut self, batch: Vec<Job>) {
         // Zones a failed commit left different from the store are read back first; until
         // they can be, nothing commits (so nothing uncommitted is ever published).
         let unreadable = if self.dirty.is_empty() {
@@ -236,6 +271,11 @@ impl Writer {
             .collect();
         for zone in &changed {
             self.publish(zone);
+        }
+        for staged in &staged {
+            if let Some(at) = staged.write.refreshed_unix_ms {
+                self.refreshed.insert(staged.zone.clone(), at);
+            }
         }
         let listener = &self.authority.shared.listener;
         for staged in &staged {
@@ -342,6 +382,10 @@ impl Writer {
             }
             Job::Transfer { zone, data, reply } => {
                 self.stage_transfer(zone, data, reply, now, staged);
+            }
+            // Taken out of the batch by `run_batch`.
+            Job::Describe { zones, reply } => {
+                let _ = reply.send(self.describe(zones));
             }
             Job::Withdraw { zone } => {
                 if self.served.remove(&zone) {
@@ -566,7 +610,13 @@ impl Writer {
         let status: HashMap<Name, ZoneStatus> = self
             .zones
             .iter()
-            .map(|(n, z)| (n.clone(), zone_status(z, self.served.contains(n))))
+            .map(|(n, z)| {
+                let refreshed = self.refreshed.get(n).copied();
+                (
+                    n.clone(),
+                    zone_status(z, self.served.contains(n), refreshed),
+                )
+            })
             .collect();
         self.authority.shared.status.store(Arc::new(status));
     }

@@ -8,14 +8,18 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
+use tokio_util::sync::CancellationToken;
 
-use aop::gateway::{self, GatewayConfig};
+use aop::admin::AdminListener;
+use aop::admin::gateway::GatewayView;
+use aop::gateway::{self, Gateway, GatewayConfig};
 use aop::name::Name;
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  \
     aop gateway --resolver http://127.0.0.1:7100 --listen 127.0.0.1:8000 --mount finance.acme\n  \
-    aop gateway --stdio --mount finance.acme      (for desktop LLM hosts)\n\n\
+    aop gateway --stdio --mount finance.acme      (for desktop LLM hosts)\n  \
+    aop gateway --mount finance.acme --admin 127.0.0.1:8001   (status page and /metrics)\n\n\
     MCP clients connect to http://ADDR/mcp. Browsers' requests need an allowed Origin \
     (default: loopback origins); with --token-file every request needs \
     `Authorization: Bearer <token>`.")]
@@ -43,6 +47,15 @@ pub struct GatewayArgs {
     /// stream is reopened, and how often a zone is polled when its node offers no Watch.
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = super::parse_duration)]
     poll_interval: Duration,
+    /// Admin endpoint listen address: a status page at /, /metrics (Prometheus), /healthz
+    /// and /readyz (for example 127.0.0.1:8001; read-only, bind it to loopback); none by
+    /// default.
+    #[arg(long, value_name = "ADDR")]
+    admin: Option<SocketAddr>,
+    /// Host name the admin endpoint answers (repeatable), besides loopback names and
+    /// addresses and the address a request reached; any other Host gets 403.
+    #[arg(long = "admin-allow-host", value_name = "NAME")]
+    admin_allow_hosts: Vec<String>,
 }
 
 pub async fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
@@ -73,8 +86,31 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
         }
         config.guards.bearer_token = Some(Arc::from(token));
     }
+    // Bound before the gateway starts, so a taken port fails the command at once.
+    let admin = match args.admin {
+        Some(addr) => Some(
+            AdminListener::bind(addr)
+                .await?
+                .allow_hosts(args.admin_allow_hosts.clone()),
+        ),
+        None => None,
+    };
+    let stop_admin = CancellationToken::new();
     if args.stdio {
-        gateway::serve_stdio(config).await?;
+        let gateway = Gateway::new(config, aop::clock::system())?;
+        let admin_task = admin.map(|admin| {
+            let view = GatewayView {
+                gateway: Arc::clone(&gateway),
+                sessions: None,
+            };
+            // stdout carries the MCP session: the address goes to the log only.
+            admin.serve_gateway(view, stop_admin.clone())
+        });
+        gateway::serve_stdio(gateway).await?;
+        stop_admin.cancel();
+        if let Some(task) = admin_task {
+            let _ = task.await;
+        }
         return Ok(ExitCode::SUCCESS);
     }
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -84,8 +120,19 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
     if let Some(url) = handle.url() {
         println!("MCP gateway at {url} (resolver {})", args.resolver);
     }
+    let admin_task = admin.map(|admin| {
+        println!(
+            "admin endpoint at {} (status page, /metrics, /healthz, /readyz)",
+            admin.url()
+        );
+        admin.serve_gateway(GatewayView::of(&handle), stop_admin.clone())
+    });
     super::shutdown_signal().await;
     tracing::info!("gateway stopping");
+    stop_admin.cancel();
+    if let Some(task) = admin_task {
+        let _ = task.await;
+    }
     handle.shutdown().await;
     Ok(ExitCode::SUCCESS)
 }

@@ -21,7 +21,8 @@ use aop::resolver::ResolverConfig;
     aop node --zone zones/finance.acme.toml --grpc 127.0.0.1:7102\n  \
     aop node --config deploy/nodes/finance-1.toml\n  \
     aop node --zone zones/acme.toml --grpc 127.0.0.1:7101 --admin 127.0.0.1:7301\n\n\
-    A config file (TOML) has the keys node_id, grpc, dns, admin, zones, roots, max_stale, \
+    A config file (TOML) has the keys node_id, grpc, dns, admin, admin_allow_hosts, zones, \
+    roots, max_stale, \
     data_dir, [[secondary]] (zone, primary), [[update_key]] (name, zone, secret), \
     update_key_files, notify, max_concurrent, max_connections and max_connections_per_client; \
     paths are relative to the file. See deploy/README.md.")]
@@ -43,6 +44,11 @@ pub struct NodeArgs {
     /// default.
     #[arg(long, value_name = "ADDR")]
     admin: Option<SocketAddr>,
+    /// Host name the admin endpoint answers (repeatable), besides loopback names and
+    /// addresses and the address a request reached; any other Host gets 403 (DNS-rebinding
+    /// protection). For example the name a scraper uses on a management network.
+    #[arg(long = "admin-allow-host", value_name = "NAME")]
+    admin_allow_hosts: Vec<String>,
     /// Names this node in answers (`served_by`) [default: its gRPC address].
     #[arg(long, value_name = "ID")]
     node_id: Option<String>,
@@ -147,6 +153,11 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
         grpc,
         dns: args.dns.or(file.dns),
         admin: args.admin.or(file.admin),
+        admin_allow_hosts: if args.admin_allow_hosts.is_empty() {
+            file.admin_allow_hosts
+        } else {
+            args.admin_allow_hosts
+        },
         zone_files: zone_files.clone(),
         secondaries,
         data_dir: args.data_dir.or(file.data_dir),

@@ -36,6 +36,23 @@ pub enum BreakerState {
     HalfOpen,
 }
 
+impl BreakerState {
+    pub const ALL: [BreakerState; 3] = [
+        BreakerState::Closed,
+        BreakerState::HalfOpen,
+        BreakerState::Open,
+    ];
+
+    /// The metric label (as serialised).
+    pub fn label(self) -> &'static str {
+        match self {
+            BreakerState::Closed => "closed",
+            BreakerState::Open => "open",
+            BreakerState::HalfOpen => "half_open",
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Endpoint {
     consecutive_failures: u32,
@@ -44,6 +61,16 @@ struct Endpoint {
     open_for: Duration,
     /// A half-open probe is in flight.
     probing: bool,
+}
+
+impl Endpoint {
+    fn state(&self, now: std::time::Instant) -> BreakerState {
+        match self.open_until {
+            None => BreakerState::Closed,
+            Some(until) if now < until => BreakerState::Open,
+            Some(_) => BreakerState::HalfOpen,
+        }
+    }
 }
 
 /// Breakers of every endpoint the gateway has called, by URL.
@@ -77,14 +104,28 @@ impl Breakers {
     /// The state of `url`'s breaker now.
     pub fn state(&self, url: &str) -> BreakerState {
         let now = self.clock.now();
-        match self.lock().get(url) {
-            None => BreakerState::Closed,
-            Some(endpoint) => match endpoint.open_until {
-                None => BreakerState::Closed,
-                Some(until) if now < until => BreakerState::Open,
-                Some(_) => BreakerState::HalfOpen,
-            },
-        }
+        self.lock()
+            .get(url)
+            .map_or(BreakerState::Closed, |endpoint| endpoint.state(now))
+    }
+
+    /// Every endpoint called so far, in URL order: its breaker's state and its consecutive
+    /// failures now (metrics).
+    pub fn endpoints(&self) -> Vec<(String, BreakerState, u32)> {
+        let now = self.clock.now();
+        let mut out: Vec<_> = self
+            .lock()
+            .iter()
+            .map(|(url, endpoint)| {
+                (
+                    url.clone(),
+                    endpoint.state(now),
+                    endpoint.consecutive_failures,
+                )
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
     }
 
     /// How much longer `url`'s breaker stays open (`None` when it is not open).
@@ -211,6 +252,10 @@ mod tests {
         assert_eq!(breakers.state(url), BreakerState::Closed);
         fail(&breakers, url);
         assert_eq!(breakers.state(url), BreakerState::Open);
+        assert_eq!(
+            breakers.endpoints(),
+            vec![(url.to_string(), BreakerState::Open, 3)]
+        );
         assert!(breakers.try_acquire(url).is_none(), "open: no calls");
         clock.advance(Duration::from_secs(5));
         assert_eq!(breakers.state(url), BreakerState::HalfOpen);

@@ -32,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::gateway::breaker::Breakers;
 use crate::gateway::error::GatewayError;
+use crate::gateway::metrics::GatewayMetrics;
 use crate::gateway::sessions::{AgentSessions, error_text, failure_of};
 use crate::peer::{FailureKind, PeerFailure};
 use crate::record::{Agent, Endpoint};
@@ -326,6 +327,8 @@ pub struct Caller {
     pub breakers: Arc<Breakers>,
     pub validators: Validators,
     pub retry: RetryPolicy,
+    /// Counts every failed attempt, by reason.
+    pub metrics: Arc<GatewayMetrics>,
 }
 
 impl Caller {
@@ -373,6 +376,7 @@ impl Caller {
             };
             let Some(endpoint) = choose(&agent.endpoints, permits, &tried) else {
                 // Nothing to send to: waiting out a backoff would not change that.
+                self.metrics.record_attempt_failure(&FailureKind::NotSent);
                 let next_probe = agent
                     .endpoints
                     .iter()
@@ -388,6 +392,7 @@ impl Caller {
             let Some(permit) = self.breakers.try_acquire(&endpoint.url) else {
                 // A half-open breaker whose single probe is already out.
                 tried.push(endpoint.url.clone());
+                self.metrics.record_attempt_failure(&FailureKind::NotSent);
                 failures.push(PeerFailure::new(
                     &endpoint.url,
                     FailureKind::NotSent,
@@ -417,6 +422,7 @@ impl Caller {
                 Err(AttemptError::Failed(failure, retryable)) => {
                     self.breakers.record(permit, false);
                     tracing::debug!(agent = %agent.name, %failure, retryable, "agent call attempt failed");
+                    self.metrics.record_attempt_failure(&failure.kind);
                     failures.push(failure);
                     if !retryable {
                         break;
@@ -424,6 +430,7 @@ impl Caller {
                 }
                 Err(AttemptError::OutOfTime(failure)) => {
                     self.breakers.record(permit, false);
+                    self.metrics.record_attempt_failure(&failure.kind);
                     failures.push(failure);
                     break;
                 }

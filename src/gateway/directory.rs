@@ -15,7 +15,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use rmcp::model::{JsonObject, Tool, ToolAnnotations};
@@ -39,6 +39,12 @@ pub struct MountedZone {
     pub agents: Vec<Arc<Agent>>,
     /// Why the last refresh failed, while it keeps failing (the listing above stays).
     pub error: Option<String>,
+    /// When the node last confirmed this listing: a listing, a serial check, or a Watch
+    /// event (the one a stream opens with included). `None` until the zone is listed.
+    pub refreshed: Option<Instant>,
+    /// A Watch stream follows the zone now (while one does, a quiet zone sends nothing, so
+    /// `refreshed` ages without the listing being stale).
+    pub watching: bool,
 }
 
 /// Everything mounted, at one moment.
@@ -171,6 +177,8 @@ impl Directory {
                         ttl: 0,
                         agents: Vec::new(),
                         error: Some("not listed yet".into()),
+                        refreshed: None,
+                        watching: false,
                     },
                 )
             })
@@ -224,6 +232,7 @@ impl Directory {
         match self.list_zone(origin, known).await {
             Ok(None) => self.update(origin, |zone| {
                 zone.error = None;
+                zone.refreshed = Some(Instant::now());
                 false
             }),
             Ok(Some(listed)) => self.update(origin, |zone| {
@@ -232,6 +241,7 @@ impl Directory {
                 zone.ttl = listed.ttl;
                 zone.agents = listed.agents;
                 zone.error = None;
+                zone.refreshed = Some(Instant::now());
                 changed
             }),
             Err(error) => self.record_error(origin, error),
@@ -263,7 +273,11 @@ impl Directory {
             self.current.store(Arc::new(Mounted::build(zones)));
             self.changes.send_modify(|version| *version += 1);
         } else if zones.values().zip(before.zones.values()).any(|(now, was)| {
-            now.error != was.error || now.serial != was.serial || now.ttl != was.ttl
+            now.error != was.error
+                || now.serial != was.serial
+                || now.ttl != was.ttl
+                || now.refreshed != was.refreshed
+                || now.watching != was.watching
         }) {
             self.current.store(Arc::new(Mounted {
                 zones,
@@ -316,11 +330,13 @@ impl Directory {
         self.update(origin, |zone| {
             let no_changes = event.changes.as_ref().is_ok_and(Vec::is_empty);
             if zone.serial == Some(event.serial) && no_changes && !event.reset {
+                zone.refreshed = Some(Instant::now());
                 return false;
             }
             match apply_changes(zone, &event) {
                 Ok(changed) => {
                     zone.error = None;
+                    zone.refreshed = Some(Instant::now());
                     changed
                 }
                 Err(reason) => {
@@ -375,6 +391,7 @@ impl Directory {
             };
             match opened {
                 Ok(mut stream) => {
+                    self.set_watching(&origin, true);
                     // The stream's first event carries the serial now: anything missed
                     // before it opened is caught by a relist if the serials disagree.
                     loop {
@@ -399,6 +416,7 @@ impl Directory {
                             }
                         }
                     }
+                    self.set_watching(&origin, false);
                 }
                 Err(error) if error.is_unimplemented() => {
                     // An older node: poll.
@@ -415,6 +433,13 @@ impl Directory {
             }
             backoff = (backoff * 2).min(retry);
         }
+    }
+
+    fn set_watching(&self, origin: &Name, watching: bool) {
+        self.update(origin, |zone| {
+            zone.watching = watching;
+            false
+        });
     }
 
     /// Lists a zone again whatever its serial.
@@ -532,6 +557,8 @@ mod tests {
             ttl: 60,
             agents: agents.iter().cloned().map(Arc::new).collect(),
             error: None,
+            refreshed: None,
+            watching: false,
         }
     }
 

@@ -106,6 +106,27 @@ fn attempts_note(attempts: &[String]) -> String {
 }
 
 impl GatewayError {
+    /// The outcome label of a tool call that failed with this error (metrics).
+    pub fn label(&self) -> &'static str {
+        match self {
+            GatewayError::UnknownTool { .. } => "unknown_tool",
+            GatewayError::BadRequest { .. } | GatewayError::MissingArgument { .. } => {
+                "bad_request"
+            }
+            GatewayError::NoSuchZone { .. } => "no_such_zone",
+            GatewayError::NotLoaded { .. } => "zone_not_loaded",
+            GatewayError::SearchFailed { .. } => "search_failed",
+            GatewayError::BreakersOpen { .. } => "breakers_open",
+            GatewayError::NoSuchAgent { .. } => "no_such_agent",
+            GatewayError::Resolve { .. } => "resolve_failed",
+            GatewayError::InvalidArguments { .. } => "invalid_arguments",
+            GatewayError::NoEndpoints { .. } => "no_endpoints",
+            GatewayError::Timeout { .. } => "timeout",
+            GatewayError::Failed { .. } => "failed",
+            GatewayError::Cancelled { .. } => "cancelled",
+        }
+    }
+
     /// Whether this error is the caller's request being unroutable (a JSON-RPC error) rather
     /// than a failure the caller should read in a tool result.
     pub fn is_protocol_error(&self) -> bool {

@@ -9,7 +9,8 @@
 //! the call path ([`call`]): argument validation, endpoint choice by priority, weight and
 //! circuit breaker ([`breaker`]), pooled MCP sessions to the agents ([`sessions`]), retries
 //! with backoff within the agent's time budget. Errors have one enum and one mapping to MCP
-//! ([`error`]); the MCP server itself is [`server`].
+//! ([`error`]); the MCP server itself is [`server`], which counts every call ([`metrics`],
+//! read by the admin endpoint that `aop gateway --admin` serves).
 //!
 //! The gateway talks to the registry only through a resolver node's gRPC door (`--resolver`):
 //! `Resolve` for calls, `GetZone`/`ListAgents` (recursive, so any zone in the tree) for the
@@ -22,6 +23,7 @@ pub mod directory;
 pub mod dispatch;
 pub mod error;
 pub mod meta;
+pub mod metrics;
 pub mod names;
 pub mod search;
 pub mod server;
@@ -126,9 +128,9 @@ pub async fn start(
     })
 }
 
-/// Serves one MCP session over stdin/stdout until the client closes it.
-pub async fn serve_stdio(config: GatewayConfig) -> Result<(), GatewayStartError> {
-    let gateway = Gateway::new(config, clock::system())?;
+/// Serves one MCP session over stdin/stdout until the client closes it. The gateway is
+/// built by the caller ([`Gateway::new`]), so it can be watched (an admin endpoint) too.
+pub async fn serve_stdio(gateway: Arc<Gateway>) -> Result<(), GatewayStartError> {
     let shutdown = CancellationToken::new();
     let tasks = start_tasks(&gateway, &shutdown).await;
     let server = GatewayServer::new(Arc::clone(&gateway));

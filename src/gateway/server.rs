@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, Implementation, ListToolsResult,
+    CallToolRequestParams, CallToolResponse, CallToolResult, Implementation, ListToolsResult,
     PaginatedRequestParams, ServerCapabilities, ServerConfig, SubscriptionFilter, Tool,
 };
 use rmcp::service::{NotificationContext, RequestContext, SubscriptionContext};
@@ -17,6 +17,7 @@ use rmcp::{ErrorData, RoleServer, ServerHandler};
 
 use crate::gateway::call::CallContext;
 use crate::gateway::error::GatewayError;
+use crate::gateway::metrics::ToolKind;
 use crate::gateway::state::Gateway;
 use crate::gateway::{dispatch, meta};
 
@@ -108,8 +109,14 @@ impl ServerHandler for GatewayServer {
         // The id also travels to the resolver node with every gRPC call the tool makes. Boxed:
         // the nested futures (scope, span, the call path) would otherwise make the type of
         // every future that serves this handler too deep for the compiler's layout queries.
+        let started = std::time::Instant::now();
+        let tool = request.name.to_string();
         let call = tracing::Instrument::instrument(self.call_tool_in_span(request, context), span);
-        Box::pin(request_id.scope(call)).await
+        let (response, kind, outcome) = Box::pin(request_id.scope(call)).await;
+        self.gateway
+            .metrics()
+            .record_call(&tool, kind, outcome, started.elapsed());
+        response
     }
     async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
         self.gateway.sessions_to_notify().add(context.peer);
@@ -143,12 +150,29 @@ impl ServerHandler for GatewayServer {
     }
 }
 
+/// What one `tools/call` answered, and how it counts: the kind of tool (`None`: unknown)
+/// and the outcome label.
+type Answered = (
+    Result<CallToolResponse, ErrorData>,
+    Option<ToolKind>,
+    &'static str,
+);
+
+/// `ok`, or `error` for a result the tool marked `isError`.
+fn result_label(result: &CallToolResult, error: &'static str) -> &'static str {
+    if result.is_error == Some(true) {
+        error
+    } else {
+        "ok"
+    }
+}
+
 impl GatewayServer {
     async fn call_tool_in_span(
         &self,
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
-    ) -> Result<CallToolResponse, ErrorData> {
+    ) -> Answered {
         let arguments = request.arguments.unwrap_or_default();
         let call_context = CallContext {
             progress: context
@@ -160,26 +184,32 @@ impl GatewayServer {
         if let Some(result) =
             dispatch::meta_tool(&self.gateway, &request.name, &arguments, &call_context).await
         {
-            return Ok(result.into());
+            let outcome = result_label(&result, "error");
+            return (Ok(result.into()), Some(ToolKind::Meta), outcome);
         }
         let Some(agent) = meta::find_mounted(&self.gateway, &request.name) else {
-            return Err(GatewayError::UnknownTool {
+            let error = GatewayError::UnknownTool {
                 tool: request.name.to_string(),
-            }
-            .to_error_data());
+            };
+            return (Err(error.to_error_data()), None, error.label());
         };
         match self
             .gateway
             .call_by_name(&agent.name, arguments, None, &call_context)
             .await
         {
-            Ok(outcome) => Ok(outcome.into_agent_tool_result().into()),
+            Ok(outcome) => {
+                let result = outcome.into_agent_tool_result();
+                // The agent answered, with its own failure or not.
+                let outcome = result_label(&result, "agent_error");
+                (Ok(result.into()), Some(ToolKind::Agent), outcome)
+            }
             Err(error) => {
                 let mut result = error.to_tool_result();
                 result.structured_content = Some(serde_json::json!({
                     "result": "", "success": false, "error": error.to_string()
                 }));
-                Ok(result.into())
+                (Ok(result.into()), Some(ToolKind::Agent), error.label())
             }
         }
     }

@@ -12,6 +12,7 @@ use super::breaker::{BreakerConfig, Breakers};
 use super::call::{CallContext, CallOutcome, Caller, RetryPolicy, Validators};
 use super::directory::Directory;
 use super::error::GatewayError;
+use super::metrics::GatewayMetrics;
 use super::names::NameCache;
 use super::sessions::{AgentSessions, SessionStats};
 use crate::clock::Clock;
@@ -105,6 +106,7 @@ pub struct Gateway {
     caller: Caller,
     meta_tools: Vec<Tool>,
     notify: SessionsToNotify,
+    metrics: Arc<GatewayMetrics>,
     started: Instant,
 }
 
@@ -122,6 +124,7 @@ impl Gateway {
                 reason: error.to_string(),
             }
         })?;
+        let metrics = Arc::new(GatewayMetrics::default());
         Ok(Arc::new(Gateway {
             directory: Directory::new(config.mounts.clone(), client.clone()),
             resolver,
@@ -132,9 +135,11 @@ impl Gateway {
                 breakers: Arc::new(Breakers::new(config.breaker, clock)),
                 validators: Validators::new(),
                 retry: config.retry,
+                metrics: Arc::clone(&metrics),
             },
             meta_tools: super::shapes::tools(),
             notify: SessionsToNotify::default(),
+            metrics,
             started: Instant::now(),
             config,
         }))
@@ -162,6 +167,11 @@ impl Gateway {
 
     pub fn session_stats(&self) -> SessionStats {
         self.caller.sessions.stats()
+    }
+
+    /// Tool calls, their latency and failed attempts (the admin endpoint reads them).
+    pub fn metrics(&self) -> &GatewayMetrics {
+        &self.metrics
     }
 
     pub fn meta_tools(&self) -> &[Tool] {

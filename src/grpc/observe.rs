@@ -178,10 +178,12 @@ impl Observation {
         }
         let kind = self.sinks.metrics.record(&self.method, code, self.latency);
         let outcome = grpc_code_label(code);
-        let subject = {
+        let mut subject = {
             let peeked = self.peeked.lock().unwrap_or_else(|p| p.into_inner());
             request_subject(&peeked)
         };
+        // The log line too: a search for a URL may carry its credentials.
+        crate::telemetry::redact_secrets(&mut subject);
         let latency_us = u64::try_from(self.latency.as_micros()).unwrap_or(u64::MAX);
         self.span.in_scope(|| {
             if is_server_failure(code) {

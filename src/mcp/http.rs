@@ -65,8 +65,20 @@ pub const SESSION_IDLE: Duration = Duration::from_secs(300);
 /// A running MCP HTTP listener.
 pub struct McpHttpServer {
     pub local_addr: SocketAddr,
+    sessions: OpenSessions,
     shutdown: CancellationToken,
     task: JoinHandle<std::io::Result<()>>,
+}
+
+/// The sessions (2025 era) an MCP door holds, to count them (metrics).
+#[derive(Clone)]
+pub struct OpenSessions(Arc<LocalSessionManager>);
+
+impl OpenSessions {
+    /// Sessions open now (idle ones count until closed).
+    pub async fn count(&self) -> usize {
+        self.0.sessions.read().await.len()
+    }
 }
 
 impl McpHttpServer {
@@ -91,6 +103,11 @@ impl McpHttpServer {
 
     pub fn shutdown_token(&self) -> CancellationToken {
         self.shutdown.clone()
+    }
+
+    /// The sessions this door holds.
+    pub fn sessions(&self) -> OpenSessions {
+        self.sessions.clone()
     }
 }
 
@@ -117,10 +134,12 @@ where
     } else {
         guards.allowed_origins.clone()
     };
-    // The Host check is rmcp's DNS-rebinding guard for servers bound to loopback. On another
-    // bind address the Host is whatever name the clients use, so the Origin check (which a
-    // rebinding page cannot forge) is the guard there.
-    let mut config = StreamableHttpServerConfig::default()
+    // The Host check (DNS-rebinding protection) guards servers bound to loopback: any
+    // loopback name or address passes (`crate::rebinding`; rmcp's own check compares
+    // literal strings, so it is turned off). On another bind address the Host is whatever
+    // name the clients use, so the Origin check (which a rebinding page cannot forge) is the
+    // guard there.
+    let config = StreamableHttpServerConfig::default()
         .with_allowed_origins(origins)
         .enforce_origin_validation()
         .with_max_request_body_bytes(limits::MCP_REQUEST_MAX_BYTES)
@@ -129,18 +148,16 @@ where
         // Stateless (2026-07-28) requests get plain JSON when the answer is a single
         // message, and SSE when the handler streams notifications first; session-era
         // requests get SSE, as rmcp serves them.
-        .with_json_response(true);
-    config = if local_addr.ip().is_loopback() {
-        config.with_allowed_hosts(["localhost", "127.0.0.1", "::1", "[::1]"])
-    } else {
-        config.disable_allowed_hosts()
-    };
+        .with_json_response(true)
+        .disable_allowed_hosts();
+    let check_host = local_addr.ip().to_canonical().is_loopback();
     let mut sessions = LocalSessionManager::default();
     // Gateways multiplex many calls on one session; the default of 16 queued messages
     // would make concurrent calls wait on each other.
     sessions.session_config.channel_capacity = 4096;
     sessions.session_config.keep_alive = Some(guards.session_idle.unwrap_or(SESSION_IDLE));
     let sessions = Arc::new(sessions);
+    let open_sessions = OpenSessions(Arc::clone(&sessions));
     let gate = Arc::new(SessionGate {
         manager: Arc::clone(&sessions),
         bounds: guards.sessions.unwrap_or(SESSION_BOUNDS),
@@ -154,6 +171,10 @@ where
         .layer(middleware::from_fn_with_state(
             guards.bearer_token.clone(),
             require_bearer,
+        ))
+        .layer(middleware::from_fn_with_state(
+            (check_host, local_addr.ip()),
+            loopback_host,
         ));
     let stop = shutdown.clone();
     // Responses go out in several writes (headers, SSE events); without TCP_NODELAY, Nagle
@@ -171,6 +192,7 @@ where
     });
     Ok(McpHttpServer {
         local_addr,
+        sessions: open_sessions,
         shutdown,
         task,
     })
@@ -280,6 +302,25 @@ async fn limit_sessions(
         gate.opened(peer.ip(), SessionId::from(id.to_string()));
     }
     response
+}
+
+/// On a loopback bind, refuses (403) a request whose Host is not a loopback name or
+/// address: a page that rebound a name of its own to 127.0.0.1 cannot reach the door.
+async fn loopback_host(
+    State((check, local)): State<(bool, IpAddr)>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if !check {
+        return next.run(request).await;
+    }
+    match crate::rebinding::check_host(crate::rebinding::request_host(&request), local, &[]) {
+        Ok(()) => next.run(request).await,
+        Err(refused) => {
+            tracing::warn!(host = %refused.host, "MCP request refused: Host is not a loopback name (possible DNS rebinding)");
+            (StatusCode::FORBIDDEN, refused.to_string()).into_response()
+        }
+    }
 }
 
 async fn require_bearer(

@@ -1,5 +1,10 @@
 //! The ring of recent queries the status page shows: the last hundred queries of every door,
 //! with their request ids.
+//!
+//! What a query names is the client's text, and a client may put a URL with credentials in
+//! it (a search for `https://host/?token=...`, an endpoint URL): the ring redacts the values
+//! of query parameters that look like secrets, and the password of a URL's user info, as it
+//! records them ([`redact_secrets`]), so the status page and `/status.json` never show them.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -93,6 +98,7 @@ impl RecentQueries {
         query.request_id.clone_from(request_id);
         query.name.clear();
         fill(&mut query.name);
+        redact_secrets(&mut query.name);
     }
 
     /// The queries, oldest first.
@@ -101,6 +107,70 @@ impl RecentQueries {
         let (newer, older) = ring.slots.split_at(ring.next.min(ring.slots.len()));
         older.iter().chain(newer).cloned().collect()
     }
+}
+
+/// Query parameters whose value is replaced by [`REDACTED`]: a name containing any of these
+/// words, in any case (`token`, `access_token`, `api_key`, `client_secret`, `Authorization`).
+pub const SECRET_PARAMETERS: [&str; 5] = ["token", "key", "secret", "password", "auth"];
+
+/// What stands for a redacted value.
+pub const REDACTED: &str = "REDACTED";
+
+/// Redacts, in place, the values of query parameters named like secrets
+/// ([`SECRET_PARAMETERS`]) and the password of a URL's user info (`user:pass@`). Costs one
+/// scan for `?` and `@` when there is nothing to redact (DNS names, almost always).
+pub fn redact_secrets(text: &mut String) {
+    if !text.contains(['?', '@']) {
+        return;
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text.as_str();
+    // User info: `scheme://user:password@host`.
+    if let Some(scheme_end) = rest.find("://") {
+        let authority_start = scheme_end + 3;
+        let authority_end = rest[authority_start..]
+            .find(['/', '?', '#'])
+            .map_or(rest.len(), |end| authority_start + end);
+        let authority = &rest[authority_start..authority_end];
+        if let Some(at) = authority.rfind('@')
+            && let Some(colon) = authority[..at].find(':')
+        {
+            out.push_str(&rest[..authority_start + colon + 1]);
+            out.push_str(REDACTED);
+            out.push_str(&rest[authority_start + at..authority_end]);
+            rest = &rest[authority_end..];
+        }
+    }
+    if let Some(question) = rest.find('?') {
+        out.push_str(&rest[..=question]);
+        let after = &rest[question + 1..];
+        let (query, fragment) = match after.find('#') {
+            Some(hash) => after.split_at(hash),
+            None => (after, ""),
+        };
+        for (index, pair) in query.split('&').enumerate() {
+            if index > 0 {
+                out.push('&');
+            }
+            match pair.split_once('=') {
+                Some((key, _)) if is_secret_parameter(key) => {
+                    out.push_str(key);
+                    out.push('=');
+                    out.push_str(REDACTED);
+                }
+                _ => out.push_str(pair),
+            }
+        }
+        out.push_str(fragment);
+    } else {
+        out.push_str(rest);
+    }
+    *text = out;
+}
+
+fn is_secret_parameter(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    SECRET_PARAMETERS.iter().any(|word| key.contains(word))
 }
 
 #[cfg(test)]
@@ -125,5 +195,47 @@ mod tests {
         assert_eq!(queries[0].name, "q150");
         assert_eq!(queries[99].name, "q249");
         assert_eq!(queries[99].request_id, RequestId::Generated(249));
+    }
+
+    #[test]
+    fn secrets_in_urls_are_redacted() {
+        let redacted = |text: &str| {
+            let mut text = text.to_string();
+            redact_secrets(&mut text);
+            text
+        };
+        assert_eq!(redacted("analyst.finance.acme"), "analyst.finance.acme");
+        assert_eq!(
+            redacted("https://a.example/mcp?token=abc&x=1&API_KEY=k#frag"),
+            "https://a.example/mcp?token=REDACTED&x=1&API_KEY=REDACTED#frag"
+        );
+        assert_eq!(
+            redacted("q?client_secret=s&password=p&Authorization=Bearer%20t&keep=me"),
+            "q?client_secret=REDACTED&password=REDACTED&Authorization=REDACTED&keep=me"
+        );
+        assert_eq!(
+            redacted("http://bot:hunter2@a.example:8000/mcp?auth=x"),
+            "http://bot:REDACTED@a.example:8000/mcp?auth=REDACTED"
+        );
+        assert_eq!(redacted("mail@a.example"), "mail@a.example");
+        assert_eq!(redacted("http://bot@a.example/"), "http://bot@a.example/");
+        assert_eq!(redacted("a?token"), "a?token", "no value, nothing to hide");
+    }
+
+    #[test]
+    fn the_ring_records_names_redacted() {
+        let recent = RecentQueries::default();
+        recent.record(
+            "grpc",
+            "Search",
+            "ok",
+            Duration::ZERO,
+            &RequestId::Generated(1),
+            |name| name.push_str("https://x.example/?token=t0ps3cret"),
+        );
+        assert_eq!(
+            recent.snapshot()[0].name,
+            "https://x.example/?token=REDACTED"
+        );
     }
 }

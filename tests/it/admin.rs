@@ -1,7 +1,10 @@
 //! The admin endpoint of a node on free ports: `/metrics` moves as DNS and gRPC queries
 //! flow (and parses as the text format), `/healthz`, `/readyz` for a secondary before and
 //! after its primary answers, `/status.json` with zones, agents and recent queries carrying
-//! the request ids the gRPC door returned. The status page in headless Chromium is in
+//! the request ids the gRPC door returned; Host headers that do not name the endpoint are
+//! refused, secrets in recent queries redacted, a bind to every address warned about; the
+//! status tells file records from live ones (with leases), a primary lists its secondaries
+//! and their lag, a secondary says when it last heard from its primary. The status page in headless Chromium is in
 //! `tests/interop/status_page.rs`, an interop test.
 
 use std::collections::HashMap;
@@ -20,7 +23,7 @@ use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{Name as DnsName, RecordType};
 use tokio::net::UdpSocket;
 
-use crate::support::{bind, connect, eventually, free_addr, loopback, zone};
+use crate::support::{bind, connect, eventually, free_addr, loopback, parse_exposition, zone};
 
 fn finance_zone(grpc: &str) -> String {
     format!(
@@ -109,45 +112,6 @@ async fn get(url: &str) -> (u16, String, String) {
         .unwrap_or_default()
         .to_string();
     (status, content_type, response.text().await.unwrap())
-}
-
-/// Parses the text format: every line a comment or `name{labels} value`, the value a
-/// float; returns `name{labels}` -> value.
-fn parse_exposition(text: &str) -> HashMap<String, f64> {
-    let mut samples = HashMap::new();
-    for line in text.lines() {
-        if line.starts_with("# HELP ") || line.starts_with("# TYPE ") {
-            continue;
-        }
-        assert!(!line.is_empty() && !line.starts_with('#'), "line {line:?}");
-        let (series, value) = line.rsplit_once(' ').expect("`series value`");
-        let name_end = series.find('{').unwrap_or(series.len());
-        let name = &series[..name_end];
-        assert!(
-            !name.is_empty()
-                && name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
-            "metric name in {line:?}"
-        );
-        if name_end < series.len() {
-            let labels = &series[name_end..];
-            assert!(labels.ends_with('}'), "labels in {line:?}");
-            for pair in labels[1..labels.len() - 1].split("\",") {
-                let (label, quoted) = pair.split_once("=\"").expect("label=\"value\"");
-                assert!(label.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
-                assert!(!quoted.is_empty() || pair.ends_with("=\""), "{line:?}");
-            }
-        }
-        let value: f64 = value
-            .parse()
-            .unwrap_or_else(|_| panic!("value in {line:?}"));
-        assert!(
-            samples.insert(series.to_string(), value).is_none(),
-            "series twice: {line:?}"
-        );
-    }
-    samples
 }
 
 async fn scrape(node: &Node) -> HashMap<String, f64> {
@@ -589,6 +553,331 @@ async fn readyz_waits_for_a_secondary_until_its_primary_answers() {
     assert_eq!(doc["zones"][0]["role"], "secondary");
     assert_eq!(doc["zones"][0]["primary"], primary_url.as_str());
     assert_eq!(doc["zones"][0]["agent_count"], 2);
+    secondary.shutdown().await.unwrap();
+    primary.shutdown().await.unwrap();
+}
+
+/// GET `url` with `host` as the Host header.
+async fn get_as(url: &str, host: &str) -> (u16, String) {
+    let response = reqwest::Client::new()
+        .get(url)
+        .header("host", host)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{url}: {e}"));
+    (response.status().as_u16(), response.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn the_admin_endpoint_answers_only_hosts_that_name_it() {
+    let node = start_node().await;
+    let port = node.handle.admin_addr().unwrap().port();
+    let metrics = format!("{}metrics", node.admin);
+    // Every loopback name and address (all of 127.0.0.0/8, ::1), with or without a port.
+    for host in [
+        format!("127.0.0.1:{port}"),
+        format!("127.0.1.5:{port}"),
+        format!("localhost:{port}"),
+        "LocalHost".to_string(),
+        format!("[::1]:{port}"),
+    ] {
+        assert_eq!(get_as(&metrics, &host).await.0, 200, "Host {host}");
+    }
+    // A name a rebinding page would send, or any other address: 403, naming the Host.
+    for host in [
+        format!("evil.example:{port}"),
+        format!("localhost.evil.example:{port}"),
+        format!("10.1.2.3:{port}"),
+    ] {
+        for path in ["metrics", "status.json", "", "healthz"] {
+            let (status, body) = get_as(&format!("{}{path}", node.admin), &host).await;
+            assert_eq!(status, 403, "Host {host} /{path}");
+            assert!(
+                body.starts_with("Forbidden:") && body.contains(&format!("{host:?}")),
+                "{body}"
+            );
+        }
+    }
+    node.handle.shutdown().await.unwrap();
+
+    // Names the operator allowed pass too.
+    let admin = AdminListener::bind(loopback())
+        .await
+        .unwrap()
+        .allow_hosts(vec!["metrics.mgmt.example".to_string()]);
+    let admin_url = admin.url();
+    let handle = bind()
+        .await
+        .serve_with(
+            ServeOptions::new(vec![zone(&finance_zone("http://127.0.0.1:9"))])
+                .node_id("allowed")
+                .admin(admin),
+        )
+        .expect("node serves");
+    let healthz = format!("{admin_url}healthz");
+    assert_eq!(get_as(&healthz, "metrics.mgmt.example:9300").await.0, 200);
+    let (status, body) = get_as(&healthz, "other.mgmt.example").await;
+    assert_eq!(status, 403);
+    assert!(body.contains("metrics.mgmt.example"), "{body}");
+    handle.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn recent_queries_show_urls_with_their_secrets_redacted() {
+    let mut node = start_node().await;
+    // A search names a URL carrying credentials: the gRPC observer records field 1.
+    for query in [
+        "https://agents.example/mcp?token=t0ps3cret&page=2",
+        "http://bot:hunter2@agents.example/?api_key=k3y&Password=pw&x=1",
+    ] {
+        // Answered or not (this node has no root), the request is recorded.
+        let _ = node
+            .client
+            .search(pb::SearchRequest {
+                query: query.into(),
+                zone: "finance.acme".into(),
+                ..pb::SearchRequest::default()
+            })
+            .await;
+    }
+    let (_, _, body) = get(&format!("{}status.json", node.admin)).await;
+    for secret in ["t0ps3cret", "hunter2", "k3y", "=pw"] {
+        assert!(!body.contains(secret), "{secret} in {body}");
+    }
+    let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let names: Vec<&str> = doc["recent"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|q| q["kind"] == "Search")
+        .map(|q| q["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "http://bot:REDACTED@agents.example/?api_key=REDACTED&Password=REDACTED&x=1",
+            "https://agents.example/mcp?token=REDACTED&page=2",
+        ]
+    );
+    node.handle.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_admin_endpoint_bound_to_every_address_warns_that_the_network_reaches_it() {
+    let setup = crate::support::process::setup().await;
+    let data = tempfile::tempdir().unwrap();
+    let mut node = crate::support::process::NodeProcess::spawn_with(
+        &setup,
+        data.path(),
+        free_addr(),
+        &["--admin", "0.0.0.0:0"],
+    );
+    node.ready().await;
+    let stderr = node.stderr();
+    let warning = stderr
+        .lines()
+        .find(|line| line.contains("reachable from the network"))
+        .unwrap_or_else(|| panic!("no warning in:\n{stderr}"));
+    assert!(warning.contains("WARN"), "{warning}");
+    assert!(warning.contains("0.0.0.0:"), "{warning}");
+}
+
+/// Registers `url` for `name` live on `node`'s finance.acme, with a lease of `lease_secs`.
+async fn register_live(handle: &NodeHandle, name: &str, url: &str, lease_secs: u32) {
+    use aop::authority::live::{AgentUpdate, Registration};
+    let registration = Registration {
+        name: Name::parse(name).unwrap(),
+        endpoint: aop::record::Endpoint::new(url, "agent", 10, 1).unwrap(),
+        lease_secs,
+        fields: AgentUpdate::default(),
+    };
+    handle
+        .authority()
+        .register(Name::parse("finance.acme").unwrap(), registration)
+        .await
+        .expect("registered");
+}
+
+fn agent<'a>(zone: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    zone["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == name)
+        .unwrap_or_else(|| panic!("{name} in {zone}"))
+}
+
+#[tokio::test]
+async fn the_status_tells_file_records_from_live_ones_with_their_leases() {
+    let node = start_node().await;
+    register_live(
+        &node.handle,
+        "quant.finance.acme",
+        "http://127.0.0.1:9104/mcp",
+        60,
+    )
+    .await;
+    // A file agent may take live endpoints beside its file ones.
+    register_live(
+        &node.handle,
+        "analyst.finance.acme",
+        "http://127.0.0.1:9199/mcp",
+        120,
+    )
+    .await;
+    let (_, _, body) = get(&format!("{}status.json", node.admin)).await;
+    let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let now = doc["now_unix_ms"].as_u64().unwrap();
+    let zone = &doc["zones"][0];
+    let lease_in = |endpoint: &serde_json::Value| {
+        let ends = endpoint["lease_expires_unix_ms"].as_u64().expect("a lease");
+        (ends.saturating_sub(now) as f64 / 1000.0).round() as u64
+    };
+
+    let analyst = agent(zone, "analyst.finance.acme");
+    assert_eq!(analyst["source"], "file");
+    let endpoints = analyst["endpoints"].as_array().unwrap();
+    assert_eq!(endpoints.len(), 3);
+    for file_endpoint in &endpoints[..2] {
+        assert_eq!(file_endpoint["source"], "file", "{file_endpoint}");
+        assert!(file_endpoint.get("lease_expires_unix_ms").is_none());
+    }
+    assert_eq!(endpoints[2]["url"], "http://127.0.0.1:9199/mcp");
+    assert_eq!(endpoints[2]["source"], "live");
+    assert!(
+        (119..=120).contains(&lease_in(&endpoints[2])),
+        "{endpoints:?}"
+    );
+
+    let quant = agent(zone, "quant.finance.acme");
+    assert_eq!(quant["source"], "live");
+    assert_eq!(quant["endpoints"][0]["source"], "live");
+    assert!(
+        (59..=60).contains(&lease_in(&quant["endpoints"][0])),
+        "{quant}"
+    );
+    assert_eq!(agent(zone, "fx.trading.finance.acme")["source"], "file");
+    node.handle.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_primary_lists_its_secondaries_and_their_lag_and_a_secondary_its_refresh() {
+    let primary_listener = bind().await;
+    let secondary_listener = bind().await;
+    let primary_url = primary_listener.url();
+    let secondary_url = secondary_listener.url();
+    let text = finance_zone(&primary_url).replace(
+        &format!("servers = [{{ grpc = \"{primary_url}\" }}]"),
+        &format!("servers = [{{ grpc = \"{primary_url}\" }}, {{ grpc = \"{secondary_url}\" }}]"),
+    );
+    let primary_admin = AdminListener::bind(loopback()).await.unwrap();
+    let primary_admin_url = primary_admin.url();
+    // No NOTIFY: the secondary hears of a change only when told (or at its refresh, 60 s).
+    let mut options = ServeOptions::new(vec![zone(&text)])
+        .node_id("primary")
+        .admin(primary_admin);
+    options.notify = false;
+    let primary = primary_listener
+        .serve_with(options)
+        .expect("primary serves");
+    let secondary_admin = AdminListener::bind(loopback()).await.unwrap();
+    let secondary_admin_url = secondary_admin.url();
+    let secondary = secondary_listener
+        .serve_with(
+            ServeOptions::new(Vec::new())
+                .node_id("secondary")
+                .admin(secondary_admin)
+                .secondary(Name::parse("finance.acme").unwrap(), &primary_url),
+        )
+        .expect("secondary serves");
+    let primary_doc = || async {
+        let body = get(&format!("{primary_admin_url}status.json")).await.2;
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()
+    };
+    // Listed in the zone, and seen once it has transferred.
+    eventually(
+        Duration::from_secs(10),
+        "the secondary transfers",
+        || async { primary_doc().await["zones"][0]["secondaries"][0]["serial"] == 2026112401 },
+    )
+    .await;
+    let doc = primary_doc().await;
+    let secondaries = doc["zones"][0]["secondaries"].as_array().unwrap();
+    assert_eq!(secondaries.len(), 1, "{secondaries:?}");
+    assert_eq!(secondaries[0]["url"], secondary_url.as_str());
+    assert_eq!(secondaries[0]["listed"], true);
+    assert_eq!(secondaries[0]["lag"], 0);
+    assert_eq!(secondaries[0]["last_transfer_full"], true);
+
+    // The primary counts the transfer as it starts; the secondary has it once committed.
+    eventually(
+        Duration::from_secs(10),
+        "the secondary is ready",
+        || async { get(&format!("{secondary_admin_url}readyz")).await.0 == 200 },
+    )
+    .await;
+    let metrics = parse_exposition(&get(&format!("{secondary_admin_url}metrics")).await.2);
+    let age = metrics["aop_zone_last_refresh_seconds{zone=\"finance.acme\",role=\"secondary\"}"];
+    assert!((0.0..60.0).contains(&age), "{age}");
+    let doc: serde_json::Value =
+        serde_json::from_str(&get(&format!("{secondary_admin_url}status.json")).await.2).unwrap();
+    assert!(doc["zones"][0]["last_refresh_unix_ms"].as_u64().is_some());
+    assert!(
+        doc["zones"][0]["secondaries"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+
+    // A change on the primary: the secondary is one serial behind until it is told.
+    register_live(
+        &primary,
+        "quant.finance.acme",
+        "http://127.0.0.1:9104/mcp",
+        60,
+    )
+    .await;
+    let lag = format!(
+        "aop_zone_secondary_lag_serials{{zone=\"finance.acme\",secondary=\"{secondary_url}\"}}"
+    );
+    let metrics = parse_exposition(&get(&format!("{primary_admin_url}metrics")).await.2);
+    assert_eq!(metrics[&lag], 1.0);
+    let since = format!(
+        "aop_zone_secondary_last_transfer_seconds{{zone=\"finance.acme\",secondary=\"{secondary_url}\"}}"
+    );
+    assert!(metrics[&since] < 60.0);
+    assert_eq!(primary_doc().await["zones"][0]["secondaries"][0]["lag"], 1);
+    connect(&secondary.grpc_url())
+        .await
+        .unwrap()
+        .notify(pb::NotifyRequest {
+            zone: "finance.acme".into(),
+            serial: 0,
+        })
+        .await
+        .expect("the secondary takes a NOTIFY");
+    eventually(
+        Duration::from_secs(10),
+        "the secondary catches up",
+        || async {
+            let metrics = parse_exposition(&get(&format!("{primary_admin_url}metrics")).await.2);
+            metrics.get(&lag) == Some(&0.0)
+        },
+    )
+    .await;
+    // The secondary copies where records came from, not the primary's leases.
+    let secondary_doc = || async {
+        let body = get(&format!("{secondary_admin_url}status.json")).await.2;
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()
+    };
+    eventually(Duration::from_secs(10), "the secondary commits", || async {
+        secondary_doc().await["zones"][0]["agent_count"] == 3
+    })
+    .await;
+    let doc = secondary_doc().await;
+    let quant = agent(&doc["zones"][0], "quant.finance.acme");
+    assert_eq!(quant["source"], "live");
+    assert!(quant["endpoints"][0].get("lease_expires_unix_ms").is_none());
     secondary.shutdown().await.unwrap();
     primary.shutdown().await.unwrap();
 }

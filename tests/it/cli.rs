@@ -116,6 +116,25 @@ fn json(output: &Output) -> serde_json::Value {
         .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", stdout(output)))
 }
 
+/// A plain HTTP/1.0 GET of an `http://HOST:PORT/path` URL: (status, body).
+fn http_get(url: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").expect("an http URL");
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let mut stream = std::net::TcpStream::connect(authority).expect("connect");
+    stream.set_read_timeout(Some(DEADLINE)).unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {authority}\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("a response");
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("a status line in {head:?}"));
+    (status, body.to_string())
+}
+
 #[test]
 fn demo_starts_the_federation_and_answers_the_commands_it_prints() {
     let mut command = aop();
@@ -175,6 +194,22 @@ fn demo_starts_the_federation_and_answers_the_commands_it_prints() {
         demo.seen.iter().any(|line| line.contains("\"mcpServers\"")),
         "an MCP host configuration to paste"
     );
+
+    // The gateway's page and the metrics it links to, as a node's.
+    let gateway_page = demo
+        .seen
+        .iter()
+        .find_map(|line| line.trim().strip_prefix("gateway "))
+        .map(|url| url.trim().to_string())
+        .unwrap_or_else(|| panic!("the gateway's page: {:?}", demo.seen));
+    let (status, body) = http_get(&format!("{gateway_page}metrics"));
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("# TYPE aop_gateway_tool_calls_total counter")
+            && body.contains("aop_gateway_zone_serial{zone=\"finance.acme\"}"),
+        "{body}"
+    );
+    assert_eq!(http_get(&format!("{gateway_page}healthz")).0, 200);
 
     // Every "aop resolve ..." example the demo printed works as printed.
     let examples: Vec<String> = demo

@@ -705,6 +705,47 @@ async fn foreign_origins_and_missing_tokens_are_refused() {
     gateway.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_loopback_host_is_answered_and_other_hosts_refused() {
+    let node = start_node(&zone_text(1, "")).await;
+    let gateway = start_gateway(&node).await;
+    // `aop agent serve` serves its agent through the same door.
+    let (_agent, agent_server) = agent(AgentKind::Echo, "echo").await;
+    let http = reqwest::Client::new();
+    let initialize = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+        "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                   "clientInfo": {"name": "t", "version": "1"}}});
+    for url in [gateway.url().unwrap(), agent_server.url()] {
+        let port = url.rsplit(':').next().unwrap().trim_end_matches("/mcp");
+        for (host, expected) in [
+            (format!("127.0.0.1:{port}"), 200),
+            (format!("127.0.1.5:{port}"), 200),
+            (format!("127.255.255.254:{port}"), 200),
+            (format!("localhost:{port}"), 200),
+            (format!("[::1]:{port}"), 200),
+            (format!("evil.example:{port}"), 403),
+            (format!("127.0.0.1.evil.example:{port}"), 403),
+        ] {
+            let response = http
+                .post(&url)
+                .header("host", &host)
+                .header("content-type", "application/json")
+                .header("accept", "application/json, text/event-stream")
+                .body(initialize.to_string())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status().as_u16(), expected, "{url} Host {host}");
+            if expected == 403 {
+                let body = response.text().await.unwrap();
+                assert!(body.contains(&format!("{host:?}")), "{body}");
+            }
+        }
+    }
+    agent_server.shutdown().await;
+    gateway.shutdown().await;
+}
+
 fn sleeper_zone(url: &str, timeout_ms: u32) -> String {
     format!(
         r#"

@@ -10,6 +10,7 @@ mod crash;
 mod dns;
 mod federation;
 mod gateway;
+mod gateway_admin;
 mod gateway_watch;
 mod node_grpc;
 mod registration;

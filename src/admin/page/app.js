@@ -62,13 +62,29 @@ function tree(zones) {
   return roots;
 }
 
-function agentTable(agents, total, limit) {
+// "in 42s" / "42s ago" from a Unix ms time and the document's now.
+function relative(ms, now) {
+  const secs = (ms - now) / 1000;
+  return secs >= 0 ? 'in ' + duration(secs) : duration(-secs) + ' ago';
+}
+
+function endpointNote(e, now) {
+  const parts = ['tool ' + e.tool, 'prio ' + e.priority, 'weight ' + e.weight];
+  if (e.source) parts.push(e.source);
+  if (e.lease_expires_unix_ms) parts.push('lease ends ' + relative(e.lease_expires_unix_ms, now));
+  return ' ' + parts.join(' · ');
+}
+
+function agentTable(agents, total, limit, now) {
+  const withSource = agents.some((a) => a.source);
   const body = agents.map((agent) => {
     const endpoints = el('div', null, ...agent.endpoints.map((e) => el('div', 'endpoint mono',
-      e.url, el('span', 'note', ' tool ' + e.tool + ' · prio ' + e.priority + ' · weight ' + e.weight))));
+      e.url, el('span', 'note', endpointNote(e, now)))));
     const labels = agent.tags.concat(agent.capabilities).join(', ');
-    return row([agent.name, 'agent-name mono'], [agent.description, 'description'],
-      [labels, 'note'], endpoints);
+    const cells = [[agent.name, 'agent-name mono']];
+    if (withSource) cells.push([agent.source || '-', 'source-' + (agent.source || 'unknown')]);
+    cells.push([agent.description, 'description'], [labels, 'note'], endpoints);
+    return row(...cells);
   });
   const wrap = el('div');
   if (agents.length === 0) {
@@ -76,7 +92,10 @@ function agentTable(agents, total, limit) {
     return wrap;
   }
   const t = el('table', 'agents');
-  table(t, [['agent'], ['description'], ['tags, capabilities'], ['endpoints']], body);
+  const headers = [['agent']];
+  if (withSource) headers.push(['source']);
+  headers.push(['description'], ['tags, capabilities'], ['endpoints']);
+  table(t, headers, body);
   wrap.append(t);
   if (total > agents.length) {
     wrap.append(el('p', 'note', 'showing the first ' + agents.length + ' of ' + total +
@@ -85,7 +104,20 @@ function agentTable(agents, total, limit) {
   return wrap;
 }
 
-function zoneNode(node, limit) {
+function secondaryLine(sec, now) {
+  const parts = [sec.url];
+  if (sec.listed) parts.push('listed in the zone');
+  if (sec.serial === null || sec.serial === undefined) {
+    parts.push('no transfer since this node started');
+  } else {
+    parts.push('at serial ' + sec.serial + (sec.lag ? ', ' + sec.lag + ' behind' : ', up to date'));
+    parts.push('last transfer ' + relative(sec.last_transfer_unix_ms, now) +
+      (sec.last_transfer_full ? ' (full)' : ''));
+  }
+  return el('div', 'secondary mono', '⇉ secondary ' + parts.join(' · '));
+}
+
+function zoneNode(node, limit, now) {
   const z = node.zone;
   const details = el('details', 'zone');
   details.dataset.zone = z.zone;
@@ -98,16 +130,23 @@ function zoneNode(node, limit) {
   if (z.serial !== undefined && z.serial !== null) meta.push('serial ' + z.serial);
   meta.push(z.agent_count + ' agents');
   if (z.served === false) meta.push('NOT SERVED');
+  if (z.last_refresh_unix_ms) meta.push('refreshed ' + relative(z.last_refresh_unix_ms, now));
+  if (z.last_refresh_secs !== undefined && z.last_refresh_secs !== null) {
+    meta.push('refreshed ' + duration(z.last_refresh_secs) + ' ago');
+  }
+  if (z.watching) meta.push('watching');
+  if (z.watchers) meta.push(z.watchers + ' watch stream' + (z.watchers === 1 ? '' : 's'));
   if (z.error) meta.push('error: ' + z.error);
   const summary = el('summary', null, el('span', 'zone-name mono', z.zone),
     el('span', 'zone-meta', meta.join(' · ')));
   details.append(summary);
+  for (const sec of z.secondaries || []) details.append(secondaryLine(sec, now));
   for (const d of z.delegations || []) {
     details.append(el('div', 'delegation mono',
       '→ ' + d.zone + ' delegated to ' + d.servers.join(', ')));
   }
-  details.append(agentTable(z.agents, z.agent_count, limit));
-  for (const child of node.children) details.append(zoneNode(child, limit));
+  details.append(agentTable(z.agents, z.agent_count, limit, now));
+  for (const child of node.children) details.append(zoneNode(child, limit, now));
   return details;
 }
 
@@ -127,15 +166,16 @@ function drawHeader(s) {
   document.getElementById('not-ready').replaceChildren(...s.not_ready.map((l) => el('li', null, l)));
 }
 
-function drawZones(zones, limit, title) {
+function drawZones(zones, limit, title, now) {
   document.getElementById('zones-title').textContent = title;
   document.getElementById('zones-note').textContent = zones.length === 0 ? 'none' :
     'at most ' + limit + ' agents are listed per zone';
-  document.getElementById('zones').replaceChildren(...tree(zones).map((n) => zoneNode(n, limit)));
+  document.getElementById('zones').replaceChildren(
+    ...tree(zones).map((n) => zoneNode(n, limit, now)));
 }
 
 function drawNode(s) {
-  drawZones(s.zones, s.agents_limit, 'Zones this node serves');
+  drawZones(s.zones, s.agents_limit, 'Zones this node serves', s.now_unix_ms);
   show('cuts-section', s.cached_cuts.length > 0);
   table(document.getElementById('cuts'), [['zone'], ['servers'], ['state']],
     s.cached_cuts.map((c) => row([c.zone, 'mono'], [c.servers.join(', '), 'mono'],
@@ -162,10 +202,13 @@ function drawNode(s) {
 
 function drawGateway(s) {
   drawZones(s.mounts.map((m) => Object.assign({ role: 'mounted' }, m)), s.agents_limit,
-    'Mounted zones');
+    'Mounted zones', s.now_unix_ms);
   show('gateway-section', true);
-  table(document.getElementById('gateway'), [['tools'], ['name cache'], ['agent sessions']],
-    [row(s.tools, s.name_cache.entries + ' entries, ' + s.name_cache.hits + ' hits, ' +
+  const mcp = s.mcp_sessions === null || s.mcp_sessions === undefined ? 'stdio' :
+    s.mcp_sessions + ' open';
+  table(document.getElementById('gateway'),
+    [['tools'], ['MCP sessions'], ['name cache'], ['agent sessions']],
+    [row(s.tools, mcp, s.name_cache.entries + ' entries, ' + s.name_cache.hits + ' hits, ' +
       s.name_cache.misses + ' misses', s.sessions.open + ' open, ' + s.sessions.opened +
       ' opened')]);
   table(document.getElementById('breakers'), [['endpoint'], ['state']],

@@ -1,10 +1,12 @@
 //! Set-up the integration tests share: zones as data and parsed from text (`zones`), free
 //! ports, listeners and a server that never answers (`net`), a federation of real nodes
 //! built from zone specs (`federation`), a TCP proxy that can cut, slow down or partition
-//! the path to a node (`link`), and waiting on a condition with a deadline (`wait`).
+//! the path to a node (`link`), waiting on a condition with a deadline (`wait`), and the
+//! admin endpoints' metrics parsed (`exposition`).
 //!
 //! The interop binary (`tests/interop/`) uses this module too, through a `#[path]`.
 
+pub mod exposition;
 pub mod federation;
 pub mod link;
 pub mod net;
@@ -12,6 +14,7 @@ pub mod process;
 pub mod wait;
 pub mod zones;
 
+pub use exposition::parse_exposition;
 pub use federation::{Federation, FederationBuilder};
 pub use link::Link;
 pub use net::{BlackHole, bind, dead_url, free_addr, free_listener, loopback};
