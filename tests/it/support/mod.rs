@@ -1,7 +1,8 @@
 //! Set-up the integration tests share: zones as data and parsed from text (`zones`), free
 //! ports, listeners and a server that never answers (`net`), a federation of real nodes
 //! built from zone specs (`federation`), a TCP proxy that can cut, slow down or partition
-//! the path to a node (`link`), and waiting on a condition with a deadline (`wait`).
+//! the path to a node (`link`), gRPC calls with hand-written protobuf bytes (`raw`), and
+//! waiting on a condition with a deadline (`wait`).
 //!
 //! The interop binary (`tests/interop/`) uses this module too, through a `#[path]`.
 
@@ -9,6 +10,7 @@ pub mod federation;
 pub mod link;
 pub mod net;
 pub mod process;
+pub mod raw;
 pub mod wait;
 pub mod zones;
 
