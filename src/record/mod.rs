@@ -277,6 +277,15 @@ pub fn check_http_url(field: &'static str, text: &str) -> Result<(), RecordError
             limit: URL_MAX_BYTES,
         });
     }
+    // `127.0.0.1:7100` does not parse (no scheme) and `localhost:7100` parses with the
+    // scheme `localhost`: an address where a URL was wanted, so say what to write.
+    let address = !text.contains("://")
+        && url::Url::parse(&format!("http://{text}")).is_ok_and(|url| url.has_host());
+    if address {
+        return Err(invalid(format!(
+            "no scheme: write \"http://{text}\" (or https://)"
+        )));
+    }
     let url = url::Url::parse(text).map_err(|error| invalid(error.to_string()))?;
     if url.scheme() != "http" && url.scheme() != "https" {
         return Err(invalid(format!(
