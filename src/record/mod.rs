@@ -41,6 +41,10 @@ pub mod limits {
     pub const MAX_RETRIES_MAX: u32 = 10;
     /// Alias chains followed in one lookup (docs/protocol.md §2).
     pub const ALIAS_CHAIN_MAX: usize = 8;
+    /// Nesting of arrays and objects in an MCP request body: below serde_json's own
+    /// recursion limit (127), so the MCP door's check, which names this limit, is the one
+    /// that refuses.
+    pub const MCP_JSON_DEPTH_MAX: usize = 100;
 }
 
 use limits::*;
