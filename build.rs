@@ -1,10 +1,14 @@
 //! Compiles `proto/` with the protoc that `protoc-bin-vendored` ships, so a machine without
 //! protoc builds the crate.
 //!
-//! Two passes over the one proto file: the messages alone (`OUT_DIR/wire`, included by
+//! Three passes over the one proto file: the messages alone (`OUT_DIR/wire`, included by
 //! `src/wire`, the project's encoding for the store, the change log and transfers as much as
-//! for the gRPC door), then the tonic client and server (`OUT_DIR/grpc`, included by
-//! `src/grpc`), which refer to the messages of the first pass instead of defining their own.
+//! for the gRPC door), then the tonic server (`OUT_DIR/grpc_server`) and client
+//! (`OUT_DIR/grpc_client`), both included by `src/grpc` and referring to the messages of the
+//! first pass instead of defining their own. The server and client are generated apart
+//! because they decode with different codecs: the server with `grpc::codec::RequestCodec`
+//! (a request that does not decode is INVALID_ARGUMENT, the client's fault), the client with
+//! prost's own (a response that does not decode is the peer's failure).
 
 use std::path::PathBuf;
 
@@ -17,9 +21,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     println!("cargo:rerun-if-changed=proto");
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
-    let (wire, grpc) = (out.join("wire"), out.join("grpc"));
-    std::fs::create_dir_all(&wire)?;
-    std::fs::create_dir_all(&grpc)?;
+    let (wire, server, client) = (
+        out.join("wire"),
+        out.join("grpc_server"),
+        out.join("grpc_client"),
+    );
+    for dir in [&wire, &server, &client] {
+        std::fs::create_dir_all(dir)?;
+    }
     let protos = ["proto/aop/v1/registry.proto"];
     tonic_prost_build::configure()
         .build_client(false)
@@ -27,10 +36,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .out_dir(&wire)
         .compile_with_config(config(), &protos, &["proto"])?;
     tonic_prost_build::configure()
-        .build_client(true)
+        .build_client(false)
         .build_server(true)
+        .codec_path("crate::grpc::codec::RequestCodec")
         .extern_path(".aop.v1", "crate::wire::pb")
-        .out_dir(&grpc)
+        .out_dir(&server)
+        .compile_with_config(config(), &protos, &["proto"])?;
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(false)
+        .extern_path(".aop.v1", "crate::wire::pb")
+        .out_dir(&client)
         .compile_with_config(config(), &protos, &["proto"])?;
     Ok(())
 }

@@ -13,9 +13,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
-    ListToolsResult, PaginatedRequestParams, ProgressNotificationParam, ServerCapabilities,
-    ServerConfig, Tool, ToolAnnotations,
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, CustomRequest,
+    CustomResult, ErrorCode, Implementation, ListToolsResult, PaginatedRequestParams,
+    ProgressNotificationParam, ServerCapabilities, ServerConfig, Tool, ToolAnnotations,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler};
@@ -208,6 +208,27 @@ impl ServerHandler for BuiltinAgent {
 
     fn get_tool(&self, name: &str) -> Option<Tool> {
         (name == self.tool_name()).then(|| self.inner.tool.clone())
+    }
+
+    /// A `tools/call` whose params do not fit is invalid params, as at the gateway
+    /// (`mcp::params`); any other untyped request is a method this agent does not serve.
+    async fn on_custom_request(
+        &self,
+        request: CustomRequest,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<CustomResult, ErrorData> {
+        Err(
+            match crate::mcp::params::misfit(&request.method, request.params.as_ref()) {
+                Some(reason) => {
+                    ErrorData::invalid_params(format!("invalid params: {reason}"), None)
+                }
+                None => ErrorData::new(
+                    ErrorCode::METHOD_NOT_FOUND,
+                    format!("method not found: {}", request.method),
+                    None,
+                ),
+            },
+        )
     }
 
     async fn call_tool(

@@ -35,7 +35,7 @@ pub enum BenchCommand {
 #[derive(Debug, Args)]
 pub struct SearchArgs {
     /// gRPC URL of the node to load (it fans each search out below --zone).
-    #[arg(long, default_value = super::DEFAULT_SERVER, value_name = "URL")]
+    #[arg(long, default_value = super::DEFAULT_SERVER, value_name = "URL", value_parser = super::parse_url)]
     server: String,
     /// File of queries, one per line (blank lines and lines starting with # are skipped).
     #[arg(long, value_name = "FILE")]
@@ -66,7 +66,7 @@ pub struct SearchArgs {
 #[derive(Debug, Args)]
 pub struct RegisterArgs {
     /// gRPC URL of the zone's primary.
-    #[arg(long, default_value = super::DEFAULT_SERVER, value_name = "URL")]
+    #[arg(long, default_value = super::DEFAULT_SERVER, value_name = "URL", value_parser = super::parse_url)]
     server: String,
     #[arg(long, value_name = "ZONE")]
     zone: String,
@@ -80,14 +80,14 @@ pub struct RegisterArgs {
     #[arg(long, default_value_t = 10_000, value_name = "N")]
     count: u64,
     /// gRPC URL of a secondary of the zone: time each change's arrival there.
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", value_parser = super::parse_url)]
     secondary: Option<String>,
 }
 
 #[derive(Debug, Args)]
 pub struct CallArgs {
     /// MCP endpoint (Streamable HTTP) to load.
-    #[arg(long, default_value = "http://127.0.0.1:8000/mcp", value_name = "URL")]
+    #[arg(long, default_value = "http://127.0.0.1:8000/mcp", value_name = "URL", value_parser = super::parse_url)]
     url: String,
     /// Tool to call.
     #[arg(long, value_name = "NAME")]
@@ -118,7 +118,7 @@ pub struct CallArgs {
 #[derive(Debug, Args)]
 pub struct ResolveArgs {
     /// gRPC URL of the node to load.
-    #[arg(long, default_value = super::DEFAULT_SERVER, value_name = "URL")]
+    #[arg(long, default_value = super::DEFAULT_SERVER, value_name = "URL", value_parser = super::parse_url)]
     server: String,
     /// File of names, one per line (blank lines and lines starting with # are skipped).
     #[arg(long, value_name = "FILE")]
@@ -142,7 +142,7 @@ pub struct ResolveArgs {
     /// Measure cold resolutions: each lookup runs in a fresh in-process resolver with empty
     /// caches, recursing from this root node (connections stay warm). --server is then only
     /// used for the cache statistics.
-    #[arg(long, value_name = "ROOT_URL")]
+    #[arg(long, value_name = "ROOT_URL", value_parser = super::parse_url)]
     cold_root: Option<String>,
     /// Seed of the Zipf draws [default: random, printed].
     #[arg(long)]

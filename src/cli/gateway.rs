@@ -25,7 +25,7 @@ use aop::name::Name;
     `Authorization: Bearer <token>`.")]
 pub struct GatewayArgs {
     /// gRPC URL of the node that resolves names for the gateway.
-    #[arg(long, value_name = "URL", default_value = super::DEFAULT_SERVER)]
+    #[arg(long, value_name = "URL", value_parser = super::parse_url, default_value = super::DEFAULT_SERVER)]
     resolver: String,
     /// Listen address of the Streamable HTTP endpoint (/mcp).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8000")]

@@ -177,6 +177,21 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(seconds))
 }
 
+/// The value parser of every URL flag (`--server`, `--resolver`, `--root`, `--url`, the URL
+/// of `--secondary`, ...): an `http` or `https` URL with a host, by the rule zone files
+/// follow (`record::check_http_url`). A bad URL is bad usage, so clap reports it and exits 2
+/// before anything runs; an address without a scheme (`127.0.0.1:7100`) is told the URL to
+/// write instead. The value is kept as given.
+pub fn parse_url(text: &str) -> Result<String, String> {
+    use aop::record::{RecordError, check_http_url};
+    match check_http_url("URL", text) {
+        Ok(()) => Ok(text.to_string()),
+        // clap's message already quotes the value and names the flag.
+        Err(RecordError::InvalidUrl { reason, .. }) => Err(reason),
+        Err(other) => Err(other.to_string()),
+    }
+}
+
 /// Waits for Ctrl-C or SIGTERM.
 pub async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
@@ -210,6 +225,25 @@ mod tests {
     #[test]
     fn command_line_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn urls_need_an_http_scheme_and_a_host() {
+        assert_eq!(
+            parse_url("http://127.0.0.1:7100").unwrap(),
+            "http://127.0.0.1:7100"
+        );
+        assert!(parse_url("https://node.example/").is_ok());
+        for (text, expected) in [
+            ("127.0.0.1:7100", "write \"http://127.0.0.1:7100\""),
+            ("localhost:7100", "write \"http://localhost:7100\""),
+            ("[::1]:7100", "write \"http://[::1]:7100\""),
+            ("ftp://node.example", "scheme \"ftp\" is not http or https"),
+            ("http://", "empty host"),
+        ] {
+            let error = parse_url(text).unwrap_err();
+            assert!(error.contains(expected), "{text}: {error}");
+        }
     }
 
     #[test]

@@ -53,7 +53,7 @@ pub struct NodeArgs {
     #[arg(long, value_name = "ID")]
     node_id: Option<String>,
     /// Root hint: gRPC URL of a server of the root zone, where recursion starts (repeatable).
-    #[arg(long = "root", value_name = "URL")]
+    #[arg(long = "root", value_name = "URL", value_parser = super::parse_url)]
     roots: Vec<String>,
     /// How long past its TTL a cached answer may still be served, marked stale, when every
     /// server of its zone fails [default: 1d].
@@ -61,8 +61,8 @@ pub struct NodeArgs {
     max_stale: Option<Duration>,
     /// Serve ZONE as a secondary of the primary at that gRPC URL (repeatable), for example
     /// finance.acme=http://127.0.0.1:7102.
-    #[arg(long = "secondary", value_name = "ZONE=PRIMARY_URL")]
-    secondaries: Vec<String>,
+    #[arg(long = "secondary", value_name = "ZONE=PRIMARY_URL", value_parser = parse_secondary)]
+    secondaries: Vec<(Name, String)>,
     /// Directory of the node's store (aop.redb): zones, live registrations and the change
     /// log survive restarts [default: in memory, nothing survives].
     #[arg(long, value_name = "DIR")]
@@ -103,17 +103,10 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
     } else {
         args.roots
     };
-    let mut secondaries = Vec::new();
-    if args.secondaries.is_empty() {
+    let mut secondaries = args.secondaries;
+    if secondaries.is_empty() {
         for entry in &file.secondary {
             secondaries.push(secondary(&entry.zone, &entry.primary)?);
-        }
-    } else {
-        for entry in &args.secondaries {
-            let (zone, url) = entry.split_once('=').with_context(|| {
-                format!("invalid --secondary {entry:?}: expected ZONE=PRIMARY_URL, for example finance.acme=http://127.0.0.1:7102")
-            })?;
-            secondaries.push(secondary(zone, url)?);
         }
     }
     if zone_files.is_empty() && root_urls.is_empty() && secondaries.is_empty() {
@@ -202,10 +195,21 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// A `[[secondary]]` of the config file.
 fn secondary(zone: &str, url: &str) -> anyhow::Result<(Name, String)> {
     let zone = Name::parse(zone).with_context(|| format!("invalid secondary zone {zone:?}"))?;
     ServerAddress::new(url, None)
         .with_context(|| format!("invalid primary URL {url:?} for zone {zone}"))?;
+    Ok((zone, url.trim_end_matches('/').to_string()))
+}
+
+/// The value parser of `--secondary ZONE=PRIMARY_URL`: a bad value is bad usage (exit 2).
+fn parse_secondary(text: &str) -> Result<(Name, String), String> {
+    let (zone, url) = text.split_once('=').ok_or_else(|| {
+        "expected ZONE=PRIMARY_URL, for example finance.acme=http://127.0.0.1:7102".to_string()
+    })?;
+    let zone = Name::parse(zone).map_err(|error| format!("invalid zone: {error}"))?;
+    let url = super::parse_url(url).map_err(|reason| format!("invalid primary URL: {reason}"))?;
     Ok((zone, url.trim_end_matches('/').to_string()))
 }
 

@@ -21,7 +21,7 @@ pub struct ResolveArgs {
     /// The agent name, such as analyst.finance.acme.
     name: String,
     /// gRPC URL of the node to ask.
-    #[arg(long, default_value = super::DEFAULT_SERVER, value_name = "URL")]
+    #[arg(long, default_value = super::DEFAULT_SERVER, value_name = "URL", value_parser = super::parse_url)]
     server: String,
     /// Ask for the node's authoritative data only: referrals are returned, not followed.
     #[arg(long)]

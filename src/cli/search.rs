@@ -27,7 +27,7 @@ pub struct SearchArgs {
     #[arg(default_value = "")]
     query: String,
     /// gRPC URL of the node to ask (it finds the zone's servers when it does not serve it).
-    #[arg(long, default_value = super::DEFAULT_SERVER, value_name = "URL")]
+    #[arg(long, default_value = super::DEFAULT_SERVER, value_name = "URL", value_parser = super::parse_url)]
     server: String,
     /// Search only at and below this name (default: the whole tree).
     #[arg(long, value_name = "ZONE")]

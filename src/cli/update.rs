@@ -28,7 +28,7 @@ use aop::name::Name;
 )]
 pub struct RegisterArgs {
     /// gRPC URL of a node (the zone's primary, or any node that can find it).
-    #[arg(long, default_value = super::DEFAULT_SERVER, value_name = "URL")]
+    #[arg(long, default_value = super::DEFAULT_SERVER, value_name = "URL", value_parser = super::parse_url)]
     server: String,
     /// The zone to register in, such as finance.acme.
     #[arg(long, value_name = "ZONE")]
@@ -37,7 +37,7 @@ pub struct RegisterArgs {
     #[arg(long, value_name = "NAME")]
     name: String,
     /// The endpoint's MCP Streamable HTTP URL.
-    #[arg(long, value_name = "MCP_URL")]
+    #[arg(long, value_name = "MCP_URL", value_parser = super::parse_url)]
     url: String,
     /// The tool to call at the endpoint [default: the agent's first label].
     #[arg(long, value_name = "T")]
@@ -84,7 +84,7 @@ pub struct RegisterArgs {
 #[command(after_help = "Example:\n  \
     aop deregister --zone finance.acme --name forecaster2 --url http://127.0.0.1:9201/mcp --key-file ci-bot.key")]
 pub struct DeregisterArgs {
-    #[arg(long, default_value = super::DEFAULT_SERVER, value_name = "URL")]
+    #[arg(long, default_value = super::DEFAULT_SERVER, value_name = "URL", value_parser = super::parse_url)]
     server: String,
     #[arg(long, value_name = "ZONE")]
     zone: String,
@@ -92,7 +92,7 @@ pub struct DeregisterArgs {
     #[arg(long, value_name = "NAME")]
     name: String,
     /// Remove only this endpoint [default: the whole agent].
-    #[arg(long, value_name = "MCP_URL")]
+    #[arg(long, value_name = "MCP_URL", value_parser = super::parse_url)]
     url: Option<String>,
     #[arg(long, value_name = "F")]
     key_file: Option<PathBuf>,

@@ -25,7 +25,7 @@ pub struct DumpArgs {
     /// The zone, such as finance.acme.
     zone: String,
     /// gRPC URL of a node that serves the zone (primary or secondary).
-    #[arg(long, default_value = super::DEFAULT_SERVER, value_name = "URL")]
+    #[arg(long, default_value = super::DEFAULT_SERVER, value_name = "URL", value_parser = super::parse_url)]
     server: String,
 }
 

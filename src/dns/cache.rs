@@ -18,6 +18,9 @@ use super::message::{EDNS_PAYLOAD, PLAIN_UDP_PAYLOAD, Transport};
 
 const HEADER_LEN: usize = 12;
 const TYPE_OPT: u16 = 41;
+/// The longest name on the wire, length octets and the root's zero octet included (RFC 1035
+/// §2.3.4). A longer one is malformed: the full path answers it FORMERR.
+const NAME_MAX_OCTETS: usize = 255;
 
 /// A query of the common shape, parsed without allocating.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,7 +66,8 @@ pub fn parse_simple(request: &[u8]) -> Option<SimpleQuery> {
             return None;
         }
         at += 1 + len;
-        if at - HEADER_LEN > 255 {
+        // The labels so far, plus the root's zero octet still to come.
+        if at - HEADER_LEN + 1 > NAME_MAX_OCTETS {
             return None;
         }
     }
@@ -253,5 +257,27 @@ mod tests {
         let mut pointer = query("a.b.", None);
         pointer[12] = 0xc0;
         assert_eq!(parse_simple(&pointer), None);
+    }
+
+    /// A query for a name of `octets` octets on the wire (the root's zero octet included).
+    fn query_of_length(octets: usize) -> Vec<u8> {
+        let mut request = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+        let mut left = octets - 1;
+        while left > 0 {
+            let len = (left - 1).min(63);
+            request.push(len as u8);
+            request.extend(std::iter::repeat_n(b'a', len));
+            left -= len + 1;
+        }
+        request.extend_from_slice(&[0, 0, 16, 0, 1]);
+        request
+    }
+
+    #[test]
+    fn names_over_255_octets_go_to_the_full_path() {
+        let longest = query_of_length(255);
+        // The question (name, type, class) is the whole request.
+        assert_eq!(parse_simple(&longest).unwrap().question_end, longest.len());
+        assert_eq!(parse_simple(&query_of_length(256)), None);
     }
 }

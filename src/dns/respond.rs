@@ -4,9 +4,11 @@
 //! Authoritative only (AA on our answers, RA clear): answers, CNAME chains inside the zone,
 //! referrals with glue for delegated children (AA clear), NXDOMAIN and NODATA with the SOA at
 //! min(SOA TTL, MINIMUM) (RFC 2308), REFUSED outside our zones, FORMERR for malformed
-//! queries, NOTIMP for other opcodes. EDNS(0): our payload is 1232 bytes, version above 0
-//! gets BADVERS, unknown options are ignored (RFC 6891, RFC 8906). An answer that does not
-//! fit the UDP payload is sent empty with TC set, and the client retries over TCP.
+//! queries (a question name over 255 octets on the wire included, RFC 1035 §2.3.4: hickory
+//! refuses to parse it), NOTIMP for other opcodes. EDNS(0): our payload is 1232 bytes,
+//! version above 0 gets BADVERS with the question echoed, unknown options are ignored (RFC
+//! 6891, RFC 8906). An answer that does not fit the UDP payload is sent empty with TC set,
+//! and the client retries over TCP.
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{DNSClass, Record, RecordType};
@@ -170,6 +172,9 @@ fn respond(
             ours.set_version(0);
             response.set_edns(ours);
             if edns.version() > 0 {
+                // The question is echoed as in every other answer: clients match a response
+                // to their query by it (dnspython rejects a BADVERS without it).
+                response.queries = message.queries.clone();
                 response.metadata.response_code = ResponseCode::BADVERS;
                 return finish(response, usize::from(PLAIN_UDP_PAYLOAD));
             }

@@ -6,7 +6,7 @@
 //! AOP shape, `{"success": false, "error": ...}`.
 
 use rmcp::ErrorData;
-use rmcp::model::{CallToolResult, ContentBlock};
+use rmcp::model::{CallToolResult, ContentBlock, ErrorCode};
 
 use crate::name::Name;
 
@@ -15,6 +15,11 @@ use crate::name::Name;
 pub enum GatewayError {
     #[error("unknown tool `{tool}`: see tools/list for the tools this gateway offers")]
     UnknownTool { tool: String },
+    /// A request of a method the gateway serves whose params do not fit it.
+    #[error("invalid params: {reason}")]
+    InvalidParams { reason: String },
+    #[error("method not found: {method}")]
+    UnknownMethod { method: String },
     #[error("invalid {field}: {reason}")]
     BadRequest { field: &'static str, reason: String },
     #[error("missing argument `{field}` ({what}); {}", given_note(given))]
@@ -110,9 +115,9 @@ impl GatewayError {
     pub fn label(&self) -> &'static str {
         match self {
             GatewayError::UnknownTool { .. } => "unknown_tool",
-            GatewayError::BadRequest { .. } | GatewayError::MissingArgument { .. } => {
-                "bad_request"
-            }
+            GatewayError::UnknownMethod { .. } => "unknown_method",
+            GatewayError::InvalidParams { .. } => "invalid_params",
+            GatewayError::BadRequest { .. } | GatewayError::MissingArgument { .. } => "bad_request",
             GatewayError::NoSuchZone { .. } => "no_such_zone",
             GatewayError::NotLoaded { .. } => "zone_not_loaded",
             GatewayError::SearchFailed { .. } => "search_failed",
@@ -130,12 +135,23 @@ impl GatewayError {
     /// Whether this error is the caller's request being unroutable (a JSON-RPC error) rather
     /// than a failure the caller should read in a tool result.
     pub fn is_protocol_error(&self) -> bool {
-        matches!(self, GatewayError::UnknownTool { .. })
+        matches!(
+            self,
+            GatewayError::UnknownTool { .. }
+                | GatewayError::InvalidParams { .. }
+                | GatewayError::UnknownMethod { .. }
+        )
     }
 
-    /// The JSON-RPC error for protocol errors.
+    /// The JSON-RPC error for protocol errors: method not found for a method the gateway
+    /// does not serve, invalid params for the rest.
     pub fn to_error_data(&self) -> ErrorData {
-        ErrorData::invalid_params(self.to_string(), None)
+        match self {
+            GatewayError::UnknownMethod { .. } => {
+                ErrorData::new(ErrorCode::METHOD_NOT_FOUND, self.to_string(), None)
+            }
+            _ => ErrorData::invalid_params(self.to_string(), None),
+        }
     }
 
     /// The tool result of an agent tool (or `call_agent`) that failed.

@@ -9,8 +9,9 @@
 use std::sync::Arc;
 
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, Implementation, ListToolsResult,
-    PaginatedRequestParams, ServerCapabilities, ServerConfig, SubscriptionFilter, Tool,
+    CallToolRequestParams, CallToolResponse, CallToolResult, CustomRequest, CustomResult,
+    Implementation, ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig,
+    SubscriptionFilter, Tool,
 };
 use rmcp::service::{NotificationContext, RequestContext, SubscriptionContext};
 use rmcp::{ErrorData, RoleServer, ServerHandler};
@@ -118,6 +119,22 @@ impl ServerHandler for GatewayServer {
             .record_call(&tool, kind, outcome, started.elapsed());
         response
     }
+    /// A request rmcp could not type: a `tools/call` or `tools/list` whose params do not
+    /// fit (invalid params, naming the field), else a method the gateway does not serve.
+    async fn on_custom_request(
+        &self,
+        request: CustomRequest,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<CustomResult, ErrorData> {
+        let error = match crate::mcp::params::misfit(&request.method, request.params.as_ref()) {
+            Some(reason) => GatewayError::InvalidParams { reason },
+            None => GatewayError::UnknownMethod {
+                method: request.method,
+            },
+        };
+        Err(error.to_error_data())
+    }
+
     async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
         self.gateway.sessions_to_notify().add(context.peer);
     }

@@ -19,6 +19,12 @@ use super::pb;
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum RequestError {
+    /// The request's bytes are not a message of its type: a `string` field that is not
+    /// UTF-8, a truncated field, a wrong wire type. `reason` is prost's, which names the
+    /// message and field (`ResolveRequest.name: invalid string value: data is not UTF-8
+    /// encoded`).
+    #[error("the request does not decode as an aop.v1 message: {reason}")]
+    Undecodable { reason: String },
     #[error("invalid {field}: {source}")]
     Name {
         field: &'static str,

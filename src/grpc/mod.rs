@@ -6,6 +6,7 @@
 //! [`status`]. Nothing here decides what an answer is.
 
 pub mod client;
+pub mod codec;
 pub mod convert;
 pub mod limit;
 pub mod observe;
@@ -19,7 +20,9 @@ pub mod update;
 pub mod pb {
     #![allow(clippy::all, clippy::pedantic)]
     pub use crate::wire::pb::*;
-    include!(concat!(env!("OUT_DIR"), "/grpc/aop.v1.rs"));
+    // The server decodes requests with our codec (`codec`), the client with prost's.
+    include!(concat!(env!("OUT_DIR"), "/grpc_server/aop.v1.rs"));
+    include!(concat!(env!("OUT_DIR"), "/grpc_client/aop.v1.rs"));
 }
 
 pub use client::{ChannelPool, ClientError, NodeClient, RegistryClient, connect};

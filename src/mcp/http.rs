@@ -1,7 +1,8 @@
 //! Serving an rmcp handler over Streamable HTTP at `/mcp`, with the guards every door needs.
 //!
-//! Both the built-in agents and the gateway serve MCP this way, so the body limit, Origin
-//! and Host checks (DNS-rebinding protection), the optional bearer token and graceful
+//! Both the built-in agents and the gateway serve MCP this way, so the body limit and checks
+//! ([`super::body`]: bad JSON, batches and non-messages are JSON-RPC errors, not rmcp's 415),
+//! Origin and Host checks (DNS-rebinding protection), the optional bearer token and graceful
 //! shutdown are written once. rmcp's `StreamableHttpService` speaks both protocol eras: the
 //! 2025 session era (`Mcp-Session-Id`, SSE streams) and the stateless 2026-07-28 era.
 
@@ -17,6 +18,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::serve::ListenerExt;
 use rmcp::ServerHandler;
+use rmcp::model::{ClientJsonRpcMessage, ClientRequest};
 use rmcp::transport::streamable_http_server::session::SessionId;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
@@ -24,6 +26,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use super::body;
 use crate::admission::Bounds;
 use crate::record::limits;
 
@@ -167,6 +170,7 @@ where
     let router = Router::new()
         .nest_service("/mcp", service)
         .layer(middleware::from_fn_with_state(gate, limit_sessions))
+        .layer(middleware::from_fn(check_body))
         .layer(middleware::from_fn(deleted_is_ok))
         .layer(middleware::from_fn_with_state(
             guards.bearer_token.clone(),
@@ -248,6 +252,82 @@ impl SessionGate {
     }
 }
 
+/// What [`check_body`] found in a POST body, for the layers inside it.
+#[derive(Debug, Clone, Copy)]
+struct CheckedBody {
+    /// The message is an `initialize` request.
+    initialize: bool,
+}
+
+/// Reads every POST body declared JSON (bounded by the MCP body limit) and refuses, with the
+/// one mapping of [`body::BodyError`], what is not one JSON-RPC message, so rmcp only ever
+/// sees bodies it can read. Other content types go on to rmcp's 415.
+async fn check_body(request: Request, next: Next) -> Response {
+    let declared_json = body::is_json(
+        request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok()),
+    );
+    if request.method() != axum::http::Method::POST || !declared_json {
+        return next.run(request).await;
+    }
+    let (mut parts, incoming) = request.into_parts();
+    let (bytes, message) = match read_message(&parts, incoming).await {
+        Ok(read) => read,
+        Err(error) => return refuse(parts, next, error).await,
+    };
+    let initialize = matches!(
+        &message,
+        ClientJsonRpcMessage::Request(request)
+            if matches!(request.request, ClientRequest::InitializeRequest(_))
+    );
+    parts.extensions.insert(CheckedBody { initialize });
+    next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+        .await
+}
+
+/// The body of a POST and the one JSON-RPC message it holds.
+async fn read_message(
+    parts: &axum::http::request::Parts,
+    incoming: axum::body::Body,
+) -> Result<(bytes::Bytes, ClientJsonRpcMessage), body::BodyError> {
+    let limit = limits::MCP_REQUEST_MAX_BYTES;
+    let declared_length = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok()?.parse::<usize>().ok());
+    if declared_length.is_some_and(|length| length > limit) {
+        return Err(body::BodyError::TooLarge { limit });
+    }
+    let bytes = body::read(incoming, limit).await?;
+    let message = body::check(&bytes)?;
+    Ok((bytes, message))
+}
+
+/// Answers a POST whose body failed [`body::check`], after rmcp's own checks of the headers.
+///
+/// rmcp checks `Accept`, `Host` and `Origin` (DNS-rebinding protection) before it reads a
+/// body, and a refused origin must hear 403 whatever it sent. So rmcp gets the request with
+/// an empty body, which it cannot read: its 415 for that means every header check passed,
+/// and the answer is what was wrong with the real body; any other answer (403, 406, ...) is
+/// rmcp's. The bad body itself never reaches rmcp or a handler.
+async fn refuse(
+    mut parts: axum::http::request::Parts,
+    next: Next,
+    error: body::BodyError,
+) -> Response {
+    parts.headers.remove(header::CONTENT_LENGTH);
+    let headers_checked = next
+        .run(Request::from_parts(parts, axum::body::Body::empty()))
+        .await;
+    if headers_checked.status() != StatusCode::UNSUPPORTED_MEDIA_TYPE {
+        return headers_checked;
+    }
+    tracing::debug!(%error, "MCP request refused");
+    error.into_response()
+}
+
 /// Bounds the sessions an MCP door holds, in total and per client address: an `initialize`
 /// without a session past a bound is answered 503 or 429 with a JSON-RPC error naming the
 /// limit; sessions that end (idle, DELETE) give their place back.
@@ -257,30 +337,14 @@ async fn limit_sessions(
     request: Request,
     next: Next,
 ) -> Response {
-    let opens_session = request.method() == axum::http::Method::POST
-        && !request.headers().contains_key("mcp-session-id");
-    if !opens_session {
-        return next.run(request).await;
-    }
-    // Only an `initialize` opens a session (a stateless request does not): read the body
-    // (already bounded by the MCP body limit) to tell them apart.
-    let (parts, body) = request.into_parts();
-    let Ok(bytes) = axum::body::to_bytes(body, limits::MCP_REQUEST_MAX_BYTES).await else {
-        return (
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!(
-                "MCP request body is over the limit of {} bytes",
-                limits::MCP_REQUEST_MAX_BYTES
-            ),
-        )
-            .into_response();
-    };
-    let initialize = serde_json::from_slice::<serde_json::Value>(&bytes)
-        .ok()
-        .is_some_and(|message| {
-            message.get("method").and_then(|m| m.as_str()) == Some("initialize")
-        });
-    let request = Request::from_parts(parts, axum::body::Body::from(bytes));
+    // Only an `initialize` without a session opens one (a stateless request does not);
+    // `check_body` read the body and said which it is.
+    let initialize = request.method() == axum::http::Method::POST
+        && !request.headers().contains_key("mcp-session-id")
+        && request
+            .extensions()
+            .get::<CheckedBody>()
+            .is_some_and(|checked| checked.initialize);
     if !initialize {
         return next.run(request).await;
     }

@@ -41,6 +41,10 @@ pub mod limits {
     pub const MAX_RETRIES_MAX: u32 = 10;
     /// Alias chains followed in one lookup (docs/protocol.md §2).
     pub const ALIAS_CHAIN_MAX: usize = 8;
+    /// Nesting of arrays and objects in an MCP request body: below serde_json's own
+    /// recursion limit (127), so the MCP door's check, which names this limit, is the one
+    /// that refuses.
+    pub const MCP_JSON_DEPTH_MAX: usize = 100;
 }
 
 use limits::*;
@@ -276,6 +280,15 @@ pub fn check_http_url(field: &'static str, text: &str) -> Result<(), RecordError
             len: text.len(),
             limit: URL_MAX_BYTES,
         });
+    }
+    // `127.0.0.1:7100` does not parse (no scheme) and `localhost:7100` parses with the
+    // scheme `localhost`: an address where a URL was wanted, so say what to write.
+    let address = !text.contains("://")
+        && url::Url::parse(&format!("http://{text}")).is_ok_and(|url| url.has_host());
+    if address {
+        return Err(invalid(format!(
+            "no scheme: write \"http://{text}\" (or https://)"
+        )));
     }
     let url = url::Url::parse(text).map_err(|error| invalid(error.to_string()))?;
     if url.scheme() != "http" && url.scheme() != "https" {

@@ -424,6 +424,72 @@ fn usage_errors_exit_2_and_help_is_complete() {
 }
 
 #[test]
+fn a_url_flag_without_a_scheme_is_bad_usage_saying_what_to_write() {
+    // docs/protocol.md §3: bad usage exits 2. Every URL flag shares one value parser, so
+    // the commands that run servers refuse it before they start anything.
+    let cases: [&[&str]; 8] = [
+        &[
+            "resolve",
+            "--server",
+            "127.0.0.1:7100",
+            "analyst.finance.acme",
+        ],
+        &["search", "--server", "127.0.0.1:7100", "forecast"],
+        &["zone", "dump", "--server", "127.0.0.1:7100", "finance.acme"],
+        &["gateway", "--resolver", "127.0.0.1:7100"],
+        &["node", "--grpc", "127.0.0.1:0", "--root", "127.0.0.1:7100"],
+        &[
+            "node",
+            "--grpc",
+            "127.0.0.1:0",
+            "--secondary",
+            "finance.acme=127.0.0.1:7100",
+        ],
+        &[
+            "register",
+            "--zone",
+            "finance.acme",
+            "--name",
+            "x",
+            "--url",
+            "127.0.0.1:7100",
+        ],
+        &["bench", "call", "--url", "127.0.0.1:7100", "--tool", "x"],
+    ];
+    for args in cases {
+        let output = run(args);
+        let text = stderr(&output);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {text}");
+        assert!(
+            text.contains("no scheme: write \"http://127.0.0.1:7100\""),
+            "{args:?}: {text}"
+        );
+        assert!(!text.contains("relative URL without a base"), "{text}");
+    }
+    // Other bad URLs are bad usage too, each with its reason.
+    let output = run(&["resolve", "--server", "ftp://127.0.0.1:7100", "a.b"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("scheme \"ftp\" is not http or https"),
+        "{}",
+        stderr(&output)
+    );
+    let output = run(&[
+        "node",
+        "--grpc",
+        "127.0.0.1:0",
+        "--secondary",
+        "finance.acme",
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("expected ZONE=PRIMARY_URL"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
 fn unreachable_server_is_a_clear_error() {
     // Port 1 on loopback: nothing listens there.
     let output = run(&[

@@ -543,6 +543,8 @@ async fn refused_outside_our_zones_formerr_notimp_and_badvers() {
     // Code 16 is BADVERS in a response to an OPT (hickory decodes it as its twin BADSIG).
     assert_eq!(u16::from(badvers.metadata.response_code), 16);
     assert_eq!(badvers.edns.as_ref().map(Edns::version), Some(0));
+    // The question is echoed, as clients match responses by it (dnspython does).
+    assert_eq!(badvers.queries, future.queries);
 
     // An unknown EDNS option is ignored, not dropped or refused (RFC 6891, RFC 8906).
     let mut unknown = query("analyst.finance.acme.", RecordType::TXT, true);
@@ -563,6 +565,64 @@ async fn refused_outside_our_zones_formerr_notimp_and_badvers() {
     let formerr = Message::from_vec(&bytes).unwrap();
     assert_eq!(formerr.metadata.id, 0xbeef);
     assert_eq!(formerr.metadata.response_code, ResponseCode::FormErr);
+    node.shutdown().await.unwrap();
+}
+
+/// A query (ID 0x4242, RD, one question of type TXT class IN) for the name whose labels
+/// are `labels`, written by hand: hickory refuses to encode a name over 255 octets.
+fn raw_query(labels: &[&[u8]]) -> Vec<u8> {
+    let mut request = vec![0x42, 0x42, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    for label in labels {
+        request.push(u8::try_from(label.len()).unwrap());
+        request.extend_from_slice(label);
+    }
+    request.extend_from_slice(&[0, 0, 16, 0, 1]);
+    request
+}
+
+#[tokio::test]
+async fn a_question_name_over_255_octets_is_formerr() {
+    // RFC 1035 §2.3.4: a name is at most 255 octets on the wire, its length octets and the
+    // root's zero octet included. One octet more is a malformed query, not a missing name.
+    let (node, dns) = finance().await;
+    const A63: &[u8] = &[b'a'; 63];
+    let (finance, acme): (&[u8], &[u8]) = (b"finance", b"acme");
+    // 3 x 64 + 62 + 8 ("finance") + 5 ("acme") + 1 = 268: too long by far; then the edges.
+    let cases: [(&[&[u8]], usize, ResponseCode); 3] = [
+        (
+            &[A63, A63, A63, &A63[..61], finance, acme],
+            268,
+            ResponseCode::FormErr,
+        ),
+        (
+            &[A63, A63, A63, &A63[..49], finance, acme],
+            256,
+            ResponseCode::FormErr,
+        ),
+        (
+            &[A63, A63, A63, &A63[..48], finance, acme],
+            255,
+            ResponseCode::NXDomain,
+        ),
+    ];
+    for (labels, octets, expected) in cases {
+        let request = raw_query(labels);
+        assert_eq!(
+            request.len() - 12 - 4,
+            octets,
+            "the name is {octets} octets"
+        );
+        // Twice: the second time the door's response cache could answer.
+        for _ in 0..2 {
+            let bytes = udp_raw(dns, &request).await.expect("an answer over UDP");
+            let response = Message::from_vec(&bytes).expect("a well-formed response");
+            assert_eq!(response.metadata.id, 0x4242);
+            assert_eq!(response.metadata.response_code, expected, "{octets} octets");
+        }
+    }
+    // Still serving.
+    let answer = udp(dns, &query("analyst.finance.acme.", RecordType::TXT, false)).await;
+    assert_eq!(answer.metadata.response_code, ResponseCode::NoError);
     node.shutdown().await.unwrap();
 }
 

@@ -1188,3 +1188,222 @@ async fn a_down_agent_is_described_in_plain_words() {
     );
     gateway.shutdown().await;
 }
+
+/// POSTs `body` to an MCP door as a client would (both media types accepted), in `session`
+/// when given.
+async fn post_raw(
+    url: &str,
+    content_type: &str,
+    body: String,
+    session: Option<&str>,
+) -> reqwest::Response {
+    let mut request = reqwest::Client::new()
+        .post(url)
+        .header("content-type", content_type)
+        .header("accept", "application/json, text/event-stream")
+        .body(body);
+    if let Some(session) = session {
+        request = request
+            .header("mcp-session-id", session)
+            .header("mcp-protocol-version", "2025-06-18");
+    }
+    request.send().await.expect("the MCP door answers")
+}
+
+/// The JSON-RPC message with `id` in a JSON or SSE response, within the deadline (an SSE
+/// stream may stay open after it).
+async fn reply_with_id(mut response: reqwest::Response, id: i64) -> Value {
+    let sse = response
+        .headers()
+        .get("content-type")
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("text/event-stream"));
+    if !sse {
+        return response.json().await.expect("a JSON body");
+    }
+    let mut text = String::new();
+    loop {
+        let chunk = tokio::time::timeout(DEADLINE, response.chunk())
+            .await
+            .expect("the reply in time")
+            .expect("read the stream")
+            .expect("the stream carries the reply");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+        for line in text.lines() {
+            if let Some(data) = line.strip_prefix("data:")
+                && let Ok(message) = serde_json::from_str::<Value>(data.trim())
+                && message["id"] == json!(id)
+            {
+                return message;
+            }
+        }
+    }
+}
+
+/// Opens a 2025-era session with raw HTTP; its id.
+async fn raw_session(url: &str) -> String {
+    let initialize = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+        "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                   "clientInfo": {"name": "raw", "version": "1"}}});
+    let response = post_raw(url, "application/json", initialize.to_string(), None).await;
+    assert_eq!(response.status(), 200);
+    let session = response
+        .headers()
+        .get("mcp-session-id")
+        .expect("a session id")
+        .to_str()
+        .unwrap()
+        .to_string();
+    let init = reply_with_id(response, 1).await;
+    assert!(init.get("result").is_some(), "{init}");
+    let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    let response = post_raw(
+        url,
+        "application/json",
+        initialized.to_string(),
+        Some(&session),
+    )
+    .await;
+    assert!(response.status().is_success(), "{}", response.status());
+    session
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_json_batches_and_deep_nesting_are_http_400_with_json_rpc_errors() {
+    // docs/protocol.md §6 and §7: a body that is not one JSON-RPC message is HTTP 400 with a
+    // JSON-RPC error (parse error or invalid request), never 415; 415 is for Content-Type.
+    let node = start_node(&zone_text(1, "")).await;
+    let gateway = start_gateway(&node).await;
+    let url = gateway.url().unwrap();
+    let ping = json!({"jsonrpc": "2.0", "id": 1, "method": "ping"});
+    let deep = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"ping","params":{{"a":{}0{}}}}}"#,
+        "[".repeat(5000),
+        "]".repeat(5000)
+    );
+    let cases = [
+        (
+            r#"{"jsonrpc": "2.0", "id": 1, "method": "#.to_string(),
+            -32700,
+            "parse error: the body is not JSON: ",
+            Value::Null,
+        ),
+        (
+            String::new(),
+            -32700,
+            "parse error: the body is not JSON",
+            Value::Null,
+        ),
+        (
+            format!("[{ping}, {ping}]"),
+            -32600,
+            "invalid request: JSON-RPC batches (a JSON array) are not supported",
+            Value::Null,
+        ),
+        (
+            deep,
+            -32700,
+            "parse error: JSON nested deeper than the limit of 100 levels",
+            Value::Null,
+        ),
+        (
+            r#"{"id": 9, "method": "ping"}"#.to_string(),
+            -32600,
+            "invalid request: not a JSON-RPC 2.0 message: \"jsonrpc\" must be \"2.0\"",
+            json!(9),
+        ),
+        (
+            "\"hello\"".to_string(),
+            -32600,
+            "a message is a JSON object, not a string",
+            Value::Null,
+        ),
+    ];
+    for (body, code, message, id) in cases {
+        let shown: String = body.chars().take(60).collect();
+        let response = post_raw(&url, "application/json", body, None).await;
+        assert_eq!(response.status(), 400, "{shown}");
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/json",
+            "{shown}"
+        );
+        let error: Value = response.json().await.expect("a JSON-RPC error body");
+        assert_eq!(error["jsonrpc"], "2.0");
+        assert_eq!(error["id"], id, "{shown}");
+        assert_eq!(error["error"]["code"], json!(code), "{shown}: {error}");
+        let text = error["error"]["message"].as_str().unwrap();
+        assert!(text.contains(message), "{shown}: {text}");
+    }
+    // A wrong Content-Type is still 415, whatever the body.
+    let response = post_raw(&url, "text/plain", ping.to_string(), None).await;
+    assert_eq!(response.status(), 415);
+    // The header checks come first: a foreign origin hears 403 whatever its body.
+    let response = reqwest::Client::new()
+        .post(&url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("origin", "http://evil.example")
+        .body("[not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    // Still serving, on the same door.
+    let client = connect(&gateway).await;
+    assert!(!client.service.list_all_tools().await.unwrap().is_empty());
+    gateway.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tools_call_whose_arguments_are_not_an_object_is_invalid_params() {
+    // JSON-RPC: the method exists, its params are bad: -32602, not -32601.
+    let (_analyst, server) = agent(AgentKind::Analyst, "analyst").await;
+    let node = start_node(&zone_text(1, &analyst_zone(&[server.url()]))).await;
+    let gateway = start_gateway(&node).await;
+    // The gateway, and the built-in agent behind it, answer alike.
+    for (url, tool) in [
+        (gateway.url().unwrap(), "analyst_finance_acme"),
+        (server.url(), "analyst"),
+    ] {
+        let session = raw_session(&url).await;
+        for (id, arguments, kind) in [
+            (2, json!(["1 2 3"]), "an array"),
+            (3, json!("1 2 3"), "a string"),
+            (4, json!(7), "a number"),
+        ] {
+            let call = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+                "params": {"name": tool, "arguments": arguments}});
+            let response =
+                post_raw(&url, "application/json", call.to_string(), Some(&session)).await;
+            assert_eq!(response.status(), 200, "{url}");
+            let reply = reply_with_id(response, id).await;
+            assert_eq!(reply["error"]["code"], json!(-32602), "{url}: {reply}");
+            let message = reply["error"]["message"].as_str().unwrap();
+            assert!(
+                message.contains(&format!(
+                    "`arguments` must be an object (named arguments), not {kind}"
+                )),
+                "{url}: {message}"
+            );
+        }
+        // A method nobody serves is still method-not-found.
+        let unknown = json!({"jsonrpc": "2.0", "id": 5, "method": "no/such", "params": {}});
+        let response = post_raw(
+            &url,
+            "application/json",
+            unknown.to_string(),
+            Some(&session),
+        )
+        .await;
+        let reply = reply_with_id(response, 5).await;
+        assert_eq!(reply["error"]["code"], json!(-32601), "{url}: {reply}");
+        // And the session still calls with proper arguments.
+        let call = json!({"jsonrpc": "2.0", "id": 6, "method": "tools/call",
+            "params": {"name": tool, "arguments": {"task": "2 4"}}});
+        let response = post_raw(&url, "application/json", call.to_string(), Some(&session)).await;
+        let reply = reply_with_id(response, 6).await;
+        assert!(reply.get("result").is_some(), "{url}: {reply}");
+    }
+    gateway.shutdown().await;
+}

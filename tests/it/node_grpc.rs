@@ -7,7 +7,7 @@ use aop::grpc::{RegistryClient, pb};
 use aop::node::NodeHandle;
 use tonic::Code;
 
-use crate::support::{bind, connect, eventually, zone};
+use crate::support::{bind, connect, eventually, raw, zone};
 
 const FINANCE: &str = r#"
 [zone]
@@ -269,6 +269,68 @@ async fn bad_names_are_invalid_argument_naming_the_label() {
         status.message()
     );
     // Still serving.
+    assert_eq!(
+        resolve(&mut client, "analyst.finance.acme").await.outcome(),
+        pb::Outcome::Answer
+    );
+    node.shutdown().await.unwrap();
+}
+
+/// A protobuf length-delimited field: tag, one-byte length, bytes.
+fn field(number: u8, bytes: &[u8]) -> Vec<u8> {
+    let mut out = vec![(number << 3) | 2, u8::try_from(bytes.len()).unwrap()];
+    out.extend_from_slice(bytes);
+    out
+}
+
+#[tokio::test]
+async fn request_bytes_that_do_not_decode_are_invalid_argument_naming_the_field() {
+    // docs/protocol.md §7: bad input is INVALID_ARGUMENT with what is wrong, never INTERNAL.
+    let node = start_node(&[FINANCE]).await;
+    let url = node.grpc_url();
+    // The raw path itself is sound: well-formed bytes get an answer.
+    let answer = raw::unary(
+        &url,
+        "/aop.v1.Registry/Resolve",
+        field(1, b"analyst.finance.acme"),
+    )
+    .await
+    .expect("a well-formed request is answered");
+    let answer = <pb::ResolveResponse as prost::Message>::decode(answer.as_slice()).unwrap();
+    assert_eq!(answer.outcome(), pb::Outcome::Answer);
+
+    let cases: [(&'static str, Vec<u8>, &str); 3] = [
+        (
+            "/aop.v1.Registry/Resolve",
+            field(1, b"analyst\xff.finance.acme"),
+            "ResolveRequest.name: invalid string value: data is not UTF-8 encoded",
+        ),
+        (
+            "/aop.v1.Registry/GetZone",
+            field(1, &[0xc3, 0x28]),
+            "GetZoneRequest.zone: invalid string value: data is not UTF-8 encoded",
+        ),
+        // A field that claims 16 bytes and carries one.
+        (
+            "/aop.v1.Registry/Resolve",
+            vec![0x0a, 0x10, b'a'],
+            "buffer underflow",
+        ),
+    ];
+    for (method, body, expected) in cases {
+        let status = raw::unary(&url, method, body).await.unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{method}: {status:?}");
+        assert!(
+            status
+                .message()
+                .starts_with("the request does not decode as an aop.v1 message: "),
+            "{}",
+            status.message()
+        );
+        assert!(status.message().contains(expected), "{}", status.message());
+    }
+    // Still serving.
+    let mut client = client(&node).await;
     assert_eq!(
         resolve(&mut client, "analyst.finance.acme").await.outcome(),
         pb::Outcome::Answer

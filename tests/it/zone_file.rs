@@ -1226,7 +1226,7 @@ servers = [
     assert_eq!(
         errors(text),
         [
-            r#"5:12: invalid server grpc "localhost:7102": scheme "localhost" is not http or https"#,
+            r#"5:12: invalid server grpc "localhost:7102": no scheme: write "http://localhost:7102" (or https://)"#,
             r#"6:43: invalid server dns "localhost:5303": expected IP:port, such as 127.0.0.1:5353"#,
         ]
     );

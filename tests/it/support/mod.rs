@@ -1,8 +1,9 @@
 //! Set-up the integration tests share: zones as data and parsed from text (`zones`), free
 //! ports, listeners and a server that never answers (`net`), a federation of real nodes
 //! built from zone specs (`federation`), a TCP proxy that can cut, slow down or partition
-//! the path to a node (`link`), waiting on a condition with a deadline (`wait`), and the
-//! admin endpoints' metrics parsed (`exposition`).
+//! the path to a node (`link`), gRPC calls with hand-written protobuf bytes (`raw`), waiting
+//! on a condition with a deadline (`wait`), and the admin endpoints' metrics parsed
+//! (`exposition`).
 //!
 //! The interop binary (`tests/interop/`) uses this module too, through a `#[path]`.
 
@@ -11,6 +12,7 @@ pub mod federation;
 pub mod link;
 pub mod net;
 pub mod process;
+pub mod raw;
 pub mod wait;
 pub mod zones;
 
