@@ -14,6 +14,10 @@
 //! then an MCP gateway on base+900 mounts every zone and resolves through the root node, with
 //! its admin endpoint (status page, /metrics, /healthz, /readyz) on base+901, as
 //! `aop gateway --admin` serves it.
+//!
+//! Every zone gets a fresh update key named `demo` (kept in memory, handed to the zone's
+//! primary; `aop demo` writes them to files for `aop register --key-file`), so live
+//! registration can be tried on the demo as on a real node.
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -27,6 +31,7 @@ use crate::admin::{AdminError, AdminListener};
 use crate::agent::{AgentKind, BuiltinAgent};
 use crate::dns::DnsListener;
 use crate::gateway::{self, GatewayConfig, GatewayHandle, GatewayStartError};
+use crate::keys::{KeyError, UpdateKey};
 use crate::mcp::http::McpHttpServer;
 use crate::name::Name;
 use crate::node::{GrpcListener, NodeError, NodeHandle, ServeOptions, load_zone_files};
@@ -68,6 +73,8 @@ pub enum DemoError {
     Gateway(#[from] GatewayStartError),
     #[error(transparent)]
     Admin(#[from] AdminError),
+    #[error("cannot make the demo's update key for zone {zone}: {source}")]
+    Key { zone: Name, source: KeyError },
 }
 
 /// One built-in agent the demo runs.
@@ -101,7 +108,12 @@ pub struct Demo {
     pub agents: Vec<DemoAgent>,
     pub gateway: GatewayHandle,
     pub gateway_status: GatewayStatusPage,
+    /// One update key (named `demo`) per zone, accepted by the zone's primary.
+    pub update_keys: Vec<UpdateKey>,
 }
+
+/// The name of the update key the demo makes for each zone.
+pub const DEMO_KEY_NAME: &str = "demo";
 
 impl Demo {
     /// Stops the gateway, the agents, then every node, draining requests in flight.
@@ -277,6 +289,15 @@ pub async fn start(zones_dir: &Path, port_base: u16) -> Result<Demo, DemoError> 
         })
         .collect();
     let mounts: Vec<Name> = zones.iter().map(|zone| zone.origin().clone()).collect();
+    let update_keys = mounts
+        .iter()
+        .map(|zone| {
+            UpdateKey::generate(DEMO_KEY_NAME, &zone.to_string()).map_err(|source| DemoError::Key {
+                zone: zone.clone(),
+                source,
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
 
     // Every node recurses from the root node.
     let root_hints: Vec<ServerAddress> = listeners
@@ -313,12 +334,18 @@ pub async fn start(zones_dir: &Path, port_base: u16) -> Result<Demo, DemoError> 
             .collect();
         let mut names: Vec<Name> = served.iter().map(|zone| zone.origin().clone()).collect();
         names.extend(secondaries.iter().map(|(zone, _)| zone.clone()));
+        let keys: Vec<UpdateKey> = update_keys
+            .iter()
+            .filter(|key| served.iter().any(|zone| zone.origin() == key.zone()))
+            .cloned()
+            .collect();
         let mut options = ServeOptions::new(served)
             .node_id(format!("node{index}"))
             .roots(root_hints.clone())
             .dns(dns)
             .admin(admin);
         options.secondaries = secondaries;
+        options.update_keys = keys;
         let handle = listener.serve_with(options)?;
         nodes.push(DemoNode {
             index,
@@ -354,6 +381,7 @@ pub async fn start(zones_dir: &Path, port_base: u16) -> Result<Demo, DemoError> 
         agents,
         gateway,
         gateway_status,
+        update_keys,
     })
 }
 

@@ -33,6 +33,7 @@ pub async fn follow(
         };
         // A zone never transferred has nothing to ask changes against.
         let since = (status.served && !want_full).then_some(status.serial);
+        let before = status.served.then_some(status.serial);
         // Err((the primary's data was unusable, why)).
         let outcome = match fetch(&authority, &zone, &primary, since).await {
             Ok(data) => authority
@@ -50,7 +51,20 @@ pub async fn follow(
             Ok(Applied::Serial(serial)) => {
                 want_full = false;
                 last_ok = Some(authority.clock().unix_ms());
-                tracing::debug!(%zone, serial, "secondary up to date");
+                if before == Some(serial) {
+                    tracing::debug!(%zone, serial, "secondary up to date");
+                } else {
+                    // Each transfer that changed the zone is worth a line: an operator
+                    // follows a secondary by these.
+                    tracing::info!(
+                        %zone,
+                        %primary,
+                        from_serial = before,
+                        serial,
+                        kind = if since.is_some() { "incremental" } else { "full" },
+                        "zone transferred from the primary"
+                    );
+                }
                 secs(status.refresh)
             }
             Ok(Applied::NeedFull) => {

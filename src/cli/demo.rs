@@ -5,7 +5,10 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use aop::demo;
+use anyhow::Context;
+
+use aop::demo::{self, DemoError};
+use aop::keys::UpdateKey;
 
 #[derive(Debug, Args)]
 #[command(
@@ -25,7 +28,25 @@ pub struct DemoArgs {
 }
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
-    let demo = demo::start(&args.zones, args.port_base).await?;
+    let demo = match demo::start(&args.zones, args.port_base).await {
+        Ok(demo) => demo,
+        Err(error @ (DemoError::ReadDir { .. } | DemoError::NoZones { .. })) => {
+            anyhow::bail!(
+                "{error}\naop demo reads the zone files in ./zones (the repository's zones/): \
+                 run it from the repository's root, or give the directory with --zones DIR"
+            );
+        }
+        Err(error) => return Err(error.into()),
+    };
+    // The zones' update keys, written where `aop register --key-file` can read them while
+    // the demo runs (removed when it stops).
+    let key_dir = match KeyDir::write(&demo.update_keys) {
+        Ok(key_dir) => key_dir,
+        Err(error) => {
+            demo.shutdown().await?;
+            return Err(error);
+        }
+    };
     println!("AOP demo federation from {}/", args.zones.display());
     println!();
     println!(
@@ -82,7 +103,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     println!(
         "  aop search {server}--zone finance.acme --tag finance --limit 5    # one subtree, by tag"
     );
-    if let Some(finance) = finance {
+    if let Some(finance) = &finance {
         println!(
             "  aop resolve --server {finance} --no-recurse fx.trading.finance.acme    # authoritative only"
         );
@@ -101,6 +122,21 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             dns.ip(),
             dns.port()
         );
+    }
+    let echo = demo
+        .agents
+        .iter()
+        .find(|agent| agent.kind == aop::agent::AgentKind::Echo);
+    if let (Some(finance), Some(echo), Some(key)) =
+        (finance.as_ref(), echo, key_dir.path_of("finance.acme"))
+    {
+        println!(
+            "  aop register --server {finance} --zone finance.acme --name scribe --url {} --tool {} --lease 600 --key-file {}    # live, signed with the demo's key",
+            echo.server.url(),
+            echo.tool,
+            key.display()
+        );
+        println!("  aop resolve {server}scribe.finance.acme    # the agent just registered");
     }
     if let Some(admin) = demo.nodes.first().and_then(|node| node.handle.admin_url()) {
         println!(
@@ -138,7 +174,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         "{}",
         serde_json::to_string_pretty(&http_config).unwrap_or_default()
     );
-    println!("or, for hosts that start a command (stdio; give the full path of aop if needed):");
+    println!("or, for hosts that start a command (stdio):");
     let mut stdio_args = vec![
         "gateway".to_string(),
         "--stdio".into(),
@@ -149,11 +185,21 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         stdio_args.push("--mount".into());
         stdio_args.push(mount.clone());
     }
+    // This binary's own path: after `cargo run`, `aop` is not on the PATH.
+    let command = std::env::current_exe()
+        .map(|path| path.display().to_string())
+        .unwrap_or_else(|_| "aop".into());
     let stdio_config =
-        serde_json::json!({"mcpServers": {"aop": {"command": "aop", "args": stdio_args}}});
+        serde_json::json!({"mcpServers": {"aop": {"command": command, "args": stdio_args}}});
     println!(
         "{}",
         serde_json::to_string_pretty(&stdio_config).unwrap_or_default()
+    );
+    println!();
+    println!(
+        "Update keys (one per zone, named {:?}; removed when the demo stops): {}",
+        demo::DEMO_KEY_NAME,
+        key_dir.dir.display()
     );
     println!();
     println!(
@@ -164,5 +210,53 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     super::shutdown_signal().await;
     eprintln!("stopping");
     demo.shutdown().await?;
+    key_dir.remove();
     Ok(ExitCode::SUCCESS)
+}
+
+/// A private directory holding the demo's key files, one per zone (`<zone>.key`).
+struct KeyDir {
+    dir: PathBuf,
+    files: Vec<(String, PathBuf)>,
+}
+
+impl KeyDir {
+    fn write(keys: &[UpdateKey]) -> anyhow::Result<KeyDir> {
+        let dir = std::env::temp_dir().join(format!("aop-demo-{}", std::process::id()));
+        let mut builder = std::fs::DirBuilder::new();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            builder.mode(0o700);
+        }
+        builder
+            .create(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        let mut files = Vec::with_capacity(keys.len());
+        for key in keys {
+            let zone = key.zone().to_string();
+            let file = if key.zone().is_root() {
+                "root.key".to_string()
+            } else {
+                format!("{zone}.key")
+            };
+            let path = dir.join(file);
+            super::update::write_secret_file(&path, &key.to_key_file())?;
+            files.push((zone, path));
+        }
+        Ok(KeyDir { dir, files })
+    }
+
+    fn path_of(&self, zone: &str) -> Option<&PathBuf> {
+        self.files
+            .iter()
+            .find(|(name, _)| name == zone)
+            .map(|(_, path)| path)
+    }
+
+    fn remove(self) {
+        if let Err(error) = std::fs::remove_dir_all(&self.dir) {
+            tracing::warn!(dir = %self.dir.display(), %error, "cannot remove the demo's key files");
+        }
+    }
 }

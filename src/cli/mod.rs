@@ -81,7 +81,16 @@ pub fn main() -> ExitCode {
         cli.command,
         Command::Demo(_) | Command::Node(_) | Command::Gateway(_) | Command::Agent(_)
     );
-    init_logging(cli.log_format, if long_running { "info" } else { "warn" });
+    // The MCP library logs every session and message at INFO: its warnings only, unless
+    // RUST_LOG asks for more.
+    init_logging(
+        cli.log_format,
+        if long_running {
+            "info,rmcp=warn"
+        } else {
+            "warn"
+        },
+    );
     if long_running && let Err(error) = aop::sys::raise_open_files_limit() {
         tracing::warn!(%error, "cannot raise the limit of open files");
     }
@@ -121,12 +130,30 @@ pub fn main() -> ExitCode {
 
 /// `error: <first line>` then the rest as context lines.
 fn report(error: &anyhow::Error) {
-    let text = format!("{error:#}");
+    let text = error_text(error);
     let mut lines = text.lines();
     eprintln!("error: {}", lines.next().unwrap_or("unknown error"));
     for line in lines {
         eprintln!("  {line}");
     }
+}
+
+/// The error and its causes joined by ": ", a cause left out when the text already says it
+/// (our error types print their source in their own message; anyhow's chain would repeat
+/// it: "No such file or directory (os error 2): No such file or directory (os error 2)").
+fn error_text(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let said = cause.to_string();
+        if text.contains(&said) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&said);
+    }
+    text
 }
 
 fn init_logging(format: LogFormat, default_level: &str) {

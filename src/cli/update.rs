@@ -317,7 +317,7 @@ pub fn key(command: KeyCommand) -> anyhow::Result<ExitCode> {
 }
 
 /// Creates the file readable by its owner only.
-fn write_secret_file(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
+pub(crate) fn write_secret_file(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
     use std::io::Write;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);

@@ -7,7 +7,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::support::aop;
+use crate::support::{AOP, aop};
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
@@ -86,6 +86,37 @@ impl Running {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+
+    /// After the process exited: every line it wrote that was not read yet (until both
+    /// pipes close).
+    fn drain(&mut self) {
+        while let Ok(line) = self.lines.recv_timeout(DEADLINE) {
+            self.seen.push(line);
+        }
+    }
+}
+
+/// An MCP `initialize` POSTed over plain HTTP/1.1: the HTTP status.
+fn mcp_initialize(url: &str) -> u16 {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").expect("an http URL");
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"cli-test","version":"1"}}}"#;
+    let mut stream = std::net::TcpStream::connect(authority).expect("connect");
+    stream.set_read_timeout(Some(DEADLINE)).unwrap();
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/json\r\n\
+         Accept: application/json, text/event-stream\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).expect("a status line");
+    String::from_utf8_lossy(&head[9..12])
+        .parse()
+        .expect("a status code")
 }
 
 impl Drop for Running {
@@ -141,7 +172,8 @@ fn demo_starts_the_federation_and_answers_the_commands_it_prints() {
     command
         .args(["demo", "--port-base", "0"])
         .current_dir(repo());
-    let mut demo = Running::spawn(command, false);
+    // Its log too: the lines it must and must not write.
+    let mut demo = Running::spawn(command, true);
     demo.wait_for("ready:");
     // The node table: "index id grpc dns zones".
     let nodes: Vec<(String, String)> = demo
@@ -322,13 +354,80 @@ fn demo_starts_the_federation_and_answers_the_commands_it_prints() {
         stderr(&output)
     );
 
-    // Ctrl-C stops it cleanly.
+    // Live registration can be tried: the printed `aop register` line (run with the other
+    // examples above) signed with the demo's key, and the agent resolves.
+    assert!(
+        examples
+            .iter()
+            .any(|example| example.starts_with("register ") && example.contains("--key-file")),
+        "{examples:?}"
+    );
+    let key_dir = demo
+        .seen
+        .iter()
+        .find_map(|line| line.split("removed when the demo stops): ").nth(1))
+        .map(|dir| std::path::PathBuf::from(dir.trim()))
+        .expect("the demo prints where its update keys are");
+    assert!(key_dir.join("finance.acme.key").is_file());
+    // The stdio configuration names this very binary, not `aop` (not on the PATH after
+    // `cargo run`).
+    assert!(
+        demo.seen
+            .iter()
+            .any(|line| line.contains(&format!("\"command\": \"{AOP}\""))),
+        "{:?}",
+        demo.seen
+    );
+
+    // An MCP session at the gateway (the MCP library logs one at INFO unless quietened).
+    let gateway_url = demo
+        .seen
+        .iter()
+        .find_map(|line| line.strip_prefix("MCP gateway: "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("the gateway's URL")
+        .to_string();
+    assert_eq!(mcp_initialize(&gateway_url), 200);
+
+    // Ctrl-C stops it cleanly, and its key files go with it.
     demo.interrupt();
     let status = demo.wait_exit();
     assert!(
         status.success(),
         "demo exit status after SIGINT: {status:?}"
     );
+    assert!(!key_dir.exists(), "{} removed", key_dir.display());
+    // The log: the secondary's transfer said, the MCP library's per-session chatter not.
+    demo.drain();
+    assert!(
+        demo.seen
+            .iter()
+            .any(|line| line.contains("zone transferred from the primary")
+                && line.contains("finance.acme")),
+        "{}",
+        demo.seen.join("\n")
+    );
+    let chatter: Vec<&String> = demo
+        .seen
+        .iter()
+        .filter(|line| line.contains("rmcp"))
+        .collect();
+    assert!(chatter.is_empty(), "{chatter:?}");
+}
+
+/// `aop demo` where there is no zones/ says what it needs (the --zones flag) and says the
+/// OS error once.
+#[test]
+fn demo_without_zone_files_says_how_to_give_them() {
+    let output = run(&["demo", "--zones", "/nonexistent/zones", "--port-base", "0"]);
+    assert_eq!(output.status.code(), Some(1));
+    let text = stderr(&output);
+    assert!(
+        text.starts_with("error: cannot list zone files in /nonexistent/zones"),
+        "{text}"
+    );
+    assert!(text.contains("--zones DIR"), "{text}");
+    assert_eq!(text.matches("os error 2").count(), 1, "said once: {text}");
 }
 
 #[test]
