@@ -56,6 +56,17 @@ pub struct GatewayArgs {
     /// addresses and the address a request reached; any other Host gets 403.
     #[arg(long = "admin-allow-host", value_name = "NAME")]
     admin_allow_hosts: Vec<String>,
+    /// MCP sessions (2025 era) open at once; one more is refused with HTTP 503 [default:
+    /// 10000].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    max_sessions: Option<u32>,
+    /// MCP sessions one client address may hold open; one more is refused with HTTP 429
+    /// [default: 1000].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    max_sessions_per_client: Option<u32>,
+    /// An MCP session with no traffic for this long is closed.
+    #[arg(long, value_name = "DURATION", default_value = "300s", value_parser = super::parse_duration)]
+    session_idle: Duration,
 }
 
 pub async fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
@@ -74,6 +85,16 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
         }
     }
     config.guards.allowed_origins = args.allow_origins.clone();
+    if args.max_sessions.is_some() || args.max_sessions_per_client.is_some() {
+        let defaults = aop::mcp::http::SESSION_BOUNDS;
+        let total = args.max_sessions.map_or(defaults.total, |n| n as usize);
+        let per_client = args
+            .max_sessions_per_client
+            .map_or(defaults.per_client, |n| n as usize)
+            .min(total);
+        config.guards.sessions = Some(aop::admission::Bounds { total, per_client });
+    }
+    config.guards.session_idle = Some(args.session_idle);
     if let Some(path) = &args.token_file {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read --token-file {}", path.display()))?;

@@ -636,3 +636,29 @@ fn register_refuses_priority_and_lease_out_of_range() {
         );
     }
 }
+
+/// `aop gateway --max-sessions-per-client` bounds what one client may hold open.
+#[test]
+fn gateway_session_bounds_are_flags() {
+    let mut command = aop();
+    command.args([
+        "gateway",
+        "--resolver",
+        "http://127.0.0.1:9",
+        "--listen",
+        "127.0.0.1:0",
+        "--max-sessions-per-client",
+        "1",
+    ]);
+    let mut gateway = Running::spawn(command, false);
+    let line = gateway.wait_for("MCP gateway at ");
+    let url = line
+        .split_whitespace()
+        .nth(3)
+        .expect("the gateway's URL")
+        .to_string();
+    assert_eq!(mcp_initialize(&url), 200);
+    assert_eq!(mcp_initialize(&url), 429, "one session per client");
+    gateway.interrupt();
+    gateway.wait_exit();
+}
