@@ -25,7 +25,9 @@ servers = [{ grpc = "http://127.0.0.1:$P" }, { grpc = "http://127.0.0.1:$S" }]
 ZONE
 run() { echo "+ $*"; "$@"; }
 run $AOP key new bench-key --zone bench --out "$OUT/bench.key" > "$OUT/node-lines.toml"
-wait_dump() { for _ in $(seq 300); do $AOP zone dump --server "$1" bench >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "no zone at $1" >&2; exit 1; }
+# Waits until the node at $1 serves the zone itself (a dump asked of a node that does not may
+# come from the zone's other servers; transferred_from says which answered).
+wait_dump() { for _ in $(seq 300); do $AOP zone dump --server "$1" bench --json 2>/dev/null | grep -q "\"transferred_from\": \"$1\"" && return 0; sleep 0.1; done; echo "no zone at $1" >&2; exit 1; }
 run $AOP node --zone "$OUT/bench.toml" --grpc 127.0.0.1:$P --data-dir "$OUT/primary" --update-key "$OUT/bench.key" 2> "$OUT/primary.log" &
 PRIMARY=$!
 trap 'kill $PRIMARY ${SECONDARY:-} 2>/dev/null || true' EXIT

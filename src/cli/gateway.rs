@@ -70,6 +70,8 @@ pub struct GatewayArgs {
 }
 
 pub async fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
+    // Before anything is announced: a signal sent then must stop it cleanly.
+    let stop_signal = super::shutdown_signal();
     let mut config = GatewayConfig::new(args.resolver.clone());
     for text in &args.mounts {
         let zone = Name::parse(text).with_context(|| format!("invalid --mount {text:?}"))?;
@@ -148,7 +150,7 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
         );
         admin.serve_gateway(GatewayView::of(&handle), stop_admin.clone())
     });
-    super::shutdown_signal().await;
+    stop_signal.await;
     tracing::info!("gateway stopping");
     stop_admin.cancel();
     if let Some(task) = admin_task {

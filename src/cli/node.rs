@@ -17,15 +17,7 @@ use aop::record::ServerAddress;
 use aop::resolver::ResolverConfig;
 
 #[derive(Debug, Args)]
-#[command(after_help = "Examples:\n  \
-    aop node --zone zones/finance.acme.toml --grpc 127.0.0.1:7102\n  \
-    aop node --config deploy/nodes/finance-1.toml\n  \
-    aop node --zone zones/acme.toml --grpc 127.0.0.1:7101 --admin 127.0.0.1:7301\n\n\
-    A config file (TOML) has the keys node_id, grpc, dns, admin, admin_allow_hosts, zones, \
-    roots, max_stale, \
-    data_dir, [[secondary]] (zone, primary), [[update_key]] (name, zone, secret), \
-    update_key_files, notify, max_concurrent, max_connections and max_connections_per_client; \
-    paths are relative to the file. See deploy/README.md.")]
+#[command(after_help = after_help())]
 pub struct NodeArgs {
     /// Node config file (TOML); flags given here override its keys.
     #[arg(long, value_name = "FILE")]
@@ -83,6 +75,23 @@ pub struct NodeArgs {
     max_connections: Option<u32>,
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     max_connections_per_client: Option<u32>,
+}
+
+/// The examples, and every key a config file accepts, listed from the loader itself
+/// (`config::help_key_list`) so a key added there shows here.
+fn after_help() -> String {
+    format!(
+        "Examples:\n  \
+         aop node --zone zones/finance.acme.toml --grpc 127.0.0.1:7102\n  \
+         aop node --config deploy/nodes/finance-1.toml\n  \
+         aop node --secondary finance.acme=http://127.0.0.1:7102 --grpc 127.0.0.1:7103\n  \
+         aop node --zone zones/acme.toml --grpc 127.0.0.1:7101 --admin 127.0.0.1:7301\n\n\
+         A config file (TOML) takes these keys: {}. Each mirrors the flag of that name \
+         (zones: --zone, roots: --root, update_key_files: --update-key, notify = false: \
+         --no-notify; [[update_key]] holds the lines `aop key new` prints); a flag given here \
+         wins, and paths are relative to the file. See deploy/README.md.",
+        aop::config::help_key_list()
+    )
 }
 
 pub async fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
@@ -174,6 +183,7 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
             limits
         },
     };
+    let stop = super::shutdown_signal();
     let mut handle = node::start(config).await?;
     tracing::info!(
         node = handle.node_id(),
@@ -185,7 +195,7 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
     );
     let reload = reload_on_sighup(handle.authority().clone(), zone_files);
     tokio::select! {
-        () = super::shutdown_signal() => {
+        () = stop => {
             tracing::info!("shutting down");
             handle.shutdown().await?;
         }

@@ -107,6 +107,12 @@ pub enum KeyCommand {
 }
 
 #[derive(Debug, Args)]
+#[command(after_help = "Example:\n  \
+    aop key new ci-bot --zone finance.acme --out ci-bot.key\n\n\
+    Without --json, how to use the key goes to stderr and the node-config lines to stdout. \
+    With --json, stdout is one document: {\"name\", \"zone\", \"file\", \"algorithm\", \
+    \"config_lines\"}, where config_lines is the [[update_key]] text for a node config \
+    (it holds the secret, as the file does).")]
 pub struct KeyNewArgs {
     /// The key's name, such as ci-bot (letters, digits, inner hyphens; dots allowed).
     name: String,
@@ -116,6 +122,9 @@ pub struct KeyNewArgs {
     /// Where to write the key file [default: NAME.key]; never overwritten.
     #[arg(long, value_name = "F")]
     out: Option<PathBuf>,
+    /// Print one JSON document on stdout (and nothing on stderr).
+    #[arg(long)]
+    json: bool,
 }
 
 /// Names relative to the zone unless they end in a dot.
@@ -302,6 +311,17 @@ pub fn key(command: KeyCommand) -> anyhow::Result<ExitCode> {
         );
     }
     write_secret_file(&out, &key.to_key_file())?;
+    if args.json {
+        let document = json!({
+            "name": key.name(),
+            "zone": key.zone().to_string(),
+            "file": out.display().to_string(),
+            "algorithm": aop::keys::ALGORITHM,
+            "config_lines": key.node_config_lines(),
+        });
+        println!("{document:#}");
+        return Ok(ExitCode::SUCCESS);
+    }
     eprintln!(
         "wrote {} (keep it secret: it signs updates to zone {})",
         out.display(),

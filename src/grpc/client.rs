@@ -20,7 +20,7 @@ use crate::keys::{SignedFields, UpdateKey};
 use crate::name::Name;
 pub use crate::peer::error_chain;
 use crate::peer::{FailureKind, PeerFailure};
-use crate::record::{Agent, ZoneChange};
+use crate::record::{Agent, ServerAddress, ZoneChange};
 use crate::telemetry::RequestId;
 
 use super::pb;
@@ -401,10 +401,17 @@ impl NodeClient {
             timeout,
         );
         let response = bounded(&self.url, timeout, self.client.get_zone(request)).await?;
+        let servers = response
+            .servers
+            .into_iter()
+            .map(ServerAddress::try_from)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|error| self.bad_answer(format!("unusable server of the zone: {error}")))?;
         Ok(ZoneSummary {
             serial: response.serial,
             ttl: response.ttl,
             agent_count: response.agent_count,
+            servers,
             served_by: response.served_by,
         })
     }
@@ -587,6 +594,8 @@ pub struct ZoneSummary {
     /// The zone's default TTL.
     pub ttl: u32,
     pub agent_count: u32,
+    /// The zone's servers as its header lists them, primary first.
+    pub servers: Vec<ServerAddress>,
     pub served_by: String,
 }
 

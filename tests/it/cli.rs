@@ -662,3 +662,88 @@ fn gateway_session_bounds_are_flags() {
     gateway.interrupt();
     gateway.wait_exit();
 }
+
+/// `aop key new --json`: one document on stdout naming the key, its zone, the file written
+/// and the node-config lines, which a node config loads as the same key as the file; nothing
+/// on stderr. Without `--json` the lines go to stdout and the hints to stderr.
+#[test]
+fn key_new_json_names_the_key_its_file_and_the_config_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("ci-bot.key");
+    let output = run(&[
+        "key",
+        "new",
+        "ci-bot",
+        "--zone",
+        "Finance.Acme",
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(stderr(&output), "", "--json prints nothing on stderr");
+    let document = json(&output);
+    assert_eq!(document["name"], "ci-bot");
+    assert_eq!(
+        document["zone"], "finance.acme",
+        "the zone's canonical name"
+    );
+    assert_eq!(document["file"], out.to_str().unwrap());
+    assert_eq!(document["algorithm"], "hmac-sha256");
+    let lines = document["config_lines"]
+        .as_str()
+        .expect("config_lines text");
+    assert!(lines.starts_with("[[update_key]]\n"), "{lines}");
+
+    // The lines, pasted into a node config, are the key the file holds.
+    let config = dir.path().join("node.toml");
+    std::fs::write(&config, format!("grpc = \"127.0.0.1:1\"\n{lines}")).unwrap();
+    let loaded = aop::config::NodeConfigFile::load(&config).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(loaded.update_key.len(), 1);
+    let from_config = aop::keys::UpdateKey::try_from(loaded.update_key[0].clone()).unwrap();
+    let from_file = aop::keys::UpdateKey::load_file(&out).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(from_config.to_key_file(), from_file.to_key_file());
+    assert_eq!(from_file.zone().as_str(), "finance.acme");
+
+    // The file is never overwritten, with or without --json.
+    let again = run(&[
+        "key",
+        "new",
+        "ci-bot",
+        "--zone",
+        "finance.acme",
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        stderr(&again).contains("exists; not overwriting"),
+        "{}",
+        stderr(&again)
+    );
+    assert_eq!(stdout(&again), "");
+
+    // Without --json: the config lines on stdout, how to use the key on stderr.
+    let plain = dir.path().join("plain.key");
+    let output = run(&[
+        "key",
+        "new",
+        "ci-bot",
+        "--zone",
+        "finance.acme",
+        "--out",
+        plain.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stdout(&output).starts_with("[[update_key]]\n"),
+        "{}",
+        stdout(&output)
+    );
+    assert!(
+        stderr(&output).contains("keep it secret"),
+        "{}",
+        stderr(&output)
+    );
+}

@@ -135,11 +135,14 @@ impl FederationBuilder {
                 .into_iter()
                 .enumerate()
                 .map(|(server, listener)| {
-                    let options = ServeOptions::new(vec![zone(&text)]).node_id(node_id(
+                    let mut options = ServeOptions::new(vec![zone(&text)]).node_id(node_id(
                         &spec.origin,
                         server,
                         count,
                     ));
+                    for key in &spec.update_keys {
+                        options = options.update_key(key.clone());
+                    }
                     Some(listener.serve_with(options).expect("node serves"))
                 })
                 .collect();

@@ -111,6 +111,8 @@ pub struct ZoneSpec {
     negative_ttl: Option<u32>,
     agents: Vec<AgentSpec>,
     aliases: Vec<(String, String)>,
+    /// Keys every server of the zone accepts updates signed with.
+    pub(super) update_keys: Vec<aop::keys::UpdateKey>,
 }
 
 /// A delegation with its servers' URLs known.
@@ -133,6 +135,7 @@ impl ZoneSpec {
             negative_ttl: None,
             agents: Vec::new(),
             aliases: Vec::new(),
+            update_keys: Vec::new(),
         }
     }
 
@@ -179,6 +182,13 @@ impl ZoneSpec {
     /// An alias `name` (relative) for `target` (relative, or absolute with a final dot).
     pub fn alias(mut self, name: &str, target: &str) -> ZoneSpec {
         self.aliases.push((name.to_string(), target.to_string()));
+        self
+    }
+
+    /// Every server of the zone accepts updates signed with `key` (with several servers, each
+    /// is a primary of its own copy).
+    pub fn update_key(mut self, key: aop::keys::UpdateKey) -> ZoneSpec {
+        self.update_keys.push(key);
         self
     }
 
