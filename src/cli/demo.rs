@@ -96,7 +96,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         "  aop resolve {server}analyst.finance.acme --trace    # recursion from the root, hop by hop"
     );
     println!(
-        "  aop resolve {server}forecaster.finance.acme --json  # an alias, answered from the cache"
+        "  aop resolve {server}forecaster.finance.acme --json  # an alias: the answer names the target it followed"
     );
     println!("  aop resolve {server}librarian.research.globex --stats");
     println!(

@@ -3,13 +3,15 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
+use rand::Rng;
 use serde_json::json;
+use tonic::Code;
 
-use aop::grpc::{NodeClient, connect, pb};
+use aop::grpc::{ClientError, NodeClient, connect, pb};
 use aop::keys::UpdateKey;
 use aop::name::Name;
 
@@ -72,9 +74,14 @@ pub struct RegisterArgs {
     #[arg(long, value_name = "F")]
     key_file: Option<PathBuf>,
     /// Keep renewing at a third of the lease until stopped (Ctrl-C), then remove the
-    /// endpoint.
+    /// endpoint. While the node cannot be reached it retries with backoff (first retry
+    /// within a second, at most a third of the lease apart) and never gives up.
     #[arg(long)]
     keepalive: bool,
+    /// How long a one-shot update keeps retrying while the node cannot be reached
+    /// (connection refused, UNAVAILABLE, no answer); also each request's deadline.
+    #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = super::parse_duration)]
+    timeout: Duration,
     /// Print one JSON document on stdout.
     #[arg(long)]
     json: bool,
@@ -96,6 +103,10 @@ pub struct DeregisterArgs {
     url: Option<String>,
     #[arg(long, value_name = "F")]
     key_file: Option<PathBuf>,
+    /// How long to keep retrying while the node cannot be reached; also each request's
+    /// deadline.
+    #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = super::parse_duration)]
+    timeout: Duration,
     #[arg(long)]
     json: bool,
 }
@@ -139,8 +150,144 @@ fn load_key(path: &Option<PathBuf>) -> anyhow::Result<Option<UpdateKey>> {
     })
 }
 
-async fn client(server: &str) -> anyhow::Result<NodeClient> {
-    Ok(connect(server).await?)
+/// The node an update goes to, connected on first use and again after a failure that may
+/// have been the connection's (a stalled HTTP/2 connection is not reused).
+struct Link {
+    server: String,
+    client: Option<NodeClient>,
+}
+
+impl Link {
+    fn new(server: &str) -> Link {
+        Link {
+            server: server.to_string(),
+            client: None,
+        }
+    }
+
+    /// Sends one request with `send`, within `timeout` (the connection included).
+    async fn send<T>(
+        &mut self,
+        timeout: Duration,
+        send: impl AsyncFnOnce(&mut NodeClient, Duration) -> Result<T, ClientError>,
+    ) -> Result<T, ClientError> {
+        let client = match &mut self.client {
+            Some(client) => client,
+            None => {
+                let connected = tokio::time::timeout(timeout, connect(&self.server))
+                    .await
+                    .map_err(|_| ClientError::Timeout {
+                        url: self.server.clone(),
+                        timeout,
+                    })??;
+                self.client.insert(connected)
+            }
+        };
+        let result = send(client, timeout).await;
+        if let Err(error) = &result
+            && node_unreachable(error)
+        {
+            self.client = None;
+        }
+        result
+    }
+
+    /// Sends until the node answers or `timeout` has passed, retrying with backoff while
+    /// it cannot be reached (docs/protocol.md §9.3: a one-shot update rides out a short
+    /// outage of the primary). Updates are idempotent, so a request that may have arrived
+    /// is safe to send again: a register renews, a deregister finds nothing left.
+    async fn send_within<T>(
+        &mut self,
+        timeout: Duration,
+        mut send: impl AsyncFnMut(&mut NodeClient, Duration) -> Result<T, ClientError>,
+    ) -> anyhow::Result<T> {
+        let started = Instant::now();
+        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(2));
+        let mut tries = 0u32;
+        loop {
+            tries += 1;
+            let left = timeout.saturating_sub(started.elapsed());
+            match self
+                .send(left.max(Duration::from_millis(100)), &mut send)
+                .await
+            {
+                Ok(answer) => {
+                    if tries > 1 {
+                        eprintln!(
+                            "{} answered after {:.1} s ({tries} tries)",
+                            self.server,
+                            started.elapsed().as_secs_f64()
+                        );
+                    }
+                    return Ok(answer);
+                }
+                Err(error) if node_unreachable(&error) => {
+                    let pause = backoff.next_pause();
+                    if started.elapsed() + pause >= timeout {
+                        bail!(
+                            "{error} (tried {tries} time(s) over {:.1} s; --timeout {} s)",
+                            started.elapsed().as_secs_f64(),
+                            timeout.as_secs_f64()
+                        );
+                    }
+                    if tries == 1 {
+                        eprintln!(
+                            "warning: {error}; retrying for up to {:.0} s (--timeout)",
+                            timeout.as_secs_f64()
+                        );
+                    }
+                    tokio::time::sleep(pause).await;
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+    }
+}
+
+/// Whether `error` says the node could not be reached or could not act on the update just
+/// now (so the same update may succeed later), rather than the node's answer to it.
+fn node_unreachable(error: &ClientError) -> bool {
+    match error {
+        ClientError::Unreachable { .. } | ClientError::Timeout { .. } => true,
+        // UNAVAILABLE: a connection refused or reset, or a node that cannot store the
+        // update now; UNKNOWN: the connection broke mid-request; DEADLINE_EXCEEDED and
+        // CANCELLED: no answer in time.
+        ClientError::Status { code, .. } => matches!(
+            code,
+            Code::Unavailable | Code::Unknown | Code::DeadlineExceeded | Code::Cancelled
+        ),
+        // A bad URL, an unusable answer: sending again changes nothing.
+        _ => false,
+    }
+}
+
+/// Exponential backoff with ±20% jitter, so that many clients of a node that comes back do
+/// not all retry in the same instant.
+struct Backoff {
+    first: Duration,
+    next: Duration,
+    cap: Duration,
+}
+
+impl Backoff {
+    fn new(first: Duration, cap: Duration) -> Backoff {
+        let first = first.min(cap);
+        Backoff {
+            first,
+            next: first,
+            cap,
+        }
+    }
+
+    fn next_pause(&mut self) -> Duration {
+        let pause = self.next.mul_f64(rand::rng().random_range(0.8..1.2));
+        self.next = (self.next * 2).min(self.cap);
+        pause.min(self.cap)
+    }
+
+    fn reset(&mut self) {
+        self.next = self.first;
+    }
 }
 
 pub async fn register(args: RegisterArgs) -> anyhow::Result<ExitCode> {
@@ -179,53 +326,138 @@ pub async fn register(args: RegisterArgs) -> anyhow::Result<ExitCode> {
             ..pb::AgentFields::default()
         }),
     };
-    let mut client = client(&args.server).await?;
-    let response = send_register(&mut client, &body, key.as_ref()).await?;
-    print_registered(&args, &response);
+    let key = key.as_ref();
+    let mut link = Link::new(&args.server);
+    let register = async |client: &mut NodeClient, timeout: Duration| {
+        client.register(body.clone(), key, Some(timeout)).await
+    };
     if !args.keepalive {
+        let response = link.send_within(args.timeout, register).await?;
+        print_registered(&args, &response);
         return Ok(ExitCode::SUCCESS);
     }
-    let every = Duration::from_millis(u64::from(response.lease_seconds) * 1000 / 3)
-        .max(Duration::from_millis(300));
-    eprintln!(
-        "keeping {} alive: renewing every {:.1} s; Ctrl-C removes the endpoint",
-        args.url,
-        every.as_secs_f64()
-    );
     let stop = super::shutdown_signal();
     tokio::pin!(stop);
+    let mut keeper = Keeper::new(&args.server, args.lease);
+    let mut pause = Duration::ZERO;
+    let mut registered = false;
     loop {
         tokio::select! {
             () = &mut stop => break,
-            () = tokio::time::sleep(every) => {
-                // Register again rather than Renew: it also brings back an endpoint whose
-                // lease ran out while the node was unreachable.
-                match send_register(&mut client, &body, key.as_ref()).await {
-                    Ok(response) => tracing::debug!(serial = response.serial, "renewed"),
-                    Err(error) => eprintln!("warning: renewal failed (will retry): {error:#}"),
-                }
-            }
+            () = tokio::time::sleep(pause) => {}
         }
+        // Register again rather than Renew: it also brings back an endpoint whose lease ran
+        // out while the node was unreachable.
+        let outcome = tokio::select! {
+            () = &mut stop => break,
+            outcome = link.send(keeper.every, register) => outcome,
+        };
+        pause = keeper.after(&outcome);
+        match outcome {
+            Ok(response) if !registered => {
+                registered = true;
+                print_registered(&args, &response);
+                // The lease the node granted sets the pace.
+                pause = keeper.pace(response.lease_seconds);
+                eprintln!(
+                    "keeping {} alive: renewing every {:.1} s; Ctrl-C removes the endpoint",
+                    args.url,
+                    keeper.every.as_secs_f64()
+                );
+            }
+            Ok(response) => tracing::debug!(serial = response.serial, "renewed"),
+            // Refused (a bad key, a field over its limit): the node's answer will not change
+            // by itself.
+            Err(error) if !registered && !node_unreachable(&error) => return Err(error.into()),
+            Err(_) => {}
+        }
+    }
+    if !registered {
+        bail!(
+            "stopped before {} answered: nothing was registered",
+            args.server
+        );
     }
     let request = pb::DeregisterRequest {
         zone: zone.to_string(),
         name: name.to_string(),
         url: args.url.clone(),
     };
-    client
-        .deregister(request, key.as_ref(), None)
-        .await
-        .context("the endpoint was not removed; it stays until its lease ends")?;
+    link.send_within(args.timeout, async |client: &mut NodeClient, timeout| {
+        client.deregister(request.clone(), key, Some(timeout)).await
+    })
+    .await
+    .context("the endpoint was not removed; it stays until its lease ends")?;
     eprintln!("removed endpoint {} of {name}", args.url);
     Ok(ExitCode::SUCCESS)
 }
 
-async fn send_register(
-    client: &mut NodeClient,
-    body: &pb::RegisterRequest,
-    key: Option<&UpdateKey>,
-) -> anyhow::Result<pb::RegisterResponse> {
-    Ok(client.register(body.clone(), key, None).await?)
+/// `--keepalive`'s schedule and what it says: a renewal every `every` while the node
+/// answers; while it cannot be reached, retries with backoff from half a second up to
+/// `every` apart (docs/protocol.md §9.3), saying once when contact was lost and once when
+/// it is back.
+struct Keeper {
+    server: String,
+    every: Duration,
+    backoff: Backoff,
+    lost_since: Option<Instant>,
+}
+
+impl Keeper {
+    fn new(server: &str, lease_seconds: u32) -> Keeper {
+        let mut keeper = Keeper {
+            server: server.to_string(),
+            every: Duration::ZERO,
+            backoff: Backoff::new(Duration::ZERO, Duration::ZERO),
+            lost_since: None,
+        };
+        keeper.pace(lease_seconds);
+        keeper
+    }
+
+    /// Paces renewals for a lease of `lease_seconds`: a third of it, so that a renewal may
+    /// fail twice and the endpoint still lives. Returns the pause until the next renewal.
+    fn pace(&mut self, lease_seconds: u32) -> Duration {
+        self.every = Duration::from_millis(u64::from(lease_seconds) * 1000 / 3)
+            .max(Duration::from_millis(300));
+        self.backoff = Backoff::new(Duration::from_millis(500), self.every);
+        self.every
+    }
+
+    /// The pause before the next attempt, after `outcome`.
+    fn after<T>(&mut self, outcome: &Result<T, ClientError>) -> Duration {
+        match outcome {
+            Ok(_) => {
+                if let Some(since) = self.lost_since.take() {
+                    eprintln!(
+                        "{} answers again after {:.1} s: the endpoint is registered",
+                        self.server,
+                        since.elapsed().as_secs_f64()
+                    );
+                }
+                self.backoff.reset();
+                self.every
+            }
+            Err(error) if node_unreachable(error) => {
+                if self.lost_since.is_none() {
+                    self.lost_since = Some(Instant::now());
+                    eprintln!(
+                        "warning: lost {}: {error}; retrying until it answers (backoff up to {:.1} s)",
+                        self.server,
+                        self.every.as_secs_f64()
+                    );
+                }
+                self.backoff.next_pause()
+            }
+            Err(error) => {
+                eprintln!(
+                    "warning: renewal refused: {error}; trying again in {:.1} s",
+                    self.every.as_secs_f64()
+                );
+                self.every
+            }
+        }
+    }
 }
 
 fn print_registered(args: &RegisterArgs, response: &pb::RegisterResponse) {
@@ -272,9 +504,11 @@ pub async fn deregister(args: DeregisterArgs) -> anyhow::Result<ExitCode> {
         name: name.to_string(),
         url: args.url.clone().unwrap_or_default(),
     };
-    let response = client(&args.server)
-        .await?
-        .deregister(request, key.as_ref(), None)
+    let key = key.as_ref();
+    let response = Link::new(&args.server)
+        .send_within(args.timeout, async |client: &mut NodeClient, timeout| {
+            client.deregister(request.clone(), key, Some(timeout)).await
+        })
         .await?;
     if args.json {
         println!(

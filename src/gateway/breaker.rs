@@ -4,6 +4,12 @@
 //! `open_for`, so a dead replica costs nothing while it is dead. Then half-open: one probe
 //! call is let through; its success closes the breaker, its failure opens it again for
 //! twice as long (up to `open_max`). The clock is an input so tests move time by hand.
+//!
+//! When every endpoint of an agent is open, waiting out the breakers would fail calls to an
+//! agent one of whose replicas may be back already (docs/protocol.md §9.3): the caller
+//! asks for [`Breakers::acquire_longest_open`], an early probe of the endpoint whose breaker
+//! last opened longest ago. Ranking by the latest opening, not the first, means a probe that
+//! fails moves that endpoint to the back, so the replicas take turns.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -58,6 +64,8 @@ struct Endpoint {
     consecutive_failures: u32,
     /// When open: until when.
     open_until: Option<std::time::Instant>,
+    /// When open: when it last opened (a first opening or a failed probe).
+    opened_at: Option<std::time::Instant>,
     open_for: Duration,
     /// A half-open probe is in flight.
     probing: bool,
@@ -162,6 +170,31 @@ impl Breakers {
         }
     }
 
+    /// An early probe for an agent all of whose endpoints are open: of `urls`, the open
+    /// endpoint whose breaker last opened longest ago and has no probe in flight. Its outcome
+    /// is recorded like a half-open probe's (success closes, failure reopens for longer).
+    /// `None` when none of `urls` is open without a probe in flight.
+    pub fn acquire_longest_open<'a>(
+        &self,
+        urls: impl IntoIterator<Item = &'a str>,
+    ) -> Option<Permit> {
+        let now = self.clock.now();
+        let mut endpoints = self.lock();
+        let url = urls
+            .into_iter()
+            .filter_map(|url| {
+                let endpoint = endpoints.get(url)?;
+                let open = endpoint.state(now) != BreakerState::Closed && !endpoint.probing;
+                open.then_some((endpoint.opened_at, url))
+            })
+            .min()
+            .map(|(_, url)| url.to_string())?;
+        let endpoint = endpoints.get_mut(&url)?;
+        endpoint.probing = true;
+        tracing::debug!(endpoint = %url, "every endpoint open: early probe of the one open longest");
+        Some(Permit { url, probe: true })
+    }
+
     /// Records how a permitted call went.
     pub fn record(&self, permit: Permit, success: bool) {
         let now = self.clock.now();
@@ -169,6 +202,7 @@ impl Breakers {
         let endpoint = endpoints.entry(permit.url.clone()).or_insert(Endpoint {
             consecutive_failures: 0,
             open_until: None,
+            opened_at: None,
             open_for: self.config.open_for,
             probing: false,
         });
@@ -181,6 +215,7 @@ impl Breakers {
             }
             endpoint.consecutive_failures = 0;
             endpoint.open_until = None;
+            endpoint.opened_at = None;
             endpoint.open_for = self.config.open_for;
             return;
         }
@@ -188,10 +223,12 @@ impl Breakers {
         if permit.probe {
             endpoint.open_for = (endpoint.open_for * 2).min(self.config.open_max);
             endpoint.open_until = Some(now + endpoint.open_for);
+            endpoint.opened_at = Some(now);
         } else if endpoint.consecutive_failures >= self.config.failures_to_open
             && endpoint.open_until.is_none()
         {
             endpoint.open_until = Some(now + endpoint.open_for);
+            endpoint.opened_at = Some(now);
             tracing::warn!(
                 endpoint = %permit.url,
                 failures = endpoint.consecutive_failures,
@@ -299,6 +336,53 @@ mod tests {
         fail(&breakers, url);
         fail(&breakers, url);
         assert_eq!(breakers.state(url), BreakerState::Closed);
+    }
+
+    #[test]
+    fn with_every_endpoint_open_the_one_open_longest_is_probed_early_and_they_take_turns() {
+        let (breakers, clock) = breakers();
+        let (a, b) = ("http://127.0.0.1:5/mcp", "http://127.0.0.1:6/mcp");
+        for _ in 0..3 {
+            fail(&breakers, a);
+        }
+        clock.advance(Duration::from_secs(2));
+        for _ in 0..3 {
+            fail(&breakers, b);
+        }
+        assert_eq!(breakers.state(a), BreakerState::Open);
+        assert!(breakers.try_acquire(a).is_none(), "no regular call yet");
+        // a opened first: it is probed, before its 5 s are up.
+        let probe = breakers
+            .acquire_longest_open([a, b])
+            .expect("an early probe");
+        assert_eq!(probe.url, a);
+        // Its probe is in flight: the next early probe goes to b.
+        let other = breakers.acquire_longest_open([a, b]).expect("b next");
+        assert_eq!(other.url, b);
+        assert!(
+            breakers.acquire_longest_open([a, b]).is_none(),
+            "both in flight"
+        );
+        // a's probe fails: it reopened last, so b is now the one open longest.
+        clock.advance(Duration::from_millis(10));
+        breakers.record(probe, false);
+        breakers.release(other);
+        let next = breakers.acquire_longest_open([a, b]).expect("a probe");
+        assert_eq!(next.url, b);
+        // b has recovered: its probe closes it.
+        breakers.record(next, true);
+        assert_eq!(breakers.state(b), BreakerState::Closed);
+        // A closed endpoint is not an early-probe candidate: a alone is.
+        assert_eq!(
+            breakers.acquire_longest_open([a, b]).map(|p| p.url),
+            Some(a.to_string())
+        );
+        // Endpoints never called have no breaker to probe.
+        assert!(
+            breakers
+                .acquire_longest_open(["http://127.0.0.1:7/mcp"])
+                .is_none()
+        );
     }
 
     #[test]

@@ -30,7 +30,7 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::gateway::breaker::Breakers;
+use crate::gateway::breaker::{Breakers, Permit};
 use crate::gateway::error::GatewayError;
 use crate::gateway::metrics::GatewayMetrics;
 use crate::gateway::sessions::{AgentSessions, error_text, failure_of};
@@ -354,6 +354,7 @@ impl Caller {
         let mut tried: Vec<String> = Vec::new();
         let attempts_max = agent.max_retries + 1;
         let mut attempt = 0;
+        let mut probed_early = false;
         while attempt < attempts_max {
             attempt += 1;
             if attempt > 1 {
@@ -374,31 +375,35 @@ impl Caller {
                     crate::gateway::breaker::BreakerState::Open
                 )
             };
-            let Some(endpoint) = choose(&agent.endpoints, permits, &tried) else {
-                // Nothing to send to: waiting out a backoff would not change that.
-                self.metrics.record_attempt_failure(&FailureKind::NotSent);
-                let next_probe = agent
-                    .endpoints
-                    .iter()
-                    .filter_map(|endpoint| self.breakers.open_for(&endpoint.url))
-                    .min()
-                    .unwrap_or_default();
-                return Err(GatewayError::BreakersOpen {
-                    agent: agent.name.clone(),
-                    next_probe,
-                    attempts: failures.iter().map(ToString::to_string).collect(),
-                });
-            };
-            let Some(permit) = self.breakers.try_acquire(&endpoint.url) else {
-                // A half-open breaker whose single probe is already out.
-                tried.push(endpoint.url.clone());
-                self.metrics.record_attempt_failure(&FailureKind::NotSent);
-                failures.push(PeerFailure::new(
-                    &endpoint.url,
-                    FailureKind::NotSent,
-                    "circuit breaker open (a probe is in flight)",
-                ));
-                continue;
+            let (endpoint, permit) = match choose(&agent.endpoints, permits, &tried) {
+                Some(endpoint) => match self.breakers.try_acquire(&endpoint.url) {
+                    Some(permit) => (endpoint, permit),
+                    None => {
+                        // A half-open breaker whose single probe is already out.
+                        tried.push(endpoint.url.clone());
+                        self.metrics.record_attempt_failure(&FailureKind::NotSent);
+                        failures.push(PeerFailure::new(
+                            &endpoint.url,
+                            FailureKind::NotSent,
+                            "circuit breaker open (a probe is in flight)",
+                        ));
+                        continue;
+                    }
+                },
+                // Every endpoint's breaker is open. One of them may be back already: probe
+                // the one open longest rather than fail at once (docs/protocol.md §9.3),
+                // once per call.
+                None => match self.early_probe(&agent, &tried, probed_early) {
+                    Some(chosen) => {
+                        probed_early = true;
+                        chosen
+                    }
+                    None => {
+                        // Nothing to send to: waiting out a backoff would not change that.
+                        self.metrics.record_attempt_failure(&FailureKind::NotSent);
+                        return Err(self.breakers_open(&agent, &failures));
+                    }
+                },
             };
             tried.push(endpoint.url.clone());
             let outcome = self.attempt(endpoint, &arguments, deadline, context).await;
@@ -424,6 +429,11 @@ impl Caller {
                     tracing::debug!(agent = %agent.name, %failure, retryable, "agent call attempt failed");
                     self.metrics.record_attempt_failure(&failure.kind);
                     failures.push(failure);
+                    if probed_early {
+                        // The endpoint open longest is still down: the rest wait for
+                        // their breakers.
+                        return Err(self.breakers_open(&agent, &failures));
+                    }
                     if !retryable {
                         break;
                     }
@@ -451,6 +461,51 @@ impl Caller {
                 agent: agent.name.clone(),
                 attempts,
             })
+        }
+    }
+
+    /// The early probe of a call whose agent has every endpoint's breaker open: the
+    /// endpoint open longest that this call has not tried, unless the call probed already.
+    fn early_probe<'a>(
+        &self,
+        agent: &'a Agent,
+        tried: &[String],
+        probed_early: bool,
+    ) -> Option<(&'a Endpoint, Permit)> {
+        if probed_early {
+            return None;
+        }
+        let untried = agent
+            .endpoints
+            .iter()
+            .filter(|endpoint| !tried.contains(&endpoint.url))
+            .map(|endpoint| endpoint.url.as_str());
+        let permit = self.breakers.acquire_longest_open(untried)?;
+        let endpoint = agent
+            .endpoints
+            .iter()
+            .find(|endpoint| endpoint.url == permit.url);
+        match endpoint {
+            Some(endpoint) => Some((endpoint, permit)),
+            None => {
+                self.breakers.release(permit);
+                None
+            }
+        }
+    }
+
+    /// The error of a call that found every endpoint's breaker open, after `failures`.
+    fn breakers_open(&self, agent: &Agent, failures: &[PeerFailure]) -> GatewayError {
+        let next_probe = agent
+            .endpoints
+            .iter()
+            .filter_map(|endpoint| self.breakers.open_for(&endpoint.url))
+            .min()
+            .unwrap_or_default();
+        GatewayError::BreakersOpen {
+            agent: agent.name.clone(),
+            next_probe,
+            attempts: failures.iter().map(ToString::to_string).collect(),
         }
     }
 

@@ -47,9 +47,10 @@ pub enum GatewayError {
     },
     #[error("agent {agent} failed after {} attempt(s): {}", attempts.len(), grouped(attempts))]
     Failed { agent: Name, attempts: Vec<String> },
-    /// Every endpoint's breaker is open: nothing was sent (after `attempts`, if any).
+    /// Every endpoint's breaker is open; `attempts` are this call's, the early probe of the
+    /// endpoint open longest included (none when another call's probe was in flight).
     #[error(
-        "agent {agent} was not called: the circuit breaker of every endpoint is open after repeated failures (the next probe in {} ms){}",
+        "every endpoint of agent {agent} has its circuit breaker open after repeated failures (the next scheduled probe in {} ms){}",
         next_probe.as_millis(),
         attempts_note(attempts)
     )]

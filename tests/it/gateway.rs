@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use aop::agent::AgentKind;
 use aop::authority::live::{AgentUpdate, Registration};
+use aop::gateway::breaker::BreakerState;
 use aop::gateway::{self, GatewayConfig, GatewayHandle, shapes};
 use aop::name::Name;
 use aop::node::NodeHandle;
@@ -24,7 +25,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::mpsc;
 
-use crate::support::{AOP, agent, bind, dead_url, eventually, free_listener, zone};
+use crate::support::{AOP, agent, bind, dead_url, eventually, free_addr, free_listener, zone};
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -488,6 +489,72 @@ async fn a_dead_endpoints_breaker_opens_and_calls_go_to_the_live_one() {
         .clone();
     let dead_entry = endpoints.iter().find(|e| e["url"] == json!(dead)).unwrap();
     assert_eq!(dead_entry["breaker"], json!("open"));
+    gateway.shutdown().await;
+}
+
+/// docs/protocol.md §9.3: when every endpoint of an agent has its breaker open, the gateway
+/// probes the one open longest instead of failing at once, so a replica that has come back is
+/// used again at once. (The chaos run of issue 17: coder-1 back while its breaker was open,
+/// coder-2 killed, calls refused with "every endpoint: circuit breaker open" for 2 s.)
+/// Breakers stay open for an hour here: only the early probe can reach the first replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recovered_replica_is_called_while_its_breaker_is_still_open() {
+    let first_addr = free_addr();
+    let first_url = format!("http://{first_addr}/mcp");
+    let (_second_agent, second) = agent(AgentKind::Analyst, "analyst").await;
+    let node = start_node(&zone_text(
+        1,
+        &analyst_zone(&[first_url.clone(), second.url()]),
+    ))
+    .await;
+    let mut config = GatewayConfig::new(node.grpc_url());
+    config.mounts = vec![Name::parse("finance.acme").unwrap()];
+    config.poll_interval = Duration::from_secs(3600);
+    config.breaker.open_for = Duration::from_secs(3600);
+    config.breaker.open_max = Duration::from_secs(3600);
+    let gateway = gateway::start(config, free_listener().await)
+        .await
+        .expect("start the gateway");
+    let client = connect(&gateway).await;
+    let breakers = gateway.gateway.breakers();
+    // Nothing listens at the first replica: calls fail over to the second until the first's
+    // breaker opens.
+    for i in 0.. {
+        assert!(i < 200, "the first replica's breaker never opened");
+        let result = call(&client, "analyst_finance_acme", json!({"task": "x"})).await;
+        assert_ne!(result.is_error, Some(true), "call {i}: {}", text(&result));
+        if breakers.state(&first_url) == BreakerState::Open {
+            break;
+        }
+    }
+    // The first replica comes back on its address; the second goes away.
+    let first_agent = aop::agent::BuiltinAgent::new(AgentKind::Analyst, "analyst");
+    let first = first_agent
+        .serve_http(tokio::net::TcpListener::bind(first_addr).await.unwrap())
+        .unwrap();
+    second.shutdown().await;
+    // The second fails until its breaker opens too; then a call probes the first, open
+    // longest, and it answers.
+    let mut answered = None;
+    for i in 0..10 {
+        let result = call(&client, "analyst_finance_acme", json!({"task": "x"})).await;
+        if result.is_error != Some(true) {
+            answered = Some(i);
+            break;
+        }
+    }
+    assert!(
+        answered.is_some(),
+        "no call reached the recovered replica; breakers: {:?}",
+        breakers.endpoints()
+    );
+    assert_eq!(first_agent.calls(), 1, "the early probe answered");
+    assert_eq!(breakers.state(&first_url), BreakerState::Closed);
+    // And it takes the calls from then on.
+    let result = call(&client, "analyst_finance_acme", json!({"task": "y"})).await;
+    assert_ne!(result.is_error, Some(true), "{}", text(&result));
+    assert_eq!(first_agent.calls(), 2);
+    first.shutdown().await;
     gateway.shutdown().await;
 }
 
@@ -1139,8 +1206,9 @@ async fn a_zone_argument_that_names_nothing_is_an_error() {
 }
 
 /// An agent whose only endpoint is down: the first calls say "connection refused" at its URL
-/// (never a library's type names); once its breaker is open a call is refused at once,
-/// saying so and when the next probe goes, not as "3 attempts" of the same thing.
+/// (never a library's type names); once its breaker is open a call makes one early probe
+/// (docs/protocol.md §9.3) and says the breaker is open, when the next scheduled probe goes
+/// and what the probe met, not "3 attempts" of the same thing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_down_agent_is_described_in_plain_words() {
     let dead = dead_url();
@@ -1167,8 +1235,9 @@ async fn a_down_agent_is_described_in_plain_words() {
         }
     }
     let open = open.expect("the breaker opens after repeated failures");
-    assert!(open.contains("was not called"), "{open}");
-    assert!(open.contains("next probe in"), "{open}");
+    assert!(open.contains("next scheduled probe in"), "{open}");
+    assert!(open.contains("connection refused"), "the probe: {open}");
+    assert!(!open.contains("times)"), "one probe, not retries: {open}");
     assert_eq!(
         open.matches("circuit breaker").count(),
         1,

@@ -18,5 +18,6 @@ mod registration;
 mod reliability;
 mod request_ids;
 mod search;
+mod update_retry;
 mod zone_dump;
 mod zone_file;

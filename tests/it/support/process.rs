@@ -239,6 +239,27 @@ impl NodeProcess {
         }
     }
 
+    /// Waits for a stderr line that contains `needle` and returns it (a child that is not a
+    /// node, such as `aop register --keepalive`, says what it does there).
+    pub async fn line_containing(&mut self, needle: &str) -> String {
+        let started = Instant::now();
+        loop {
+            let left = DEADLINE.saturating_sub(started.elapsed());
+            match tokio::time::timeout(left, self.lines.recv()).await {
+                Ok(Some(line)) if line.contains(needle) => return line,
+                Ok(Some(_)) => {}
+                Ok(None) => panic!(
+                    "the process ended before saying {needle:?}; stderr:\n{}",
+                    self.stderr()
+                ),
+                Err(_) => panic!(
+                    "no line with {needle:?} within {DEADLINE:?}; stderr:\n{}",
+                    self.stderr()
+                ),
+            }
+        }
+    }
+
     pub async fn ready(&mut self) -> String {
         match self.started().await {
             Ok(url) => url,
