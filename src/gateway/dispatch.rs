@@ -20,10 +20,10 @@ pub async fn meta_tool(
     context: &CallContext,
 ) -> Option<CallToolResult> {
     Some(match tool {
-        DISCOVER_AGENTS => meta::discover_agents(gateway, args),
+        DISCOVER_AGENTS => meta::discover_agents(gateway, args).await,
         GET_AGENT_DETAILS => meta::get_agent_details(gateway, args),
         GET_AGENTS_INFO => meta::get_agents_info(gateway, args),
-        LIST_AGENTS => meta::list_agents(gateway, args),
+        LIST_AGENTS => meta::list_agents(gateway, args).await,
         SEARCH_AGENTS => search::search_agents(gateway, args).await,
         ROUTE_TASK => search::route_task(gateway, args, context).await,
         GET_SERVER_INFO => meta::get_server_info(gateway).await,

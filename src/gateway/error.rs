@@ -67,10 +67,11 @@ pub enum GatewayError {
     #[error("mounted zone {zone} has not loaded: {reason}")]
     NotLoaded { zone: Name, reason: String },
     /// A `zone` argument inside the mounts that names nothing the mounted zones hold.
-    #[error(
-        "no agents at or below {zone} in the mounted zones ({mounts}): check the name; search_agents searches zones that are not mounted"
-    )]
+    #[error("no agents at or below {zone} in the mounted zones ({mounts}): check the name")]
     NoSuchZone { zone: Name, mounts: String },
+    /// A `zone` argument outside the mounts that the federation does not know.
+    #[error("no zone {zone} in the federation: {reason}")]
+    UnknownZone { zone: Name, reason: String },
     /// No scope of a search answered (a zone that does not exist, or the resolver node
     /// unreachable): an error, never an empty list.
     #[error("search failed: {}", unanswered.iter().map(|(zone, reason)| format!("{zone}: {reason}")).collect::<Vec<_>>().join("; "))]
@@ -119,7 +120,7 @@ impl GatewayError {
             GatewayError::UnknownMethod { .. } => "unknown_method",
             GatewayError::InvalidParams { .. } => "invalid_params",
             GatewayError::BadRequest { .. } | GatewayError::MissingArgument { .. } => "bad_request",
-            GatewayError::NoSuchZone { .. } => "no_such_zone",
+            GatewayError::NoSuchZone { .. } | GatewayError::UnknownZone { .. } => "no_such_zone",
             GatewayError::NotLoaded { .. } => "zone_not_loaded",
             GatewayError::SearchFailed { .. } => "search_failed",
             GatewayError::BreakersOpen { .. } => "breakers_open",

@@ -21,7 +21,9 @@ use super::state::Gateway;
 use crate::name::Name;
 use crate::record::{Agent, limits};
 
-pub fn zone_arg(gateway: &Gateway, args: &JsonObject) -> Result<Option<Name>, GatewayError> {
+/// The `zone` argument: any zone of the federation. Zones at or below a mount are read from
+/// the gateway's own listing; others through the resolver node (docs/protocol.md §10.2).
+pub fn zone_arg(args: &JsonObject) -> Result<Option<Name>, GatewayError> {
     let Some(text) = string_arg(args, "zone")? else {
         return Ok(None);
     };
@@ -29,21 +31,62 @@ pub fn zone_arg(gateway: &Gateway, args: &JsonObject) -> Result<Option<Name>, Ga
         field: "zone",
         reason: error.to_string(),
     })?;
-    if !gateway
+    Ok(Some(zone))
+}
+
+/// Whether `zone` is at or below a zone the gateway mounts (its agents are in the listing).
+fn mounted_covers(gateway: &Gateway, zone: &Name) -> bool {
+    gateway
         .directory()
         .mounts()
         .iter()
         .any(|mount| zone.is_at_or_below(mount))
-    {
-        return Err(GatewayError::BadRequest {
-            field: "zone",
-            reason: format!(
-                "{zone} is not at or below a zone this gateway mounts ({})",
-                mounts_list(gateway)
-            ),
-        });
-    }
-    Ok(Some(zone))
+}
+
+/// The most names `list_agents` gathers from a zone that is not mounted, in pages of the
+/// listing limit; past it the answer says it is cut short and gives the cursor to go on
+/// with `discover_agents`.
+pub const UNMOUNTED_LIST_MAX: usize = 10_000;
+
+/// How long one page of a zone that is not mounted may take from the resolver node.
+const UNMOUNTED_PAGE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// One page of a zone the gateway does not mount, asked of the resolver node, which finds
+/// the zone's servers (recursion) like any lookup.
+async fn unmounted_page(
+    gateway: &Gateway,
+    zone: &Name,
+    limit: usize,
+    after: &str,
+) -> Result<crate::grpc::client::AgentPage, GatewayError> {
+    let page_size = u32::try_from(limit.min(limits::PAGE_MAX)).unwrap_or(1);
+    gateway
+        .resolver_client()
+        .list_agents(
+            zone.as_str(),
+            page_size,
+            after,
+            true,
+            Some(UNMOUNTED_PAGE_TIMEOUT),
+        )
+        .await
+        .map_err(|error| {
+            if error.is_not_found() {
+                GatewayError::UnknownZone {
+                    zone: zone.clone(),
+                    reason: error.message(),
+                }
+            } else {
+                GatewayError::Resolve {
+                    name: zone.clone(),
+                    reason: format!(
+                        "{} (resolver {})",
+                        error.message(),
+                        gateway.config().resolver_url
+                    ),
+                }
+            }
+        })
 }
 
 pub fn mounts_list(gateway: &Gateway) -> String {
@@ -116,8 +159,8 @@ pub fn find_mounted(gateway: &Gateway, text: &str) -> Option<Arc<Agent>> {
     mounted.listing.by_name.get(&name).cloned()
 }
 
-pub fn discover_agents(gateway: &Gateway, args: &JsonObject) -> CallToolResult {
-    let run = || -> Result<Value, GatewayError> {
+pub async fn discover_agents(gateway: &Gateway, args: &JsonObject) -> CallToolResult {
+    let run = async || -> Result<Value, GatewayError> {
         if let Some(name) = string_arg(args, "agent_name")? {
             let agent = find_mounted(gateway, name).ok_or_else(|| GatewayError::BadRequest {
                 field: "agent_name",
@@ -128,9 +171,18 @@ pub fn discover_agents(gateway: &Gateway, args: &JsonObject) -> CallToolResult {
             })?;
             return Ok(json!({"success": true, "agents": [discovery_info(&agent)]}));
         }
-        let zone = zone_arg(gateway, args)?;
+        let zone = zone_arg(args)?;
         let limit = limit_arg(args)?;
         let after = string_arg(args, "cursor")?;
+        if let Some(zone) = zone.as_ref().filter(|zone| !mounted_covers(gateway, zone)) {
+            let page = unmounted_page(gateway, zone, limit, after.unwrap_or("")).await?;
+            let agents: Vec<Value> = page.agents.iter().map(|a| discovery_info(a)).collect();
+            let next = (!page.next_cursor.is_empty()).then_some(page.next_cursor);
+            return Ok(json!({
+                "success": true, "agents": agents, "total_count": page.total,
+                "next_cursor": next, "zone_serial": page.zone_serial, "mounted": false,
+            }));
+        }
         let mounted = gateway.directory().current();
         let agents = agents_below(gateway, &mounted, zone.as_ref())?;
         let total = agents.len();
@@ -147,7 +199,7 @@ pub fn discover_agents(gateway: &Gateway, args: &JsonObject) -> CallToolResult {
             (start + page.len() < total).then(|| agents[start + page.len() - 1].name.to_string());
         Ok(json!({"success": true, "agents": page, "total_count": total, "next_cursor": next}))
     };
-    match run() {
+    match run().await {
         Ok(value) => answer(value),
         Err(error) => failure(error, "agents", json!([])),
     }
@@ -220,9 +272,31 @@ pub fn get_agents_info(gateway: &Gateway, args: &JsonObject) -> CallToolResult {
     }
 }
 
-pub fn list_agents(gateway: &Gateway, args: &JsonObject) -> CallToolResult {
-    let run = || -> Result<Value, GatewayError> {
-        let zone = zone_arg(gateway, args)?;
+pub async fn list_agents(gateway: &Gateway, args: &JsonObject) -> CallToolResult {
+    let run = async || -> Result<Value, GatewayError> {
+        let zone = zone_arg(args)?;
+        if let Some(zone) = zone.as_ref().filter(|zone| !mounted_covers(gateway, zone)) {
+            let mut names: Vec<String> = Vec::new();
+            let mut cursor = String::new();
+            let total = loop {
+                let page = unmounted_page(gateway, zone, limits::PAGE_MAX, &cursor).await?;
+                names.extend(page.agents.iter().map(|agent| agent.name.to_string()));
+                cursor = page.next_cursor;
+                if cursor.is_empty() || names.len() >= UNMOUNTED_LIST_MAX {
+                    break page.total;
+                }
+            };
+            let mut answer = json!({"success": true, "total_count": total, "agent_names": names});
+            if !cursor.is_empty() {
+                // Cut short: say so, and how to go on.
+                answer["truncated"] = json!(true);
+                answer["next_cursor"] = json!(cursor);
+                answer["note"] = json!(format!(
+                    "{zone} holds {total} agents; the first {UNMOUNTED_LIST_MAX} are listed: page on with discover_agents and this cursor"
+                ));
+            }
+            return Ok(answer);
+        }
         let mounted = gateway.directory().current();
         let names: Vec<String> = agents_below(gateway, &mounted, zone.as_ref())?
             .iter()
@@ -230,7 +304,7 @@ pub fn list_agents(gateway: &Gateway, args: &JsonObject) -> CallToolResult {
             .collect();
         Ok(json!({"success": true, "total_count": names.len(), "agent_names": names}))
     };
-    match run() {
+    match run().await {
         Ok(value) => answer(value),
         Err(error) => failure(error, "agent_names", json!([])),
     }

@@ -167,7 +167,7 @@ pub async fn search_agents(gateway: &Gateway, args: &JsonObject) -> CallToolResu
         };
         let wanted = Search {
             text: query.clone(),
-            zone: zone_arg(gateway, args)?,
+            zone: zone_arg(args)?,
             tags,
             capabilities,
             limit: limit_arg(args)?,
@@ -238,7 +238,7 @@ pub async fn route_task(
         let timeout_ms = timeout_ms_arg(args)?;
         let wanted = Search {
             text: task.clone(),
-            zone: zone_arg(gateway, args)?,
+            zone: zone_arg(args)?,
             tags: strings_arg(args, "tags")?.unwrap_or_default(),
             capabilities: strings_arg(args, "capabilities")?.unwrap_or_default(),
             limit: ROUTE_CANDIDATES,

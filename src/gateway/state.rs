@@ -17,7 +17,7 @@ use super::names::NameCache;
 use super::sessions::{AgentSessions, SessionStats};
 use crate::clock::Clock;
 use crate::grpc::GrpcPeers;
-use crate::grpc::client::{ChannelPool, ClientError};
+use crate::grpc::client::{ChannelPool, ClientError, NodeClient};
 use crate::mcp::http::HttpGuards;
 use crate::name::Name;
 use crate::record::ServerAddress;
@@ -102,6 +102,8 @@ pub struct Gateway {
     resolver: ServerAddress,
     /// The channel to it, shared by every part of the gateway.
     peers: GrpcPeers,
+    /// A client of the resolver node on that channel (listings of zones not mounted).
+    resolver_client: NodeClient,
     names: NameCache,
     caller: Caller,
     meta_tools: Vec<Tool>,
@@ -126,6 +128,7 @@ impl Gateway {
         })?;
         let metrics = Arc::new(GatewayMetrics::default());
         Ok(Arc::new(Gateway {
+            resolver_client: client.clone(),
             directory: Directory::new(config.mounts.clone(), client.clone()),
             resolver,
             peers: GrpcPeers::new(pool),
@@ -155,6 +158,11 @@ impl Gateway {
 
     pub fn names(&self) -> &NameCache {
         &self.names
+    }
+
+    /// A client of the resolver node (on the gateway's one channel to it).
+    pub fn resolver_client(&self) -> NodeClient {
+        self.resolver_client.clone()
     }
 
     pub fn breakers(&self) -> &Breakers {

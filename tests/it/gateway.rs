@@ -1476,3 +1476,77 @@ async fn tools_call_whose_arguments_are_not_an_object_is_invalid_params() {
     }
     gateway.shutdown().await;
 }
+
+/// docs/protocol.md §10.2: `list_agents` and `discover_agents` read any zone of the
+/// federation, mounted or not: a zone outside the mounts is listed through the resolver node
+/// (paged with its cursor), and one the federation does not know is an error naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zones_that_are_not_mounted_are_listed_through_the_resolver() {
+    use crate::support::{AgentSpec, FederationBuilder, ZoneSpec};
+    let fed = FederationBuilder::new()
+        .zone(ZoneSpec::root())
+        .zone(
+            ZoneSpec::new("acme")
+                .agent(AgentSpec::new("writer"))
+                .agent(AgentSpec::new("coder")),
+        )
+        .zone(ZoneSpec::new("finance.acme").agent(AgentSpec::new("analyst")))
+        .start()
+        .await;
+    let mut config = GatewayConfig::new(fed.resolver().grpc_url());
+    config.mounts = vec![Name::parse("finance.acme").unwrap()];
+    let gateway = gateway::start(config, free_listener().await)
+        .await
+        .expect("start the gateway");
+    let client = connect(&gateway).await;
+
+    let listed = call(&client, "list_agents", json!({"zone": "acme"})).await;
+    assert_ne!(listed.is_error, Some(true), "{}", text(&listed));
+    assert_eq!(
+        structured(&listed)["agent_names"],
+        json!(["coder.acme", "writer.acme"])
+    );
+    assert_eq!(structured(&listed)["total_count"], json!(2));
+
+    // discover_agents pages through it with the cursor.
+    let first = call(
+        &client,
+        "discover_agents",
+        json!({"zone": "acme", "limit": 1}),
+    )
+    .await;
+    let first = structured(&first);
+    assert_eq!(first["success"], json!(true), "{first}");
+    assert_eq!(first["agents"][0]["name"], json!("coder.acme"), "{first}");
+    assert_eq!(first["total_count"], json!(2));
+    let cursor = first["next_cursor"].as_str().expect("a cursor").to_string();
+    let second = call(
+        &client,
+        "discover_agents",
+        json!({"zone": "acme", "limit": 1, "cursor": cursor}),
+    )
+    .await;
+    let second = structured(&second);
+    assert_eq!(
+        second["agents"][0]["name"],
+        json!("writer.acme"),
+        "{second}"
+    );
+    assert_eq!(second["next_cursor"], Value::Null, "{second}");
+
+    // The mounted zone still comes from the gateway's own listing.
+    let mounted = call(&client, "list_agents", json!({"zone": "finance.acme"})).await;
+    assert_eq!(
+        structured(&mounted)["agent_names"],
+        json!(["analyst.finance.acme"])
+    );
+
+    // A zone nobody serves: an error naming it, nothing listed.
+    let missing = call(&client, "list_agents", json!({"zone": "nosuch.acme"})).await;
+    assert_eq!(missing.is_error, Some(true), "{}", text(&missing));
+    assert_eq!(structured(&missing)["success"], json!(false));
+    assert!(text(&missing).contains("nosuch.acme"), "{}", text(&missing));
+    assert_eq!(structured(&missing)["agent_names"], json!([]));
+    gateway.shutdown().await;
+    fed.shutdown().await;
+}
