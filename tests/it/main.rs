@@ -18,5 +18,6 @@ mod registration;
 mod reliability;
 mod request_ids;
 mod search;
+mod store_backup;
 mod zone_dump;
 mod zone_file;
