@@ -28,7 +28,8 @@
 //!   ([`zone::file`]) and the spanned-TOML reader ([`zone::spanned`]).
 //! - [`catalog`]: the zones one node serves, and the closest enclosing zone of a name.
 //! - [`authority`]: live zones: updates, leases, reloads, the durable writer, replication.
-//! - [`store`]: the durable store (redb) of zones, records, leases and the change log.
+//! - [`store`]: the durable store (redb) of zones, records, leases and the change log, and
+//!   backups of it ([`store::backup`]).
 //! - [`keys`]: update keys, canonical signed fields, the replay cache.
 //! - [`resolver`]: recursive resolution through multi-level caches, with failover across a
 //!   zone's servers and stale answers when every server fails.

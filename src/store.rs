@@ -31,6 +31,8 @@
 //! write (a full disk, an I/O error) redb refuses further writes until the database is opened
 //! again, so the store drops its handle and reopens on the next use: once the cause is gone,
 //! writes succeed without a restart, and [`Store::write_error`] says meanwhile why they fail.
+//!
+//! [`backup`] copies a stopped node's store into a fresh file and puts one back.
 
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
@@ -42,6 +44,8 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use crate::name::Name;
 use crate::record::{LiveRecord, RecordKind, ZoneChange, ZoneHeader};
 use crate::wire::pb;
+
+pub mod backup;
 
 /// How many changes a zone's log keeps; older serials get a full transfer.
 pub const CHANGE_LOG_MAX: u64 = 10_000;
@@ -224,6 +228,92 @@ fn open_file_checked(path: &Path) -> Result<Database, StoreError> {
     }
 }
 
+/// An I/O error of the store file at `path`.
+fn io_error(path: &Path, error: impl std::fmt::Display) -> StoreError {
+    StoreError::Io {
+        path: path.to_path_buf(),
+        reason: error.to_string(),
+    }
+}
+
+/// A value of `zone` in the store file at `path` that does not decode or breaks the rules.
+fn bad_value(
+    path: &Path,
+    zone: &str,
+    what: &'static str,
+    reason: impl std::fmt::Display,
+) -> StoreError {
+    StoreError::BadValue {
+        path: path.to_path_buf(),
+        zone: zone.to_string(),
+        what,
+        reason: reason.to_string(),
+    }
+}
+
+/// Every zone in one read transaction of the store file at `path` (the node's own store, or
+/// a backup being checked), with its records and leases, each value decoded and checked by
+/// the record rules.
+fn load_zones(txn: &redb::ReadTransaction, path: &Path) -> Result<Vec<StoredZoneData>, StoreError> {
+    let io = |error: &dyn std::fmt::Display| io_error(path, error);
+    let zones = txn.open_table(ZONES).map_err(|e| io(&e))?;
+    let records = txn.open_table(RECORDS).map_err(|e| io(&e))?;
+    let leases = txn.open_table(LEASES).map_err(|e| io(&e))?;
+    let mut out = Vec::new();
+    for row in zones.iter().map_err(|e| io(&e))? {
+        let (origin, value) = row.map_err(|e| io(&e))?;
+        let origin = origin.value().to_string();
+        let meta = pb::StoredZone::decode(value.value())
+            .map_err(|e| bad_value(path, &origin, "zone header", e))?;
+        let header = meta
+            .header
+            .ok_or_else(|| bad_value(path, &origin, "zone header", "no zone header"))
+            .and_then(|header| {
+                ZoneHeader::try_from(header).map_err(|e| bad_value(path, &origin, "zone header", e))
+            })?;
+        let mut zone_records = Vec::new();
+        for row in records.range((origin.as_str(), "")..).map_err(|e| io(&e))? {
+            let (key, value) = row.map_err(|e| io(&e))?;
+            if key.value().0 != origin {
+                break;
+            }
+            let record = pb::ZoneRecord::decode(value.value())
+                .map_err(|e| bad_value(path, &origin, "record", e))
+                .and_then(|record| {
+                    LiveRecord::try_from(record).map_err(|e| bad_value(path, &origin, "record", e))
+                })?;
+            zone_records.push(record);
+        }
+        let mut zone_leases = Vec::new();
+        for row in leases
+            .range((origin.as_str(), "", "")..)
+            .map_err(|e| io(&e))?
+        {
+            let (key, value) = row.map_err(|e| io(&e))?;
+            let (zone, agent, url) = key.value();
+            if zone != origin {
+                break;
+            }
+            let (expires_unix_ms, lease_secs) = value.value();
+            zone_leases.push(LeaseRow {
+                agent: agent.to_string(),
+                url: url.to_string(),
+                expires_unix_ms,
+                lease_secs,
+            });
+        }
+        out.push(StoredZoneData {
+            header,
+            file_serial: meta.file_serial,
+            primary_url: meta.primary_url,
+            refreshed_unix_ms: meta.refreshed_unix_ms,
+            records: zone_records,
+            leases: zone_leases,
+        });
+    }
+    Ok(out)
+}
+
 /// The store key of a record: its kind and name (`agent/analyst.finance.acme`).
 pub fn record_key(kind: RecordKind, name: &Name) -> String {
     format!("{}/{name}", kind.word())
@@ -359,10 +449,7 @@ impl Store {
     }
 
     fn io(&self, error: impl std::fmt::Display) -> StoreError {
-        StoreError::Io {
-            path: self.path.clone(),
-            reason: error.to_string(),
-        }
+        io_error(&self.path, error)
     }
 
     fn create_tables(&self) -> Result<(), StoreError> {
@@ -377,77 +464,14 @@ impl Store {
     }
 
     fn bad(&self, zone: &str, what: &'static str, reason: impl std::fmt::Display) -> StoreError {
-        StoreError::BadValue {
-            path: self.path.clone(),
-            zone: zone.to_string(),
-            what,
-            reason: reason.to_string(),
-        }
+        bad_value(&self.path, zone, what, reason)
     }
 
     /// Every zone held, with its records and leases, checked like any input: a value that
     /// does not decode, or breaks the record rules, is an error naming the zone.
     pub fn load(&self) -> Result<Vec<StoredZoneData>, StoreError> {
         let txn = self.db()?.begin_read().map_err(|e| self.io(e))?;
-        let zones = txn.open_table(ZONES).map_err(|e| self.io(e))?;
-        let records = txn.open_table(RECORDS).map_err(|e| self.io(e))?;
-        let leases = txn.open_table(LEASES).map_err(|e| self.io(e))?;
-        let mut out = Vec::new();
-        for row in zones.iter().map_err(|e| self.io(e))? {
-            let (origin, value) = row.map_err(|e| self.io(e))?;
-            let origin = origin.value().to_string();
-            let meta = pb::StoredZone::decode(value.value())
-                .map_err(|e| self.bad(&origin, "zone header", e))?;
-            let header = meta
-                .header
-                .ok_or_else(|| self.bad(&origin, "zone header", "no zone header"))
-                .and_then(|header| {
-                    ZoneHeader::try_from(header).map_err(|e| self.bad(&origin, "zone header", e))
-                })?;
-            let mut zone_records = Vec::new();
-            for row in records
-                .range((origin.as_str(), "")..)
-                .map_err(|e| self.io(e))?
-            {
-                let (key, value) = row.map_err(|e| self.io(e))?;
-                if key.value().0 != origin {
-                    break;
-                }
-                let record = pb::ZoneRecord::decode(value.value())
-                    .map_err(|e| self.bad(&origin, "record", e))
-                    .and_then(|record| {
-                        LiveRecord::try_from(record).map_err(|e| self.bad(&origin, "record", e))
-                    })?;
-                zone_records.push(record);
-            }
-            let mut zone_leases = Vec::new();
-            for row in leases
-                .range((origin.as_str(), "", "")..)
-                .map_err(|e| self.io(e))?
-            {
-                let (key, value) = row.map_err(|e| self.io(e))?;
-                let (zone, agent, url) = key.value();
-                if zone != origin {
-                    break;
-                }
-                let (expires_unix_ms, lease_secs) = value.value();
-                zone_leases.push(LeaseRow {
-                    agent: agent.to_string(),
-                    url: url.to_string(),
-                    expires_unix_ms,
-                    lease_secs,
-                });
-            }
-            out.push(StoredZoneData {
-                header,
-                file_serial: meta.file_serial,
-                primary_url: meta.primary_url,
-                refreshed_unix_ms: meta.refreshed_unix_ms,
-                records: zone_records,
-                leases: zone_leases,
-            });
-        }
-        Ok(out)
+        load_zones(&txn, &self.path)
     }
 
     /// The zone's header as stored.

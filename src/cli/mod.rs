@@ -10,6 +10,7 @@ mod node;
 mod output;
 mod resolve;
 mod search;
+mod store;
 mod update;
 mod zone;
 
@@ -67,6 +68,9 @@ enum Command {
     Key(update::KeyCommand),
     /// Run the MCP gateway: LLM hosts discover and call agents through it.
     Gateway(gateway::GatewayArgs),
+    /// Back up a stopped node's store, or restore one from a backup.
+    #[command(subcommand)]
+    Store(store::StoreCommand),
     /// Built-in demo agents (real MCP servers, no LLM).
     #[command(subcommand)]
     Agent(agent::AgentCommand),
@@ -112,6 +116,7 @@ pub fn main() -> ExitCode {
             Command::Register(args) => update::register(args).await,
             Command::Deregister(args) => update::deregister(args).await,
             Command::Key(command) => update::key(command),
+            Command::Store(command) => store::run(command),
             Command::Resolve(args) => resolve::run(args).await,
             Command::Search(args) => search::run(args).await,
             Command::Gateway(args) => gateway::run(args).await,

@@ -18,6 +18,7 @@ mod registration;
 mod reliability;
 mod request_ids;
 mod search;
+mod store_backup;
 mod update_retry;
 mod zone_dump;
 mod zone_file;
