@@ -17,7 +17,7 @@ use aop::grpc::update::{deregister_fields, register_fields, signed};
 use aop::grpc::{RegistryClient, pb};
 use aop::keys::UpdateKey;
 use aop::name::Name;
-use aop::node::{GrpcListener, NodeHandle, ServeOptions};
+use aop::node::{NodeHandle, ServeOptions};
 use aop::record::ServerAddress;
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{Name as DnsName, RecordType};
@@ -491,9 +491,10 @@ async fn status_json_lists_zones_agents_and_the_request_ids_returned() {
 
 #[tokio::test]
 async fn readyz_waits_for_a_secondary_until_its_primary_answers() {
-    // The primary's address is reserved by the OS, but nothing answers there yet.
-    let primary_addr = free_addr();
-    let primary_url = format!("http://{primary_addr}");
+    // The primary's port is held (bound and listening, so no other socket can take it in
+    // the meantime) but nothing serves there yet: the secondary's transfer gets no answer.
+    let primary_listener = bind().await;
+    let primary_url = primary_listener.url();
     let admin = AdminListener::bind(loopback()).await.unwrap();
     let admin_url = admin.url();
     let secondary = bind()
@@ -519,10 +520,8 @@ async fn readyz_waits_for_a_secondary_until_its_primary_answers() {
         0.0
     );
 
-    // The primary comes up on that address; a NOTIFY wakes the secondary at once.
-    let primary = GrpcListener::bind(primary_addr)
-        .await
-        .expect("the reserved port is free again")
+    // The primary comes up on that port; a NOTIFY wakes the secondary at once.
+    let primary = primary_listener
         .serve_with(ServeOptions::new(vec![zone(&finance_zone(&primary_url))]).node_id("primary"))
         .expect("primary serves");
     let mut client = connect(&secondary.grpc_url()).await.unwrap();

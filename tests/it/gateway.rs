@@ -25,7 +25,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::mpsc;
 
-use crate::support::{AOP, agent, bind, dead_url, eventually, free_addr, free_listener, zone};
+use crate::support::{AOP, ReservedPort, agent, bind, dead_url, eventually, free_listener, zone};
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -499,8 +499,9 @@ async fn a_dead_endpoints_breaker_opens_and_calls_go_to_the_live_one() {
 /// Breakers stay open for an hour here: only the early probe can reach the first replica.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_recovered_replica_is_called_while_its_breaker_is_still_open() {
-    let first_addr = free_addr();
-    let first_url = format!("http://{first_addr}/mcp");
+    // Held but not listening: calls to it are refused until it comes back.
+    let first_port = ReservedPort::new();
+    let first_url = format!("http://{}/mcp", first_port.addr());
     let (_second_agent, second) = agent(AgentKind::Analyst, "analyst").await;
     let node = start_node(&zone_text(
         1,
@@ -529,9 +530,7 @@ async fn a_recovered_replica_is_called_while_its_breaker_is_still_open() {
     }
     // The first replica comes back on its address; the second goes away.
     let first_agent = aop::agent::BuiltinAgent::new(AgentKind::Analyst, "analyst");
-    let first = first_agent
-        .serve_http(tokio::net::TcpListener::bind(first_addr).await.unwrap())
-        .unwrap();
+    let first = first_agent.serve_http(first_port.listen()).unwrap();
     second.shutdown().await;
     // The second fails until its breaker opens too; then a call probes the first, open
     // longest, and it answers.

@@ -19,7 +19,7 @@ pub mod zones;
 pub use exposition::parse_exposition;
 pub use federation::{Federation, FederationBuilder};
 pub use link::Link;
-pub use net::{BlackHole, bind, dead_url, free_addr, free_listener, loopback};
+pub use net::{BlackHole, ReservedPort, bind, dead_url, free_addr, free_listener, loopback};
 pub use wait::eventually;
 pub use zones::{AgentSpec, DelegationSpec, ZoneSpec, zone};
 
