@@ -803,20 +803,25 @@ impl Store {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::collections::BTreeSet;
     use std::sync::Arc;
 
     use super::*;
     use crate::record::{self, Agent, Endpoint, LiveAgent, RecordChange, ServerAddress};
 
-    fn name(text: &str) -> Name {
+    pub(crate) fn name(text: &str) -> Name {
         Name::parse(text).unwrap()
     }
 
     fn header(serial: u32) -> ZoneHeader {
+        header_of("finance.acme", serial)
+    }
+
+    /// A zone header for tests of the store and of its backups.
+    pub(crate) fn header_of(origin: &str, serial: u32) -> ZoneHeader {
         ZoneHeader {
-            origin: name("finance.acme"),
+            origin: name(origin),
             serial,
             ttl: 300,
             negative_ttl: 60,
@@ -828,7 +833,8 @@ mod tests {
         }
     }
 
-    fn agent(full: &str) -> LiveRecord {
+    /// A live agent with one live endpoint, for tests of the store and of its backups.
+    pub(crate) fn agent(full: &str) -> LiveRecord {
         LiveRecord::Agent(LiveAgent {
             agent: Arc::new(Agent {
                 name: name(full),

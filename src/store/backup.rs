@@ -714,54 +714,13 @@ fn match_owner(_path: &Path, _dir: &Path) -> io::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeSet;
-    use std::sync::Arc;
-
     use super::*;
-    use crate::name::Name;
-    use crate::record::{
-        self, Agent, Endpoint, LiveAgent, LiveRecord, RecordChange, ServerAddress, ZoneChange,
-        ZoneHeader,
-    };
+    use crate::record::{RecordChange, ZoneChange, ZoneHeader};
+    use crate::store::tests::{agent, header_of, name};
     use crate::store::{LeaseRow, Store, ZoneWrite};
 
-    fn name(text: &str) -> Name {
-        Name::parse(text).unwrap()
-    }
-
     fn header(serial: u32) -> ZoneHeader {
-        ZoneHeader {
-            origin: name("b.test"),
-            serial,
-            ttl: 300,
-            negative_ttl: 60,
-            refresh: 60,
-            retry: 10,
-            expire: 86_400,
-            contact: String::new(),
-            servers: vec![ServerAddress::new("http://10.0.1.1:7102", None).unwrap()],
-        }
-    }
-
-    fn agent(full: &str) -> LiveRecord {
-        LiveRecord::Agent(LiveAgent {
-            agent: Arc::new(Agent {
-                name: name(full),
-                description: "d".into(),
-                tags: Vec::new(),
-                capabilities: Vec::new(),
-                version: String::new(),
-                ttl: None,
-                timeout_ms: record::DEFAULT_TIMEOUT_MS,
-                max_retries: record::DEFAULT_MAX_RETRIES,
-                endpoints: vec![Endpoint::new("http://a/mcp", "t", 10, 1).unwrap()],
-                input_schema: record::default_input_schema(),
-                output_schema: None,
-                metadata: None,
-            }),
-            from_file: false,
-            live: BTreeSet::from(["http://a/mcp".to_string()]),
-        })
+        header_of("b.test", serial)
     }
 
     /// A data directory whose store holds b.test at serial 3 with two live agents.

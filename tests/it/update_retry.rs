@@ -6,8 +6,8 @@
 use std::net::SocketAddr;
 
 use crate::support::AOP;
-use crate::support::free_addr;
 use crate::support::process::{NodeProcess, Setup, ZONE, setup};
+use crate::support::{free_addr, loopback};
 
 /// `aop register` for `name` at `addr`, with `extra` flags, as a child process.
 fn register(setup: &Setup, addr: SocketAddr, name: &str, extra: &[&str]) -> NodeProcess {
@@ -75,12 +75,18 @@ async fn a_one_shot_register_gives_up_after_its_timeout_saying_so() {
     );
 }
 
+/// The address a node's ready line names.
+fn addr_of(url: &str) -> SocketAddr {
+    url.trim_start_matches("http://")
+        .parse()
+        .unwrap_or_else(|_| panic!("a gRPC URL of host:port: {url}"))
+}
+
 #[tokio::test]
 async fn a_refused_update_is_not_retried() {
     let setup = setup().await;
-    let addr = free_addr();
-    let mut node = NodeProcess::spawn(&setup, &setup.dir.path().join("data"), addr);
-    node.ready().await;
+    let mut node = NodeProcess::spawn(&setup, &setup.dir.path().join("data"), loopback());
+    let addr = addr_of(&node.ready().await);
     // A description over its limit: the node's answer (INVALID_ARGUMENT), not an outage,
     // so even --keepalive stops at once.
     let description = "d".repeat(2_000);
@@ -100,9 +106,8 @@ async fn a_refused_update_is_not_retried() {
 async fn keepalive_rides_out_its_primary_going_down_and_says_so() {
     let setup = setup().await;
     let data = setup.dir.path().join("data");
-    let addr = free_addr();
-    let mut node = NodeProcess::spawn(&setup, &data, addr);
-    node.ready().await;
+    let mut node = NodeProcess::spawn(&setup, &data, loopback());
+    let addr = addr_of(&node.ready().await);
     let mut keeper = register(&setup, addr, "steady", &["--keepalive", "--lease", "3"]);
     keeper.line_containing("keeping").await;
     assert!(resolves(addr, "steady"));
