@@ -7,8 +7,8 @@ use super::call::CallContext;
 use super::meta;
 use super::search;
 use super::shapes::{
-    CALL_AGENT, DISCOVER_AGENTS, GET_AGENT_DETAILS, GET_AGENTS_INFO, GET_SERVER_INFO, LIST_AGENTS,
-    RESOLVE_AGENT, ROUTE_TASK, SEARCH_AGENTS,
+    CALL_AGENT, DISCOVER_AGENTS, GET_AGENT_DETAILS, GET_AGENTS_INFO, GET_SERVER_INFO,
+    LIST_AGENT_ROSTER, LIST_AGENTS, RESOLVE_AGENT, ROUTE_TASK, SEARCH_AGENTS,
 };
 use super::state::Gateway;
 
@@ -24,6 +24,7 @@ pub async fn meta_tool(
         GET_AGENT_DETAILS => meta::get_agent_details(gateway, args),
         GET_AGENTS_INFO => meta::get_agents_info(gateway, args),
         LIST_AGENTS => meta::list_agents(gateway, args).await,
+        LIST_AGENT_ROSTER => meta::list_agent_roster(gateway, args).await,
         SEARCH_AGENTS => search::search_agents(gateway, args).await,
         ROUTE_TASK => search::route_task(gateway, args, context).await,
         GET_SERVER_INFO => meta::get_server_info(gateway).await,

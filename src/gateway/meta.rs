@@ -310,6 +310,58 @@ pub async fn list_agents(gateway: &Gateway, args: &JsonObject) -> CallToolResult
     }
 }
 
+/// One light roster entry: what a host browsing many agents needs to pick one, without
+/// schemas or endpoints.
+fn roster_entry(agent: &Agent) -> Value {
+    json!({
+        "name": agent.name.to_string(),
+        "zone": agent.name.parent().map(|zone| zone.to_string()).unwrap_or_default(),
+        "description": agent.description.lines().next().unwrap_or(""),
+        "tags": agent.tags,
+        "capabilities": agent.capabilities,
+    })
+}
+
+/// `list_agent_roster` (docs/protocol.md §10.2): a page of light entries in name order. The
+/// cursor is the last name returned, so a page starts after it whatever came or went since:
+/// an agent present from the first page to the last is listed exactly once.
+pub async fn list_agent_roster(gateway: &Gateway, args: &JsonObject) -> CallToolResult {
+    let run = async || -> Result<Value, GatewayError> {
+        let zone = zone_arg(args)?;
+        let limit = limit_arg(args)?;
+        let after = string_arg(args, "cursor")?;
+        if let Some(zone) = zone.as_ref().filter(|zone| !mounted_covers(gateway, zone)) {
+            let page = unmounted_page(gateway, zone, limit, after.unwrap_or("")).await?;
+            let agents: Vec<Value> = page.agents.iter().map(|a| roster_entry(a)).collect();
+            let mut answer = json!({"success": true, "agents": agents});
+            if !page.next_cursor.is_empty() {
+                answer["next_cursor"] = json!(page.next_cursor);
+            }
+            return Ok(answer);
+        }
+        let mounted = gateway.directory().current();
+        let agents = agents_below(gateway, &mounted, zone.as_ref())?;
+        let start = after.map_or(0, |after| {
+            agents.partition_point(|agent| agent.name.as_str() <= after)
+        });
+        let page: Vec<&Arc<Agent>> = agents[start..].iter().take(limit).collect();
+        let mut answer = json!({
+            "success": true,
+            "agents": page.iter().map(|agent| roster_entry(agent)).collect::<Vec<_>>(),
+        });
+        if start + page.len() < agents.len()
+            && let Some(last) = page.last()
+        {
+            answer["next_cursor"] = json!(last.name.to_string());
+        }
+        Ok(answer)
+    };
+    match run().await {
+        Ok(value) => answer(value),
+        Err(error) => failure(error, "agents", json!([])),
+    }
+}
+
 pub async fn get_server_info(gateway: &Gateway) -> CallToolResult {
     let mounted = gateway.directory().current();
     let zones: Vec<Value> = mounted

@@ -23,10 +23,11 @@ pub const GET_SERVER_INFO: &str = "get_server_info";
 pub const RESOLVE_AGENT: &str = "resolve_agent";
 pub const CALL_AGENT: &str = "call_agent";
 pub const ROUTE_TASK: &str = "route_task";
+pub const LIST_AGENT_ROSTER: &str = "list_agent_roster";
 
 /// Every meta tool name. An agent whose plain tool name would be one of these (`list.agents`)
 /// gets the hashed form instead (see `gateway::directory`), so meta tools are never shadowed.
-pub const NAMES: [&str; 9] = [
+pub const NAMES: [&str; 10] = [
     DISCOVER_AGENTS,
     GET_AGENT_DETAILS,
     GET_AGENTS_INFO,
@@ -36,6 +37,7 @@ pub const NAMES: [&str; 9] = [
     RESOLVE_AGENT,
     CALL_AGENT,
     ROUTE_TASK,
+    LIST_AGENT_ROSTER,
 ];
 
 /// Default and largest number of agents one discovery or search answer carries.
@@ -60,8 +62,8 @@ pub fn tools() -> Vec<Tool> {
     vec![
         Tool::new(
             DISCOVER_AGENTS,
-            "Discover the agents of the mounted zones (or of `zone`), or one agent by name, with \
-             their descriptions, tags, capabilities and endpoints.",
+            "Discover the agents of the mounted zones (or of `zone`, any zone of the federation), \
+             or one agent by name, with their descriptions, tags, capabilities and endpoints.",
             schema(json!({
                 "type": "object",
                 "properties": {
@@ -95,8 +97,24 @@ pub fn tools() -> Vec<Tool> {
         .annotate(read_only()),
         Tool::new(
             LIST_AGENTS,
-            "The names of the agents of the mounted zones (or of `zone`).",
+            "The names of the agents of the mounted zones (or of `zone`, any zone of the federation).",
             schema(json!({"type": "object", "properties": {"zone": zone}})),
+        )
+        .annotate(read_only()),
+        Tool::new(
+            LIST_AGENT_ROSTER,
+            "Browse many agents cheaply: a page of light entries (name, zone, the first line of \
+             the description, tags, capabilities) of the mounted zones or of `zone`, in name \
+             order. Page on with `next_cursor`; the cursor keeps working while agents come \
+             and go. get_agent_details gives one agent's full record and schema.",
+            schema(json!({
+                "type": "object",
+                "properties": {
+                    "zone": zone,
+                    "limit": {"type": "integer", "minimum": 1, "maximum": limits::PAGE_MAX, "default": DEFAULT_LIMIT},
+                    "cursor": {"type": "string", "description": "next_cursor of a previous answer"}
+                }
+            })),
         )
         .annotate(read_only()),
         Tool::new(

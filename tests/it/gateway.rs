@@ -1533,6 +1533,18 @@ async fn zones_that_are_not_mounted_are_listed_through_the_resolver() {
     );
     assert_eq!(second["next_cursor"], Value::Null, "{second}");
 
+    // So does the roster.
+    let roster = call(
+        &client,
+        "list_agent_roster",
+        json!({"zone": "acme", "limit": 1}),
+    )
+    .await;
+    let roster = structured(&roster);
+    assert_eq!(roster["agents"][0]["name"], json!("coder.acme"), "{roster}");
+    assert_eq!(roster["agents"][0]["zone"], json!("acme"), "{roster}");
+    assert!(roster["next_cursor"].is_string(), "{roster}");
+
     // The mounted zone still comes from the gateway's own listing.
     let mounted = call(&client, "list_agents", json!({"zone": "finance.acme"})).await;
     assert_eq!(
@@ -1548,4 +1560,98 @@ async fn zones_that_are_not_mounted_are_listed_through_the_resolver() {
     assert_eq!(structured(&missing)["agent_names"], json!([]));
     gateway.shutdown().await;
     fed.shutdown().await;
+}
+
+/// docs/protocol.md §10.2: `list_agent_roster` pages light entries in name order, and its
+/// cursor survives churn: an agent registered before the cursor's position between two pages
+/// shifts nothing (an index cursor would repeat one), one registered after it is reached, and
+/// every agent present throughout is listed exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_roster_pages_light_entries_with_a_cursor_that_survives_churn() {
+    let mut agents = String::new();
+    for i in 0..250 {
+        agents.push_str(&format!(
+            "[[agent]]\nname = \"a{i:04}\"\ndescription = \"Agent {i}.\\nSecond line, not in the roster.\"\ntags = [\"t{i}\"]\nendpoints = [{{ url = \"http://127.0.0.1:9/mcp\" }}]\n"
+        ));
+    }
+    let node = start_node(&zone_text(1, &agents)).await;
+    let gateway = start_gateway(&node).await;
+    let client = connect(&gateway).await;
+
+    let first = call(&client, "list_agent_roster", json!({"limit": 100})).await;
+    let first = structured(&first);
+    assert_eq!(first["success"], json!(true), "{first}");
+    let entries = first["agents"].as_array().unwrap();
+    assert_eq!(entries.len(), 100);
+    assert_eq!(
+        entries[7],
+        json!({"name": "a0007.finance.acme", "zone": "finance.acme",
+               "description": "Agent 7.", "tags": ["t7"], "capabilities": []}),
+        "light entries: the description's first line, no schema, no endpoints"
+    );
+    let mut seen: Vec<String> = entries
+        .iter()
+        .map(|e| e["name"].as_str().unwrap().to_string())
+        .collect();
+
+    // Churn between pages: one agent before the cursor's position, one after it.
+    for name in ["a0050x", "zz-late"] {
+        let registration = Registration {
+            name: Name::parse(&format!("{name}.finance.acme")).unwrap(),
+            endpoint: Endpoint::new("http://127.0.0.1:9/mcp", "t", 10, 1).unwrap(),
+            lease_secs: 600,
+            fields: AgentUpdate::default(),
+        };
+        node.authority()
+            .register(Name::parse("finance.acme").unwrap(), registration)
+            .await
+            .expect("registered");
+    }
+    eventually(DEADLINE, "the gateway lists both new agents", || async {
+        let listed = call(&client, "list_agents", json!({})).await;
+        let names = structured(&listed)["agent_names"].clone();
+        names
+            .as_array()
+            .is_some_and(|names| names.contains(&json!("zz-late.finance.acme")))
+    })
+    .await;
+
+    let mut cursor = first["next_cursor"].as_str().map(String::from);
+    while let Some(after) = cursor {
+        let page = call(
+            &client,
+            "list_agent_roster",
+            json!({"limit": 100, "cursor": after}),
+        )
+        .await;
+        let page = structured(&page);
+        seen.extend(
+            page["agents"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["name"].as_str().unwrap().to_string()),
+        );
+        cursor = page["next_cursor"].as_str().map(String::from);
+    }
+    let unique: HashSet<&String> = seen.iter().collect();
+    assert_eq!(unique.len(), seen.len(), "no agent listed twice");
+    for i in 0..250 {
+        assert!(
+            seen.contains(&format!("a{i:04}.finance.acme")),
+            "a{i:04} missing"
+        );
+    }
+    assert!(seen.contains(&"zz-late.finance.acme".to_string()));
+    assert!(
+        !seen.contains(&"a0050x.finance.acme".to_string()),
+        "registered behind the cursor: not on a later page"
+    );
+    assert_eq!(seen.len(), 251);
+
+    // Bad input: a limit over the page limit names it.
+    let bad = call(&client, "list_agent_roster", json!({"limit": 5000})).await;
+    assert_eq!(structured(&bad)["success"], json!(false));
+    assert!(text(&bad).contains("1000"), "{}", text(&bad));
+    gateway.shutdown().await;
 }

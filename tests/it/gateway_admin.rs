@@ -190,8 +190,9 @@ endpoints = [{{ url = "{ghost_url}", tool = "ghost" }}]
     assert!((0.0..60.0).contains(&age), "{age}");
     assert_eq!(metrics["aop_gateway_mcp_sessions_open"], 1.0);
     assert_eq!(
-        metrics["aop_gateway_tools"], 11.0,
-        "nine meta tools, two agents"
+        metrics["aop_gateway_tools"],
+        (aop::gateway::shapes::NAMES.len() + 2) as f64,
+        "the meta tools and two agents"
     );
     assert_eq!(metrics["aop_gateway_agent_sessions_open"], 1.0);
     eventually(
