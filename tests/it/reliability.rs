@@ -27,7 +27,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tonic::Code;
 
-use crate::support::process::{NodeProcess, ZONE, setup};
+use crate::support::process::{NodeProcess, ZONE, register_body, setup};
 use crate::support::{bind, connect, eventually, free_addr, free_listener, loopback, zone};
 
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -60,24 +60,6 @@ fn key() -> UpdateKey {
         "cmVsaWFiaWxpdHktcmVsaWFiaWxpdHktMTIzNDU2Nzg=",
     )
     .expect("a key")
-}
-
-fn register_body(zone: &str, name: &str, lease: u32, description: &str) -> pb::RegisterRequest {
-    pb::RegisterRequest {
-        zone: zone.into(),
-        name: name.into(),
-        endpoint: Some(pb::Endpoint {
-            url: format!("http://127.0.0.1:9/mcp/{name}"),
-            tool: String::new(),
-            priority: 10,
-            weight: 1,
-        }),
-        lease_seconds: lease,
-        fields: Some(pb::AgentFields {
-            description: Some(description.into()),
-            ..pb::AgentFields::default()
-        }),
-    }
 }
 
 /// A register request signed by `key` at `unix_secs`.

@@ -14,7 +14,7 @@ use aop::grpc::{RegistryClient, pb};
 use aop::keys::UpdateKey;
 use serde_json::Value;
 
-use crate::support::process::{NodeProcess, Setup, ZONE, setup};
+use crate::support::process::{NodeProcess, Setup, ZONE, register_body, setup};
 use crate::support::{AOP, connect, free_addr};
 
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -94,21 +94,12 @@ fn failed(what: &str, output: &Output) -> String {
 /// Registers `name` with one live endpoint (an hour's lease), signed with `key`; the serial
 /// the zone moved to.
 async fn register(client: &mut RegistryClient, key: &UpdateKey, name: &str) -> u32 {
-    let body = pb::RegisterRequest {
-        zone: ZONE.into(),
-        name: name.into(),
-        endpoint: Some(pb::Endpoint {
-            url: format!("http://127.0.0.1:9/mcp/{name}"),
-            tool: String::new(),
-            priority: 10,
-            weight: 1,
-        }),
-        lease_seconds: 3600,
-        fields: Some(pb::AgentFields {
-            description: Some(format!("Registered as {name} by the backup test.")),
-            ..Default::default()
-        }),
-    };
+    let body = register_body(
+        ZONE,
+        name,
+        3600,
+        &format!("Registered as {name} by the backup test."),
+    );
     let fields = register_fields(&body);
     tokio::time::timeout(DEADLINE, client.register(signed(body, &fields, Some(key))))
         .await

@@ -8,6 +8,7 @@ use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use aop::grpc::pb;
 use aop::keys::UpdateKey;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -70,6 +71,27 @@ endpoints = [{ url = "http://127.0.0.1:9/mcp" }]
         zone_file,
         key_file,
         key,
+    }
+}
+
+/// A Register of `name` in `zone` with one endpoint of its own
+/// (`http://127.0.0.1:9/mcp/<name>`, nothing listens there), `lease` seconds and a
+/// description: unsigned, for the tests to sign.
+pub fn register_body(zone: &str, name: &str, lease: u32, description: &str) -> pb::RegisterRequest {
+    pb::RegisterRequest {
+        zone: zone.into(),
+        name: name.into(),
+        endpoint: Some(pb::Endpoint {
+            url: format!("http://127.0.0.1:9/mcp/{name}"),
+            tool: String::new(),
+            priority: 10,
+            weight: 1,
+        }),
+        lease_seconds: lease,
+        fields: Some(pb::AgentFields {
+            description: Some(description.into()),
+            ..pb::AgentFields::default()
+        }),
     }
 }
 
