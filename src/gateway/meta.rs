@@ -149,6 +149,25 @@ fn agents_below(
     Ok(agents)
 }
 
+/// One page of `agents` (in name order): up to `limit` after the name `after`, and the
+/// cursor of the next page (the last name returned) when there is more. A name cursor, not
+/// an index: agents added or removed before it shift nothing.
+fn page_after<'a>(
+    agents: &'a [Arc<Agent>],
+    after: Option<&str>,
+    limit: usize,
+) -> (&'a [Arc<Agent>], Option<String>) {
+    let start = after.map_or(0, |after| {
+        agents.partition_point(|agent| agent.name.as_str() <= after)
+    });
+    let end = agents.len().min(start.saturating_add(limit));
+    let page = &agents[start..end];
+    let next = (end < agents.len())
+        .then(|| page.last().map(|agent| agent.name.to_string()))
+        .flatten();
+    (page, next)
+}
+
 /// Finds a mounted agent by FQDN (with or without a trailing dot) or tool name.
 pub fn find_mounted(gateway: &Gateway, text: &str) -> Option<Arc<Agent>> {
     let mounted = gateway.directory().current();
@@ -185,19 +204,11 @@ pub async fn discover_agents(gateway: &Gateway, args: &JsonObject) -> CallToolRe
         }
         let mounted = gateway.directory().current();
         let agents = agents_below(gateway, &mounted, zone.as_ref())?;
-        let total = agents.len();
-        let start = match after {
-            None => 0,
-            Some(after) => agents.partition_point(|agent| agent.name.as_str() <= after),
-        };
-        let page: Vec<Value> = agents[start..]
-            .iter()
-            .take(limit)
-            .map(|agent| discovery_info(agent))
-            .collect();
-        let next =
-            (start + page.len() < total).then(|| agents[start + page.len() - 1].name.to_string());
-        Ok(json!({"success": true, "agents": page, "total_count": total, "next_cursor": next}))
+        let (page, next) = page_after(&agents, after, limit);
+        let page: Vec<Value> = page.iter().map(|agent| discovery_info(agent)).collect();
+        Ok(
+            json!({"success": true, "agents": page, "total_count": agents.len(), "next_cursor": next}),
+        )
     };
     match run().await {
         Ok(value) => answer(value),
@@ -341,18 +352,13 @@ pub async fn list_agent_roster(gateway: &Gateway, args: &JsonObject) -> CallTool
         }
         let mounted = gateway.directory().current();
         let agents = agents_below(gateway, &mounted, zone.as_ref())?;
-        let start = after.map_or(0, |after| {
-            agents.partition_point(|agent| agent.name.as_str() <= after)
-        });
-        let page: Vec<&Arc<Agent>> = agents[start..].iter().take(limit).collect();
+        let (page, next) = page_after(&agents, after, limit);
         let mut answer = json!({
             "success": true,
             "agents": page.iter().map(|agent| roster_entry(agent)).collect::<Vec<_>>(),
         });
-        if start + page.len() < agents.len()
-            && let Some(last) = page.last()
-        {
-            answer["next_cursor"] = json!(last.name.to_string());
+        if let Some(next) = next {
+            answer["next_cursor"] = json!(next);
         }
         Ok(answer)
     };
