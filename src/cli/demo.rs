@@ -138,7 +138,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             echo.tool,
             key.display()
         );
-        println!("  aop resolve {server}scribe.finance.acme    # the agent just registered");
+        // Asked of the primary that took the registration: a recursive resolve may reach the
+        // secondary a moment before its transfer has brought the new agent.
+        println!(
+            "  aop resolve --server {finance} scribe.finance.acme    # the agent just registered, from its primary"
+        );
     }
     if let Some(admin) = demo.nodes.first().and_then(|node| node.handle.admin_url()) {
         println!(
