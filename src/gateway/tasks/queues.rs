@@ -405,14 +405,13 @@ impl TaskQueues {
         let run = async {
             if interrupted {
                 match runner.idempotent(agent.clone()).await {
-                    Ok(true) => {}
+                    Ok(true) => self.count_retry(&task_id),
                     Ok(false) => {
                         return Finish::Failed {
                             error: "the gateway stopped while this task was processing, and the \
                                     agent's tool is not annotated idempotentHint, so it was not \
                                     run again (the agent may have acted on it)"
                                 .into(),
-                            retried: false,
                         };
                     }
                     Err(reason) => {
@@ -421,7 +420,6 @@ impl TaskQueues {
                                 "the gateway stopped while this task was processing, and whether \
                                  the agent's tool is idempotent could not be learned: {reason}"
                             ),
-                            retried: false,
                         };
                     }
                 }
@@ -437,12 +435,8 @@ impl TaskQueues {
                     success,
                     error,
                     retries,
-                    retried: interrupted,
                 },
-                RunOutcome::Failed { error } => Finish::Failed {
-                    error,
-                    retried: interrupted,
-                },
+                RunOutcome::Failed { error } => Finish::Failed { error },
                 RunOutcome::Cancelled => Finish::Cancelled,
             }
         };
@@ -452,6 +446,17 @@ impl TaskQueues {
             _ = self.shutdown.cancelled() => return,
         };
         self.finish(&agent, &task_id, finish);
+    }
+
+    /// An interrupted task runs again: one more retry, on disk before the call.
+    fn count_retry(&self, task_id: &str) {
+        let mut state = self.lock();
+        if let Some(entry) = state.tasks.get_mut(task_id) {
+            entry.record.retry_count += 1;
+            entry.record.interrupted = false;
+            let record = entry.record.clone();
+            self.persist(vec![StoreOp::Put(record)]);
+        }
     }
 
     fn finish(self: &Arc<Self>, agent: &Name, task_id: &str, finish: Finish) {
@@ -473,20 +478,18 @@ impl TaskQueues {
                     success,
                     error,
                     retries,
-                    retried,
                 } => {
                     record.result = Some(result);
                     record.error = error;
-                    record.retry_count += retries + u32::from(retried);
+                    record.retry_count += retries;
                     if success {
                         TaskStatus::Completed
                     } else {
                         TaskStatus::Failed
                     }
                 }
-                Finish::Failed { error, retried } => {
+                Finish::Failed { error } => {
                     record.error = Some(error);
-                    record.retry_count += u32::from(retried);
                     TaskStatus::Failed
                 }
                 Finish::Cancelled => TaskStatus::Cancelled,
@@ -685,11 +688,9 @@ enum Finish {
         success: bool,
         error: Option<String>,
         retries: u32,
-        retried: bool,
     },
     Failed {
         error: String,
-        retried: bool,
     },
     Cancelled,
 }

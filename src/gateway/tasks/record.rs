@@ -115,6 +115,8 @@ impl TaskRecord {
             "max_retries": self.max_retries,
             "priority": self.priority,
             "agent_name": self.agent,
+            "started_at": self.started_at_ms.map(|ms| ms as f64 / 1000.0),
+            "finished_at": self.finished_at_ms.map(|ms| ms as f64 / 1000.0),
         })
     }
 
