@@ -219,7 +219,7 @@ async fn tasks_run_by_priority_and_pause_resume_and_clear_act_on_the_queue() {
             "{done}"
         );
         assert_eq!(done["agent_name"], json!(SLEEPER));
-        assert_eq!(done["priority"].as_u64().is_some(), true);
+        assert!(done["priority"].as_u64().is_some());
         started.push((done["started_at"].as_f64().unwrap(), *name));
     }
     started.sort_by(|a, b| a.0.total_cmp(&b.0));

@@ -129,7 +129,7 @@ impl TaskQueues {
                     record.status = TaskStatus::Pending;
                     record.interrupted = true;
                     record.started_at_ms = None;
-                    writes.push(StoreOp::Put(record.clone()));
+                    writes.push(StoreOp::put(&record));
                 }
                 state.next_seq = state.next_seq.max(record.seq + 1);
                 let queue = state.queues.entry(agent.clone()).or_default();
@@ -313,7 +313,7 @@ impl TaskQueues {
                 interrupted: false,
             };
             let task_id = record.task_id.clone();
-            let ack = self.persist_acked(vec![StoreOp::Put(record.clone())]);
+            let ack = self.persist_acked(vec![StoreOp::put(&record)]);
             let ttl_ms = self.ttl_ms();
             state.insert_known(record, ttl_ms, false);
             (task_id, ack)
@@ -375,7 +375,7 @@ impl TaskQueues {
             let arguments = entry.record.arguments.clone();
             let previous = entry.record.status;
             entry.record.status = TaskStatus::Processing;
-            writes.push(StoreOp::Put(entry.record.clone()));
+            writes.push(StoreOp::put(&entry.record));
             state.recount(agent, previous, TaskStatus::Processing);
             if let Some(queue) = state.queues.get_mut(agent) {
                 queue.processing += 1;
@@ -455,7 +455,7 @@ impl TaskQueues {
             entry.record.retry_count += 1;
             entry.record.interrupted = false;
             let record = entry.record.clone();
-            self.persist(vec![StoreOp::Put(record)]);
+            self.persist(vec![StoreOp::put(&record)]);
         }
     }
 
@@ -497,7 +497,7 @@ impl TaskQueues {
             record.status = status;
             record.finished_at_ms = Some(now);
             record.interrupted = false;
-            writes.push(StoreOp::Put(record.clone()));
+            writes.push(StoreOp::put(record));
             let processing_ms = record.processing_ms();
             state.recount(agent, TaskStatus::Processing, status);
             state.expiries.insert((now + ttl_ms, task_id.to_string()));
@@ -554,7 +554,7 @@ impl TaskQueues {
                 });
             }
             let record = self.cancel_locked(&mut state, agent, task_id);
-            self.persist_acked(record.into_iter().map(StoreOp::Put).collect())
+            self.persist_acked(record.iter().map(StoreOp::put).collect())
         };
         self.wait_acked(ack).await
     }
@@ -602,7 +602,7 @@ impl TaskQueues {
             let records: Vec<StoreOp> = pending
                 .iter()
                 .filter_map(|id| self.cancel_locked(&mut state, agent, id))
-                .map(StoreOp::Put)
+                .map(|record| StoreOp::put(&record))
                 .collect();
             (records.len(), self.persist_acked(records))
         };

@@ -28,9 +28,15 @@ pub const FILE_NAME: &str = "gateway-tasks.redb";
 /// One change to the file.
 #[derive(Debug)]
 pub enum StoreOp {
-    Put(TaskRecord),
+    Put(Box<TaskRecord>),
     Delete(String),
     Paused { agent: String, paused: bool },
+}
+
+impl StoreOp {
+    pub fn put(record: &TaskRecord) -> StoreOp {
+        StoreOp::Put(Box::new(record.clone()))
+    }
 }
 
 struct Batch {
