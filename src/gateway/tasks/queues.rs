@@ -109,6 +109,7 @@ impl TaskQueues {
         let mut state = State::default();
         let mut store = None;
         if let Some(dir) = &config.data_dir {
+            let loading = std::time::Instant::now();
             let (opened, loaded) = TaskStore::open(dir)?;
             let now = clock.unix_ms();
             let ttl_ms = config.ttl.as_millis() as u64;
@@ -150,6 +151,13 @@ impl TaskQueues {
             if !writes.is_empty() {
                 opened.send(writes);
             }
+            tracing::info!(
+                path = %opened.path().display(),
+                tasks = state.tasks.len(),
+                queues = state.queues.len(),
+                elapsed_ms = loading.elapsed().as_millis() as u64,
+                "task store loaded"
+            );
             store = Some(opened);
         }
         Ok(TaskQueues {
