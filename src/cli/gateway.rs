@@ -67,6 +67,20 @@ pub struct GatewayArgs {
     /// An MCP session with no traffic for this long is closed.
     #[arg(long, value_name = "DURATION", default_value = "300s", value_parser = super::parse_duration)]
     session_idle: Duration,
+    /// Directory where queued tasks, their results and paused queues are kept (fsync'd
+    /// before submit_task answers), so they survive a restart; in memory without it.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Pending tasks one agent's queue holds; one more is refused naming this limit.
+    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    queue_size: u32,
+    /// Tasks of one agent the gateway runs at once.
+    #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    agent_concurrency: u32,
+    /// How long a finished task (and its result) stays known; an idempotency key names
+    /// the same task for this long.
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = super::parse_duration)]
+    task_ttl: Duration,
 }
 
 pub async fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
@@ -78,6 +92,10 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
         config.mounts.push(zone);
     }
     config.poll_interval = args.poll_interval;
+    config.tasks.data_dir = args.data_dir.clone();
+    config.tasks.queue_size = args.queue_size as usize;
+    config.tasks.agent_concurrency = args.agent_concurrency as usize;
+    config.tasks.ttl = args.task_ttl;
     for origin in &args.allow_origins {
         if !(origin == "null" || origin.starts_with("http://") || origin.starts_with("https://")) {
             bail!(

@@ -1,5 +1,5 @@
 //! Which handler answers a tool call: the meta tools (discovery in [`meta`], search and
-//! routing in [`search`]), or, for any other name, the mounted agent of that tool name.
+//! routing in [`search`], tasks in [`task_tools`]), or, for any other name, the mounted agent of that tool name.
 
 use rmcp::model::{CallToolResult, JsonObject};
 
@@ -11,6 +11,11 @@ use super::shapes::{
     LIST_AGENT_ROSTER, LIST_AGENTS, RESOLVE_AGENT, ROUTE_TASK, SEARCH_AGENTS,
 };
 use super::state::Gateway;
+use super::task_shapes::{
+    CANCEL_TASK, CLEAR_AGENT_QUEUE, CLEAR_ALL_QUEUES, GET_QUEUE_STATS, GET_TASK_STATUS,
+    PAUSE_AGENT_QUEUE, PAUSE_ALL_QUEUES, RESUME_AGENT_QUEUE, RESUME_ALL_QUEUES, SUBMIT_TASK,
+};
+use super::task_tools;
 
 /// Runs meta tool `tool`, or `None` when `tool` is not a meta tool.
 pub async fn meta_tool(
@@ -30,6 +35,16 @@ pub async fn meta_tool(
         GET_SERVER_INFO => meta::get_server_info(gateway).await,
         RESOLVE_AGENT => meta::resolve_agent(gateway, args).await,
         CALL_AGENT => meta::call_agent(gateway, args, context).await,
+        SUBMIT_TASK => task_tools::submit_task(gateway, args).await,
+        GET_QUEUE_STATS => task_tools::get_queue_stats(gateway, args),
+        PAUSE_AGENT_QUEUE => task_tools::set_agent_paused(gateway, args, true).await,
+        RESUME_AGENT_QUEUE => task_tools::set_agent_paused(gateway, args, false).await,
+        CLEAR_AGENT_QUEUE => task_tools::clear_agent_queue(gateway, args).await,
+        GET_TASK_STATUS => task_tools::get_task_status(gateway, args),
+        CANCEL_TASK => task_tools::cancel_task(gateway, args).await,
+        PAUSE_ALL_QUEUES => task_tools::set_all_paused(gateway, true).await,
+        RESUME_ALL_QUEUES => task_tools::set_all_paused(gateway, false).await,
+        CLEAR_ALL_QUEUES => task_tools::clear_all_queues(gateway).await,
         _ => return None,
     })
 }

@@ -12,6 +12,10 @@
 //! ([`error`]); the MCP server itself is [`server`], which counts every call ([`metrics`],
 //! read by the admin endpoint that `aop gateway --admin` serves).
 //!
+//! Tasks (docs/protocol.md §10.1): `submit_task` and the Python AOP server's queue tools
+//! ([`task_tools`], named in [`task_shapes`]) over per-agent priority queues ([`tasks`]),
+//! durable with `--data-dir`, whose workers call agents through the same call path.
+//!
 //! The gateway talks to the registry only through a resolver node's gRPC door (`--resolver`):
 //! `Resolve` for calls, `GetZone`/`ListAgents` (recursive, so any zone in the tree) for the
 //! mounted zones.
@@ -30,6 +34,9 @@ pub mod server;
 pub mod sessions;
 pub mod shapes;
 mod state;
+pub mod task_shapes;
+pub mod task_tools;
+pub mod tasks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -62,6 +69,7 @@ impl GatewayHandle {
     /// Stops serving, ends the sessions with clients and agents.
     pub async fn shutdown(self) {
         self.shutdown.cancel();
+        self.gateway.tasks().stop();
         if let Some(http) = self.http {
             http.shutdown().await;
         }
@@ -77,6 +85,7 @@ impl GatewayHandle {
 async fn start_tasks(gateway: &Arc<Gateway>, shutdown: &CancellationToken) -> Vec<JoinHandle<()>> {
     let directory = Arc::clone(gateway.directory());
     let _ = tokio::time::timeout(Duration::from_secs(5), directory.refresh()).await;
+    gateway.start_tasks();
     let refresher = tokio::spawn(
         Arc::clone(&directory).run(gateway.config().poll_interval, shutdown.child_token()),
     );
@@ -141,6 +150,7 @@ pub async fn serve_stdio(gateway: Arc<Gateway>) -> Result<(), GatewayStartError>
         Err(error) => tracing::error!(%error, "stdio MCP session failed to start"),
     }
     shutdown.cancel();
+    gateway.tasks().stop();
     for task in tasks {
         let _ = task.await;
     }

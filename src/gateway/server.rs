@@ -1,7 +1,8 @@
 //! The gateway as an MCP server: one handler per client session, all sharing the gateway.
 //!
-//! `tools/list` pages the meta tools and then every mounted agent's tool (at most 500 a
-//! page, with the zone TTL as `ttlMs`); `tools/call` dispatches a meta tool, or an agent by
+//! `tools/list` pages the meta tools and then every mounted agent's tool in tool-name order
+//! (at most 500 a page, with the zone TTL as `ttlMs`; the cursor is the last tool name
+//! returned, so pages stay stable while agents come and go); `tools/call` dispatches a meta tool, or an agent by
 //! its tool name (or its FQDN, as Python AOP clients call agents by name). When the mounted
 //! zones change, every session hears `notifications/tools/list_changed`: on its standalone
 //! stream in the 2025 session era, through `subscriptions/listen` in the 2026-07-28 era.
@@ -36,17 +37,33 @@ impl GatewayServer {
     }
 }
 
-/// Cursor of a `tools/list` page: the index of its first tool, in decimal.
-fn page_start(request: Option<&PaginatedRequestParams>) -> Result<usize, ErrorData> {
+/// Every meta tool fits on the first page, so later pages are agent tools only.
+const _: () = assert!(crate::gateway::shapes::NAMES.len() < TOOLS_PAGE);
+
+/// What a `tools/list` cursor says: the first page, or the page after an agent tool name.
+/// A name, not an index (docs/protocol.md §10.2): tools added or removed before it shift
+/// nothing, so a tool present for the whole listing is listed exactly once.
+const CURSOR_PREFIX: &str = "after:";
+
+fn page_after(request: Option<&PaginatedRequestParams>) -> Result<Option<&str>, ErrorData> {
     let Some(cursor) = request.and_then(|r| r.cursor.as_deref()) else {
-        return Ok(0);
+        return Ok(None);
     };
-    cursor.parse::<usize>().map_err(|_| {
-        ErrorData::invalid_params(
-            format!("invalid cursor {cursor:?}: pass the nextCursor of a previous tools/list"),
-            None,
-        )
-    })
+    cursor
+        .strip_prefix(CURSOR_PREFIX)
+        .filter(|name| {
+            (1..=crate::mcp::tool_name::TOOL_NAME_MAX).contains(&name.len())
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        })
+        .map(Some)
+        .ok_or_else(|| {
+            ErrorData::invalid_params(
+                format!("invalid cursor {cursor:?}: pass the nextCursor of a previous tools/list"),
+                None,
+            )
+        })
 }
 
 impl ServerHandler for GatewayServer {
@@ -74,27 +91,26 @@ impl ServerHandler for GatewayServer {
         request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        let start = page_start(request.as_ref())?;
+        let after = page_after(request.as_ref())?;
         let mounted = self.gateway.directory().current();
-        let meta_tools = self.gateway.meta_tools();
-        let total = meta_tools.len() + mounted.listing.tools.len();
-        if start > total {
-            return Err(ErrorData::invalid_params(
-                format!("cursor {start} is past the end of the tool list ({total} tools)"),
-                None,
-            ));
-        }
-        let end = (start + TOOLS_PAGE).min(total);
-        let page: Vec<Tool> = (start..end)
-            .map(|index| match index.checked_sub(meta_tools.len()) {
-                None => meta_tools[index].clone(),
-                Some(agent_index) => mounted.listing.tools[agent_index].clone(),
-            })
-            .collect();
+        let agent_tools = &mounted.listing.tools;
+        let mut page: Vec<Tool> = Vec::with_capacity(TOOLS_PAGE);
+        let start = match after {
+            None => {
+                page.extend(self.gateway.meta_tools().iter().cloned());
+                0
+            }
+            // Agent tools are in tool-name order.
+            Some(after) => agent_tools.partition_point(|tool| tool.name.as_ref() <= after),
+        };
+        let end = agent_tools.len().min(start + (TOOLS_PAGE - page.len()));
+        page.extend(agent_tools[start..end].iter().cloned());
+        let next = (end < agent_tools.len())
+            .then(|| end.checked_sub(1).map(|last| &agent_tools[last]))
+            .flatten()
+            .map(|last| format!("{CURSOR_PREFIX}{}", last.name));
         let mut result = ListToolsResult::with_all_items(page).with_ttl_ms(mounted.ttl_ms());
-        if end < total {
-            result.next_cursor = Some(end.to_string());
-        }
+        result.next_cursor = next;
         Ok(result)
     }
 

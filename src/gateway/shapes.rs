@@ -9,6 +9,7 @@ use rmcp::model::{CallToolResult, ContentBlock, JsonObject, Tool, ToolAnnotation
 use serde_json::{Map, Value, json};
 
 use super::args::DEFAULT_LIMIT;
+use super::task_shapes;
 use crate::record::limits;
 
 use crate::mcp::tool_name::{hashed_tool_name, tool_name};
@@ -27,7 +28,7 @@ pub const LIST_AGENT_ROSTER: &str = "list_agent_roster";
 
 /// Every meta tool name. An agent whose plain tool name would be one of these (`list.agents`)
 /// gets the hashed form instead (see `gateway::directory`), so meta tools are never shadowed.
-pub const NAMES: [&str; 10] = [
+pub const NAMES: [&str; 20] = [
     DISCOVER_AGENTS,
     GET_AGENT_DETAILS,
     GET_AGENTS_INFO,
@@ -38,6 +39,16 @@ pub const NAMES: [&str; 10] = [
     CALL_AGENT,
     ROUTE_TASK,
     LIST_AGENT_ROSTER,
+    task_shapes::NAMES[0],
+    task_shapes::NAMES[1],
+    task_shapes::NAMES[2],
+    task_shapes::NAMES[3],
+    task_shapes::NAMES[4],
+    task_shapes::NAMES[5],
+    task_shapes::NAMES[6],
+    task_shapes::NAMES[7],
+    task_shapes::NAMES[8],
+    task_shapes::NAMES[9],
 ];
 
 /// Default and largest number of agents one discovery or search answer carries.
@@ -56,8 +67,14 @@ fn read_only() -> ToolAnnotations {
         .open_world(false)
 }
 
-/// The meta tools' definitions.
+/// The meta tools' definitions, the task tools' included.
 pub fn tools() -> Vec<Tool> {
+    let mut tools = discovery_tools();
+    tools.extend(task_shapes::tools());
+    tools
+}
+
+fn discovery_tools() -> Vec<Tool> {
     let zone = json!({"type": "string", "description": "A zone (default: the mounted zones), e.g. finance.acme"});
     vec![
         Tool::new(

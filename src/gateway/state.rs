@@ -15,6 +15,7 @@ use super::error::GatewayError;
 use super::metrics::GatewayMetrics;
 use super::names::NameCache;
 use super::sessions::{AgentSessions, SessionStats};
+use super::tasks::{TaskConfig, TaskError, TaskQueues, TaskRunner};
 use crate::clock::Clock;
 use crate::grpc::GrpcPeers;
 use crate::grpc::client::{ChannelPool, ClientError, NodeClient};
@@ -37,6 +38,8 @@ pub struct GatewayConfig {
     pub breaker: BreakerConfig,
     pub retry: RetryPolicy,
     pub guards: HttpGuards,
+    /// The task queues (docs/protocol.md §10.1).
+    pub tasks: TaskConfig,
 }
 
 impl GatewayConfig {
@@ -49,6 +52,7 @@ impl GatewayConfig {
             breaker: BreakerConfig::default(),
             retry: RetryPolicy::default(),
             guards: HttpGuards::default(),
+            tasks: TaskConfig::default(),
         }
     }
 }
@@ -58,6 +62,8 @@ impl GatewayConfig {
 pub enum GatewayStartError {
     #[error("--resolver: {0}")]
     Resolver(#[from] ClientError),
+    #[error("--data-dir: {0}")]
+    Tasks(#[from] TaskError),
     #[error("cannot serve MCP on {addr}: {source}")]
     Listen {
         addr: String,
@@ -109,6 +115,7 @@ pub struct Gateway {
     meta_tools: Vec<Tool>,
     notify: SessionsToNotify,
     metrics: Arc<GatewayMetrics>,
+    tasks: Arc<TaskQueues>,
     started: Instant,
 }
 
@@ -127,6 +134,7 @@ impl Gateway {
             }
         })?;
         let metrics = Arc::new(GatewayMetrics::default());
+        let tasks = Arc::new(TaskQueues::open(config.tasks.clone(), Arc::clone(&clock))?);
         Ok(Arc::new(Gateway {
             resolver_client: client.clone(),
             directory: Directory::new(config.mounts.clone(), client.clone()),
@@ -143,9 +151,26 @@ impl Gateway {
             meta_tools: super::shapes::tools(),
             notify: SessionsToNotify::default(),
             metrics,
+            tasks,
             started: Instant::now(),
             config,
         }))
+    }
+
+    /// The task queues.
+    pub fn tasks(&self) -> &Arc<TaskQueues> {
+        &self.tasks
+    }
+
+    /// Lets queued tasks run, calling agents through this gateway.
+    pub fn start_tasks(self: &Arc<Self>) {
+        let runner: std::sync::Weak<dyn TaskRunner> = Arc::downgrade(self) as _;
+        self.tasks.start(runner);
+    }
+
+    /// The compiled input schemas (tasks check their arguments at submission).
+    pub fn validators(&self) -> &Validators {
+        &self.caller.validators
     }
 
     pub fn config(&self) -> &GatewayConfig {

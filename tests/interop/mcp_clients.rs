@@ -5,7 +5,8 @@
 //! the Python venvs with `.ci/interop-mcp-venvs`, which prints the two variables these tests
 //! read, then runs `cargo test --test interop -- --ignored --test-threads=1 mcp_clients::`:
 //!
-//! - `AOP_INTEROP_MCP_PYTHON`: a Python with the newest MCP SDK (`mcp==2.3.0`);
+//! - `AOP_INTEROP_MCP_PYTHON`: a Python with the newest MCP SDK (`mcp==2.3.0`; it also
+//!   drives the task tools, tests/clients/mcp_sdk_tasks.py);
 //! - `AOP_INTEROP_SWARMS_PYTHON`: a Python with `swarms==14.0.2` and `mcp==1.30.0` (swarms'
 //!   AOP server needs `mcp<2`).
 //!
@@ -347,6 +348,65 @@ endpoints = [{{ url = "{}", tool = "analyst" }}]
     // Per mode: the agent's tool by tool name and by FQDN, and call_agent. Calls with bad
     // arguments never reach the agent.
     assert_eq!(analyst.calls(), 6, "{log}");
+    gateway.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "interop stage: needs AOP_INTEROP_MCP_PYTHON (a Python with mcp==2.3.0)"]
+async fn the_official_mcp_python_sdk_drives_the_task_tools() {
+    let python = python(MCP_PYTHON);
+    let (sleeper, server) = agent(AgentKind::Sleeper, "sleeper").await;
+    let agents = format!(
+        r#"
+[[agent]]
+name = "sleeper"
+timeout_ms = 120000
+input_schema = {{ type = "object", properties = {{ task = {{ type = "string" }}, ms = {{ type = "integer" }} }}, required = ["task"] }}
+endpoints = [{{ url = "{}", tool = "sleeper" }}]
+"#,
+        server.url()
+    );
+    let node = start_node(&zone_text(&agents)).await;
+    let mut config = GatewayConfig::new(node.grpc_url());
+    config.mounts = vec![Name::parse("finance.acme").unwrap()];
+    config.tasks.agent_concurrency = 1;
+    let gateway = gateway::start(config, free_listener().await)
+        .await
+        .expect("start the gateway");
+    let url = gateway.url().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let output = run_python(
+        &python,
+        &client_script("mcp_sdk_tasks.py"),
+        &["--url", &url, "--agent", "sleeper.finance.acme"],
+        dir.path(),
+    )
+    .await;
+    let log = transcript(&output);
+    assert!(output.status.success(), "{log}");
+    let results = json_lines(&output, "RESULT ");
+    assert_eq!(results.len(), 1, "{log}");
+    let result = &results[0];
+    assert_eq!(result["failures"], 0, "{log}");
+    assert_eq!(
+        result["order"],
+        json!(["high", "mid", "low"]),
+        "priority order: {log}"
+    );
+    assert_eq!(result["cancelled_status"], "cancelled", "{log}");
+    assert_eq!(
+        result["stats"]["stats"]["sleeper.finance.acme"]["completed_tasks"], 3,
+        "{log}"
+    );
+    // The cancel reached the agent: the sleeper stopped the long call.
+    let deadline = Instant::now() + CALL_DEADLINE;
+    while sleeper.cancelled() < 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the sleeper never saw the cancellation: {log}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     gateway.shutdown().await;
 }
 

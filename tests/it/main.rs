@@ -12,6 +12,7 @@ mod dns;
 mod federation;
 mod gateway;
 mod gateway_admin;
+mod gateway_tasks;
 mod gateway_watch;
 mod node_grpc;
 mod registration;
