@@ -37,6 +37,9 @@ pub struct GatewayConfig {
     pub breaker: BreakerConfig,
     pub retry: RetryPolicy,
     pub guards: HttpGuards,
+    /// What the link to an `https://` resolver trusts and presents (default: the system
+    /// roots, no client certificate).
+    pub resolver_tls: Option<Arc<crate::tls::ClientTls>>,
 }
 
 impl GatewayConfig {
@@ -49,6 +52,7 @@ impl GatewayConfig {
             breaker: BreakerConfig::default(),
             retry: RetryPolicy::default(),
             guards: HttpGuards::default(),
+            resolver_tls: None,
         }
     }
 }
@@ -118,7 +122,10 @@ impl Gateway {
         config: GatewayConfig,
         clock: Arc<dyn Clock>,
     ) -> Result<Arc<Gateway>, GatewayStartError> {
-        let pool = ChannelPool::new();
+        let pool = match &config.resolver_tls {
+            Some(tls) => ChannelPool::with_tls(Arc::clone(tls)),
+            None => ChannelPool::new(),
+        };
         let client = pool.client(&config.resolver_url)?;
         let resolver = ServerAddress::new(&config.resolver_url, None).map_err(|error| {
             ClientError::InvalidUrl {

@@ -579,7 +579,9 @@ impl pb::registry_server::Registry for RegistryService {
         request: Request<pb::WatchRequest>,
     ) -> Result<Response<WatchStream>, Status> {
         let deadline = deadline(&request);
-        let client = request.remote_addr().map(|addr| addr.ip());
+        let client = super::server::PeerInfo::of(&request)
+            .and_then(|peer| peer.remote)
+            .map(|addr| addr.ip());
         let stream = RegistryService::watch(self, request.into_inner(), deadline, client).await?;
         Ok(Response::new(stream))
     }
