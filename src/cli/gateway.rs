@@ -78,6 +78,8 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
         config.mounts.push(zone);
     }
     config.poll_interval = args.poll_interval;
+    // An https:// resolver: the --ca and --client-cert/--client-key of this process.
+    config.resolver_tls = Some(super::client_tls()?);
     for origin in &args.allow_origins {
         if !(origin == "null" || origin.starts_with("http://") || origin.starts_with("https://")) {
             bail!(
