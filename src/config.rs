@@ -50,6 +50,10 @@ pub struct NodeConfigFile {
     /// Key files accepted for updates (written by `aop key new`); relative to the file.
     #[serde(default)]
     pub update_key_files: Vec<PathBuf>,
+    /// Client certificate identities accepted for updates without a signature (mTLS):
+    /// `update_identities = [{ zone = "finance.acme", san = "ci.finance.acme" }]`.
+    #[serde(default)]
+    pub update_identities: Vec<crate::keys::identity::UpdateIdentityConfig>,
     /// NOTIFY secondaries of every change (default true).
     pub notify: Option<bool>,
     /// gRPC requests in flight at once (default 1024).
@@ -163,6 +167,10 @@ pub fn help_key_list() -> String {
             };
             match (table, *key) {
                 (Some(inner), _) => format!("[[{key}]] ({})", inner.join(", ")),
+                (None, "update_identities") => format!(
+                    "update_identities = [{{ {} }}]",
+                    struct_fields::<crate::keys::identity::UpdateIdentityConfig>().join(", ")
+                ),
                 (None, "tls") => format!("[tls] ({})", struct_fields::<TlsConfig>().join(", ")),
                 (None, _) => (*key).to_string(),
             }

@@ -28,6 +28,7 @@ use crate::grpc::observe::GrpcMetrics;
 use crate::grpc::server::ServerLimits;
 use crate::grpc::{ChannelPool, GrpcPeers};
 use crate::keys::UpdateKey;
+use crate::keys::identity::UpdateIdentity;
 use crate::name::Name;
 use crate::record::ServerAddress;
 use crate::resolver::{Resolver, ResolverConfig};
@@ -89,6 +90,8 @@ pub struct NodeConfig {
     pub data_dir: Option<PathBuf>,
     /// Keys that may update zones.
     pub update_keys: Vec<UpdateKey>,
+    /// Client certificate identities that may update zones (mTLS, `--update-identity`).
+    pub update_identities: Vec<UpdateIdentity>,
     /// NOTIFY secondaries of every change.
     pub notify: bool,
     /// Resolver settings; `resolver.roots` are the root hints.
@@ -152,6 +155,8 @@ pub struct ServeOptions {
     pub store: Option<Arc<Store>>,
     pub secondaries: Vec<(Name, String)>,
     pub update_keys: Vec<UpdateKey>,
+    /// Client certificate identities that may update zones without a signature.
+    pub update_identities: Vec<UpdateIdentity>,
     pub notify: bool,
     /// What bounds the gRPC door's clients (connections, requests in flight, streams).
     pub grpc_limits: ServerLimits,
@@ -172,6 +177,7 @@ impl ServeOptions {
             store: None,
             secondaries: Vec::new(),
             update_keys: Vec::new(),
+            update_identities: Vec::new(),
             notify: true,
             grpc_limits: ServerLimits::default(),
             client_tls: None,
@@ -200,6 +206,11 @@ impl ServeOptions {
 
     pub fn update_key(mut self, key: UpdateKey) -> Self {
         self.update_keys.push(key);
+        self
+    }
+
+    pub fn update_identity(mut self, identity: UpdateIdentity) -> Self {
+        self.update_identities.push(identity);
         self
     }
 
@@ -321,6 +332,7 @@ pub async fn start_with_tls(config: NodeConfig) -> Result<(NodeHandle, NodeTls),
         store,
         secondaries: config.secondaries,
         update_keys: config.update_keys,
+        update_identities: config.update_identities,
         notify: config.notify,
         grpc_limits: config.grpc_limits,
         client_tls: Some(Arc::clone(&tls.client)),
@@ -459,7 +471,8 @@ impl GrpcListener {
             pool,
         )
         .with_shutdown(shutdown.child_token())
-        .with_watch_limits(Admission::new(limits.watches));
+        .with_watch_limits(Admission::new(limits.watches))
+        .with_update_identities(options.update_identities);
         let resolve_requests = service.resolve_requests();
         let (admin_addr, admin_task) = match options.admin {
             Some(listener) => {

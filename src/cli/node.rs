@@ -11,6 +11,7 @@ use clap::Args;
 use aop::config::NodeConfigFile;
 use aop::grpc::server::ServerLimits;
 use aop::keys::UpdateKey;
+use aop::keys::identity::UpdateIdentity;
 use aop::name::Name;
 use aop::node::{self, NodeConfig};
 use aop::record::ServerAddress;
@@ -84,6 +85,12 @@ pub struct NodeArgs {
     /// The private key (PEM) of --tls-cert.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Accept Register/Renew/Deregister for ZONE without a signature from a client whose
+    /// mTLS certificate carries the DNS name SAN, sent straight to this node as the zone's
+    /// primary (repeatable; needs --tls-client-ca), for example
+    /// finance.acme=ci.finance.acme. Update keys keep working beside it.
+    #[arg(long = "update-identity", value_name = "ZONE=SAN", value_parser = UpdateIdentity::parse)]
+    update_identities: Vec<UpdateIdentity>,
     /// Require clients to present a certificate signed by this CA (PEM): mTLS.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     tls_client_ca: Option<PathBuf>,
@@ -147,6 +154,15 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
     for path in file.update_key_files.iter().chain(&args.update_keys) {
         update_keys.push(UpdateKey::load_file(path)?);
     }
+    let mut update_identities = args.update_identities;
+    if update_identities.is_empty() {
+        for entry in file.update_identities.clone() {
+            update_identities.push(
+                UpdateIdentity::try_from(entry)
+                    .map_err(|e| anyhow::anyhow!("invalid update_identities entry: {e}"))?,
+            );
+        }
+    }
     let mut resolver = ResolverConfig::default();
     for url in &root_urls {
         let root =
@@ -178,6 +194,7 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
         secondaries,
         data_dir: args.data_dir.or(file.data_dir),
         update_keys,
+        update_identities,
         notify: !args.no_notify && file.notify.unwrap_or(true),
         resolver,
         tls: tls_files(
@@ -203,6 +220,18 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
             limits
         },
     };
+    let mutual = config
+        .tls
+        .server
+        .as_ref()
+        .is_some_and(|server| server.client_ca.is_some());
+    if !config.update_identities.is_empty() && !mutual {
+        bail!(
+            "--update-identity (update_identities) needs mTLS, or no client ever proves an \
+             identity: give --tls-cert, --tls-key and --tls-client-ca (or [tls] cert, key, \
+             client_ca)"
+        );
+    }
     let stop = super::shutdown_signal();
     let (mut handle, tls) = node::start_with_tls(config).await?;
     tracing::info!(

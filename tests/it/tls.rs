@@ -372,3 +372,116 @@ async fn sighup_swaps_the_certificate_and_open_connections_stay() {
     node.line_containing("TLS files not reloaded").await;
     assert_eq!(presented_names(&url, &trusts_both).await, ["second.test"]);
 }
+
+fn zone_at(origin: &str, url: &str) -> String {
+    format!("[zone]\norigin = \"{origin}\"\nserial = 1\nservers = [{{ grpc = \"{url}\" }}]\n")
+}
+
+/// `--update-identity acme=ci.acme`: a client whose mTLS certificate carries ci.acme
+/// updates acme without a signature; the same identity for another zone of the node is
+/// PERMISSION_DENIED and changes nothing; a certificate no rule names needs a signature; an
+/// HMAC key keeps working beside identities.
+#[tokio::test]
+async fn updates_by_mtls_identity_for_its_zone_only() {
+    use crate::support::process::register_body;
+    use aop::keys::UpdateKey;
+    use aop::keys::identity::UpdateIdentity;
+    use tonic::Code;
+
+    let pki = Pki::new();
+    let listener = bind().await.tls(pki.server("node", true));
+    let url = listener.url();
+    let key = UpdateKey::generate("other-bot", "other").unwrap();
+    let node = listener
+        .serve_with(
+            ServeOptions::new(vec![zone(&acme(&url)), zone(&zone_at("other", &url))])
+                .update_identity(UpdateIdentity::parse("acme=ci.acme").unwrap())
+                .update_key(key.clone()),
+        )
+        .unwrap();
+    let serial = |zone: &str| {
+        node.catalog()
+            .zone(&aop::name::Name::parse(zone).unwrap())
+            .map(|z| z.serial())
+            .ok()
+    };
+    let mut ci = connect_with(&url, &pki.client(Some("ci.acme")))
+        .await
+        .unwrap();
+    let done = ci
+        .register(
+            register_body("acme", "builder.acme", 60, "CI builder."),
+            None,
+            TIMEOUT,
+        )
+        .await
+        .unwrap();
+    assert!(done.serial > 1, "{done:?}");
+    ci.renew(
+        aop::grpc::pb::RenewRequest {
+            zone: "acme".into(),
+            name: "builder.acme".into(),
+            url: "http://127.0.0.1:9/mcp/builder.acme".into(),
+            lease_seconds: 60,
+        },
+        None,
+        TIMEOUT,
+    )
+    .await
+    .unwrap();
+
+    let before = serial("other");
+    let error = ci
+        .register(
+            register_body("other", "intruder.other", 60, "No."),
+            None,
+            TIMEOUT,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Some(Code::PermissionDenied), "{error}");
+    assert!(
+        error
+            .message()
+            .contains("ci.acme may update zone acme, not zone other"),
+        "{error}"
+    );
+    assert_eq!(serial("other"), before, "nothing changed");
+
+    // A certificate no rule names: the update needs a signature.
+    let mut stranger = connect_with(&url, &pki.client(Some("stranger.acme")))
+        .await
+        .unwrap();
+    let error = stranger
+        .register(
+            register_body("acme", "intruder.acme", 60, "No."),
+            None,
+            TIMEOUT,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Some(Code::Unauthenticated), "{error}");
+
+    // HMAC keys keep working beside identities, over the same mTLS connection.
+    stranger
+        .register(
+            register_body("other", "signed.other", 60, "Signed."),
+            Some(&key),
+            TIMEOUT,
+        )
+        .await
+        .unwrap();
+    assert!(serial("other") > before);
+
+    ci.deregister(
+        aop::grpc::pb::DeregisterRequest {
+            zone: "acme".into(),
+            name: "builder.acme".into(),
+            url: String::new(),
+        },
+        None,
+        TIMEOUT,
+    )
+    .await
+    .unwrap();
+}
