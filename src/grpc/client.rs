@@ -377,21 +377,12 @@ impl AsyncWrite for ClientStream {
 
 /// One node's channels to other nodes, made lazily on first use and kept: the resolver's
 /// upstream queries, forwarded requests, NOTIFYs and transfers all share them.
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub struct ChannelPool {
     // std Mutex: held only to look up or insert a channel, never across an await.
     clients: Arc<Mutex<HashMap<String, RegistryClient>>>,
     /// The trust and client certificate of this node's `https://` channels.
     tls: Option<Arc<ClientTls>>,
-}
-
-impl Default for ChannelPool {
-    fn default() -> Self {
-        ChannelPool {
-            clients: Arc::default(),
-            tls: None,
-        }
-    }
 }
 
 impl ChannelPool {

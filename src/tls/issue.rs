@@ -283,3 +283,49 @@ impl FromPemText for CertificateDer<'static> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issued_certificates_carry_exactly_the_sans_given_and_keys_are_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ca_cert, ca_key) = write_ca(dir.path()).unwrap();
+        assert!(ca_cert.is_file());
+        let subject = Subject {
+            dns: vec!["node1.acme.example".into()],
+            ips: vec![IpAddr::from([10, 0, 0, 7])],
+        };
+        let (cert, key) = write_issued(dir.path(), "node1", &subject, dir.path()).unwrap();
+        let leaf = load_certs(&cert).unwrap().remove(0);
+        assert_eq!(super::super::dns_names(&leaf), ["node1.acme.example"]);
+        #[cfg(unix)]
+        for path in [&ca_key, &key] {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{}", path.display());
+        }
+        // None given: 127.0.0.1 and localhost.
+        let loopback = Subject::default().or_loopback();
+        let (cert, _) = write_issued(dir.path(), "local", &loopback, dir.path()).unwrap();
+        let leaf = load_certs(&cert).unwrap().remove(0);
+        assert_eq!(super::super::dns_names(&leaf), ["localhost"]);
+        // A CA directory of another CA's certificate with this key: refused before writing.
+        let other = tempfile::tempdir().unwrap();
+        write_ca(other.path()).unwrap();
+        std::fs::copy(
+            other.path().join(CA_CERT_FILE),
+            dir.path().join(CA_CERT_FILE),
+        )
+        .unwrap();
+        let error = write_issued(dir.path(), "bad", &loopback, dir.path()).unwrap_err();
+        assert!(
+            error.to_string().contains("does not verify against"),
+            "{error}"
+        );
+        assert!(!dir.path().join("bad.pem").exists());
+        let error = write_issued(dir.path(), "../x", &loopback, dir.path()).unwrap_err();
+        assert!(error.to_string().contains("NAME"), "{error}");
+    }
+}
