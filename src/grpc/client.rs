@@ -445,10 +445,19 @@ fn status_error(url: &str, status: &Status) -> ClientError {
             reason: tls_failure(status).unwrap_or_else(|| status_text(status)),
         };
     }
+    let mut message = status_text(status);
+    // A plaintext client of a TLS-only door sees the connection closed under it, nothing
+    // more: say what most likely happened.
+    if url.starts_with("http://")
+        && status.code() == Code::Cancelled
+        && message.contains("connection closed")
+    {
+        message.push_str(" (if the node speaks TLS, use an https:// URL)");
+    }
     ClientError::Status {
         url: url.to_string(),
         code: status.code(),
-        message: status_text(status),
+        message,
     }
 }
 
