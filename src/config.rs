@@ -50,6 +50,10 @@ pub struct NodeConfigFile {
     /// Key files accepted for updates (written by `aop key new`); relative to the file.
     #[serde(default)]
     pub update_key_files: Vec<PathBuf>,
+    /// Client certificate identities accepted for updates without a signature (mTLS):
+    /// `update_identities = [{ zone = "finance.acme", san = "ci.finance.acme" }]`.
+    #[serde(default)]
+    pub update_identities: Vec<crate::keys::identity::UpdateIdentityConfig>,
     /// NOTIFY secondaries of every change (default true).
     pub notify: Option<bool>,
     /// gRPC requests in flight at once (default 1024).
@@ -57,6 +61,22 @@ pub struct NodeConfigFile {
     /// gRPC connections open at once (default 8192), and per client address (default 512).
     pub max_connections: Option<u32>,
     pub max_connections_per_client: Option<u32>,
+    /// TLS: `[tls]` with `cert`, `key`, `client_ca`, `ca` (flags `--tls-cert`, `--tls-key`,
+    /// `--tls-client-ca`, `--ca`); paths relative to the file.
+    pub tls: Option<TlsConfig>,
+}
+
+/// The `[tls]` table of a node config.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The gRPC door's certificate chain (PEM); with `key`, the door speaks TLS only.
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    /// Clients must present a certificate signed by this CA (mTLS).
+    pub client_ca: Option<PathBuf>,
+    /// Trusted beside the system roots when this node reaches `https://` nodes.
+    pub ca: Option<PathBuf>,
 }
 
 /// A zone this node serves as a secondary.
@@ -104,11 +124,19 @@ impl NodeConfigFile {
                 message: diagnostic.message,
             })?;
         let base = path.parent().unwrap_or_else(|| Path::new("."));
+        let tls = config.tls.get_or_insert_with(TlsConfig::default);
+        let tls_paths = tls
+            .cert
+            .iter_mut()
+            .chain(tls.key.iter_mut())
+            .chain(tls.client_ca.iter_mut())
+            .chain(tls.ca.iter_mut());
         for path in config
             .zones
             .iter_mut()
             .chain(config.update_key_files.iter_mut())
             .chain(config.data_dir.iter_mut())
+            .chain(tls_paths)
         {
             if path.is_relative() {
                 *path = base.join(&*path);
@@ -137,9 +165,14 @@ pub fn help_key_list() -> String {
                 "update_key" => Some(struct_fields::<crate::keys::UpdateKeyConfig>()),
                 _ => None,
             };
-            match table {
-                Some(inner) => format!("[[{key}]] ({})", inner.join(", ")),
-                None => (*key).to_string(),
+            match (table, *key) {
+                (Some(inner), _) => format!("[[{key}]] ({})", inner.join(", ")),
+                (None, "update_identities") => format!(
+                    "update_identities = [{{ {} }}]",
+                    struct_fields::<crate::keys::identity::UpdateIdentityConfig>().join(", ")
+                ),
+                (None, "tls") => format!("[tls] ({})", struct_fields::<TlsConfig>().join(", ")),
+                (None, _) => (*key).to_string(),
             }
         })
         .collect::<Vec<_>>()
@@ -204,6 +237,26 @@ mod tests {
             help.contains("[[update_key]] (name, zone, algorithm, secret)"),
             "{help}"
         );
+    }
+
+    #[test]
+    fn tls_paths_are_relative_to_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.toml");
+        std::fs::write(
+            &path,
+            "grpc = \"127.0.0.1:1\"\n[tls]\ncert = \"n.pem\"\nkey = \"n.key\"\nca = \"/etc/ca.pem\"\n",
+        )
+        .unwrap();
+        let tls = NodeConfigFile::load(&path).unwrap().tls.unwrap();
+        assert_eq!(tls.cert, Some(dir.path().join("n.pem")));
+        assert_eq!(tls.key, Some(dir.path().join("n.key")));
+        assert_eq!(tls.ca, Some(PathBuf::from("/etc/ca.pem")));
+        assert_eq!(tls.client_ca, None);
+        assert!(help_key_list().contains("[tls] (cert, key, client_ca, ca)"));
+        std::fs::write(&path, "[tls]\ncertificate = \"n.pem\"\n").unwrap();
+        let error = NodeConfigFile::load(&path).unwrap_err().to_string();
+        assert!(error.contains("unknown field `certificate`"), "{error}");
     }
 
     #[test]

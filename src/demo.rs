@@ -15,6 +15,10 @@
 //! its admin endpoint (status page, /metrics, /healthz, /readyz) on base+901, as
 //! `aop gateway --admin` serves it.
 //!
+//! With TLS (`aop demo --tls`), the demo makes a development CA and one certificate for
+//! 127.0.0.1 and localhost in a directory it is given: every gRPC door speaks TLS with it,
+//! every node presents it to the others, and the gateway's link to the root trusts the CA.
+//!
 //! Every zone gets a fresh update key named `demo` (kept in memory, handed to the zone's
 //! primary; `aop demo` writes them to files for `aop register --key-file`), so live
 //! registration can be tried on the demo as on a real node.
@@ -22,6 +26,7 @@
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -36,6 +41,8 @@ use crate::mcp::http::McpHttpServer;
 use crate::name::Name;
 use crate::node::{GrpcListener, NodeError, NodeHandle, ServeOptions, load_zone_files};
 use crate::record::{Endpoint, ServerAddress};
+use crate::tls::issue::{self, Subject};
+use crate::tls::{ClientTls, ClientTlsFiles, ServerTls, ServerTlsFiles, TlsError};
 
 /// Offsets from the port base (docs/protocol.md §3).
 pub const DNS_PORT_OFFSET: u16 = 100;
@@ -75,6 +82,41 @@ pub enum DemoError {
     Admin(#[from] AdminError),
     #[error("cannot make the demo's update key for zone {zone}: {source}")]
     Key { zone: Name, source: KeyError },
+    #[error("demo TLS: {0}")]
+    Tls(#[from] TlsError),
+}
+
+/// The demo's TLS: a CA it made, and the one certificate every node serves and presents.
+pub struct DemoTls {
+    /// The CA certificate clients give as `--ca`.
+    pub ca: PathBuf,
+    server: Arc<ServerTls>,
+    client: Arc<ClientTls>,
+}
+
+impl DemoTls {
+    /// Writes a CA (`ca.pem`, `ca.key`) and a certificate for 127.0.0.1 and localhost
+    /// (`node.pem`, `node.key`) into `dir`.
+    pub fn create(dir: &Path) -> Result<DemoTls, TlsError> {
+        let (ca, _) = issue::write_ca(dir)?;
+        let (cert, key) = issue::write_issued(dir, "node", &Subject::default().or_loopback(), dir)?;
+        let server = ServerTls::grpc(ServerTlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            client_ca: None,
+        })?;
+        let client = ClientTls::load(ClientTlsFiles {
+            ca: Some(ca.clone()),
+            cert: Some(cert),
+            key: Some(key),
+        })?;
+        Ok(DemoTls { ca, server, client })
+    }
+
+    /// What a client of the demo trusts (its CA).
+    pub fn client(&self) -> Arc<ClientTls> {
+        Arc::clone(&self.client)
+    }
 }
 
 /// One built-in agent the demo runs.
@@ -161,6 +203,15 @@ pub fn zone_files(dir: &Path) -> Result<Vec<PathBuf>, DemoError> {
 
 /// Starts every node of the federation in `zones_dir`.
 pub async fn start(zones_dir: &Path, port_base: u16) -> Result<Demo, DemoError> {
+    start_with(zones_dir, port_base, None).await
+}
+
+/// [`start`], every gRPC door and link over TLS when `tls` is given.
+pub async fn start_with(
+    zones_dir: &Path,
+    port_base: u16,
+    tls: Option<&DemoTls>,
+) -> Result<Demo, DemoError> {
     let mut zones = load_zone_files(&zone_files(zones_dir)?)?;
     zones.sort_by(|a, b| a.origin().cmp(b.origin()));
 
@@ -192,7 +243,11 @@ pub async fn start(zones_dir: &Path, port_base: u16) -> Result<Demo, DemoError> 
     };
     for index in 0..written.len() {
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port(0, index)));
-        listeners.push(GrpcListener::bind(addr).await?);
+        let mut listener = GrpcListener::bind(addr).await?;
+        if let Some(tls) = tls {
+            listener = listener.tls(Arc::clone(&tls.server));
+        }
+        listeners.push(listener);
         let dns = SocketAddr::from((Ipv4Addr::LOCALHOST, port(DNS_PORT_OFFSET, index)));
         dns_listeners.push(DnsListener::bind(dns).await.map_err(NodeError::from)?);
         let admin = SocketAddr::from((Ipv4Addr::LOCALHOST, port(ADMIN_PORT_OFFSET, index)));
@@ -346,6 +401,7 @@ pub async fn start(zones_dir: &Path, port_base: u16) -> Result<Demo, DemoError> 
             .admin(admin);
         options.secondaries = secondaries;
         options.update_keys = keys;
+        options.client_tls = tls.map(DemoTls::client);
         let handle = listener.serve_with(options)?;
         nodes.push(DemoNode {
             index,
@@ -367,6 +423,7 @@ pub async fn start(zones_dir: &Path, port_base: u16) -> Result<Demo, DemoError> 
         .unwrap_or_default();
     let mut config = GatewayConfig::new(root_url);
     config.mounts = mounts;
+    config.resolver_tls = tls.map(DemoTls::client);
     let gateway = gateway::start(config, listener).await?;
     let status_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port(GATEWAY_STATUS_PORT_OFFSET, 0)));
     let status_listener = AdminListener::bind(status_addr).await?;

@@ -84,6 +84,7 @@ pub mod search;
 pub mod store;
 pub mod sys;
 pub mod telemetry;
+pub mod tls;
 pub mod twins;
 pub mod wire;
 pub mod zone;

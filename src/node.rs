@@ -28,11 +28,13 @@ use crate::grpc::observe::GrpcMetrics;
 use crate::grpc::server::ServerLimits;
 use crate::grpc::{ChannelPool, GrpcPeers};
 use crate::keys::UpdateKey;
+use crate::keys::identity::UpdateIdentity;
 use crate::name::Name;
 use crate::record::ServerAddress;
 use crate::resolver::{Resolver, ResolverConfig};
 use crate::store::{Store, StoreError};
 use crate::telemetry::RecentQueries;
+use crate::tls::{ClientTls, ClientTlsFiles, ServerTls, ServerTlsFiles, TlsError};
 use crate::zone::ZoneSnapshot;
 use crate::zone::file::{self, ZoneFileError};
 
@@ -65,6 +67,8 @@ pub enum NodeError {
     Authority(#[from] AuthorityError),
     #[error(transparent)]
     Admin(#[from] AdminError),
+    #[error("TLS: {0}")]
+    Tls(#[from] TlsError),
 }
 
 /// What `aop node` runs.
@@ -86,12 +90,53 @@ pub struct NodeConfig {
     pub data_dir: Option<PathBuf>,
     /// Keys that may update zones.
     pub update_keys: Vec<UpdateKey>,
+    /// Client certificate identities that may update zones (mTLS, `--update-identity`).
+    pub update_identities: Vec<UpdateIdentity>,
     /// NOTIFY secondaries of every change.
     pub notify: bool,
     /// Resolver settings; `resolver.roots` are the root hints.
     pub resolver: ResolverConfig,
     /// What bounds the gRPC door's clients.
     pub grpc_limits: ServerLimits,
+    /// TLS: the door's certificate and the trust of the node's own client side.
+    pub tls: NodeTlsFiles,
+}
+
+/// Where a node's TLS settings live (`[tls]` in a node config).
+#[derive(Debug, Clone, Default)]
+pub struct NodeTlsFiles {
+    /// The gRPC door's certificate, key and client CA: with them, the door speaks TLS only.
+    pub server: Option<ServerTlsFiles>,
+    /// A CA trusted beside the system roots when this node reaches `https://` nodes.
+    pub ca: Option<PathBuf>,
+}
+
+/// A node's live TLS settings: the door's, and its client side's, which presents the node's
+/// own certificate to nodes that ask for one.
+#[derive(Debug, Clone)]
+pub struct NodeTls {
+    pub server: Option<Arc<ServerTls>>,
+    pub client: Arc<ClientTls>,
+}
+
+impl NodeTls {
+    pub fn load(files: &NodeTlsFiles) -> Result<NodeTls, TlsError> {
+        let server = files.server.clone().map(ServerTls::grpc).transpose()?;
+        let client = ClientTls::load(ClientTlsFiles {
+            ca: files.ca.clone(),
+            cert: files.server.as_ref().map(|s| s.cert.clone()),
+            key: files.server.as_ref().map(|s| s.key.clone()),
+        })?;
+        Ok(NodeTls { server, client })
+    }
+
+    /// Re-reads every file (SIGHUP): new connections use the new ones, open ones stay.
+    pub fn reload(&self) -> Result<(), TlsError> {
+        if let Some(server) = &self.server {
+            server.reload()?;
+        }
+        self.client.reload()
+    }
 }
 
 /// Everything a bound listener needs to serve.
@@ -110,9 +155,14 @@ pub struct ServeOptions {
     pub store: Option<Arc<Store>>,
     pub secondaries: Vec<(Name, String)>,
     pub update_keys: Vec<UpdateKey>,
+    /// Client certificate identities that may update zones without a signature.
+    pub update_identities: Vec<UpdateIdentity>,
     pub notify: bool,
     /// What bounds the gRPC door's clients (connections, requests in flight, streams).
     pub grpc_limits: ServerLimits,
+    /// What the node's channels to other nodes trust and present for `https://` URLs
+    /// (default: the system roots, no certificate).
+    pub client_tls: Option<Arc<ClientTls>>,
 }
 
 impl ServeOptions {
@@ -127,9 +177,16 @@ impl ServeOptions {
             store: None,
             secondaries: Vec::new(),
             update_keys: Vec::new(),
+            update_identities: Vec::new(),
             notify: true,
             grpc_limits: ServerLimits::default(),
+            client_tls: None,
         }
+    }
+
+    pub fn client_tls(mut self, tls: Arc<ClientTls>) -> Self {
+        self.client_tls = Some(tls);
+        self
     }
 
     pub fn grpc_limits(mut self, limits: ServerLimits) -> Self {
@@ -149,6 +206,11 @@ impl ServeOptions {
 
     pub fn update_key(mut self, key: UpdateKey) -> Self {
         self.update_keys.push(key);
+        self
+    }
+
+    pub fn update_identity(mut self, identity: UpdateIdentity) -> Self {
+        self.update_identities.push(identity);
         self
     }
 
@@ -210,6 +272,12 @@ pub fn load_zone_files(paths: &[PathBuf]) -> Result<Vec<ZoneSnapshot>, NodeError
 
 /// Starts a node from its config: loads the zones, binds, serves.
 pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
+    start_with_tls(config).await.map(|(handle, _)| handle)
+}
+
+/// [`start`], handing back the node's live TLS settings too (to reload them on SIGHUP).
+pub async fn start_with_tls(config: NodeConfig) -> Result<(NodeHandle, NodeTls), NodeError> {
+    let tls = NodeTls::load(&config.tls)?;
     let started = std::time::Instant::now();
     let zones = load_zone_files(&config.zone_files)?;
     crate::sys::release_freed_memory();
@@ -238,7 +306,10 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
         }
         None => None,
     };
-    let listener = GrpcListener::bind(config.grpc).await?;
+    let mut listener = GrpcListener::bind(config.grpc).await?;
+    if let Some(server) = &tls.server {
+        listener = listener.tls(Arc::clone(server));
+    }
     let dns = match config.dns {
         Some(addr) => Some(DnsListener::bind(addr).await?),
         None => None,
@@ -251,7 +322,7 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
         ),
         None => None,
     };
-    listener.serve_with(ServeOptions {
+    let handle = listener.serve_with(ServeOptions {
         node_id: config.node_id,
         zones,
         resolver: config.resolver,
@@ -261,9 +332,12 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
         store,
         secondaries: config.secondaries,
         update_keys: config.update_keys,
+        update_identities: config.update_identities,
         notify: config.notify,
         grpc_limits: config.grpc_limits,
-    })
+        client_tls: Some(Arc::clone(&tls.client)),
+    })?;
+    Ok((handle, tls))
 }
 
 /// The resolver's caches drop what the authority changed, so this node answers an update's
@@ -280,10 +354,16 @@ impl crate::authority::ChangeListener for CacheInvalidation {
     }
 }
 
+/// The URL of a gRPC door at `addr`.
+pub fn grpc_url(addr: SocketAddr, tls: bool) -> String {
+    format!("{}://{addr}", if tls { "https" } else { "http" })
+}
+
 /// A bound gRPC port, not yet serving.
 pub struct GrpcListener {
     listener: TcpListener,
     addr: SocketAddr,
+    tls: Option<Arc<ServerTls>>,
 }
 
 impl GrpcListener {
@@ -294,16 +374,26 @@ impl GrpcListener {
         let addr = listener
             .local_addr()
             .map_err(|source| NodeError::Bind { addr, source })?;
-        Ok(GrpcListener { listener, addr })
+        Ok(GrpcListener {
+            listener,
+            addr,
+            tls: None,
+        })
+    }
+
+    /// Serve TLS only, with these settings (`https://` URLs).
+    pub fn tls(mut self, tls: Arc<ServerTls>) -> Self {
+        self.tls = Some(tls);
+        self
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
     }
 
-    /// The URL clients and zone files use for this listener.
+    /// The URL clients and zone files use for this listener (`https://` with TLS).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        grpc_url(self.addr, self.tls.is_some())
     }
 
     /// Serves `zones` with default settings (an in-memory store) until the handle shuts it
@@ -327,7 +417,10 @@ impl GrpcListener {
             None => Arc::new(Store::in_memory()?),
         };
         // One pool of channels to other nodes, for every part that asks them.
-        let pool = ChannelPool::new();
+        let pool = match &options.client_tls {
+            Some(tls) => ChannelPool::with_tls(Arc::clone(tls)),
+            None => ChannelPool::new(),
+        };
         let peers = Arc::new(GrpcPeers::new(pool.clone()));
         let prepared = PreparedAuthority::prepare(AuthorityConfig {
             store,
@@ -378,14 +471,15 @@ impl GrpcListener {
             pool,
         )
         .with_shutdown(shutdown.child_token())
-        .with_watch_limits(Admission::new(limits.watches));
+        .with_watch_limits(Admission::new(limits.watches))
+        .with_update_identities(options.update_identities);
         let resolve_requests = service.resolve_requests();
         let (admin_addr, admin_task) = match options.admin {
             Some(listener) => {
                 let addr = listener.local_addr();
                 let view = NodeView {
                     node_id: node_id.clone(),
-                    grpc_url: self.url(),
+                    grpc_url: grpc_url(self.addr, self.tls.is_some()),
                     dns_addr,
                     catalog: Arc::clone(&catalog),
                     resolver: Arc::clone(&resolver),
@@ -412,6 +506,7 @@ impl GrpcListener {
             },
             limits,
             Arc::clone(&grpc_connections),
+            self.tls.clone(),
             shutdown.clone(),
         );
         let task = tokio::spawn(async move {
@@ -423,6 +518,7 @@ impl GrpcListener {
         Ok(NodeHandle {
             node_id,
             grpc_addr: self.addr,
+            grpc_url: grpc_url(self.addr, self.tls.is_some()),
             catalog,
             resolver,
             authority,
@@ -444,6 +540,7 @@ impl GrpcListener {
 pub struct NodeHandle {
     node_id: String,
     grpc_addr: SocketAddr,
+    grpc_url: String,
     catalog: Arc<Catalog>,
     resolver: Arc<Resolver>,
     authority: Authority,
@@ -468,8 +565,9 @@ impl NodeHandle {
         self.grpc_addr
     }
 
+    /// `http://ADDR`, or `https://ADDR` when the door speaks TLS.
     pub fn grpc_url(&self) -> String {
-        format!("http://{}", self.grpc_addr)
+        self.grpc_url.clone()
     }
 
     pub fn catalog(&self) -> &Arc<Catalog> {

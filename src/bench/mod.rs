@@ -23,11 +23,12 @@ use rand_distr::{Distribution, Zipf};
 
 use crate::catalog::Catalog;
 use crate::grpc::GrpcPeers;
-use crate::grpc::client::{ClientError, NodeClient, connect};
+use crate::grpc::client::{ClientError, NodeClient, connect, connect_with};
 use crate::grpc::pb;
 use crate::name::Name;
 use crate::record::ServerAddress;
 use crate::resolver::{ResolveOptions, Resolver, ResolverConfig};
+use crate::tls::ClientTls;
 
 pub mod call;
 pub mod register;
@@ -35,6 +36,17 @@ pub mod search;
 
 pub use call::{CallBench, CallReport, run_call};
 pub use search::{SearchBench, SearchReport, run_search};
+
+/// A client of `url`, with `tls` for `https://` when given.
+pub(crate) async fn connect_to(
+    url: &str,
+    tls: &Option<std::sync::Arc<ClientTls>>,
+) -> Result<NodeClient, ClientError> {
+    match tls {
+        Some(tls) => connect_with(url, tls).await,
+        None => connect(url).await,
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -75,6 +87,8 @@ pub enum Target {
 #[derive(Debug, Clone)]
 pub struct ResolveBench {
     pub server: String,
+    /// What `https://` connections trust and present (default: the system roots).
+    pub tls: Option<std::sync::Arc<ClientTls>>,
     pub names: Vec<String>,
     pub concurrency: usize,
     pub connections: usize,
@@ -166,7 +180,7 @@ pub async fn run_resolve(bench: ResolveBench) -> Result<BenchReport, BenchError>
     }
     let mut clients = Vec::with_capacity(bench.connections);
     for _ in 0..bench.connections {
-        clients.push(connect(&bench.server).await?);
+        clients.push(connect_to(&bench.server, &bench.tls).await?);
     }
     let cold_root = match &bench.target {
         Target::Server => None,

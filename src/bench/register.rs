@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
-use crate::grpc::{connect, pb};
+use crate::grpc::pb;
 use crate::keys::UpdateKey;
 
 use super::{BenchError, Percentiles};
@@ -18,6 +18,8 @@ use super::{BenchError, Percentiles};
 /// What to run.
 pub struct RegisterBench {
     pub server: String,
+    /// What `https://` connections trust and present (default: the system roots).
+    pub tls: Option<std::sync::Arc<crate::tls::ClientTls>>,
     pub zone: String,
     pub key: UpdateKey,
     pub concurrency: usize,
@@ -61,7 +63,7 @@ pub async fn run_register(bench: RegisterBench) -> Result<RegisterReport, BenchE
     let watcher = match &bench.secondary {
         None => None,
         Some(url) => {
-            let mut client = connect(url)
+            let mut client = super::connect_to(url, &bench.tls)
                 .await
                 .map_err(|e| unreachable(url, e.to_string()))?;
             let mut stream = client
@@ -81,7 +83,7 @@ pub async fn run_register(bench: RegisterBench) -> Result<RegisterReport, BenchE
             }))
         }
     };
-    let client = connect(&bench.server)
+    let client = super::connect_to(&bench.server, &bench.tls)
         .await
         .map_err(|e| unreachable(&bench.server, e.to_string()))?;
     let next = Arc::new(AtomicU64::new(0));

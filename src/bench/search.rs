@@ -10,12 +10,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::bench::{BenchError, Percentiles, new_histogram, progress_bar};
-use crate::grpc::client::{SearchCall, connect};
+use crate::grpc::client::SearchCall;
 
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct SearchBench {
     pub server: String,
+    /// What `https://` connections trust and present (default: the system roots).
+    pub tls: Option<std::sync::Arc<crate::tls::ClientTls>>,
     pub queries: Vec<String>,
     /// Scope of every search (empty: the whole tree).
     pub zone: String,
@@ -62,7 +64,7 @@ pub async fn run_search(bench: SearchBench) -> Result<SearchReport, BenchError> 
     }
     let mut clients = Vec::with_capacity(bench.connections);
     for _ in 0..bench.connections {
-        clients.push(connect(&bench.server).await?);
+        clients.push(super::connect_to(&bench.server, &bench.tls).await?);
     }
     let request = |query: &str| SearchCall {
         query: query.to_string(),

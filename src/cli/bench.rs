@@ -164,6 +164,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
 async fn search(args: SearchArgs) -> anyhow::Result<ExitCode> {
     let queries = read_lines(&args.queries, "queries")?;
     let report = bench::run_search(bench::SearchBench {
+        tls: Some(super::client_tls()?),
         server: args.server.clone(),
         queries,
         zone: args.zone.clone(),
@@ -237,6 +238,7 @@ async fn call(args: CallArgs) -> anyhow::Result<ExitCode> {
 async fn resolve(args: ResolveArgs) -> anyhow::Result<ExitCode> {
     let names = read_lines(&args.names, "names")?;
     let report = bench::run_resolve(ResolveBench {
+        tls: Some(super::client_tls()?),
         server: args.server.clone(),
         names,
         concurrency: args.concurrency,
@@ -304,6 +306,7 @@ async fn register(args: RegisterArgs) -> anyhow::Result<ExitCode> {
     let key = aop::keys::UpdateKey::load_file(&args.key_file)?;
     let run_id = format!("{:x}", aop::clock::system_unix_ms());
     let report = run_register(RegisterBench {
+        tls: Some(super::client_tls()?),
         server: args.server.clone(),
         zone: args.zone.clone(),
         key,

@@ -25,12 +25,25 @@ pub struct DemoArgs {
     /// Directory of zone files.
     #[arg(long, default_value = "zones", value_name = "DIR")]
     zones: PathBuf,
+    /// Every gRPC door and link over TLS, with a CA the demo makes (in a private temporary
+    /// directory, removed when it stops); prints the --ca clients need.
+    #[arg(long)]
+    tls: bool,
 }
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     // Before anything is announced: a signal sent then must stop it cleanly.
     let stop_signal = super::shutdown_signal();
-    let demo = match demo::start(&args.zones, args.port_base).await {
+    let tls_dir = if args.tls {
+        Some(PrivateDir::create("tls")?)
+    } else {
+        None
+    };
+    let tls = match &tls_dir {
+        Some(dir) => Some(demo::DemoTls::create(&dir.0)?),
+        None => None,
+    };
+    let demo = match demo::start_with(&args.zones, args.port_base, tls.as_ref()).await {
         Ok(demo) => demo,
         Err(error @ (DemoError::ReadDir { .. } | DemoError::NoZones { .. })) => {
             anyhow::bail!(
@@ -84,12 +97,26 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         .iter()
         .find(|node| node.zones.iter().any(|z| z.as_str() == "finance.acme"))
         .map(|node| node.handle.grpc_url());
-    // The default --server is the demo root on the default port base.
+    // The default --server is the demo root on the default port base; over TLS every
+    // command also needs the demo's CA.
+    let ca = tls
+        .as_ref()
+        .map(|tls| format!("--ca {} ", tls.ca.display()))
+        .unwrap_or_default();
     let server = if root == super::DEFAULT_SERVER {
         String::new()
     } else {
-        format!("--server {root} ")
+        format!("--server {root} {ca}")
     };
+    if let Some(tls) = &tls {
+        println!();
+        println!(
+            "TLS: every gRPC door speaks TLS with a certificate of the demo's CA; clients give \
+             --ca {} (or AOP_CA={})",
+            tls.ca.display(),
+            tls.ca.display()
+        );
+    }
     println!();
     println!("Try:");
     println!(
@@ -107,11 +134,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     );
     if let Some(finance) = &finance {
         println!(
-            "  aop resolve --server {finance} --no-recurse fx.trading.finance.acme    # authoritative only"
+            "  aop resolve --server {finance} {ca}--no-recurse fx.trading.finance.acme    # authoritative only"
         );
     }
     println!(
-        "  aop resolve --server {root} --no-recurse analyst.finance.acme    # the root's referral"
+        "  aop resolve --server {root} {ca}--no-recurse analyst.finance.acme    # the root's referral"
     );
     if let Some(dns) = demo
         .nodes
@@ -133,7 +160,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         (finance.as_ref(), echo, key_dir.path_of("finance.acme"))
     {
         println!(
-            "  aop register --server {finance} --zone finance.acme --name scribe --url {} --tool {} --lease 600 --key-file {}    # live, signed with the demo's key",
+            "  aop register --server {finance} {ca}--zone finance.acme --name scribe --url {} --tool {} --lease 600 --key-file {}    # live, signed with the demo's key",
             echo.server.url(),
             echo.tool,
             key.display()
@@ -141,7 +168,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         // Asked of the primary that took the registration: a recursive resolve may reach the
         // secondary a moment before its transfer has brought the new agent.
         println!(
-            "  aop resolve --server {finance} scribe.finance.acme    # the agent just registered, from its primary"
+            "  aop resolve --server {finance} {ca}scribe.finance.acme    # the agent just registered, from its primary"
         );
     }
     if let Some(admin) = demo.nodes.first().and_then(|node| node.handle.admin_url()) {
@@ -187,6 +214,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         "--resolver".into(),
         root.clone(),
     ];
+    if let Some(tls) = &tls {
+        stdio_args.push("--ca".into());
+        stdio_args.push(tls.ca.display().to_string());
+    }
     for mount in &mounts {
         stdio_args.push("--mount".into());
         stdio_args.push(mount.clone());
@@ -217,7 +248,35 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     eprintln!("stopping");
     demo.shutdown().await?;
     key_dir.remove();
+    if let Some(dir) = tls_dir {
+        dir.remove();
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A private (0700) temporary directory of the demo's, removed when it stops.
+struct PrivateDir(PathBuf);
+
+impl PrivateDir {
+    fn create(what: &str) -> anyhow::Result<PrivateDir> {
+        let dir = std::env::temp_dir().join(format!("aop-demo-{what}-{}", std::process::id()));
+        let mut builder = std::fs::DirBuilder::new();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            builder.mode(0o700);
+        }
+        builder
+            .create(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        Ok(PrivateDir(dir))
+    }
+
+    fn remove(self) {
+        if let Err(error) = std::fs::remove_dir_all(&self.0) {
+            tracing::warn!(dir = %self.0.display(), %error, "cannot remove the demo's directory");
+        }
+    }
 }
 
 /// A private directory holding the demo's key files, one per zone (`<zone>.key`).

@@ -96,6 +96,8 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
     config.tasks.queue_size = args.queue_size as usize;
     config.tasks.agent_concurrency = args.agent_concurrency as usize;
     config.tasks.ttl = args.task_ttl;
+    // An https:// resolver: the --ca and --client-cert/--client-key of this process.
+    config.resolver_tls = Some(super::client_tls()?);
     for origin in &args.allow_origins {
         if !(origin == "null" || origin.starts_with("http://") || origin.starts_with("https://")) {
             bail!(

@@ -4,6 +4,7 @@
 
 mod agent;
 mod bench;
+mod cert;
 mod demo;
 mod gateway;
 mod node;
@@ -14,10 +15,15 @@ mod store;
 mod update;
 mod zone;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use aop::tls::{ClientTls, ClientTlsFiles};
 
 /// The demo root's gRPC address: where commands look when no `--server` is given.
 pub const DEFAULT_SERVER: &str = "http://127.0.0.1:7100";
@@ -36,8 +42,62 @@ struct Cli {
     /// Log format of long-running commands (logs go to stderr; filter with RUST_LOG).
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    #[command(flatten)]
+    tls: ClientTlsArgs,
     #[command(subcommand)]
     command: Command,
+}
+
+/// What every gRPC client of this process trusts and presents for `https://` URLs.
+#[derive(Debug, Clone, Args)]
+struct ClientTlsArgs {
+    /// CA certificate (PEM) trusted beside the system roots for https:// URLs (`aop cert ca`
+    /// writes one; `aop demo --tls` prints its own).
+    #[arg(long, global = true, value_name = "FILE", env = "AOP_CA")]
+    ca: Option<PathBuf>,
+    /// Client certificate (PEM) presented to servers that require one (mTLS); with
+    /// --client-key. A node presents its own --tls-cert instead.
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        env = "AOP_CLIENT_CERT",
+        requires = "client_key"
+    )]
+    client_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        env = "AOP_CLIENT_KEY",
+        requires = "client_cert"
+    )]
+    client_key: Option<PathBuf>,
+}
+
+/// The client TLS files given on the command line (or in AOP_CA, AOP_CLIENT_CERT,
+/// AOP_CLIENT_KEY); set once at start.
+static CLIENT_TLS_FILES: OnceLock<ClientTlsFiles> = OnceLock::new();
+
+pub fn client_tls_files() -> ClientTlsFiles {
+    CLIENT_TLS_FILES.get().cloned().unwrap_or_default()
+}
+
+/// The client TLS settings of this process, read from their files on first use.
+pub fn client_tls() -> anyhow::Result<Arc<ClientTls>> {
+    static LOADED: OnceLock<Arc<ClientTls>> = OnceLock::new();
+    if let Some(tls) = LOADED.get() {
+        return Ok(Arc::clone(tls));
+    }
+    let tls = ClientTls::load(client_tls_files())
+        .context("client TLS settings (--ca, --client-cert, --client-key)")?;
+    Ok(Arc::clone(LOADED.get_or_init(|| tls)))
+}
+
+/// A client of the node at `url`, with this process's TLS settings.
+pub async fn connect(url: &str) -> anyhow::Result<aop::grpc::NodeClient> {
+    Ok(aop::grpc::connect_with(url, &client_tls()?).await?)
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -77,10 +137,18 @@ enum Command {
     /// Load generators that print latency percentiles, throughput and errors.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// A development CA and certificates for TLS (gRPC, mTLS, HTTPS).
+    #[command(subcommand)]
+    Cert(cert::CertCommand),
 }
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    let _ = CLIENT_TLS_FILES.set(ClientTlsFiles {
+        ca: cli.tls.ca.clone(),
+        cert: cli.tls.client_cert.clone(),
+        key: cli.tls.client_key.clone(),
+    });
     let long_running = matches!(
         cli.command,
         Command::Demo(_) | Command::Node(_) | Command::Gateway(_) | Command::Agent(_)
@@ -122,6 +190,7 @@ pub fn main() -> ExitCode {
             Command::Gateway(args) => gateway::run(args).await,
             Command::Agent(command) => agent::run(command).await,
             Command::Bench(command) => bench::run(command).await,
+            Command::Cert(command) => cert::run(command),
         }
     });
     match result {

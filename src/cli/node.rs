@@ -11,10 +11,12 @@ use clap::Args;
 use aop::config::NodeConfigFile;
 use aop::grpc::server::ServerLimits;
 use aop::keys::UpdateKey;
+use aop::keys::identity::UpdateIdentity;
 use aop::name::Name;
 use aop::node::{self, NodeConfig};
 use aop::record::ServerAddress;
 use aop::resolver::ResolverConfig;
+use aop::tls::ServerTlsFiles;
 
 #[derive(Debug, Args)]
 #[command(after_help = after_help())]
@@ -75,6 +77,23 @@ pub struct NodeArgs {
     max_connections: Option<u32>,
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     max_connections_per_client: Option<u32>,
+    /// Certificate chain (PEM) of the gRPC door: with --tls-key it speaks TLS only (ALPN h2;
+    /// its URL is https://ADDR), and this node presents it to nodes that ask for a client
+    /// certificate. Re-read on SIGHUP.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Accept Register/Renew/Deregister for ZONE without a signature from a client whose
+    /// mTLS certificate carries the DNS name SAN, sent straight to this node as the zone's
+    /// primary (repeatable; needs --tls-client-ca), for example
+    /// finance.acme=ci.finance.acme. Update keys keep working beside it.
+    #[arg(long = "update-identity", value_name = "ZONE=SAN", value_parser = UpdateIdentity::parse)]
+    update_identities: Vec<UpdateIdentity>,
+    /// Require clients to present a certificate signed by this CA (PEM): mTLS.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_client_ca: Option<PathBuf>,
 }
 
 /// The examples, and every key a config file accepts, listed from the loader itself
@@ -85,7 +104,9 @@ fn after_help() -> String {
          aop node --zone zones/finance.acme.toml --grpc 127.0.0.1:7102\n  \
          aop node --config deploy/nodes/finance-1.toml\n  \
          aop node --secondary finance.acme=http://127.0.0.1:7102 --grpc 127.0.0.1:7103\n  \
-         aop node --zone zones/acme.toml --grpc 127.0.0.1:7101 --admin 127.0.0.1:7301\n\n\
+         aop node --zone zones/acme.toml --grpc 127.0.0.1:7101 --admin 127.0.0.1:7301\n  \
+         aop node --zone zones/acme.toml --grpc 127.0.0.1:7101 --tls-cert certs/acme.pem \
+         --tls-key certs/acme.key --ca certs/ca.pem\n\n\
          A config file (TOML) takes these keys: {}. Each mirrors the flag of that name \
          (zones: --zone, roots: --root, update_key_files: --update-key, notify = false: \
          --no-notify; [[update_key]] holds the lines `aop key new` prints); a flag given here \
@@ -133,6 +154,15 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
     for path in file.update_key_files.iter().chain(&args.update_keys) {
         update_keys.push(UpdateKey::load_file(path)?);
     }
+    let mut update_identities = args.update_identities;
+    if update_identities.is_empty() {
+        for entry in file.update_identities.clone() {
+            update_identities.push(
+                UpdateIdentity::try_from(entry)
+                    .map_err(|e| anyhow::anyhow!("invalid update_identities entry: {e}"))?,
+            );
+        }
+    }
     let mut resolver = ResolverConfig::default();
     for url in &root_urls {
         let root =
@@ -164,8 +194,15 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
         secondaries,
         data_dir: args.data_dir.or(file.data_dir),
         update_keys,
+        update_identities,
         notify: !args.no_notify && file.notify.unwrap_or(true),
         resolver,
+        tls: tls_files(
+            &args.tls_cert,
+            &args.tls_key,
+            &args.tls_client_ca,
+            file.tls.unwrap_or_default(),
+        )?,
         grpc_limits: {
             let mut limits = ServerLimits::default();
             if let Some(n) = args.max_concurrent.or(file.max_concurrent) {
@@ -183,8 +220,20 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
             limits
         },
     };
+    let mutual = config
+        .tls
+        .server
+        .as_ref()
+        .is_some_and(|server| server.client_ca.is_some());
+    if !config.update_identities.is_empty() && !mutual {
+        bail!(
+            "--update-identity (update_identities) needs mTLS, or no client ever proves an \
+             identity: give --tls-cert, --tls-key and --tls-client-ca (or [tls] cert, key, \
+             client_ca)"
+        );
+    }
     let stop = super::shutdown_signal();
-    let mut handle = node::start(config).await?;
+    let (mut handle, tls) = node::start_with_tls(config).await?;
     tracing::info!(
         node = handle.node_id(),
         grpc = %handle.grpc_url(),
@@ -193,7 +242,7 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
         zones = ?handle.catalog().origins().iter().map(ToString::to_string).collect::<Vec<_>>(),
         "node ready"
     );
-    let reload = reload_on_sighup(handle.authority().clone(), zone_files);
+    let reload = reload_on_sighup(handle.authority().clone(), zone_files, tls);
     tokio::select! {
         () = stop => {
             tracing::info!("shutting down");
@@ -203,6 +252,37 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
         () = reload => {}
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The node's TLS files: the flags, else `[tls]` of the config file; `--ca` (or AOP_CA)
+/// wins over `tls.ca`.
+fn tls_files(
+    cert: &Option<PathBuf>,
+    key: &Option<PathBuf>,
+    client_ca: &Option<PathBuf>,
+    file: aop::config::TlsConfig,
+) -> anyhow::Result<node::NodeTlsFiles> {
+    let (cert, key, client_ca) = if cert.is_some() {
+        (cert.clone(), key.clone(), client_ca.clone())
+    } else {
+        (file.cert, file.key, client_ca.clone().or(file.client_ca))
+    };
+    let server = match (cert, key) {
+        (Some(cert), Some(key)) => Some(ServerTlsFiles {
+            cert,
+            key,
+            client_ca,
+        }),
+        (None, None) if client_ca.is_none() => None,
+        _ => bail!(
+            "TLS needs both a certificate and its key: give --tls-cert FILE --tls-key FILE \
+             (or cert and key in [tls] of the config file)"
+        ),
+    };
+    Ok(node::NodeTlsFiles {
+        server,
+        ca: super::client_tls_files().ca.or(file.ca),
+    })
 }
 
 /// A `[[secondary]]` of the config file.
@@ -225,7 +305,11 @@ fn parse_secondary(text: &str) -> Result<(Name, String), String> {
 
 /// Reloads the zone files on every SIGHUP: a file with a newer serial replaces the records
 /// that came from the file; live registrations stay. Runs until the node stops.
-async fn reload_on_sighup(authority: aop::authority::Authority, files: Vec<PathBuf>) {
+async fn reload_on_sighup(
+    authority: aop::authority::Authority,
+    files: Vec<PathBuf>,
+    tls: node::NodeTls,
+) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
@@ -235,6 +319,14 @@ async fn reload_on_sighup(authority: aop::authority::Authority, files: Vec<PathB
             return;
         };
         while hangups.recv().await.is_some() {
+            // Certificates first: they do not depend on the zones, and a bad zone file must
+            // not keep a renewed certificate from being used.
+            match tls.reload() {
+                Ok(()) => tracing::info!("SIGHUP: TLS certificates and keys re-read"),
+                Err(error) => {
+                    tracing::error!(%error, "TLS files not reloaded; still using the ones read before")
+                }
+            }
             tracing::info!(files = files.len(), "SIGHUP: reloading zone files");
             let zones = match aop::node::load_zone_files(&files) {
                 Ok(zones) => zones,

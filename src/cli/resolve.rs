@@ -6,8 +6,9 @@ use std::time::Duration;
 use clap::Args;
 use serde_json::json;
 
+use super::connect;
 use aop::answer::{Answer, Outcome};
-use aop::grpc::{connect, pb};
+use aop::grpc::pb;
 
 use super::output;
 

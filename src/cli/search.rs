@@ -6,8 +6,9 @@ use std::time::Duration;
 use clap::Args;
 use serde_json::{Value, json};
 
+use super::connect;
 use aop::grpc::client::SearchCall;
-use aop::grpc::{connect, pb};
+use aop::grpc::pb;
 use aop::record::Agent;
 
 use super::output;

@@ -11,7 +11,7 @@ use rand::Rng;
 use serde_json::json;
 use tonic::Code;
 
-use aop::grpc::{ClientError, NodeClient, connect, pb};
+use aop::grpc::{ClientError, NodeClient, connect_with, pb};
 use aop::keys::UpdateKey;
 use aop::name::Name;
 
@@ -174,7 +174,11 @@ impl Link {
         let client = match &mut self.client {
             Some(client) => client,
             None => {
-                let connected = tokio::time::timeout(timeout, connect(&self.server))
+                let tls = super::client_tls().map_err(|error| ClientError::InvalidUrl {
+                    url: self.server.clone(),
+                    reason: format!("{error:#}"),
+                })?;
+                let connected = tokio::time::timeout(timeout, connect_with(&self.server, &tls))
                     .await
                     .map_err(|_| ClientError::Timeout {
                         url: self.server.clone(),

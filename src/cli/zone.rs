@@ -112,7 +112,7 @@ async fn transfer_from_anywhere(
     server: &str,
     zone: &Name,
 ) -> anyhow::Result<(String, ZoneHeader, Vec<LiveRecord>)> {
-    let mut client = aop::grpc::connect(server).await?;
+    let mut client = super::connect(server).await?;
     let error = match full_transfer(&mut client, zone).await {
         Ok((header, records)) => return Ok((server.to_string(), header, records)),
         Err(error) if error.is_not_found() => error,
@@ -134,8 +134,8 @@ async fn transfer_from_anywhere(
     for address in &summary.servers {
         let url = address.grpc.trim_end_matches('/');
         let attempt = async {
-            let mut client = aop::grpc::connect(url).await?;
-            full_transfer(&mut client, zone).await
+            let mut client = super::connect(url).await?;
+            Ok::<_, anyhow::Error>(full_transfer(&mut client, zone).await?)
         };
         match attempt.await {
             Ok((header, records)) => return Ok((url.to_string(), header, records)),

@@ -40,6 +40,9 @@ pub struct GatewayConfig {
     pub guards: HttpGuards,
     /// The task queues (docs/protocol.md §10.1).
     pub tasks: TaskConfig,
+    /// What the link to an `https://` resolver trusts and presents (default: the system
+    /// roots, no client certificate).
+    pub resolver_tls: Option<Arc<crate::tls::ClientTls>>,
 }
 
 impl GatewayConfig {
@@ -53,6 +56,7 @@ impl GatewayConfig {
             retry: RetryPolicy::default(),
             guards: HttpGuards::default(),
             tasks: TaskConfig::default(),
+            resolver_tls: None,
         }
     }
 }
@@ -125,7 +129,10 @@ impl Gateway {
         config: GatewayConfig,
         clock: Arc<dyn Clock>,
     ) -> Result<Arc<Gateway>, GatewayStartError> {
-        let pool = ChannelPool::new();
+        let pool = match &config.resolver_tls {
+            Some(tls) => ChannelPool::with_tls(Arc::clone(tls)),
+            None => ChannelPool::new(),
+        };
         let client = pool.client(&config.resolver_url)?;
         let resolver = ServerAddress::new(&config.resolver_url, None).map_err(|error| {
             ClientError::InvalidUrl {

@@ -1,4 +1,5 @@
-//! Reaching nodes over gRPC: channels built in one place ([`endpoint`]; TLS slots in there),
+//! Reaching nodes over gRPC: channels built in one place ([`endpoint`], [`Connector`]: TCP,
+//! then TLS for `https://` URLs with the caller's [`ClientTls`]),
 //! one pool of lazily connected channels per node ([`ChannelPool`]), a typed client for every
 //! call the project makes ([`NodeClient`]), and the one mapping of gRPC failures to a
 //! [`PeerFailure`] ([`status_failure`]).
@@ -7,9 +8,16 @@
 //! follows a query from the gateway through the resolver to each authority it reaches.
 
 use std::collections::HashMap;
+use std::io;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
+
+use futures::future::BoxFuture;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
 
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status, Streaming};
@@ -22,6 +30,7 @@ pub use crate::peer::error_chain;
 use crate::peer::{FailureKind, PeerFailure};
 use crate::record::{Agent, ServerAddress, ZoneChange};
 use crate::telemetry::RequestId;
+use crate::tls::{ClientTls, TlsClientStream, TlsFailure};
 
 use super::pb;
 
@@ -154,7 +163,8 @@ pub fn status_failure(url: &str, status: &Status, timeout: Duration) -> PeerFail
         FailureKind::Timeout(_) => FailureKind::Timeout(timeout),
         kind => kind,
     };
-    PeerFailure::new(url, kind, status_text(status))
+    let reason = tls_failure(status).unwrap_or_else(|| status_text(status));
+    PeerFailure::new(url, kind, reason)
 }
 
 /// How much one stream may have in flight towards this client before it reads: enough for a
@@ -193,30 +203,200 @@ fn registry(channel: Channel) -> RegistryClient {
     RegistryClient::new(TracedChannel::new(channel)).max_decoding_message_size(MESSAGE_MAX_BYTES)
 }
 
+/// The settings of a client given no TLS files: the system roots, no client certificate.
+fn system_tls(url: &str) -> Result<Arc<ClientTls>, ClientError> {
+    ClientTls::system().map_err(|error| ClientError::InvalidUrl {
+        url: url.to_string(),
+        reason: format!("no TLS settings: {error}"),
+    })
+}
+
 /// Opens one HTTP/2 connection to the node at `url` (the CLI: an unreachable node is an
-/// error at once, naming it).
+/// error at once, naming it), trusting the system roots for `https://`.
 pub async fn connect(url: &str) -> Result<NodeClient, ClientError> {
+    connect_with(url, &system_tls(url)?).await
+}
+
+/// [`connect`] with these TLS settings (trust, client certificate) for `https://` URLs.
+pub async fn connect_with(url: &str, tls: &Arc<ClientTls>) -> Result<NodeClient, ClientError> {
     let channel = endpoint(url)?
-        .connect()
+        .connect_with_connector(Connector::new(Arc::clone(tls)))
         .await
         .map_err(|error| ClientError::Unreachable {
             url: url.to_string(),
-            reason: error_chain(&error),
+            reason: transport_reason(&error),
         })?;
     Ok(NodeClient::new(url, registry(channel)))
 }
 
+/// Why a connection failed: the TLS failure in words when there is one (not tonic's
+/// "transport error"), else the whole chain of causes.
+fn transport_reason(error: &(dyn std::error::Error + 'static)) -> String {
+    tls_failure(error).unwrap_or_else(|| error_chain(error))
+}
+
+/// The [`TlsFailure`] somewhere in an error's chain of causes, as text.
+fn tls_failure(error: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut next = Some(error);
+    while let Some(error) = next {
+        if let Some(failure) = error.downcast_ref::<TlsFailure>() {
+            return Some(failure.to_string());
+        }
+        if let Some(io) = error.downcast_ref::<io::Error>()
+            && let Some(failure) = io.get_ref().and_then(|e| e.downcast_ref::<TlsFailure>())
+        {
+            return Some(failure.to_string());
+        }
+        next = error.source();
+    }
+    None
+}
+
+/// Connects a channel: TCP (no Nagle), then for `https://` a TLS session with the settings
+/// in force at that moment, so a reloaded client certificate is used by new connections.
+#[derive(Clone)]
+pub struct Connector {
+    tls: Arc<ClientTls>,
+}
+
+impl Connector {
+    pub fn new(tls: Arc<ClientTls>) -> Connector {
+        Connector { tls }
+    }
+}
+
+impl tower::Service<http::Uri> for Connector {
+    type Response = TokioIo<ClientStream>;
+    type Error = io::Error;
+    type Future = BoxFuture<'static, Result<Self::Response, io::Error>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), io::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: http::Uri) -> Self::Future {
+        let tls = Arc::clone(&self.tls);
+        Box::pin(async move {
+            let https = uri.scheme_str() == Some("https");
+            let host = uri
+                .host()
+                .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "the URL has no host"))?
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string();
+            let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+            let tcp = TcpStream::connect((host.as_str(), port)).await?;
+            let _ = tcp.set_nodelay(true);
+            let stream = if https {
+                let stream = tls
+                    .connect(&host, tcp)
+                    .await
+                    .map_err(|failure| io::Error::new(io::ErrorKind::InvalidData, failure))?;
+                ClientStream::Tls(Box::new(stream))
+            } else {
+                ClientStream::Plain(tcp)
+            };
+            Ok(TokioIo::new(stream))
+        })
+    }
+}
+
+/// A client connection, plaintext or TLS.
+pub enum ClientStream {
+    Plain(TcpStream),
+    Tls(Box<TlsClientStream<TcpStream>>),
+}
+
+impl ClientStream {
+    /// The certificates the server presented, on a TLS connection.
+    pub fn peer_certificates(&self) -> Option<&[rustls::pki_types::CertificateDer<'static>]> {
+        match self {
+            ClientStream::Plain(_) => None,
+            ClientStream::Tls(stream) => stream.peer_certificates(),
+        }
+    }
+}
+
+impl AsyncRead for ClientStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ClientStream::Plain(inner) => Pin::new(inner).poll_read(cx, buf),
+            ClientStream::Tls(inner) => Pin::new(&mut **inner).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for ClientStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            ClientStream::Plain(inner) => Pin::new(inner).poll_write(cx, buf),
+            ClientStream::Tls(inner) => Pin::new(&mut **inner).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ClientStream::Plain(inner) => Pin::new(inner).poll_flush(cx),
+            ClientStream::Tls(inner) => Pin::new(&mut **inner).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ClientStream::Plain(inner) => Pin::new(inner).poll_shutdown(cx),
+            ClientStream::Tls(inner) => Pin::new(&mut **inner).poll_shutdown(cx),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            ClientStream::Plain(inner) => Pin::new(inner).poll_write_vectored(cx, bufs),
+            ClientStream::Tls(inner) => Pin::new(&mut **inner).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            ClientStream::Plain(inner) => inner.is_write_vectored(),
+            ClientStream::Tls(inner) => inner.is_write_vectored(),
+        }
+    }
+}
+
 /// One node's channels to other nodes, made lazily on first use and kept: the resolver's
 /// upstream queries, forwarded requests, NOTIFYs and transfers all share them.
-#[derive(Default, Clone)]
+#[derive(Clone, Default)]
 pub struct ChannelPool {
     // std Mutex: held only to look up or insert a channel, never across an await.
     clients: Arc<Mutex<HashMap<String, RegistryClient>>>,
+    /// The trust and client certificate of this node's `https://` channels.
+    tls: Option<Arc<ClientTls>>,
 }
 
 impl ChannelPool {
+    /// A pool trusting the system roots for `https://` URLs.
     pub fn new() -> ChannelPool {
         ChannelPool::default()
+    }
+
+    /// A pool whose `https://` channels use these settings.
+    pub fn with_tls(tls: Arc<ClientTls>) -> ChannelPool {
+        ChannelPool {
+            clients: Arc::default(),
+            tls: Some(tls),
+        }
     }
 
     /// A client for the node at `url` on the pooled channel.
@@ -225,7 +405,11 @@ impl ChannelPool {
         if let Some(client) = clients.get(url) {
             return Ok(NodeClient::new(url, client.clone()));
         }
-        let client = registry(endpoint(url)?.connect_lazy());
+        let tls = match &self.tls {
+            Some(tls) => Arc::clone(tls),
+            None => system_tls(url)?,
+        };
+        let client = registry(endpoint(url)?.connect_with_connector_lazy(Connector::new(tls)));
         clients.insert(url.to_string(), client.clone());
         Ok(NodeClient::new(url, client))
     }
@@ -258,13 +442,22 @@ fn status_error(url: &str, status: &Status) -> ClientError {
     if std::error::Error::source(status).is_some() && status.code() == Code::Unavailable {
         return ClientError::Unreachable {
             url: url.to_string(),
-            reason: status_text(status),
+            reason: tls_failure(status).unwrap_or_else(|| status_text(status)),
         };
+    }
+    let mut message = status_text(status);
+    // A plaintext client of a TLS-only door sees the connection closed under it, nothing
+    // more: say what most likely happened.
+    if url.starts_with("http://")
+        && status.code() == Code::Cancelled
+        && message.contains("connection closed")
+    {
+        message.push_str(" (if the node speaks TLS, use an https:// URL)");
     }
     ClientError::Status {
         url: url.to_string(),
         code: status.code(),
-        message: status_text(status),
+        message,
     }
 }
 

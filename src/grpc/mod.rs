@@ -25,6 +25,6 @@ pub mod pb {
     include!(concat!(env!("OUT_DIR"), "/grpc_client/aop.v1.rs"));
 }
 
-pub use client::{ChannelPool, ClientError, NodeClient, RegistryClient, connect};
+pub use client::{ChannelPool, ClientError, NodeClient, RegistryClient, connect, connect_with};
 pub use peers::GrpcPeers;
 pub use service::RegistryService;

@@ -9,7 +9,14 @@
 //!   close connections whose peer stopped answering;
 //! - requests in flight on the whole node, shed with RESOURCE_EXHAUSTED past
 //!   `--max-concurrent` (`limit::InFlightLimitLayer`);
-//! - accept errors (out of file descriptors) back off instead of spinning.
+//! - accept errors (out of file descriptors) back off instead of spinning;
+//! - TLS, when the node has a certificate: the handshake runs here, on its own task per
+//!   connection and within the preface timeout, with the settings current when it starts
+//!   ([`ServerTls`] swaps them on SIGHUP). We do the handshake ourselves (tokio-rustls) and
+//!   feed tonic the finished streams rather than using tonic's `ServerTlsConfig`, because
+//!   that one is fixed when the server is built (no reload) and would bypass this loop's
+//!   bounds; the client's verified certificate names travel with each request
+//!   ([`PeerInfo`]) for updates authorised by identity.
 //!
 //! Then the layers (the observer outermost, the in-flight bound, the request size limit),
 //! the registry and health services, until shutdown.
@@ -26,7 +33,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::server::{Connected, TcpConnectInfo};
+use tonic::transport::server::Connected;
 
 use super::RegistryService;
 use super::limit::{InFlightLimitLayer, RequestSizeLimitLayer};
@@ -35,6 +42,7 @@ use super::pb::registry_server::RegistryServer;
 use crate::admission::{Admission, Bounds, Ticket};
 use crate::record::limits::GRPC_REQUEST_MAX_BYTES;
 use crate::telemetry::RecentQueries;
+use crate::tls::{PeerIdentity, ServerTls};
 
 /// What the door records of its traffic.
 pub struct Observers {
@@ -91,6 +99,7 @@ pub fn serve(
     observers: Observers,
     limits: ServerLimits,
     connections: Arc<Admission>,
+    tls: Option<Arc<ServerTls>>,
     shutdown: CancellationToken,
 ) -> JoinHandle<Result<(), String>> {
     let addr = listener.local_addr().ok();
@@ -104,6 +113,7 @@ pub fn serve(
         listener,
         connections,
         limits.preface_timeout,
+        tls,
         accepted,
         shutdown.clone(),
     ));
@@ -137,7 +147,8 @@ async fn accept_loop(
     listener: TcpListener,
     connections: Arc<Admission>,
     preface_timeout: Duration,
-    accepted: mpsc::Sender<Result<Guarded, io::Error>>,
+    tls: Option<Arc<ServerTls>>,
+    accepted: mpsc::Sender<Result<Connection, io::Error>>,
     shutdown: CancellationToken,
 ) {
     let mut backoff = Duration::from_millis(10);
@@ -192,8 +203,139 @@ async fn accept_loop(
             _ticket: ticket,
             preface: Some(Box::pin(tokio::time::sleep(preface_timeout))),
         };
-        if accepted.send(Ok(guarded)).await.is_err() {
-            return;
+        match &tls {
+            None => {
+                if accepted.send(Ok(Connection::Plain(guarded))).await.is_err() {
+                    return;
+                }
+            }
+            Some(tls) => {
+                // Its own task: a slow handshake must not hold up the next accept.
+                let acceptor = tls.acceptor();
+                let accepted = accepted.clone();
+                tokio::spawn(async move {
+                    let handshake =
+                        tokio::time::timeout(preface_timeout, acceptor.accept(guarded)).await;
+                    match handshake {
+                        Ok(Ok(stream)) => {
+                            let identity = Arc::new(PeerIdentity::from_chain(
+                                stream.get_ref().1.peer_certificates(),
+                            ));
+                            let _ = accepted
+                                .send(Ok(Connection::Tls(Box::new(stream), identity)))
+                                .await;
+                        }
+                        // The client is told by the TLS alert; the node keeps serving.
+                        Ok(Err(error)) => {
+                            tracing::debug!(%peer, %error, "TLS handshake failed");
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                        }
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// Who sent a request: the client's address and, over mTLS, the names its verified
+/// certificate carries. tonic puts it in every request's extensions.
+#[derive(Debug, Clone)]
+pub struct PeerInfo {
+    pub remote: Option<std::net::SocketAddr>,
+    /// `None` on a plaintext connection; empty names when the client presented no
+    /// certificate.
+    pub identity: Option<Arc<PeerIdentity>>,
+}
+
+impl PeerInfo {
+    /// The peer of a request that reached this door.
+    pub fn of<T>(request: &tonic::Request<T>) -> Option<&PeerInfo> {
+        request.extensions().get::<PeerInfo>()
+    }
+}
+
+/// A connection the server reads requests from: plaintext or after its TLS handshake.
+pub enum Connection {
+    Plain(Guarded),
+    Tls(
+        Box<tokio_rustls::server::TlsStream<Guarded>>,
+        Arc<PeerIdentity>,
+    ),
+}
+
+impl Connected for Connection {
+    type ConnectInfo = PeerInfo;
+
+    fn connect_info(&self) -> PeerInfo {
+        match self {
+            Connection::Plain(guarded) => PeerInfo {
+                remote: guarded.inner.peer_addr().ok(),
+                identity: None,
+            },
+            Connection::Tls(stream, identity) => PeerInfo {
+                remote: stream.get_ref().0.inner.peer_addr().ok(),
+                identity: Some(Arc::clone(identity)),
+            },
+        }
+    }
+}
+
+impl AsyncRead for Connection {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Connection::Plain(inner) => Pin::new(inner).poll_read(cx, buf),
+            Connection::Tls(inner, _) => Pin::new(&mut **inner).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Connection {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Connection::Plain(inner) => Pin::new(inner).poll_write(cx, buf),
+            Connection::Tls(inner, _) => Pin::new(&mut **inner).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Connection::Plain(inner) => Pin::new(inner).poll_flush(cx),
+            Connection::Tls(inner, _) => Pin::new(&mut **inner).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Connection::Plain(inner) => Pin::new(inner).poll_shutdown(cx),
+            Connection::Tls(inner, _) => Pin::new(&mut **inner).poll_shutdown(cx),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Connection::Plain(inner) => Pin::new(inner).poll_write_vectored(cx, bufs),
+            Connection::Tls(inner, _) => Pin::new(&mut **inner).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Connection::Plain(inner) => inner.is_write_vectored(),
+            Connection::Tls(inner, _) => inner.is_write_vectored(),
         }
     }
 }
@@ -205,14 +347,6 @@ pub struct Guarded {
     _ticket: Ticket,
     /// Until the first bytes arrive.
     preface: Option<Pin<Box<tokio::time::Sleep>>>,
-}
-
-impl Connected for Guarded {
-    type ConnectInfo = TcpConnectInfo;
-
-    fn connect_info(&self) -> TcpConnectInfo {
-        self.inner.connect_info()
-    }
 }
 
 impl AsyncRead for Guarded {

@@ -21,9 +21,11 @@ use crate::catalog::Catalog;
 use crate::grpc::client::{ChannelPool, RegistryClient, status_failure};
 use crate::grpc::convert::{self, request_name};
 use crate::grpc::pb;
+use crate::grpc::server::PeerInfo;
 use crate::grpc::status::ServiceError;
 use crate::grpc::update;
 use crate::keys::SignedFields;
+use crate::keys::identity::{self, UpdateIdentity};
 use crate::name::Name;
 use crate::record::ServerAddress;
 use crate::resolver::{ResolveError, ResolveOptions, Resolver, ZoneAuthority};
@@ -47,7 +49,13 @@ pub struct RegistryService {
     watches: Arc<Admission>,
     /// The federated search over this node's zones and its children's.
     federation: Arc<crate::search::federate::Federation>,
+    /// Client certificate identities that may update zones without a signature.
+    identities: Arc<[UpdateIdentity]>,
 }
+
+/// Marks an update a node forwards to the zone's primary: the primary judges it by its
+/// signature only, never by the forwarding node's own certificate.
+const FORWARDED_HEADER: &str = "x-aop-forwarded";
 
 /// The caller's deadline from the `grpc-timeout` header ("100m", "5S", ...).
 fn deadline<T>(request: &Request<T>) -> Option<tokio::time::Instant> {
@@ -92,7 +100,14 @@ impl RegistryService {
             shutdown: CancellationToken::new(),
             watches: Admission::new(crate::grpc::server::ServerLimits::default().watches),
             federation,
+            identities: Arc::from(Vec::new()),
         }
+    }
+
+    /// Accepts updates from clients whose mTLS certificate these rules name.
+    pub fn with_update_identities(mut self, identities: Vec<UpdateIdentity>) -> RegistryService {
+        self.identities = Arc::from(identities);
+        self
     }
 
     /// Bounds the Watch streams open at once, in total and per client.
@@ -309,16 +324,28 @@ impl RegistryService {
         }))
     }
 
-    /// Lets an update through: this node is the zone's primary and the signature holds.
+    /// Lets an update through: this node is the zone's primary, and the signature holds or,
+    /// for an unsigned update that came straight from its client, the client's verified
+    /// certificate carries an identity of the zone (`--update-identity`).
     fn authorise(
         &self,
         zone: &Name,
         fields: &SignedFields,
         metadata: &tonic::metadata::MetadataMap,
+        peer: Option<&PeerInfo>,
     ) -> Result<(), ServiceError> {
         self.authority.check_primary(zone)?;
         let proof =
             update::proof_from_metadata(metadata).map_err(crate::authority::UpdateError::from)?;
+        let direct = !metadata.contains_key(FORWARDED_HEADER);
+        if proof.is_none()
+            && direct
+            && let Some(identity) = peer.and_then(|peer| peer.identity.as_ref())
+            && identity::authorise(&self.identities, zone, &identity.dns_names)
+                .map_err(crate::authority::UpdateError::from)?
+        {
+            return Ok(());
+        }
         self.authority
             .keys()
             .verify(zone, fields, proof.as_ref())
@@ -346,7 +373,7 @@ impl RegistryService {
         request: Request<pb::RegisterRequest>,
     ) -> Result<pb::RegisterResponse, ServiceError> {
         let deadline = deadline(&request);
-        let (metadata, _, body) = request.into_parts();
+        let (metadata, extensions, body) = request.into_parts();
         let (zone, registration) = update::registration(&body)?;
         if let Some(primary) = self.remote_primary(&zone, deadline).await? {
             let forwarded = signed_request(&metadata, body);
@@ -357,7 +384,8 @@ impl RegistryService {
                 })
                 .await;
         }
-        self.authorise(&zone, &update::register_fields(&body), &metadata)?;
+        let peer = extensions.get::<PeerInfo>();
+        self.authorise(&zone, &update::register_fields(&body), &metadata, peer)?;
         let (done, serial) = self.authority.register(zone, registration).await?;
         Ok(pb::RegisterResponse {
             serial,
@@ -374,7 +402,7 @@ impl RegistryService {
         request: Request<pb::RenewRequest>,
     ) -> Result<pb::RenewResponse, ServiceError> {
         let deadline = deadline(&request);
-        let (metadata, _, body) = request.into_parts();
+        let (metadata, extensions, body) = request.into_parts();
         let (zone, name, url, lease_secs) = update::renewal(&body)?;
         if let Some(primary) = self.remote_primary(&zone, deadline).await? {
             let forwarded = signed_request(&metadata, body);
@@ -385,7 +413,8 @@ impl RegistryService {
                 })
                 .await;
         }
-        self.authorise(&zone, &update::renew_fields(&body), &metadata)?;
+        let peer = extensions.get::<PeerInfo>();
+        self.authorise(&zone, &update::renew_fields(&body), &metadata, peer)?;
         let (lease, serial) = self.authority.renew(zone, name, url, lease_secs).await?;
         Ok(pb::RenewResponse {
             serial,
@@ -400,7 +429,7 @@ impl RegistryService {
         request: Request<pb::DeregisterRequest>,
     ) -> Result<pb::DeregisterResponse, ServiceError> {
         let deadline = deadline(&request);
-        let (metadata, _, body) = request.into_parts();
+        let (metadata, extensions, body) = request.into_parts();
         let (zone, name, url) = update::deregistration(&body)?;
         if let Some(primary) = self.remote_primary(&zone, deadline).await? {
             let forwarded = signed_request(&metadata, body);
@@ -411,7 +440,8 @@ impl RegistryService {
                 })
                 .await;
         }
-        self.authorise(&zone, &update::deregister_fields(&body), &metadata)?;
+        let peer = extensions.get::<PeerInfo>();
+        self.authorise(&zone, &update::deregister_fields(&body), &metadata, peer)?;
         let (done, serial) = self.authority.deregister(zone, name, url).await?;
         Ok(pb::DeregisterResponse {
             serial,
@@ -512,6 +542,10 @@ fn signed_request<T>(
 
 fn clone_request<T: Clone>((headers, body): &(Vec<(&'static str, String)>, T)) -> Request<T> {
     let mut request = Request::new(body.clone());
+    request.metadata_mut().insert(
+        FORWARDED_HEADER,
+        tonic::metadata::MetadataValue::from_static("1"),
+    );
     for (key, value) in headers {
         if let (Ok(key), Ok(value)) = (
             tonic::metadata::MetadataKey::from_bytes(key.as_bytes()),
@@ -579,7 +613,9 @@ impl pb::registry_server::Registry for RegistryService {
         request: Request<pb::WatchRequest>,
     ) -> Result<Response<WatchStream>, Status> {
         let deadline = deadline(&request);
-        let client = request.remote_addr().map(|addr| addr.ip());
+        let client = super::server::PeerInfo::of(&request)
+            .and_then(|peer| peer.remote)
+            .map(|addr| addr.ip());
         let stream = RegistryService::watch(self, request.into_inner(), deadline, client).await?;
         Ok(Response::new(stream))
     }

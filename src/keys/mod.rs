@@ -22,8 +22,9 @@
 //!
 //! The rooms: `signed` (the canonical byte string and the proof an update carries),
 //! `key` (keys, key files and node-config entries), `ring` (what a node accepts, the
-//! replay cache).
+//! replay cache), `identity` (updates authorised by an mTLS client certificate instead).
 
+pub mod identity;
 mod key;
 mod ring;
 mod signed;
@@ -122,6 +123,16 @@ pub enum AuthError {
         zone: Name,
     },
     #[error(
+        "client certificate identity {san} may update zone{} {}, not zone {zone}",
+        if zones.len() == 1 { "" } else { "s" },
+        zones.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+    )]
+    IdentityWrongZone {
+        san: String,
+        zones: Vec<Name>,
+        zone: Name,
+    },
+    #[error(
         "update signed with key {key:?} is a replay: its nonce was already used; sign each request with a fresh nonce"
     )]
     Replayed { key: String },
@@ -131,7 +142,10 @@ impl AuthError {
     /// True when the proof is valid but its key may not update this zone (`PERMISSION_DENIED`);
     /// every other refusal is `UNAUTHENTICATED`.
     pub fn is_permission_denied(&self) -> bool {
-        matches!(self, AuthError::WrongZone { .. })
+        matches!(
+            self,
+            AuthError::WrongZone { .. } | AuthError::IdentityWrongZone { .. }
+        )
     }
 }
 

@@ -747,3 +747,94 @@ fn key_new_json_names_the_key_its_file_and_the_config_lines() {
         stderr(&output)
     );
 }
+
+/// `aop demo --tls`: every door speaks TLS with the demo's CA, the `--ca` it prints is
+/// what clients need, and every example command it prints works as printed.
+#[test]
+fn demo_over_tls_prints_its_ca_and_its_examples_work_as_printed() {
+    let mut command = aop();
+    command
+        .args(["demo", "--port-base", "0", "--tls"])
+        .current_dir(repo());
+    let mut demo = Running::spawn(command, false);
+    demo.wait_for("ready:");
+    let ca = demo
+        .seen
+        .iter()
+        .find_map(|line| {
+            line.strip_prefix("TLS: ")
+                .and_then(|l| l.split("--ca ").nth(1))
+        })
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("the demo prints its --ca: {:?}", demo.seen))
+        .to_string();
+    assert!(Path::new(&ca).is_file(), "{ca}");
+    let urls: Vec<String> = demo
+        .seen
+        .iter()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            match fields.as_slice() {
+                [index, _, url, ..] if index.parse::<usize>().is_ok() => Some(url.to_string()),
+                _ => None,
+            }
+        })
+        .collect();
+    assert_eq!(urls.len(), 6, "{:?}", demo.seen);
+    assert!(
+        urls.iter().all(|url| url.starts_with("https://")),
+        "{urls:?}"
+    );
+
+    let examples: Vec<String> = demo
+        .seen
+        .iter()
+        .filter_map(|line| {
+            line.trim()
+                .strip_prefix("aop ")
+                .map(|rest| rest.split('#').next().unwrap_or("").trim().to_string())
+        })
+        .collect();
+    assert!(examples.len() >= 6, "{examples:?}");
+    for example in &examples {
+        assert!(example.contains(&format!("--ca {ca}")), "{example}");
+        let args: Vec<&str> = example.split_whitespace().collect();
+        let output = run(&args);
+        assert!(
+            output.status.success(),
+            "aop {example}: {}{}",
+            stdout(&output),
+            stderr(&output)
+        );
+    }
+
+    // Without the CA, the root's certificate does not verify; over http:// the TLS door
+    // does not answer; both name the URL.
+    let root = &urls[0];
+    let output = run(&["resolve", "--server", root, "analyst.finance.acme"]);
+    assert!(!output.status.success());
+    let error = stderr(&output);
+    assert!(
+        error.contains(root.as_str()) && error.contains("not signed by a CA"),
+        "{error}"
+    );
+    let plaintext = root.replacen("https://", "http://", 1);
+    let output = run(&["resolve", "--server", &plaintext, "analyst.finance.acme"]);
+    assert!(!output.status.success());
+    let error = stderr(&output);
+    assert!(error.contains(&plaintext), "{error}");
+    // Through AOP_CA, as the demo says.
+    let output = aop()
+        .args(["resolve", "--server", root, "analyst.finance.acme"])
+        .env("AOP_CA", &ca)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+
+    demo.interrupt();
+    assert!(demo.wait_exit().success());
+    assert!(
+        !Path::new(&ca).exists(),
+        "the demo removes its CA when it stops"
+    );
+}

@@ -20,6 +20,7 @@ mod reliability;
 mod request_ids;
 mod search;
 mod store_backup;
+mod tls;
 mod update_retry;
 mod zone_dump;
 mod zone_file;
