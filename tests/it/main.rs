@@ -20,5 +20,6 @@ mod request_ids;
 mod search;
 mod store_backup;
 mod update_retry;
+mod upstream_reconnect;
 mod zone_dump;
 mod zone_file;
