@@ -152,7 +152,7 @@ def loss_off(host):
 
 
 def zone_files(work):
-    ttl = "ttl = 10\nnegative_ttl = 5\nrefresh = 10\nretry = 2\nexpire = 86400\n"
+    ttl = "ttl = 3\nnegative_ttl = 3\nrefresh = 10\nretry = 2\nexpire = 86400\n"
 
     def servers(zone):
         return ", ".join(f'{{ grpc = "{url(h)}" }}' for h in ZONES[zone])
