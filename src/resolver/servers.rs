@@ -259,7 +259,10 @@ mod tests {
         for _ in 0..10 {
             selector.record_failure(&slow.grpc);
         }
-        assert_eq!(selector.attempt_timeout(&slow.grpc, floor, ceiling), ceiling);
+        assert_eq!(
+            selector.attempt_timeout(&slow.grpc, floor, ceiling),
+            ceiling
+        );
         // ...and the penalty decays away with time.
         clock.advance(Duration::from_secs(600));
         assert!(selector.attempt_timeout(&slow.grpc, floor, ceiling) < ceiling);

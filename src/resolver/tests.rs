@@ -323,7 +323,9 @@ async fn concurrent_lookups_meeting_a_cut_server_each_wait_only_its_attempt_time
     let results = futures::future::join_all(lookups).await;
     let floor = ResolverConfig::default().attempt_timeout_floor;
     for (result, took) in &results {
-        let answer = result.as_ref().expect("NXDOMAIN from the sibling is an answer");
+        let answer = result
+            .as_ref()
+            .expect("NXDOMAIN from the sibling is an answer");
         assert_eq!(answer.outcome, Outcome::NxDomain);
         assert!(*took <= floor + Duration::from_millis(20), "{took:?}");
     }
@@ -385,5 +387,8 @@ async fn a_stale_answer_arrives_before_the_callers_deadline() {
         .await
         .expect("the stale answer");
     assert!(answer.stale);
-    assert_eq!(started.elapsed(), Duration::from_secs(1) - STALE_ANSWER_MARGIN);
+    assert_eq!(
+        started.elapsed(),
+        Duration::from_secs(1) - STALE_ANSWER_MARGIN
+    );
 }
