@@ -44,6 +44,12 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 pub const MESSAGE_MAX_BYTES: usize = 16 * 1024 * 1024;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// HTTP/2 PING on every connection this often, idle or not, and a connection whose PING is
+/// not answered within [`KEEPALIVE_TIMEOUT`] is closed (the next request reconnects): after a
+/// link cut, TCP would otherwise keep a stalled connection for minutes of retransmissions,
+/// and every request on it would wait its whole deadline.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(2);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A channel that sends the id of the request being handled ([`RequestId::current`]) with
 /// every call, unless the call already names one.
@@ -194,6 +200,9 @@ pub fn endpoint(url: &str) -> Result<Endpoint, ClientError> {
     let endpoint = Endpoint::from_shared(url.to_string()).map_err(|e| invalid(e.to_string()))?;
     Ok(endpoint
         .connect_timeout(CONNECT_TIMEOUT)
+        .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+        .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+        .keep_alive_while_idle(true)
         .tcp_nodelay(true)
         .initial_stream_window_size(STREAM_WINDOW_BYTES)
         .initial_connection_window_size(CONNECTION_WINDOW_BYTES))
@@ -412,6 +421,24 @@ impl ChannelPool {
         let client = registry(endpoint(url)?.connect_with_connector_lazy(Connector::new(tls)));
         clients.insert(url.to_string(), client.clone());
         Ok(NodeClient::new(url, client))
+    }
+
+    /// Drops the pooled channel to `url` (a request on it ran out its whole timeout: its
+    /// connection may be stalled behind a cut link), so the next request connects afresh.
+    /// Requests still in flight on the old channel finish or fail on it.
+    pub fn forget(&self, url: &str) {
+        self.clients
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(url);
+    }
+
+    /// Whether a channel to `url` is pooled.
+    pub fn holds(&self, url: &str) -> bool {
+        self.clients
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(url)
     }
 }
 

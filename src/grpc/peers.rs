@@ -55,10 +55,19 @@ impl Upstream for GrpcPeers {
                 .pool
                 .client(&server.grpc)
                 .map_err(|error| failure(&error, timeout))?;
-            client
+            let result = client
                 .resolve(name.as_str(), false, false, Some(timeout))
                 .await
-                .map_err(|error| failure(&error, timeout))
+                .map_err(|error| failure(&error, timeout));
+            // No answer in the whole time: the connection may be stalled behind a cut link.
+            if let Err(PeerFailure {
+                kind: FailureKind::Timeout(_),
+                ..
+            }) = &result
+            {
+                self.pool.forget(&server.grpc);
+            }
+            result
         })
     }
 }

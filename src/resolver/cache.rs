@@ -246,6 +246,19 @@ impl ResolverCache {
     }
 
     /// An expired answer still inside the stale window, if any.
+    /// Whether [`Self::stale_answer`] would find an answer for `name` (nothing counted).
+    pub async fn has_stale_answer(&self, name: &Name) -> bool {
+        let now = self.now();
+        for level in [&self.answers, &self.negatives] {
+            if let Some(entry) = level.get(name.as_str()).await
+                && now < entry.stale_until
+            {
+                return true;
+            }
+        }
+        false
+    }
+
     pub async fn stale_answer(&self, name: &Name) -> Option<Answer> {
         let now = self.now();
         for level in [&self.answers, &self.negatives] {

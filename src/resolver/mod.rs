@@ -4,8 +4,11 @@
 //!
 //! - Caches ([`cache`]): answers, negative answers and delegations, each with its TTL on the
 //!   resolver's clock, kept past it for serve-stale.
-//! - Server choice ([`servers`]): smoothed RTT with a decaying failure penalty; on error or
-//!   timeout the next server of the zone is tried within the same query.
+//! - Server choice ([`servers`]): smoothed RTT with a decaying failure penalty; on error the
+//!   next server of the zone is tried within the same query, and when a server has not
+//!   answered within its own attempt timeout (from its SRTT, floored and capped) the next one
+//!   is asked alongside it and the first answer wins: a cut link costs a few hundred
+//!   milliseconds, not the whole attempt timeout, for every lookup that meets it.
 //! - Bounds: referral depth, alias chain, upstream queries per resolution, and the caller's
 //!   deadline, which shrinks as it travels to every hop.
 //! - Coalescing: concurrent resolutions of one name share one walk through the tree (moka's
@@ -23,7 +26,9 @@ mod tests;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
 use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
 use tokio::time::Instant;
 
 use crate::answer::{Answer, Outcome, TraceStep};
@@ -37,6 +42,10 @@ use crate::record::{Alias, Delegation, ServerAddress};
 pub use cache::{CacheConfig, LevelStats, ResolverCache};
 pub use servers::ServerSelector;
 
+/// How long before the caller's deadline a resolution that has not finished gives up and
+/// serves a stale answer, when it has one: the caller must still be waiting when it arrives.
+const STALE_ANSWER_MARGIN: Duration = Duration::from_millis(250);
+
 /// Limits and windows of the resolver.
 #[derive(Debug, Clone)]
 pub struct ResolverConfig {
@@ -48,8 +57,12 @@ pub struct ResolverConfig {
     pub max_queries: usize,
     /// Budget of a resolution when the caller sets no deadline (and the cap when it does).
     pub max_time: Duration,
-    /// Longest wait for one server before trying the next.
+    /// Longest wait for one server's answer: the ceiling of its adaptive attempt timeout,
+    /// after which the next server is asked too (a hedge), and the limit of the attempt.
     pub attempt_timeout: Duration,
+    /// Floor of a server's adaptive attempt timeout, so a server measured at microseconds
+    /// is not hedged against on every scheduling hiccup.
+    pub attempt_timeout_floor: Duration,
     /// TTL given to a stale answer.
     pub stale_ttl: u32,
     pub cache: CacheConfig,
@@ -63,6 +76,7 @@ impl Default for ResolverConfig {
             max_queries: 32,
             max_time: Duration::from_secs(5),
             attempt_timeout: Duration::from_millis(1500),
+            attempt_timeout_floor: Duration::from_millis(150),
             stale_ttl: 30,
             cache: CacheConfig::default(),
         }
@@ -377,6 +391,17 @@ impl Resolver {
             self.walk_tree(name, walk).await
         } else {
             let deadline = walk.deadline;
+            // With a stale answer to fall back on, give up on the walk a little before the
+            // caller does, so the stale answer reaches the caller in time (RFC 8767's client
+            // response timer).
+            let answer_by = if self.cache.has_stale_answer(name).await {
+                deadline
+                    .checked_sub(STALE_ANSWER_MARGIN)
+                    .unwrap_or(deadline)
+                    .max(started)
+            } else {
+                deadline
+            };
             let shared = self.in_flight.try_get_with(name.clone(), async {
                 let mut own = Walk {
                     deadline,
@@ -385,7 +410,7 @@ impl Resolver {
                 };
                 self.walk_tree(name, &mut own).await
             });
-            let result = match tokio::time::timeout_at(deadline, shared).await {
+            let result = match tokio::time::timeout_at(answer_by, shared).await {
                 Ok(result) => result.map_err(|error| ResolveError::clone(&error)),
                 Err(_) => Err(ResolveError::DeadlineExceeded { name: name.clone() }),
             };
@@ -553,7 +578,11 @@ impl Resolver {
         })
     }
 
-    /// Asks the servers of one zone, best first, until one gives a usable answer.
+    /// Asks the servers of one zone, best first, until one gives a usable answer. Each
+    /// attempt has its server's adaptive timeout ([`ServerSelector::attempt_timeout`]): when
+    /// it passes without an answer, the next server is asked too (a hedge) and the first good
+    /// answer wins; the slow attempt keeps running up to `attempt_timeout` in case it is the
+    /// one that answers. A failed attempt moves on to the next server at once.
     async fn query_zone(
         &self,
         cut: &Cut,
@@ -561,28 +590,88 @@ impl Resolver {
         walk: &mut Walk,
     ) -> Result<Answer, ResolveError> {
         let mut failures = Vec::new();
-        for server in self.servers.order(&cut.servers) {
-            if walk.queries >= self.config.max_queries {
-                return Err(ResolveError::TooManyQueries {
-                    name: name.clone(),
-                    limit: self.config.max_queries,
-                });
+        let mut order = self.servers.order(&cut.servers).into_iter();
+        let mut attempts = FuturesUnordered::new();
+        // Servers asked and not yet heard from, with their hedge delay, by URL.
+        let mut waiting: Vec<(String, Duration, Instant)> = Vec::new();
+        // When to ask the next server although the last one asked has not answered.
+        let mut hedge_at: Option<Instant> = None;
+        let mut launch_next = true;
+        let mut last_asked: Option<String> = None;
+        loop {
+            if std::mem::take(&mut launch_next) {
+                hedge_at = None;
+                if let Some(server) = order.next() {
+                    if walk.queries >= self.config.max_queries {
+                        return Err(ResolveError::TooManyQueries {
+                            name: name.clone(),
+                            limit: self.config.max_queries,
+                        });
+                    }
+                    let remaining = walk.remaining();
+                    if remaining.is_zero() {
+                        return Err(ResolveError::DeadlineExceeded { name: name.clone() });
+                    }
+                    walk.queries += 1;
+                    let hedge_after = self.servers.attempt_timeout(
+                        &server.grpc,
+                        self.config.attempt_timeout_floor,
+                        self.config.attempt_timeout,
+                    );
+                    let started = Instant::now();
+                    hedge_at = Some(started + hedge_after);
+                    waiting.push((server.grpc.clone(), hedge_after, started));
+                    last_asked = Some(server.grpc.clone());
+                    let timeout = remaining.min(self.config.attempt_timeout);
+                    let upstream = Arc::clone(&self.upstream);
+                    attempts.push(async move {
+                        let result = upstream
+                            .query(&server, name, timeout)
+                            .await
+                            .and_then(|answer| check_answer(&server, cut, name, answer));
+                        (server, started, result)
+                    });
+                }
             }
-            let remaining = walk.remaining();
-            if remaining.is_zero() {
-                return Err(ResolveError::DeadlineExceeded { name: name.clone() });
+            if attempts.is_empty() {
+                break;
             }
-            walk.queries += 1;
-            let timeout = remaining.min(self.config.attempt_timeout);
-            let started = Instant::now();
-            let result = self
-                .upstream
-                .query(&server, name, timeout)
-                .await
-                .and_then(|answer| check_answer(&server, cut, name, answer));
+            let hedge = async {
+                match hedge_at {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => futures::future::pending().await,
+                }
+            };
+            let (server, started, result) = tokio::select! {
+                Some(done) = attempts.next() => done,
+                () = hedge => {
+                    launch_next = true;
+                    continue;
+                }
+            };
+            waiting.retain(|(url, ..)| *url != server.grpc);
             match result {
                 Ok(answer) => {
                     self.servers.record_success(&server.grpc, started.elapsed());
+                    // Servers overtaken by a hedge were slower than their attempt timeout:
+                    // penalised and held off like a timeout, so the next query skips them.
+                    for (url, hedge_after, asked) in &waiting {
+                        self.upstream_failures[FailureKind::Timeout(*hedge_after).index()]
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        self.servers.record_failure(url);
+                        walk.step(|| TraceStep {
+                            server: url.clone(),
+                            zone: cut.zone.clone(),
+                            outcome: None,
+                            latency_us: micros(*asked),
+                            cached: false,
+                            authoritative: false,
+                            error: Some(format!(
+                                "no answer within its attempt timeout of {} ms; another server answered first",
+                                hedge_after.as_millis()
+                            )),
+                        });
+                    }
                     walk.step(|| TraceStep {
                         server: answer.served_by.to_string(),
                         zone: answer.zone.clone(),
@@ -609,6 +698,9 @@ impl Resolver {
                         error: Some(error.to_string()),
                     });
                     failures.push(error.to_string());
+                    // The newest attempt failed: the next server now. An older one that
+                    // failed while a hedge runs: the hedge keeps its own timer.
+                    launch_next = last_asked.as_deref() == Some(server.grpc.as_str());
                 }
             }
         }

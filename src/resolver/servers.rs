@@ -1,6 +1,9 @@
-//! Which server of a zone to ask first: smoothed RTT with a failure penalty that decays over
-//! time (as BIND and hickory's resolver do), and a short failure cache so a server that just
-//! failed is not asked again at once (RFC 9520 in spirit).
+//! Which server of a zone to ask first, and how long to wait for it: smoothed RTT with a
+//! failure penalty that decays over time (as BIND and hickory's resolver do), a short failure
+//! cache so a server that just failed is not asked again at once (RFC 9520 in spirit), and a
+//! per-server attempt timeout from the SRTT and its variation (RFC 6298's RTO, with a floor and
+//! a ceiling), after which the resolver hedges to the next server instead of waiting out a
+//! fixed timeout on a server whose link was cut.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -18,6 +21,11 @@ const MAX_SRTT_US: f64 = 10_000_000.0;
 /// Time constant of the decay of old measurements (and penalties) towards zero, so a
 /// penalised server is tried again eventually.
 const DECAY: Duration = Duration::from_secs(60);
+/// Weight of the newest deviation in the RTT variation (RFC 6298's beta).
+const VARIATION_WEIGHT: f64 = 0.25;
+/// Attempt timeout of a server never measured (RFC 6298 starts at 1 s; a zone server on
+/// another host answers in milliseconds, and the attempt is hedged, not abandoned).
+const INITIAL_ATTEMPT: Duration = Duration::from_millis(500);
 /// Failure cache: first hold-off, doubled on consecutive failures up to the maximum.
 const FAILURE_HOLD: Duration = Duration::from_secs(1);
 const MAX_FAILURE_HOLD: Duration = Duration::from_secs(30);
@@ -25,6 +33,8 @@ const MAX_FAILURE_HOLD: Duration = Duration::from_secs(30);
 #[derive(Debug, Clone)]
 struct ServerState {
     srtt_us: f64,
+    /// Mean deviation of the samples from the SRTT (RFC 6298's RTTVAR).
+    rttvar_us: f64,
     updated: Instant,
     consecutive_failures: u32,
     held_until: Option<Instant>,
@@ -95,11 +105,14 @@ impl ServerSelector {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let state = table.entry(server.to_string()).or_insert(ServerState {
             srtt_us: sample,
+            rttvar_us: sample / 2.0,
             updated: now,
             consecutive_failures: 0,
             held_until: None,
         });
         let previous = Self::decayed(state, now);
+        state.rttvar_us = (1.0 - VARIATION_WEIGHT) * state.rttvar_us
+            + VARIATION_WEIGHT * (previous - sample).abs();
         state.srtt_us = (1.0 - SMOOTHING) * previous + SMOOTHING * sample;
         state.updated = now;
         state.consecutive_failures = 0;
@@ -114,6 +127,7 @@ impl ServerSelector {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let state = table.entry(server.to_string()).or_insert(ServerState {
             srtt_us: 0.0,
+            rttvar_us: 0.0,
             updated: now,
             consecutive_failures: 0,
             held_until: None,
@@ -125,6 +139,26 @@ impl ServerSelector {
             .saturating_mul(1 << state.consecutive_failures.saturating_sub(1).min(5))
             .min(MAX_FAILURE_HOLD);
         state.held_until = Some(now + hold);
+    }
+
+    /// How long to wait for `server` before hedging to another server of the zone: SRTT plus
+    /// four times the RTT variation (RFC 6298), between `floor` and `ceiling`. A failure's
+    /// penalty raises it (as RFC 6298 backs off), and it decays with the penalty. A server
+    /// never measured gets [`INITIAL_ATTEMPT`], within the same bounds.
+    pub fn attempt_timeout(&self, server: &str, floor: Duration, ceiling: Duration) -> Duration {
+        let now = self.clock.now();
+        let table = self
+            .servers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let estimate = match table.get(server) {
+            Some(state) => {
+                let us = Self::decayed(state, now) + 4.0 * state.rttvar_us;
+                Duration::from_secs_f64((us / 1e6).clamp(0.0, MAX_SRTT_US / 1e6))
+            }
+            None => INITIAL_ATTEMPT,
+        };
+        estimate.clamp(floor, ceiling.max(floor))
     }
 
     /// The smoothed RTT of a server, in microseconds, if it has been asked.
@@ -190,5 +224,47 @@ mod tests {
         clock.advance(Duration::from_secs(2));
         selector.record_failure(&a.grpc);
         assert_eq!(selector.order(&[a.clone(), b.clone()]), vec![b]);
+    }
+
+    #[test]
+    fn attempt_timeout_follows_the_rtt_within_floor_and_ceiling() {
+        let clock = ManualClock::new();
+        let selector = ServerSelector::new(clock.clone());
+        let (floor, ceiling) = (Duration::from_millis(150), Duration::from_millis(1500));
+        let (fast, slow, jittery, new) = (server(1), server(2), server(3), server(4));
+        // Never measured: the initial timeout.
+        assert_eq!(
+            selector.attempt_timeout(&new.grpc, floor, ceiling),
+            INITIAL_ATTEMPT
+        );
+        for _ in 0..30 {
+            selector.record_success(&fast.grpc, Duration::from_micros(500));
+            selector.record_success(&slow.grpc, Duration::from_millis(400));
+        }
+        // A LAN server: the floor. A steady 400 ms server: a little over 400 ms.
+        assert_eq!(selector.attempt_timeout(&fast.grpc, floor, ceiling), floor);
+        let steady = selector.attempt_timeout(&slow.grpc, floor, ceiling);
+        assert!(
+            steady > Duration::from_millis(400) && steady < Duration::from_millis(450),
+            "{steady:?}"
+        );
+        // The same mean with jitter waits longer (RFC 6298: SRTT + 4 RTTVAR)...
+        for i in 0..30 {
+            let sample = if i % 2 == 0 { 100 } else { 700 };
+            selector.record_success(&jittery.grpc, Duration::from_millis(sample));
+        }
+        let varied = selector.attempt_timeout(&jittery.grpc, floor, ceiling);
+        assert!(varied > steady, "{varied:?} against {steady:?}");
+        // ...a failure backs it off, never past the ceiling...
+        for _ in 0..10 {
+            selector.record_failure(&slow.grpc);
+        }
+        assert_eq!(
+            selector.attempt_timeout(&slow.grpc, floor, ceiling),
+            ceiling
+        );
+        // ...and the penalty decays away with time.
+        clock.advance(Duration::from_secs(600));
+        assert!(selector.attempt_timeout(&slow.grpc, floor, ceiling) < ceiling);
     }
 }

@@ -199,10 +199,19 @@ async fn every_server_down_serves_the_expired_answer_marked_stale_within_the_win
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_black_hole_costs_one_attempt_timeout_then_the_sibling_answers() {
+async fn a_black_hole_costs_its_servers_attempt_timeout_then_the_sibling_answers() {
     let world = world(Duration::from_secs(600));
     prefer(&world.resolver, ACME_1);
     world.links.set(ACME_1, Link::BlackHole);
+    // ACME_1 was measured at microseconds: its attempt timeout is the floor, far below the
+    // ceiling a fixed timeout would wait.
+    let config = ResolverConfig::default();
+    let hedge = world.resolver.servers().attempt_timeout(
+        ACME_1,
+        config.attempt_timeout_floor,
+        config.attempt_timeout,
+    );
+    assert_eq!(hedge, config.attempt_timeout_floor);
     let started = tokio::time::Instant::now();
     let answer = world
         .resolver
@@ -211,12 +220,19 @@ async fn a_black_hole_costs_one_attempt_timeout_then_the_sibling_answers() {
         .expect("the sibling answers");
     assert!(matches!(answer.outcome, Outcome::Answer(_)));
     let took = started.elapsed();
-    let attempt = ResolverConfig::default().attempt_timeout;
     assert!(
-        took >= attempt && took < attempt + Duration::from_millis(100),
+        took >= hedge && took < hedge + Duration::from_millis(20),
         "{took:?}"
     );
     assert_eq!(failures(&world.resolver, "timeout"), 1);
+    // The trace names the silent server and says another answered first.
+    let silent = answer
+        .trace
+        .iter()
+        .find(|step| step.server == ACME_1)
+        .and_then(|step| step.error.clone())
+        .expect("the silent server is in the trace");
+    assert!(silent.contains("another server answered first"), "{silent}");
 
     // With both in a black hole, the caller's deadline bounds the whole resolution.
     world.links.set(ACME_2, Link::BlackHole);
@@ -238,4 +254,141 @@ async fn a_black_hole_costs_one_attempt_timeout_then_the_sibling_answers() {
         "{error}"
     );
     assert!(started.elapsed() <= Duration::from_millis(700));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_hedge_waits_as_long_as_the_servers_own_rtt_says() {
+    let world = world(Duration::from_secs(600));
+    // ACME_1 answers in about 600 ms (a far-away server), steadily; ACME_2 is slower still.
+    for _ in 0..20 {
+        world
+            .resolver
+            .servers()
+            .record_success(ACME_1, Duration::from_millis(600));
+        world
+            .resolver
+            .servers()
+            .record_success(ACME_2, Duration::from_millis(900));
+    }
+    let config = ResolverConfig::default();
+    let hedge = world.resolver.servers().attempt_timeout(
+        ACME_1,
+        config.attempt_timeout_floor,
+        config.attempt_timeout,
+    );
+    assert!(
+        hedge > Duration::from_millis(600) && hedge < config.attempt_timeout,
+        "{hedge:?}"
+    );
+    world.links.set(ACME_1, Link::BlackHole);
+    let started = tokio::time::Instant::now();
+    world
+        .resolver
+        .resolve(&name("analyst.acme"), options())
+        .await
+        .expect("the sibling answers");
+    let took = started.elapsed();
+    assert!(
+        took >= hedge && took < hedge + Duration::from_millis(20),
+        "{took:?} against a hedge after {hedge:?}"
+    );
+}
+
+/// Issue 17's resolve failure: a zone server's link is cut while many lookups are in flight.
+/// Each of them pays one attempt timeout of that server (its SRTT-based one, not the fixed
+/// ceiling), and lookups after the first failure skip the server until its hold-off ends.
+#[tokio::test(start_paused = true)]
+async fn concurrent_lookups_meeting_a_cut_server_each_wait_only_its_attempt_timeout() {
+    let world = world(Duration::from_secs(600));
+    prefer(&world.resolver, ACME_1);
+    // Warm the delegation so every lookup goes straight to the zone's servers.
+    world
+        .resolver
+        .resolve(&name("analyst.acme"), options())
+        .await
+        .unwrap();
+    prefer(&world.resolver, ACME_1);
+    world.links.set(ACME_1, Link::BlackHole);
+    let started = tokio::time::Instant::now();
+    let lookups = (0..20).map(|i| {
+        let resolver = &world.resolver;
+        async move {
+            let asked = tokio::time::Instant::now();
+            let result = resolver
+                .resolve(&name(&format!("agent{i}.acme")), options())
+                .await;
+            (result, asked.elapsed())
+        }
+    });
+    let results = futures::future::join_all(lookups).await;
+    let floor = ResolverConfig::default().attempt_timeout_floor;
+    for (result, took) in &results {
+        let answer = result
+            .as_ref()
+            .expect("NXDOMAIN from the sibling is an answer");
+        assert_eq!(answer.outcome, Outcome::NxDomain);
+        assert!(*took <= floor + Duration::from_millis(20), "{took:?}");
+    }
+    assert!(started.elapsed() < ResolverConfig::default().attempt_timeout);
+    // Later lookups do not ask the cut server at all while it is held off.
+    let before = failures(&world.resolver, "timeout");
+    let asked = tokio::time::Instant::now();
+    world
+        .resolver
+        .resolve(&name("later.acme"), options())
+        .await
+        .unwrap();
+    assert!(asked.elapsed() < Duration::from_millis(5));
+    assert_eq!(failures(&world.resolver, "timeout"), before);
+}
+
+/// A server that refuses at once is not waited on: the next one is asked at once.
+#[tokio::test(start_paused = true)]
+async fn a_refused_first_server_moves_on_at_once() {
+    let world = world(Duration::from_secs(600));
+    prefer(&world.resolver, ACME_1);
+    world.links.set(ACME_1, Link::Down);
+    let started = tokio::time::Instant::now();
+    world
+        .resolver
+        .resolve(&name("analyst.acme"), options())
+        .await
+        .expect("the sibling answers");
+    assert!(started.elapsed() < Duration::from_millis(5));
+    assert_eq!(failures(&world.resolver, "unreachable"), 1);
+    assert_eq!(failures(&world.resolver, "timeout"), 0);
+}
+
+/// With every server of the zone silent and an expired answer cached, the caller still gets
+/// the stale answer before its deadline (RFC 8767's client response timer), not at it.
+#[tokio::test(start_paused = true)]
+async fn a_stale_answer_arrives_before_the_callers_deadline() {
+    let world = world(Duration::from_secs(600));
+    world
+        .resolver
+        .resolve(&name("analyst.acme"), options())
+        .await
+        .unwrap();
+    world.clock.advance(Duration::from_secs(61));
+    world.links.set(ACME_1, Link::BlackHole);
+    world.links.set(ACME_2, Link::BlackHole);
+    // A deadline shorter than an attempt: the walk would run right up to it.
+    let started = tokio::time::Instant::now();
+    let deadline = started + Duration::from_secs(1);
+    let answer = world
+        .resolver
+        .resolve(
+            &name("analyst.acme"),
+            ResolveOptions {
+                deadline: Some(deadline),
+                trace: false,
+            },
+        )
+        .await
+        .expect("the stale answer");
+    assert!(answer.stale);
+    assert_eq!(
+        started.elapsed(),
+        Duration::from_secs(1) - STALE_ANSWER_MARGIN
+    );
 }

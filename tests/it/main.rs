@@ -22,5 +22,6 @@ mod search;
 mod store_backup;
 mod tls;
 mod update_retry;
+mod upstream_reconnect;
 mod zone_dump;
 mod zone_file;

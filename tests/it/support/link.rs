@@ -6,7 +6,10 @@
 //! - [`Link::partition`] silently stops forwarding: connections are accepted and bytes are
 //!   taken, but nothing goes through, as if packets were lost (a black hole);
 //! - [`Link::heal`] restores the link. After a partition, what was held goes through, as TCP
-//!   retransmission would deliver it.
+//!   retransmission would deliver it;
+//! - [`Link::stall`] black-holes the connections open now, for good, while new ones go through:
+//!   a link that came back after a cut, with the old connections stuck behind TCP's
+//!   retransmission backoff. Only the client closing them ends them.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -34,12 +37,15 @@ struct State {
     delay: Duration,
     /// Bumped by every cut: connections opened before it are severed.
     cuts: u64,
+    /// Bumped by every stall: connections opened before it take bytes and forward none.
+    stalls: u64,
 }
 
 pub struct Link {
     addr: SocketAddr,
     state: watch::Sender<State>,
     accepted: Arc<AtomicU64>,
+    open: Arc<AtomicU64>,
     accepting: JoinHandle<()>,
 }
 
@@ -52,9 +58,12 @@ impl Link {
             mode: Mode::Up,
             delay: Duration::ZERO,
             cuts: 0,
+            stalls: 0,
         });
         let accepted = Arc::new(AtomicU64::new(0));
+        let open = Arc::new(AtomicU64::new(0));
         let counter = Arc::clone(&accepted);
+        let open_counter = Arc::clone(&open);
         let accepting = tokio::spawn(async move {
             loop {
                 let stream = tokio::select! {
@@ -73,13 +82,20 @@ impl Link {
                     reset(&stream);
                     continue;
                 }
-                tokio::spawn(connection(stream, upstream, watching.clone()));
+                let open = Arc::clone(&open_counter);
+                open.fetch_add(1, Ordering::SeqCst);
+                let state = watching.clone();
+                tokio::spawn(async move {
+                    connection(stream, upstream, state).await;
+                    open.fetch_sub(1, Ordering::SeqCst);
+                });
             }
         });
         Link {
             addr,
             state,
             accepted,
+            open,
             accepting,
         }
     }
@@ -97,6 +113,16 @@ impl Link {
     /// Connections accepted so far (whatever became of them).
     pub fn accepted(&self) -> u64 {
         self.accepted.load(Ordering::SeqCst)
+    }
+
+    /// Connections open through the link now.
+    pub fn open(&self) -> u64 {
+        self.open.load(Ordering::SeqCst)
+    }
+
+    /// Black-holes the connections open now for good (new ones go through): see the module.
+    pub fn stall(&self) {
+        self.state.send_modify(|state| state.stalls += 1);
     }
 
     /// Drops the link: open connections are severed (reset), new ones reset at once.
@@ -156,7 +182,10 @@ async fn forwarding(state: &mut watch::Receiver<State>, generation: u64) -> bool
 }
 
 async fn connection(client: TcpStream, upstream: SocketAddr, mut state: watch::Receiver<State>) {
-    let generation = state.borrow().cuts;
+    let (generation, stalls) = {
+        let now = state.borrow();
+        (now.cuts, now.stalls)
+    };
     // A partitioned link takes the connection and lets nothing through, not even to connect.
     if !forwarding(&mut state, generation).await {
         reset(&client);
@@ -171,8 +200,8 @@ async fn connection(client: TcpStream, upstream: SocketAddr, mut state: watch::R
     let (client_read, client_write) = client.into_split();
     let (server_read, server_write) = server.into_split();
     tokio::join!(
-        pump(client_read, server_write, state.clone(), generation),
-        pump(server_read, client_write, state, generation),
+        pump(client_read, server_write, state.clone(), generation, stalls),
+        pump(server_read, client_write, state, generation, stalls),
     );
 }
 
@@ -182,9 +211,15 @@ async fn pump(
     mut to: OwnedWriteHalf,
     mut state: watch::Receiver<State>,
     generation: u64,
+    stalls: u64,
 ) {
     let mut buffer = vec![0u8; 64 * 1024];
     loop {
+        if state.borrow().stalls != stalls {
+            // Stalled: bytes are taken and dropped until the sender closes.
+            while let Ok(1..) = from.read(&mut buffer).await {}
+            return;
+        }
         if !forwarding(&mut state, generation).await {
             break;
         }
