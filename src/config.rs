@@ -57,6 +57,9 @@ pub struct NodeConfigFile {
     /// gRPC connections open at once (default 8192), and per client address (default 512).
     pub max_connections: Option<u32>,
     pub max_connections_per_client: Option<u32>,
+    /// Endpoint health probes in flight at once (default 256); 0: this node does not probe
+    /// the endpoints of the zones it is primary for.
+    pub health_probes: Option<u32>,
 }
 
 /// A zone this node serves as a secondary.

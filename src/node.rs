@@ -27,7 +27,9 @@ use crate::grpc::RegistryService;
 use crate::grpc::observe::GrpcMetrics;
 use crate::grpc::server::ServerLimits;
 use crate::grpc::{ChannelPool, GrpcPeers};
+use crate::health::{Probe, ProbeCounts, Prober};
 use crate::keys::UpdateKey;
+use crate::mcp::probe::McpProbe;
 use crate::name::Name;
 use crate::record::ServerAddress;
 use crate::resolver::{Resolver, ResolverConfig};
@@ -92,6 +94,8 @@ pub struct NodeConfig {
     pub resolver: ResolverConfig,
     /// What bounds the gRPC door's clients.
     pub grpc_limits: ServerLimits,
+    /// Endpoint probes in flight at most (docs/protocol.md §9.1); `None`: no probing.
+    pub health_probes: Option<usize>,
 }
 
 /// Everything a bound listener needs to serve.
@@ -113,6 +117,9 @@ pub struct ServeOptions {
     pub notify: bool,
     /// What bounds the gRPC door's clients (connections, requests in flight, streams).
     pub grpc_limits: ServerLimits,
+    /// Probes in flight at most when this node probes the endpoints of the zones it is
+    /// primary for (docs/protocol.md §9.1); `None`: it does not probe.
+    pub health_probes: Option<usize>,
 }
 
 impl ServeOptions {
@@ -129,7 +136,14 @@ impl ServeOptions {
             update_keys: Vec::new(),
             notify: true,
             grpc_limits: ServerLimits::default(),
+            health_probes: Some(crate::health::DEFAULT_CONCURRENCY),
         }
+    }
+
+    /// Whether (and how many at once) this node probes its primary zones' endpoints.
+    pub fn health_probes(mut self, concurrency: Option<usize>) -> Self {
+        self.health_probes = concurrency;
+        self
     }
 
     pub fn grpc_limits(mut self, limits: ServerLimits) -> Self {
@@ -263,6 +277,7 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
         update_keys: config.update_keys,
         notify: config.notify,
         grpc_limits: config.grpc_limits,
+        health_probes: config.health_probes,
     })
 }
 
@@ -354,6 +369,17 @@ impl GrpcListener {
         )?;
         let started = std::time::Instant::now();
         crate::sys::trim_memory_periodically(shutdown.child_token());
+        let probe_counts = Arc::new(ProbeCounts::default());
+        if let Some(concurrency) = options.health_probes {
+            Prober {
+                authority: authority.clone(),
+                catalog: Arc::clone(&catalog),
+                probe: Arc::new(McpProbe::new()),
+                concurrency,
+                counts: Arc::clone(&probe_counts),
+            }
+            .spawn(shutdown.child_token());
+        }
         let limits = options.grpc_limits;
         let grpc_connections = Admission::new(limits.connections);
         let recent = Arc::new(RecentQueries::default());
@@ -545,5 +571,13 @@ impl NodeHandle {
                 Ok(())
             }
         }
+    }
+}
+
+/// The health prober's probe is MCP's `initialize` (the prober knows no protocol; the MCP
+/// plumbing knows no prober).
+impl Probe for McpProbe {
+    fn probe(&self, url: &str, timeout: Duration) -> BoxFuture<'static, Result<(), String>> {
+        McpProbe::probe(self, url, timeout)
     }
 }

@@ -401,6 +401,7 @@ mod tests {
             input_schema: record::default_input_schema(),
             output_schema: None,
             metadata: None,
+            health_checks: true,
         }
     }
 
@@ -418,6 +419,7 @@ mod tests {
                 server("https://ns1.globex.example:7105/", Some("[::1]:5353")),
                 server("http://127.0.0.1:7106", None),
             ],
+            health: crate::record::HealthSettings::DEFAULT,
         };
         let mut rich = agent(
             "deep.lab.research.globex",
@@ -622,6 +624,7 @@ mod tests {
             expire: 86_400,
             contact: String::new(),
             servers: vec![server("http://127.0.0.1:7100", Some("127.0.0.1:7200"))],
+            health: crate::record::HealthSettings::DEFAULT,
         };
         let records = ZoneRecords {
             agents: vec![
