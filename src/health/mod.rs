@@ -41,6 +41,11 @@ pub const DEFAULT_CONCURRENCY: usize = 256;
 /// How often the prober looks for zones and endpoints that came or went, at the latest.
 const RESCAN_EVERY: Duration = Duration::from_secs(1);
 
+/// At most one health write per this: a change found while the last write is younger waits
+/// for the rest of the window and goes with the others found meanwhile (one serial step
+/// for a host whose thousand endpoints died together, not a thousand).
+pub const WRITE_AT_MOST_EVERY: Duration = Duration::from_millis(200);
+
 /// One look at an endpoint: `Ok` when it answered an MCP `initialize` within the timeout,
 /// else why not, in words an operator reads on the status page.
 pub trait Probe: Send + Sync + 'static {
@@ -138,20 +143,35 @@ impl Prober {
         let slots = Arc::new(Semaphore::new(self.concurrency.max(1)));
         let (done, mut outcomes) = mpsc::unbounded_channel::<Outcome>();
         let mut next_scan = Instant::now();
+        let mut waiting: BTreeMap<Name, Vec<HealthMark>> = BTreeMap::new();
+        let mut last_write: Option<Instant> = None;
         loop {
             let now = Instant::now();
+            let write_at = last_write.map_or(now, |at| at + WRITE_AT_MOST_EVERY);
+            if !waiting.is_empty() && now >= write_at {
+                self.write(&mut tracked, std::mem::take(&mut waiting)).await;
+                last_write = Some(Instant::now());
+                continue;
+            }
             if now >= next_scan {
                 self.rescan(&mut tracked, &mut seen_serials, now);
                 next_scan = now + RESCAN_EVERY;
             }
             self.launch_due(&mut tracked, &slots, &done, now);
+            // A probe still due here waits for a slot: for an answer, not for the clock.
             let next_due = tracked
                 .values()
                 .filter(|t| !t.in_flight)
                 .map(|t| t.next_due)
+                .filter(|due| *due > now)
                 .min()
                 .unwrap_or(next_scan)
                 .min(next_scan);
+            let wake = if waiting.is_empty() {
+                next_due
+            } else {
+                next_due.min(write_at)
+            };
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 Some(first) = outcomes.recv() => {
@@ -159,9 +179,9 @@ impl Prober {
                     while let Ok(more) = outcomes.try_recv() {
                         batch.push(more);
                     }
-                    self.conclude(&mut tracked, batch).await;
+                    self.conclude(&mut tracked, batch, &mut waiting);
                 }
-                () = tokio::time::sleep_until(next_due) => {}
+                () = tokio::time::sleep_until(wake) => {}
             }
         }
     }
@@ -272,11 +292,15 @@ impl Prober {
         }
     }
 
-    /// Judges the results that came back and writes the changes of state, one write per
-    /// zone.
-    async fn conclude(&self, tracked: &mut HashMap<Target, Tracked>, outcomes: Vec<Outcome>) {
+    /// Judges the results that came back; changes of state wait in `marks` for the next
+    /// write.
+    fn conclude(
+        &self,
+        tracked: &mut HashMap<Target, Tracked>,
+        outcomes: Vec<Outcome>,
+        marks: &mut BTreeMap<Name, Vec<HealthMark>>,
+    ) {
         let now_s = self.authority.clock().unix_ms() / 1000;
-        let mut marks: BTreeMap<Name, Vec<HealthMark>> = BTreeMap::new();
         for Outcome { target, result } in outcomes {
             let counter = if result.is_ok() {
                 &self.counts.answered
@@ -304,6 +328,14 @@ impl Prober {
                     });
             }
         }
+    }
+
+    /// Writes the changes of state found, one write per zone.
+    async fn write(
+        &self,
+        tracked: &mut HashMap<Target, Tracked>,
+        marks: BTreeMap<Name, Vec<HealthMark>>,
+    ) {
         for (zone, marks) in marks {
             let targets: Vec<Target> = marks
                 .iter()
