@@ -52,10 +52,12 @@ fn answer(name: &str, served_by: &str, schema: &str) -> pb::ResolveResponse {
                 tool: label.to_string(),
                 priority: 10,
                 weight: 1,
+                health: None,
             }],
             input_schema_json: schema.to_string(),
             output_schema_json: String::new(),
             metadata_json: String::new(),
+            health_checks_off: false,
         }),
         ..pb::ResolveResponse::default()
     }

@@ -104,3 +104,32 @@ impl Clock for ManualClock {
 pub fn system() -> Arc<dyn Clock> {
     Arc::new(SystemClock)
 }
+
+/// Parses `500ms`, `10s`, `2m`, `1h`, `1d` or a bare number of seconds: the
+/// durations of flags (`--timeout 10s`) and of zone files (`health = { interval = "10s" }`).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
+        Some(at) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration such as 500ms, 10s or 2m"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        "d" => value * 86_400.0,
+        _ => {
+            return Err(format!(
+                "unknown unit {unit:?} in {text:?}: use ms, s, m, h or d"
+            ));
+        }
+    };
+    if !seconds.is_finite() || seconds <= 0.0 || seconds > 30.0 * 86_400.0 {
+        return Err(format!("{text:?} must be between 1ms and 30d"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}

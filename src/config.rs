@@ -64,6 +64,9 @@ pub struct NodeConfigFile {
     /// TLS: `[tls]` with `cert`, `key`, `client_ca`, `ca` (flags `--tls-cert`, `--tls-key`,
     /// `--tls-client-ca`, `--ca`); paths relative to the file.
     pub tls: Option<TlsConfig>,
+    /// Endpoint health probes in flight at once (default 256); 0: this node does not probe
+    /// the endpoints of the zones it is primary for.
+    pub health_probes: Option<u32>,
 }
 
 /// The `[tls]` table of a node config.

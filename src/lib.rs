@@ -34,6 +34,8 @@
 //! - [`resolver`]: recursive resolution through multi-level caches, with failover across a
 //!   zone's servers and stale answers when every server fails.
 //! - [`search`]: per-zone ranked search and the federated walk and merge.
+//! - [`health`]: a primary's probes of its agents' endpoints, written into its zones as
+//!   endpoint health (the probe itself is behind a trait; `mcp::probe` speaks MCP).
 //!
 //! The doors, the gateway and what operators see:
 //!
@@ -72,6 +74,7 @@ pub mod demo;
 pub mod dns;
 pub mod gateway;
 pub mod grpc;
+pub mod health;
 pub mod keys;
 pub mod mcp;
 pub mod name;

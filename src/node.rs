@@ -27,8 +27,10 @@ use crate::grpc::RegistryService;
 use crate::grpc::observe::GrpcMetrics;
 use crate::grpc::server::ServerLimits;
 use crate::grpc::{ChannelPool, GrpcPeers};
+use crate::health::{Probe, ProbeCounts, Prober};
 use crate::keys::UpdateKey;
 use crate::keys::identity::UpdateIdentity;
+use crate::mcp::probe::McpProbe;
 use crate::name::Name;
 use crate::record::ServerAddress;
 use crate::resolver::{Resolver, ResolverConfig};
@@ -100,6 +102,8 @@ pub struct NodeConfig {
     pub grpc_limits: ServerLimits,
     /// TLS: the door's certificate and the trust of the node's own client side.
     pub tls: NodeTlsFiles,
+    /// Endpoint probes in flight at most (docs/protocol.md §9.1); `None`: no probing.
+    pub health_probes: Option<usize>,
 }
 
 /// Where a node's TLS settings live (`[tls]` in a node config).
@@ -163,6 +167,9 @@ pub struct ServeOptions {
     /// What the node's channels to other nodes trust and present for `https://` URLs
     /// (default: the system roots, no certificate).
     pub client_tls: Option<Arc<ClientTls>>,
+    /// Probes in flight at most when this node probes the endpoints of the zones it is
+    /// primary for (docs/protocol.md §9.1); `None`: it does not probe.
+    pub health_probes: Option<usize>,
 }
 
 impl ServeOptions {
@@ -181,11 +188,18 @@ impl ServeOptions {
             notify: true,
             grpc_limits: ServerLimits::default(),
             client_tls: None,
+            health_probes: Some(crate::health::DEFAULT_CONCURRENCY),
         }
     }
 
     pub fn client_tls(mut self, tls: Arc<ClientTls>) -> Self {
         self.client_tls = Some(tls);
+        self
+    }
+
+    /// Whether (and how many at once) this node probes its primary zones' endpoints.
+    pub fn health_probes(mut self, concurrency: Option<usize>) -> Self {
+        self.health_probes = concurrency;
         self
     }
 
@@ -336,6 +350,7 @@ pub async fn start_with_tls(config: NodeConfig) -> Result<(NodeHandle, NodeTls),
         notify: config.notify,
         grpc_limits: config.grpc_limits,
         client_tls: Some(Arc::clone(&tls.client)),
+        health_probes: config.health_probes,
     })?;
     Ok((handle, tls))
 }
@@ -447,6 +462,17 @@ impl GrpcListener {
         )?;
         let started = std::time::Instant::now();
         crate::sys::trim_memory_periodically(shutdown.child_token());
+        let probe_counts = Arc::new(ProbeCounts::default());
+        if let Some(concurrency) = options.health_probes {
+            Prober {
+                authority: authority.clone(),
+                catalog: Arc::clone(&catalog),
+                probe: Arc::new(McpProbe::new()),
+                concurrency,
+                counts: Arc::clone(&probe_counts),
+            }
+            .spawn(shutdown.child_token());
+        }
         let limits = options.grpc_limits;
         let grpc_connections = Admission::new(limits.connections);
         let recent = Arc::new(RecentQueries::default());
@@ -643,5 +669,13 @@ impl NodeHandle {
                 Ok(())
             }
         }
+    }
+}
+
+/// The health prober's probe is MCP's `initialize` (the prober knows no protocol; the MCP
+/// plumbing knows no prober).
+impl Probe for McpProbe {
+    fn probe(&self, url: &str, timeout: Duration) -> BoxFuture<'static, Result<(), String>> {
+        McpProbe::probe(self, url, timeout)
     }
 }

@@ -830,6 +830,7 @@ pub(crate) mod tests {
             expire: 86_400,
             contact: String::new(),
             servers: vec![ServerAddress::new("http://10.0.1.1:7102", None).unwrap()],
+            health: crate::record::HealthSettings::DEFAULT,
         }
     }
 
@@ -849,6 +850,7 @@ pub(crate) mod tests {
                 input_schema: record::default_input_schema(),
                 output_schema: None,
                 metadata: None,
+                health_checks: true,
             }),
             from_file: false,
             live: BTreeSet::from(["http://a/mcp".to_string()]),

@@ -119,6 +119,14 @@ pub struct EndpointView {
     /// A live endpoint's lease end (Unix ms), on its primary.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lease_expires_unix_ms: Option<u64>,
+    /// `up`, `down` or `unknown` (docs/protocol.md §9.1).
+    pub health: &'static str,
+    /// When the health last changed (Unix seconds), once probed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health_since_unix: Option<u64>,
+    /// Why a down endpoint is down.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health_error: Option<String>,
 }
 
 fn source_label(from_file: bool) -> &'static str {
@@ -188,6 +196,9 @@ pub fn agent_view(agent: &Agent) -> AgentView {
                 weight: e.weight,
                 source: None,
                 lease_expires_unix_ms: None,
+                health: e.health.state.word(),
+                health_since_unix: (e.health.since_unix > 0).then_some(e.health.since_unix),
+                health_error: (!e.health.error.is_empty()).then(|| e.health.error.clone()),
             })
             .collect(),
     }

@@ -14,8 +14,9 @@ use std::sync::Arc;
 use crate::name::Name;
 use crate::record::limits::ENDPOINTS_MAX;
 use crate::record::{
-    self, Agent, Alias, DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT_MS, Delegation, Endpoint, JsonDoc,
-    LiveAgent, LiveRecord, RecordChange, RecordKind, ZoneChange, ZoneHeader, serial_newer,
+    self, Agent, Alias, DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT_MS, Delegation, Endpoint,
+    EndpointHealth, JsonDoc, LiveAgent, LiveRecord, RecordChange, RecordKind, ZoneChange,
+    ZoneHeader, serial_newer,
 };
 use crate::store::{LeaseRow, StoredZoneData, ZoneWrite};
 use crate::zone::{StructureError, ZoneRecords, ZoneSnapshot};
@@ -80,6 +81,14 @@ pub struct Registered {
 pub struct Deregistered {
     pub endpoints_removed: u32,
     pub agent_removed: bool,
+}
+
+/// What the probes concluded about one endpoint ([`LiveZone::mark_health`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthMark {
+    pub agent: Name,
+    pub url: String,
+    pub health: EndpointHealth,
 }
 
 /// Where an agent's record and its endpoints came from, and when the leases of its live
@@ -424,7 +433,12 @@ impl LiveZone {
                     apply_fields(&mut agent, fields);
                 }
                 match agent.endpoints.iter_mut().find(|e| e.url == endpoint.url) {
-                    Some(slot) => *slot = endpoint.clone(),
+                    // A renewal by registration keeps what the probes concluded.
+                    Some(slot) => {
+                        let health = std::mem::take(&mut slot.health);
+                        *slot = endpoint.clone();
+                        slot.health = health;
+                    }
                     None => {
                         if agent.endpoints.len() >= ENDPOINTS_MAX {
                             return Err(UpdateError::TooManyEndpoints { name: name.clone() });
@@ -522,6 +536,46 @@ impl LiveZone {
                 zone: self.origin().clone(),
             },
         }
+    }
+
+    /// Writes what the probes concluded: each mark whose state differs from the endpoint's
+    /// changes its agent's record (one record change per agent, however many of its
+    /// endpoints changed); a mark for an endpoint or agent that has gone since it was probed,
+    /// or whose state is already the one marked, changes nothing. Returns how many endpoints
+    /// changed state.
+    pub fn mark_health(&mut self, marks: Vec<HealthMark>) -> (usize, Edit) {
+        let mut edit = Edit::default();
+        let mut by_agent: BTreeMap<Name, Vec<HealthMark>> = BTreeMap::new();
+        for mark in marks {
+            by_agent.entry(mark.agent.clone()).or_default().push(mark);
+        }
+        let mut changed = 0;
+        for (name, marks) in by_agent {
+            let Some(current) = self.agents.get(&name) else {
+                continue;
+            };
+            let mut agent = Agent::clone(&current.agent);
+            let mut any = false;
+            for mark in marks {
+                if let Some(endpoint) = agent.endpoints.iter_mut().find(|e| e.url == mark.url)
+                    && endpoint.health.state != mark.health.state
+                {
+                    endpoint.health = mark.health;
+                    any = true;
+                    changed += 1;
+                }
+            }
+            if any {
+                let record = LiveRecord::Agent(LiveAgent {
+                    agent: Arc::new(agent),
+                    from_file: current.from_file,
+                    live: current.live.clone(),
+                });
+                edit.put(&record);
+                self.insert(record);
+            }
+        }
+        (changed, edit)
     }
 
     /// Removes one live endpoint, or the whole (live) agent.
@@ -681,6 +735,35 @@ impl LiveZone {
                 }
             }
         }
+        // What the probes concluded about the endpoints the file keeps carries over too
+        // (unless the file turned probing off for the agent).
+        for (name, next_agent) in next.agents.iter_mut() {
+            let Some(current) = self.agents.get(name) else {
+                continue;
+            };
+            let concluded = |url: &str| {
+                current
+                    .agent
+                    .endpoints
+                    .iter()
+                    .find(|e| e.url == url)
+                    .map(|e| &e.health)
+            };
+            let differs = next_agent
+                .agent
+                .endpoints
+                .iter()
+                .any(|e| concluded(&e.url).is_some_and(|h| *h != e.health));
+            if next_agent.agent.health_checks && differs {
+                let mut agent = Agent::clone(&next_agent.agent);
+                for endpoint in &mut agent.endpoints {
+                    if let Some(health) = concluded(&endpoint.url) {
+                        endpoint.health = health.clone();
+                    }
+                }
+                next_agent.agent = Arc::new(agent);
+            }
+        }
         if let Err(errors) = next.snapshot() {
             return Err(UpdateError::Reload {
                 zone: self.origin().clone(),
@@ -831,6 +914,7 @@ fn new_agent(name: Name, endpoint: Endpoint, fields: AgentUpdate) -> Agent {
         input_schema: record::default_input_schema(),
         output_schema: None,
         metadata: None,
+        health_checks: true,
     };
     apply_fields(&mut agent, fields);
     agent

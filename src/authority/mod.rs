@@ -47,8 +47,8 @@ use crate::store::{Store, StoreError};
 use crate::zone::ZoneSnapshot;
 
 pub use live::{
-    AgentSource, DEFAULT_LEASE_SECS, Deregistered, EndpointSource, LEASE_MAX_SECS, Lease, LiveZone,
-    Registered, Registration, Role,
+    AgentSource, DEFAULT_LEASE_SECS, Deregistered, EndpointSource, HealthMark, LEASE_MAX_SECS,
+    Lease, LiveZone, Registered, Registration, Role,
 };
 pub use notify::{Fetch, KnownSecondary};
 pub use peers::{Peers, TransferData, TransferRequest};
@@ -360,6 +360,19 @@ impl Authority {
             reply,
         })
         .await
+    }
+
+    /// Writes what the probes of this primary concluded about its endpoints; the number of
+    /// endpoints whose state changed and the zone's serial after it (the same serial when
+    /// none did).
+    pub async fn mark_health(
+        &self,
+        zone: Name,
+        marks: Vec<HealthMark>,
+    ) -> Result<(usize, u32), UpdateError> {
+        self.submit(|reply| Job::Health { zone, marks, reply })
+            .await
+            .and_then(|answer| answer)
     }
 
     /// Loads zone files again (SIGHUP); per zone, the new serial, or `None` when the file

@@ -128,6 +128,7 @@ impl PreparedAuthority {
                         expire: ZoneHeader::DEFAULT_EXPIRE,
                         contact: String::new(),
                         servers: Vec::new(),
+                        health: crate::record::HealthSettings::DEFAULT,
                     },
                     Role::Secondary {
                         primary: primary.clone(),

@@ -10,7 +10,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::live::{
-    self, AgentSource, Deregistered, Edit, Lease, LiveZone, Registered, Registration, Role,
+    self, AgentSource, Deregistered, Edit, HealthMark, Lease, LiveZone, Registered, Registration,
+    Role,
 };
 use super::serve::News;
 use super::{Applied, Authority, BATCH_MAX, ReloadResult, TransferData, UpdateError, ZoneStatus};
@@ -43,6 +44,12 @@ pub(super) enum Job {
         url: Option<String>,
         reply: Answer<Deregistered>,
     },
+    /// What the primary's probes concluded (docs/protocol.md §9.1).
+    Health {
+        zone: Name,
+        marks: Vec<HealthMark>,
+        reply: Answer<usize>,
+    },
     Reload {
         files: Vec<ZoneSnapshot>,
         reply: oneshot::Sender<Vec<ReloadResult>>,
@@ -68,6 +75,7 @@ enum Reply {
     Register(Answer<Registered>, Registered),
     Renew(Answer<Lease>, Lease),
     Deregister(Answer<Deregistered>, Deregistered),
+    Health(Answer<usize>, usize),
     Transfer(oneshot::Sender<Result<Applied, UpdateError>>),
     Nobody,
 }
@@ -82,6 +90,9 @@ impl Reply {
                 let _ = reply.send(result.map(|serial| (done, serial)));
             }
             Reply::Deregister(reply, done) => {
+                let _ = reply.send(result.map(|serial| (done, serial)));
+            }
+            Reply::Health(reply, done) => {
                 let _ = reply.send(result.map(|serial| (done, serial)));
             }
             Reply::Transfer(reply) => {
@@ -335,6 +346,13 @@ impl Writer {
                 reply,
                 |live| live.deregister(&name, url.as_deref()),
                 Reply::Deregister,
+                staged,
+            ),
+            Job::Health { zone, marks, reply } => self.stage_update(
+                zone,
+                reply,
+                |live| Ok(live.mark_health(marks)),
+                Reply::Health,
                 staged,
             ),
             Job::Expire => {

@@ -114,6 +114,7 @@ pub async fn run_register(bench: RegisterBench) -> Result<RegisterReport, BenchE
                         tool: "bench".into(),
                         priority: 10,
                         weight: 1,
+                        health: None,
                     }),
                     lease_seconds: 3600,
                     fields: None,

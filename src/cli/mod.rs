@@ -18,7 +18,6 @@ mod zone;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -250,33 +249,8 @@ fn init_logging(format: LogFormat, default_level: &str) {
     }
 }
 
-/// Parses `500ms`, `10s`, `2m`, `1h`, `1d` or a bare number of seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let (number, unit) = match text.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
-        Some(at) => text.split_at(at),
-        None => (text, "s"),
-    };
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration such as 500ms, 10s or 2m"))?;
-    let seconds = match unit {
-        "ms" => value / 1000.0,
-        "s" => value,
-        "m" => value * 60.0,
-        "h" => value * 3600.0,
-        "d" => value * 86_400.0,
-        _ => {
-            return Err(format!(
-                "unknown unit {unit:?} in {text:?}: use ms, s, m, h or d"
-            ));
-        }
-    };
-    if !seconds.is_finite() || seconds <= 0.0 || seconds > 30.0 * 86_400.0 {
-        return Err(format!("{text:?} must be between 1ms and 30d"));
-    }
-    Ok(Duration::from_secs_f64(seconds))
-}
+/// The value parser of every duration flag (zone files read durations the same way).
+pub use aop::clock::parse_duration;
 
 /// The value parser of every URL flag (`--server`, `--resolver`, `--root`, `--url`, the URL
 /// of `--secondary`, ...): an `http` or `https` URL with a host, by the rule zone files
@@ -329,6 +303,7 @@ pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'stat
 mod tests {
     use super::*;
     use clap::CommandFactory;
+    use std::time::Duration;
 
     #[test]
     fn command_line_definition_is_consistent() {

@@ -94,6 +94,11 @@ pub struct NodeArgs {
     /// Require clients to present a certificate signed by this CA (PEM): mTLS.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     tls_client_ca: Option<PathBuf>,
+    /// Endpoint health probes in flight at once, for the zones this node is primary for
+    /// (docs/protocol.md 9.1; each zone file's `health` sets interval and thresholds); 0
+    /// turns probing off on this node [default: 256].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=100_000))]
+    health_probes: Option<u32>,
 }
 
 /// The examples, and every key a config file accepts, listed from the loader itself
@@ -218,6 +223,11 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
                 limits.connections.per_client = n as usize;
             }
             limits
+        },
+        health_probes: match args.health_probes.or(file.health_probes) {
+            Some(0) => None,
+            Some(n) => Some(n as usize),
+            None => Some(aop::health::DEFAULT_CONCURRENCY),
         },
     };
     let mutual = config

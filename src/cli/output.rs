@@ -67,6 +67,7 @@ pub fn agent_json(agent: &Agent) -> Value {
         "max_retries": agent.max_retries,
         "endpoints": agent.endpoints.iter().map(|e| json!({
             "url": e.url, "tool": e.tool, "priority": e.priority, "weight": e.weight,
+            "health": e.health.state.word(),
         })).collect::<Vec<_>>(),
         "input_schema": agent.input_schema.value(),
         "output_schema": agent.output_schema.as_ref().map(|s| s.value()),
@@ -170,13 +171,17 @@ fn print_agent(agent: &Agent) {
         ),
     );
     println!(
-        "endpoints      {:<8} {:<7} {:<36} tool",
-        "priority", "weight", "url"
+        "endpoints      {:<8} {:<7} {:<8} {:<36} tool",
+        "priority", "weight", "health", "url"
     );
     for endpoint in &agent.endpoints {
         println!(
-            "               {:<8} {:<7} {:<36} {}",
-            endpoint.priority, endpoint.weight, endpoint.url, endpoint.tool
+            "               {:<8} {:<7} {:<8} {:<36} {}",
+            endpoint.priority,
+            endpoint.weight,
+            endpoint.health.state.word(),
+            endpoint.url,
+            endpoint.tool
         );
     }
 }

@@ -319,6 +319,7 @@ pub async fn register(args: RegisterArgs) -> anyhow::Result<ExitCode> {
             tool: args.tool.clone().unwrap_or_default(),
             priority: u32::from(args.priority),
             weight: u32::from(args.weight),
+            health: None,
         }),
         lease_seconds: args.lease,
         fields: Some(pb::AgentFields {

@@ -18,7 +18,7 @@ use hickory_proto::rr::rdata::{A, AAAA, CNAME, NS, SOA, SRV, SVCB, TXT};
 use hickory_proto::rr::{Name as DnsName, RData, Record};
 
 use crate::name::Name;
-use crate::record::{Agent, Alias, Endpoint, ServerAddress, ZoneHeader};
+use crate::record::{Agent, Alias, Endpoint, ServerAddress, ZoneHeader, answer_endpoints};
 use crate::zone::ZoneSnapshot;
 
 /// Longest character-string in a TXT record (RFC 1035 section 3.3).
@@ -64,7 +64,7 @@ pub fn agent_txt(agent: &Agent, ttl: u32) -> Record {
     push("tags", &agent.tags.join(","));
     push("capabilities", &agent.capabilities.join(","));
     push("version", &agent.version);
-    for (index, endpoint) in agent.endpoints.iter().enumerate() {
+    for (index, endpoint) in answer_endpoints(&agent.endpoints).into_iter().enumerate() {
         let key = if index == 0 {
             "url".to_string()
         } else {
@@ -109,12 +109,19 @@ fn locate(agent: &Agent, endpoint: &Endpoint) -> Option<Location> {
     }
 }
 
-/// Endpoints in the order clients should try them: lowest priority first, then heaviest
-/// weight. Some clients (the DNS-AID reference client among them) use only the first SVCB
-/// record on the wire, so the order matters.
+/// Endpoints in the order clients should try them: healthy first and down ones left out
+/// (docs/protocol.md §9.1), then lowest priority first, then heaviest weight. Some clients
+/// (the DNS-AID reference client among them) use only the first SVCB record on the wire, so
+/// the order matters.
 fn preferred_order(agent: &Agent) -> Vec<&Endpoint> {
-    let mut endpoints: Vec<&Endpoint> = agent.endpoints.iter().collect();
-    endpoints.sort_by_key(|e| (e.priority, std::cmp::Reverse(e.weight)));
+    let mut endpoints = answer_endpoints(&agent.endpoints);
+    endpoints.sort_by_key(|e| {
+        (
+            e.health.state.rank(),
+            e.priority,
+            std::cmp::Reverse(e.weight),
+        )
+    });
     endpoints
 }
 
@@ -171,7 +178,7 @@ pub fn agent_srv(agent: &Agent, owner: &DnsName, ttl: u32) -> Vec<Record> {
 pub fn agent_addresses(agent: &Agent, ttl: u32, v6: bool) -> Vec<Record> {
     let owner = dns_name(agent.name.as_str());
     let mut seen = Vec::new();
-    for endpoint in &agent.endpoints {
+    for endpoint in answer_endpoints(&agent.endpoints) {
         if let Some(address) = locate(agent, endpoint).and_then(|l| l.address)
             && address.is_ipv6() == v6
             && !seen.contains(&address)

@@ -341,6 +341,9 @@ impl Caller {
         context: &CallContext,
     ) -> Result<CallOutcome, GatewayError> {
         self.validators.check(&agent, &arguments)?;
+        // Endpoints the zone's probes found down are skipped before any call fails; when
+        // every endpoint is down they are all tried (docs/protocol.md §9.1).
+        let agent = crate::record::as_answered(&agent);
         if agent.endpoints.is_empty() {
             return Err(GatewayError::NoEndpoints {
                 agent: agent.name.clone(),
@@ -640,6 +643,7 @@ mod tests {
             tool: "t".into(),
             priority,
             weight,
+            health: Default::default(),
         }
     }
 

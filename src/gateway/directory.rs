@@ -547,6 +547,7 @@ mod tests {
             input_schema: record::default_input_schema(),
             output_schema: None,
             metadata: None,
+            health_checks: true,
         }
     }
 
@@ -592,6 +593,7 @@ mod tests {
                 expire: 86_400,
                 contact: String::new(),
                 servers: vec![ServerAddress::new("http://127.0.0.1:7102", None).unwrap()],
+                health: crate::record::HealthSettings::DEFAULT,
             },
         }
     }

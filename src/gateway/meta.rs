@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use super::args::{limit_arg, required_string_arg, string_arg, strings_arg, timeout_ms_arg};
 use super::directory::Mounted;
 use super::error::GatewayError;
-use super::shapes::{NAMES, agent_info, answer, discovery_info, failure};
+use super::shapes::{NAMES, agent_info, answer, discovery_info, endpoint_health, failure};
 use super::state::Gateway;
 use crate::name::Name;
 use crate::record::{Agent, limits};
@@ -430,6 +430,7 @@ pub async fn resolve_agent(gateway: &Gateway, args: &JsonObject) -> CallToolResu
             "record": agent_info(agent),
             "endpoints": agent.endpoints.iter().map(|e| json!({
                 "url": e.url, "tool": e.tool, "priority": e.priority, "weight": e.weight,
+                "health": endpoint_health(e),
                 "breaker": gateway.breakers().state(&e.url),
             })).collect::<Vec<_>>(),
         }))

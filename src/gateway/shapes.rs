@@ -13,7 +13,7 @@ use super::task_shapes;
 use crate::record::limits;
 
 use crate::mcp::tool_name::{hashed_tool_name, tool_name};
-use crate::record::Agent;
+use crate::record::{Agent, Endpoint};
 
 pub const DISCOVER_AGENTS: &str = "discover_agents";
 pub const GET_AGENT_DETAILS: &str = "get_agent_details";
@@ -268,9 +268,24 @@ pub fn discovery_info(agent: &Agent) -> Value {
         "zone": zone,
         "version": agent.version,
         "endpoints": agent.endpoints.iter().map(|e| json!({
-            "url": e.url, "tool": e.tool, "priority": e.priority, "weight": e.weight
+            "url": e.url, "tool": e.tool, "priority": e.priority, "weight": e.weight,
+            "health": endpoint_health(e),
         })).collect::<Vec<_>>(),
     })
+}
+
+/// An endpoint's health as the zone's probes concluded (docs/protocol.md §9.1): `state`
+/// (`up`, `down`, `unknown`), and once probed `since` (Unix seconds) and a down one's `error`.
+pub fn endpoint_health(endpoint: &Endpoint) -> Value {
+    let health = &endpoint.health;
+    let mut shown = json!({ "state": health.state.word() });
+    if health.since_unix > 0 {
+        shown["since"] = json!(health.since_unix);
+    }
+    if !health.error.is_empty() {
+        shown["error"] = json!(health.error);
+    }
+    shown
 }
 
 fn short_prompt(prompt: &str) -> String {

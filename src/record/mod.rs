@@ -14,8 +14,13 @@ use std::sync::{Arc, LazyLock};
 use crate::name::Name;
 
 mod change;
+mod health;
 
 pub use change::{LiveAgent, LiveRecord, RecordChange, RecordKind, ZoneChange, serial_newer};
+pub use health::{
+    EndpointHealth, HEALTH_ERROR_MAX_CHARS, HealthSettings, HealthState, answer_endpoints,
+    as_answered,
+};
 
 /// The documented limits (docs/protocol.md §7).
 pub mod limits {
@@ -348,6 +353,8 @@ pub struct Endpoint {
     pub priority: u16,
     /// 0..=65535, proportional share among equal priorities.
     pub weight: u16,
+    /// What the zone's primary's probes concluded (unknown until probed).
+    pub health: EndpointHealth,
 }
 
 impl Endpoint {
@@ -362,6 +369,7 @@ impl Endpoint {
             tool: tool.to_string(),
             priority: priority as u16,
             weight: weight as u16,
+            health: EndpointHealth::default(),
         })
     }
 }
@@ -405,6 +413,9 @@ pub struct Agent {
     pub input_schema: JsonDoc,
     pub output_schema: Option<JsonDoc>,
     pub metadata: Option<JsonDoc>,
+    /// Whether the zone's primary probes its endpoints (zone file `health = { enabled =
+    /// false }` turns it off).
+    pub health_checks: bool,
 }
 
 impl Agent {
@@ -488,6 +499,8 @@ pub struct ZoneHeader {
     pub contact: String,
     /// Primary first.
     pub servers: Vec<ServerAddress>,
+    /// How the primary probes the endpoints of the zone's agents.
+    pub health: HealthSettings,
 }
 
 impl ZoneHeader {

@@ -24,6 +24,7 @@ pub fn agent(full_name: &str, description: &str, tags: &[&str], capabilities: &[
         input_schema: record::default_input_schema(),
         output_schema: None,
         metadata: None,
+        health_checks: true,
     }
 }
 
@@ -38,6 +39,7 @@ pub fn zone(origin: &str, serial: u32, agents: Vec<Agent>) -> ZoneSnapshot {
         expire: ZoneHeader::DEFAULT_EXPIRE,
         contact: String::new(),
         servers: Vec::new(),
+        health: crate::record::HealthSettings::DEFAULT,
     };
     let records = ZoneRecords {
         agents: agents.into_iter().map(Arc::new).collect(),

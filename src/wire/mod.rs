@@ -47,4 +47,8 @@ pub enum PeerDataError {
     UnknownOutcome(i32),
     #[error("peer answer has unknown record kind {0}")]
     UnknownKind(i32),
+    #[error("peer answer has unknown endpoint health state {0}")]
+    UnknownHealth(i32),
+    #[error("invalid health settings from peer: {0}")]
+    HealthSettings(String),
 }

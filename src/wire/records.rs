@@ -6,8 +6,8 @@ use std::sync::Arc;
 use super::{PeerDataError, pb};
 use crate::name::Name;
 use crate::record::{
-    self, Agent, Alias, Delegation, Endpoint, JsonDoc, LiveAgent, LiveRecord, RecordChange,
-    RecordKind, ServerAddress, ZoneChange, ZoneHeader, limits,
+    self, Agent, Alias, Delegation, Endpoint, EndpointHealth, HealthSettings, HealthState, JsonDoc,
+    LiveAgent, LiveRecord, RecordChange, RecordKind, ServerAddress, ZoneChange, ZoneHeader, limits,
 };
 
 pub(super) fn peer_name(field: &'static str, text: &str) -> Result<Name, PeerDataError> {
@@ -42,18 +42,92 @@ impl From<&Agent> for pb::Agent {
                 .metadata
                 .as_ref()
                 .map_or_else(String::new, |doc| doc.text().to_string()),
+            health_checks_off: !agent.health_checks,
         }
     }
 }
 
 impl From<&Endpoint> for pb::Endpoint {
     fn from(endpoint: &Endpoint) -> pb::Endpoint {
+        let health = &endpoint.health;
         pb::Endpoint {
             url: endpoint.url.clone(),
             tool: endpoint.tool.clone(),
             priority: u32::from(endpoint.priority),
             weight: u32::from(endpoint.weight),
+            // Unknown and never probed is the message's absence: records of zones that do
+            // not probe stay as small as before.
+            health: (*health != EndpointHealth::default()).then(|| pb::EndpointHealth {
+                state: pb::HealthState::from(health.state).into(),
+                since_unix: health.since_unix,
+                error: health.error.clone(),
+            }),
         }
+    }
+}
+
+impl From<HealthState> for pb::HealthState {
+    fn from(state: HealthState) -> pb::HealthState {
+        match state {
+            HealthState::Unknown => pb::HealthState::HealthUnknown,
+            HealthState::Up => pb::HealthState::HealthUp,
+            HealthState::Down => pb::HealthState::HealthDown,
+        }
+    }
+}
+
+/// An endpoint from a peer, with the health its primary concluded.
+fn peer_endpoint(endpoint: pb::Endpoint) -> Result<Endpoint, PeerDataError> {
+    let mut checked = Endpoint::new(
+        &endpoint.url,
+        &endpoint.tool,
+        i64::from(endpoint.priority),
+        i64::from(endpoint.weight),
+    )?;
+    if let Some(health) = endpoint.health {
+        let state = match pb::HealthState::try_from(health.state) {
+            Ok(pb::HealthState::HealthUnknown) => HealthState::Unknown,
+            Ok(pb::HealthState::HealthUp) => HealthState::Up,
+            Ok(pb::HealthState::HealthDown) => HealthState::Down,
+            Err(_) => return Err(PeerDataError::UnknownHealth(health.state)),
+        };
+        checked.health = EndpointHealth::new(state, health.since_unix, &health.error);
+    }
+    Ok(checked)
+}
+
+impl From<&HealthSettings> for pb::HealthSettings {
+    fn from(settings: &HealthSettings) -> pb::HealthSettings {
+        let millis = |d: std::time::Duration| u32::try_from(d.as_millis()).unwrap_or(u32::MAX);
+        pb::HealthSettings {
+            interval_ms: millis(settings.interval),
+            timeout_ms: millis(settings.timeout),
+            down_after: settings.down_after,
+            up_after: settings.up_after,
+        }
+    }
+}
+
+impl TryFrom<pb::HealthSettings> for HealthSettings {
+    type Error = PeerDataError;
+    fn try_from(settings: pb::HealthSettings) -> Result<HealthSettings, PeerDataError> {
+        let interval = std::time::Duration::from_millis(u64::from(settings.interval_ms));
+        let timeout = std::time::Duration::from_millis(u64::from(settings.timeout_ms));
+        let thresholds = 1..=HealthSettings::THRESHOLD_MAX;
+        if !(HealthSettings::INTERVAL_MIN..=HealthSettings::INTERVAL_MAX).contains(&interval)
+            || timeout.is_zero()
+            || timeout > interval
+            || !thresholds.contains(&settings.down_after)
+            || !thresholds.contains(&settings.up_after)
+        {
+            return Err(PeerDataError::HealthSettings(format!("{settings:?}")));
+        }
+        Ok(HealthSettings {
+            interval,
+            timeout,
+            down_after: settings.down_after,
+            up_after: settings.up_after,
+        })
     }
 }
 
@@ -106,6 +180,7 @@ impl TryFrom<pb::Agent> for Agent {
             input_schema_json,
             output_schema_json,
             metadata_json,
+            health_checks_off,
         } = agent;
         let name = Name::parse_agent(&name).map_err(|source| PeerDataError::Name {
             field: "agent name",
@@ -129,7 +204,7 @@ impl TryFrom<pb::Agent> for Agent {
         )?;
         let endpoints = endpoints
             .into_iter()
-            .map(|e| Endpoint::new(&e.url, &e.tool, i64::from(e.priority), i64::from(e.weight)))
+            .map(peer_endpoint)
             .collect::<Result<Vec<_>, _>>()?;
         record::check_endpoints(&endpoints)?;
         // The default schema is by far the most common: share it instead of recompiling.
@@ -172,6 +247,7 @@ impl TryFrom<pb::Agent> for Agent {
             input_schema,
             output_schema,
             metadata,
+            health_checks: !health_checks_off,
         })
     }
 }
@@ -214,6 +290,8 @@ impl From<&ZoneHeader> for pb::ZoneHeader {
             expire: header.expire,
             contact: header.contact.clone(),
             servers: header.servers.iter().map(pb::ServerAddress::from).collect(),
+            health: (header.health != HealthSettings::DEFAULT)
+                .then(|| pb::HealthSettings::from(&header.health)),
         }
     }
 }
@@ -238,6 +316,11 @@ impl TryFrom<pb::ZoneHeader> for ZoneHeader {
             expire: header.expire,
             contact: header.contact,
             servers,
+            health: header
+                .health
+                .map(HealthSettings::try_from)
+                .transpose()?
+                .unwrap_or_default(),
         })
     }
 }
@@ -403,6 +486,7 @@ mod tests {
             servers: vec![
                 ServerAddress::new("http://127.0.0.1:7102", Some("127.0.0.1:5302")).unwrap(),
             ],
+            health: crate::record::HealthSettings::DEFAULT,
         }
     }
 
@@ -420,6 +504,7 @@ mod tests {
             input_schema: record::default_input_schema(),
             output_schema: None,
             metadata: None,
+            health_checks: true,
         }
     }
 

@@ -15,7 +15,7 @@
 use std::fmt::Write as _;
 
 use crate::name::Name;
-use crate::record::{self, Agent, Endpoint, JsonDoc, ServerAddress};
+use crate::record::{self, Agent, Endpoint, HealthSettings, JsonDoc, ServerAddress};
 use crate::zone::ZoneSnapshot;
 
 /// Writes the zone as a zone file (TOML, docs/protocol.md §2).
@@ -62,6 +62,17 @@ fn write_zone(
     writeln!(out, "retry = {}", header.retry)?;
     writeln!(out, "expire = {}", header.expire)?;
     writeln!(out, "contact = {}", string(&header.contact))?;
+    if header.health != HealthSettings::DEFAULT {
+        let health = &header.health;
+        writeln!(
+            out,
+            "health = {{ interval = \"{}ms\", timeout = \"{}ms\", down_after = {}, up_after = {} }}",
+            health.interval.as_millis(),
+            health.timeout.as_millis(),
+            health.down_after,
+            health.up_after
+        )?;
+    }
     write_servers(out, &header.servers)?;
 
     let default_schema = record::default_input_schema();
@@ -121,6 +132,9 @@ fn write_agent(
     }
     writeln!(out, "timeout_ms = {}", agent.timeout_ms)?;
     writeln!(out, "max_retries = {}", agent.max_retries)?;
+    if !agent.health_checks {
+        writeln!(out, "health = {{ enabled = false }}")?;
+    }
     writeln!(out, "endpoints = [")?;
     for endpoint in &agent.endpoints {
         write!(
@@ -401,6 +415,7 @@ mod tests {
             input_schema: record::default_input_schema(),
             output_schema: None,
             metadata: None,
+            health_checks: true,
         }
     }
 
@@ -418,6 +433,12 @@ mod tests {
                 server("https://ns1.globex.example:7105/", Some("[::1]:5353")),
                 server("http://127.0.0.1:7106", None),
             ],
+            health: HealthSettings {
+                interval: std::time::Duration::from_millis(2500),
+                timeout: std::time::Duration::from_millis(750),
+                down_after: 5,
+                up_after: 1,
+            },
         };
         let mut rich = agent(
             "deep.lab.research.globex",
@@ -435,6 +456,7 @@ mod tests {
         rich.ttl = Some(45);
         rich.timeout_ms = record::limits::TIMEOUT_MS_MAX;
         rich.max_retries = 0;
+        rich.health_checks = false;
         rich.input_schema = record::check_schema(
             "input_schema",
             json!({
@@ -622,6 +644,7 @@ mod tests {
             expire: 86_400,
             contact: String::new(),
             servers: vec![server("http://127.0.0.1:7100", Some("127.0.0.1:7200"))],
+            health: crate::record::HealthSettings::DEFAULT,
         };
         let records = ZoneRecords {
             agents: vec![

@@ -10,13 +10,15 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use crate::name::{Name, NameError};
 use crate::record::{
-    self, Agent, Alias, Delegation, Endpoint, RecordError, ServerAddress, ZoneHeader,
+    self, Agent, Alias, Delegation, Endpoint, HealthSettings, RecordError, ServerAddress,
+    ZoneHeader,
 };
 use crate::zone::spanned::{Span, SpannedReader, to_json};
 use crate::zone::{ItemRef, ZoneRecords, ZoneSnapshot};
@@ -234,6 +236,7 @@ impl<'i> Reader<'i> {
                 "expire",
                 "contact",
                 "servers",
+                "health",
             ],
         );
         let origin = self
@@ -255,6 +258,7 @@ impl<'i> Reader<'i> {
             None => Some(String::new()),
         };
         let servers = self.servers(table, "[zone]", span);
+        let health = self.health_settings(table);
         let header = (|| {
             Some(ZoneHeader {
                 origin: origin.clone()?,
@@ -266,6 +270,7 @@ impl<'i> Reader<'i> {
                 expire: expire?,
                 contact: contact?,
                 servers: servers?,
+                health: health?,
             })
         })();
         (origin, header)
@@ -327,6 +332,7 @@ impl<'i> Reader<'i> {
             "input_schema",
             "output_schema",
             "metadata",
+            "health",
         ];
         self.reject_unknown_keys(table, "[[agent]]", KEYS);
         let (name, name_span) = match self.required_str(table, "name", "[[agent]]", span) {
@@ -385,6 +391,7 @@ impl<'i> Reader<'i> {
             Some(value) => self.json_doc(value, record::check_metadata).map(Some),
             None => Some(None),
         };
+        let health_checks = self.agent_health(table);
         let agent = Agent {
             name: name?,
             description: description?,
@@ -398,6 +405,7 @@ impl<'i> Reader<'i> {
             input_schema: input_schema?,
             output_schema: output_schema?,
             metadata: metadata?,
+            health_checks: health_checks?,
         };
         Some((agent, name_span))
     }
@@ -578,6 +586,7 @@ impl<'i> Reader<'i> {
                 tool: tool.to_string(),
                 priority: priority as u16,
                 weight: weight as u16,
+                health: record::EndpointHealth::default(),
             });
         }
         if !ok {
@@ -666,6 +675,122 @@ impl<'i> Reader<'i> {
         self.record_result(check(json), &value.span())
     }
 
+    /// `[zone] health = { interval, timeout, down_after, up_after }` (docs/protocol.md §9.1),
+    /// each key optional.
+    fn health_settings(&mut self, table: &DeTable<'_>) -> Option<HealthSettings> {
+        const DEFAULT: HealthSettings = HealthSettings::DEFAULT;
+        let Some(value) = table.get("health") else {
+            return Some(DEFAULT);
+        };
+        let health = self.table(value, "`health`")?;
+        self.reject_unknown_keys(
+            health,
+            "`health`",
+            &["interval", "timeout", "down_after", "up_after"],
+        );
+        let interval = self.duration(
+            health,
+            "interval",
+            DEFAULT.interval,
+            HealthSettings::INTERVAL_MIN,
+            HealthSettings::INTERVAL_MAX,
+        );
+        let timeout = self.duration(
+            health,
+            "timeout",
+            DEFAULT.timeout,
+            Duration::from_millis(1),
+            HealthSettings::INTERVAL_MAX,
+        );
+        let down_after = self.optional_int_in(
+            health,
+            "down_after",
+            DEFAULT.down_after,
+            1,
+            HealthSettings::THRESHOLD_MAX,
+        );
+        let up_after = self.optional_int_in(
+            health,
+            "up_after",
+            DEFAULT.up_after,
+            1,
+            HealthSettings::THRESHOLD_MAX,
+        );
+        let (interval, timeout) = (interval?, timeout?);
+        if timeout > interval {
+            let at = health
+                .get("timeout")
+                .map_or_else(|| value.span(), |v| v.span());
+            self.error(
+                &at,
+                format!(
+                    "`timeout` ({timeout:?}) must not be longer than `interval` ({interval:?}): a probe ends before the next one starts"
+                ),
+            );
+            return None;
+        }
+        Some(HealthSettings {
+            interval,
+            timeout,
+            down_after: down_after?,
+            up_after: up_after?,
+        })
+    }
+
+    /// An agent's `health = { enabled = false }`: whether its endpoints are probed.
+    fn agent_health(&mut self, table: &DeTable<'_>) -> Option<bool> {
+        let Some(value) = table.get("health") else {
+            return Some(true);
+        };
+        let health = self.table(value, "`health`")?;
+        self.reject_unknown_keys(health, "an agent's `health`", &["enabled"]);
+        let Some(enabled) = health.get("enabled") else {
+            return Some(true);
+        };
+        match enabled.get_ref().as_bool() {
+            Some(enabled) => Some(enabled),
+            None => {
+                self.error(
+                    &enabled.span(),
+                    format!(
+                        "`enabled` must be true or false, found {}",
+                        enabled.get_ref().type_str()
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// A duration written as a string (`"500ms"`, `"10s"`, `"2m"`) within `min..=max`.
+    fn duration(
+        &mut self,
+        table: &DeTable<'_>,
+        key: &'static str,
+        default: Duration,
+        min: Duration,
+        max: Duration,
+    ) -> Option<Duration> {
+        let (text, span) = match table.get(key) {
+            None => return Some(default),
+            Some(_) => self.optional_str(table, key)?,
+        };
+        match crate::clock::parse_duration(text) {
+            Ok(duration) if (min..=max).contains(&duration) => Some(duration),
+            Ok(duration) => {
+                self.error(
+                    &span,
+                    format!("`{key}` is {duration:?}: it must be between {min:?} and {max:?}"),
+                );
+                None
+            }
+            Err(reason) => {
+                self.error(&span, format!("`{key}`: {reason}"));
+                None
+            }
+        }
+    }
+
     fn ttl(
         &mut self,
         table: &DeTable<'_>,
@@ -702,5 +827,6 @@ fn placeholder_header(origin: Name) -> ZoneHeader {
         expire: ZoneHeader::DEFAULT_EXPIRE,
         contact: String::new(),
         servers: Vec::new(),
+        health: HealthSettings::DEFAULT,
     }
 }

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use crate::answer::Outcome;
 use crate::name::Name;
 use crate::record::limits::ALIAS_CHAIN_MAX;
-use crate::record::{Agent, Alias, Delegation, Endpoint, ServerAddress, ZoneHeader};
+use crate::record::{self, Agent, Alias, Delegation, Endpoint, ServerAddress, ZoneHeader};
 
 /// Which record of the input a structural error is about (index into its list).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -451,7 +451,8 @@ impl ZoneSnapshot {
                 Some(Entry::Agent(agent)) => {
                     ttl = ttl.min(agent.ttl.unwrap_or(self.header.ttl));
                     return ZoneLookup {
-                        outcome: Outcome::Answer(Arc::clone(agent)),
+                        // Down endpoints leave answers, healthy ones come first (§9.1).
+                        outcome: Outcome::Answer(record::as_answered(agent)),
                         aliases,
                         ttl,
                     };

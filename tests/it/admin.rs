@@ -227,6 +227,7 @@ async fn metrics_move_as_queries_flow() {
             tool: String::new(),
             priority: 10,
             weight: 1,
+            health: None,
         }),
         lease_seconds: 60,
         fields: None,

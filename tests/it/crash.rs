@@ -45,6 +45,7 @@ fn register_request(name: &str) -> pb::RegisterRequest {
             tool: String::new(),
             priority: 10,
             weight: 1,
+            health: None,
         }),
         lease_seconds: 3600,
         fields: Some(pb::AgentFields {

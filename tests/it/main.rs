@@ -14,6 +14,7 @@ mod gateway;
 mod gateway_admin;
 mod gateway_tasks;
 mod gateway_watch;
+mod health;
 mod node_grpc;
 mod registration;
 mod reliability;

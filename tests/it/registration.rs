@@ -81,6 +81,7 @@ fn register_body(name: &str, url: &str, lease: u32) -> pb::RegisterRequest {
             tool: String::new(),
             priority: 10,
             weight: 1,
+            health: None,
         }),
         lease_seconds: lease,
         fields: Some(pb::AgentFields {

@@ -95,7 +95,7 @@ servers = [{ grpc = "http://127.0.0.1:7102" }]
 "#;
     assert_eq!(
         error(text),
-        "4:1: unknown key `owner` in [zone] (allowed: origin, serial, ttl, negative_ttl, refresh, retry, expire, contact, servers)"
+        "4:1: unknown key `owner` in [zone] (allowed: origin, serial, ttl, negative_ttl, refresh, retry, expire, contact, servers, health)"
     );
 }
 
@@ -113,7 +113,7 @@ endpoints = [{ url = "http://127.0.0.1:9101/mcp" }]
 "#;
     assert_eq!(
         error(text),
-        "8:1: unknown key `descripton` in [[agent]] (allowed: name, description, tags, capabilities, version, ttl, timeout_ms, max_retries, endpoints, input_schema, output_schema, metadata)"
+        "8:1: unknown key `descripton` in [[agent]] (allowed: name, description, tags, capabilities, version, ttl, timeout_ms, max_retries, endpoints, input_schema, output_schema, metadata, health)"
     );
 }
 
@@ -1285,7 +1285,7 @@ target = "analyst"
         [
             "3:62: priority is 0, outside 1..=65535",
             "8:7: ttl is -1, outside 0..=2147483647",
-            "9:1: unknown key `colour` in [zone] (allowed: origin, serial, ttl, negative_ttl, refresh, retry, expire, contact, servers)",
+            "9:1: unknown key `colour` in [zone] (allowed: origin, serial, ttl, negative_ttl, refresh, retry, expire, contact, servers, health)",
             "14:15: `description` must be a string, found integer",
             "22:8: duplicate name auditor.finance.acme: already defined as an agent",
         ]
@@ -1695,4 +1695,67 @@ fn large_zones_report_errors_from_every_part_of_the_file_in_order() {
     let zone = aop::zone::file::parse(std::path::Path::new("zone.toml"), &fixed).unwrap();
     assert_eq!(zone.agent_count(), 2500);
     assert_eq!(zone.agent_names()[0].as_str(), "agent-0.big");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Endpoint health settings (docs/protocol.md §9.1)
+
+#[test]
+fn health_settings_are_read_and_default_when_absent() {
+    let text = r#"[zone]
+origin = "finance.acme"
+serial = 1
+servers = [{ grpc = "http://127.0.0.1:7102" }]
+health = { interval = "30s", down_after = 5 }
+
+[[agent]]
+name = "analyst"
+health = { enabled = false }
+endpoints = [{ url = "http://127.0.0.1:9101/mcp" }]
+
+[[agent]]
+name = "auditor"
+endpoints = [{ url = "http://127.0.0.1:9102/mcp" }]
+"#;
+    let zone = load(text);
+    let health = zone.header().health;
+    assert_eq!(health.interval, std::time::Duration::from_secs(30));
+    assert_eq!(health.timeout, std::time::Duration::from_secs(2));
+    assert_eq!((health.down_after, health.up_after), (5, 2));
+    assert!(!zone.agent("analyst.finance.acme").unwrap().health_checks);
+    assert!(zone.agent("auditor.finance.acme").unwrap().health_checks);
+}
+
+#[test]
+fn bad_health_settings_are_errors_naming_the_key_and_limit() {
+    let text = r#"[zone]
+origin = "finance.acme"
+serial = 1
+servers = [{ grpc = "http://127.0.0.1:7102" }]
+health = { interval = "10ms", down_after = 0, jitter = 1 }
+
+[[agent]]
+name = "analyst"
+health = { enabled = "no" }
+endpoints = [{ url = "http://127.0.0.1:9101/mcp" }]
+"#;
+    assert_eq!(
+        errors(text),
+        [
+            "5:23: `interval` is 10ms: it must be between 100ms and 86400s",
+            "5:44: down_after is 0, outside 1..=100",
+            "5:47: unknown key `jitter` in `health` (allowed: interval, timeout, down_after, up_after)",
+            "9:22: `enabled` must be true or false, found string",
+        ]
+    );
+    let longer = r#"[zone]
+origin = "finance.acme"
+serial = 1
+servers = [{ grpc = "http://127.0.0.1:7102" }]
+health = { interval = "1s", timeout = "2s" }
+"#;
+    assert_eq!(
+        error(longer),
+        "5:39: `timeout` (2s) must not be longer than `interval` (1s): a probe ends before the next one starts"
+    );
 }

@@ -71,6 +71,12 @@ function relative(ms, now) {
 function endpointNote(e, now) {
   const parts = ['tool ' + e.tool, 'prio ' + e.priority, 'weight ' + e.weight];
   if (e.source) parts.push(e.source);
+  if (e.health && e.health !== 'unknown') {
+    let health = e.health;
+    if (e.health_since_unix) health += ' since ' + relative(e.health_since_unix * 1000, now);
+    if (e.health_error) health += ' (' + e.health_error + ')';
+    parts.push(health);
+  }
   if (e.lease_expires_unix_ms) parts.push('lease ends ' + relative(e.lease_expires_unix_ms, now));
   return ' ' + parts.join(' · ');
 }

@@ -86,6 +86,7 @@ pub fn register_body(zone: &str, name: &str, lease: u32, description: &str) -> p
             tool: String::new(),
             priority: 10,
             weight: 1,
+            health: None,
         }),
         lease_seconds: lease,
         fields: Some(pb::AgentFields {
