@@ -28,6 +28,7 @@ use crate::grpc::observe::GrpcMetrics;
 use crate::grpc::server::ServerLimits;
 use crate::grpc::{ChannelPool, GrpcPeers};
 use crate::keys::UpdateKey;
+use crate::membership::{Membership, MembershipConfig, MembershipError};
 use crate::name::Name;
 use crate::record::ServerAddress;
 use crate::resolver::{Resolver, ResolverConfig};
@@ -65,6 +66,8 @@ pub enum NodeError {
     Authority(#[from] AuthorityError),
     #[error(transparent)]
     Admin(#[from] AdminError),
+    #[error(transparent)]
+    Membership(#[from] MembershipError),
 }
 
 /// What `aop node` runs.
@@ -92,6 +95,8 @@ pub struct NodeConfig {
     pub resolver: ResolverConfig,
     /// What bounds the gRPC door's clients.
     pub grpc_limits: ServerLimits,
+    /// Gossip with the operator's other nodes (`[membership]`), if configured.
+    pub membership: Option<MembershipConfig>,
 }
 
 /// Everything a bound listener needs to serve.
@@ -113,6 +118,8 @@ pub struct ServeOptions {
     pub notify: bool,
     /// What bounds the gRPC door's clients (connections, requests in flight, streams).
     pub grpc_limits: ServerLimits,
+    /// Gossip with the operator's other nodes, if any.
+    pub membership: Option<MembershipConfig>,
 }
 
 impl ServeOptions {
@@ -129,7 +136,13 @@ impl ServeOptions {
             update_keys: Vec::new(),
             notify: true,
             grpc_limits: ServerLimits::default(),
+            membership: None,
         }
+    }
+
+    pub fn membership(mut self, config: MembershipConfig) -> Self {
+        self.membership = Some(config);
+        self
     }
 
     pub fn grpc_limits(mut self, limits: ServerLimits) -> Self {
@@ -263,6 +276,7 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
         update_keys: config.update_keys,
         notify: config.notify,
         grpc_limits: config.grpc_limits,
+        membership: config.membership,
     })
 }
 
@@ -380,6 +394,29 @@ impl GrpcListener {
         .with_shutdown(shutdown.child_token())
         .with_watch_limits(Admission::new(limits.watches));
         let resolve_requests = service.resolve_requests();
+        let membership = match options.membership {
+            Some(config) => {
+                let local = crate::fleet::local_state(&node_id, &self.url(), &authority, 0);
+                let (membership, task) = Membership::start(config, local, shutdown.child_token())?;
+                let membership = Arc::new(membership);
+                resolver
+                    .servers()
+                    .set_liveness(Arc::new(crate::fleet::MemberLiveness(Arc::clone(
+                        &membership,
+                    ))));
+                tokio::spawn(crate::fleet::run(
+                    Arc::clone(&membership),
+                    authority.clone(),
+                    node_id.clone(),
+                    self.url(),
+                    Arc::clone(&grpc_metrics),
+                    shutdown.child_token(),
+                ));
+                Some((membership, task))
+            }
+            None => None,
+        };
+        let (membership, membership_task) = membership.unzip();
         let (admin_addr, admin_task) = match options.admin {
             Some(listener) => {
                 let addr = listener.local_addr();
@@ -395,6 +432,7 @@ impl GrpcListener {
                     recent: Arc::clone(&recent),
                     started,
                     started_unix_ms: crate::clock::system_unix_ms(),
+                    membership: membership.clone(),
                 };
                 (
                     Some(addr),
@@ -434,6 +472,8 @@ impl GrpcListener {
             admin_task,
             recent,
             grpc_metrics,
+            membership,
+            membership_task,
             shutdown,
             task,
         })
@@ -455,6 +495,8 @@ pub struct NodeHandle {
     admin_task: Option<JoinHandle<()>>,
     recent: Arc<RecentQueries>,
     grpc_metrics: Arc<GrpcMetrics>,
+    membership: Option<Arc<Membership>>,
+    membership_task: Option<JoinHandle<()>>,
     shutdown: CancellationToken,
     task: JoinHandle<Result<(), NodeError>>,
 }
@@ -514,6 +556,11 @@ impl NodeHandle {
         &self.grpc_metrics
     }
 
+    /// This node's gossip membership, if it has one.
+    pub fn membership(&self) -> Option<&Arc<Membership>> {
+        self.membership.as_ref()
+    }
+
     /// Resolve requests this node has received.
     pub fn resolve_requests(&self) -> u64 {
         self.resolve_requests.load(Ordering::Relaxed)
@@ -532,6 +579,10 @@ impl NodeHandle {
         self.shutdown.cancel();
         if let Some(dns) = self.dns_task.take() {
             let _ = tokio::time::timeout(DRAIN_DEADLINE, dns).await;
+        }
+        // The member tells the group it leaves, so it is down at once for the others.
+        if let Some(gossip) = self.membership_task.take() {
+            let _ = tokio::time::timeout(DRAIN_DEADLINE, gossip).await;
         }
         if let Some(admin) = self.admin_task.take() {
             let _ = tokio::time::timeout(DRAIN_DEADLINE, admin).await;

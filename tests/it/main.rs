@@ -13,6 +13,7 @@ mod federation;
 mod gateway;
 mod gateway_admin;
 mod gateway_watch;
+mod membership;
 mod node_grpc;
 mod registration;
 mod reliability;
