@@ -288,10 +288,7 @@ impl Engine {
     /// due, and announces to the seeds while no peer is alive.
     pub fn advance(&mut self, now: Instant) {
         self.pending.now = Some(now);
-        loop {
-            let Some(entry) = self.pending.timers.first_entry() else {
-                break;
-            };
+        while let Some(entry) = self.pending.timers.first_entry() {
             if entry.key().0 > now {
                 break;
             }

@@ -165,10 +165,10 @@ impl Network {
             }
             for i in 0..self.members.len() {
                 let now = self.now;
-                if let Some(member) = self.members[i].as_mut() {
-                    if member.next_deadline() <= now {
-                        member.advance(now);
-                    }
+                if let Some(member) = self.members[i].as_mut()
+                    && member.next_deadline() <= now
+                {
+                    member.advance(now);
                 }
                 self.route(i);
             }
