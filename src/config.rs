@@ -67,6 +67,22 @@ pub struct NodeConfigFile {
     /// Endpoint health probes in flight at once (default 256); 0: this node does not probe
     /// the endpoints of the zones it is primary for.
     pub health_probes: Option<u32>,
+    /// Gossip with the operator's other nodes: a `[membership]` table.
+    pub membership: Option<MembershipFileConfig>,
+}
+
+/// `[membership]`: the flags `--gossip`, `--gossip-seed` and `--gossip-key`, written down.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MembershipFileConfig {
+    /// The UDP address to gossip on, such as `10.0.0.5:7400` (a specific address: the
+    /// other members send to it).
+    pub bind: Option<SocketAddr>,
+    /// Gossip addresses of members to announce to at start.
+    #[serde(default)]
+    pub seeds: Vec<SocketAddr>,
+    /// The group key file (32 octets in base64); relative to the config file.
+    pub key_file: Option<PathBuf>,
 }
 
 /// The `[tls]` table of a node config.
@@ -140,6 +156,12 @@ impl NodeConfigFile {
             .chain(config.update_key_files.iter_mut())
             .chain(config.data_dir.iter_mut())
             .chain(tls_paths)
+            .chain(
+                config
+                    .membership
+                    .iter_mut()
+                    .flat_map(|membership| membership.key_file.iter_mut()),
+            )
         {
             if path.is_relative() {
                 *path = base.join(&*path);
@@ -173,6 +195,10 @@ pub fn help_key_list() -> String {
                 (None, "update_identities") => format!(
                     "update_identities = [{{ {} }}]",
                     struct_fields::<crate::keys::identity::UpdateIdentityConfig>().join(", ")
+                ),
+                (None, "membership") => format!(
+                    "[membership] ({})",
+                    struct_fields::<MembershipFileConfig>().join(", ")
                 ),
                 (None, "tls") => format!("[tls] ({})", struct_fields::<TlsConfig>().join(", ")),
                 (None, _) => (*key).to_string(),
@@ -239,6 +265,36 @@ mod tests {
         assert!(
             help.contains("[[update_key]] (name, zone, algorithm, secret)"),
             "{help}"
+        );
+        assert!(
+            help.contains("[membership] (bind, seeds, key_file)"),
+            "{help}"
+        );
+    }
+
+    #[test]
+    fn membership_is_a_table_with_a_key_file_beside_the_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.toml");
+        std::fs::write(
+            &path,
+            "grpc = \"127.0.0.1:1\"\n[membership]\nbind = \"10.0.0.5:7400\"\n\
+             seeds = [\"10.0.0.6:7400\"]\nkey_file = \"gossip.key\"\n",
+        )
+        .unwrap();
+        let config = NodeConfigFile::load(&path).unwrap();
+        let membership = config.membership.unwrap();
+        assert_eq!(
+            membership.bind,
+            Some(SocketAddr::from(([10, 0, 0, 5], 7400)))
+        );
+        assert_eq!(membership.seeds, [SocketAddr::from(([10, 0, 0, 6], 7400))]);
+        assert_eq!(membership.key_file, Some(dir.path().join("gossip.key")));
+        std::fs::write(&path, "[membership]\nbind = \"10.0.0.5:7400\"\nport = 1\n").unwrap();
+        let error = NodeConfigFile::load(&path).unwrap_err().to_string();
+        assert!(
+            error.contains("node.toml:3:1: unknown field `port`"),
+            "{error}"
         );
     }
 

@@ -45,9 +45,15 @@
 //!   [`agent`]: built-in demo agents.
 //! - [`admin`]: Prometheus metrics, health, readiness and the status page.
 //!
+//! Inside one operator's fleet:
+//!
+//! - [`membership`]: SWIM gossip among the operator's nodes (foca), sealed with the group
+//!   key: who is alive, what each serves at which serial, its load.
+//!
 //! Assembly and support:
 //!
 //! - [`node`]: starts a node's listeners and tasks, hands back a handle, shuts down cleanly.
+//! - [`fleet`]: a node's membership wired to its authority and resolver.
 //! - [`config`]: node configuration files (`deploy/nodes/*.toml`).
 //! - [`demo`]: the whole federation of `zones/` in one process.
 //! - [`bench`]: the load generators behind `aop bench`.
@@ -72,11 +78,13 @@ pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod dns;
+pub mod fleet;
 pub mod gateway;
 pub mod grpc;
 pub mod health;
 pub mod keys;
 pub mod mcp;
+pub mod membership;
 pub mod name;
 pub mod node;
 pub mod peer;

@@ -31,6 +31,7 @@ use crate::health::{Probe, ProbeCounts, Prober};
 use crate::keys::UpdateKey;
 use crate::keys::identity::UpdateIdentity;
 use crate::mcp::probe::McpProbe;
+use crate::membership::{Membership, MembershipConfig, MembershipError};
 use crate::name::Name;
 use crate::record::ServerAddress;
 use crate::resolver::{Resolver, ResolverConfig};
@@ -71,6 +72,8 @@ pub enum NodeError {
     Admin(#[from] AdminError),
     #[error("TLS: {0}")]
     Tls(#[from] TlsError),
+    #[error(transparent)]
+    Membership(#[from] MembershipError),
 }
 
 /// What `aop node` runs.
@@ -104,6 +107,8 @@ pub struct NodeConfig {
     pub tls: NodeTlsFiles,
     /// Endpoint probes in flight at most (docs/protocol.md §9.1); `None`: no probing.
     pub health_probes: Option<usize>,
+    /// Gossip with the operator's other nodes (`[membership]`), if configured.
+    pub membership: Option<MembershipConfig>,
 }
 
 /// Where a node's TLS settings live (`[tls]` in a node config).
@@ -170,6 +175,8 @@ pub struct ServeOptions {
     /// Probes in flight at most when this node probes the endpoints of the zones it is
     /// primary for (docs/protocol.md §9.1); `None`: it does not probe.
     pub health_probes: Option<usize>,
+    /// Gossip with the operator's other nodes, if any.
+    pub membership: Option<MembershipConfig>,
 }
 
 impl ServeOptions {
@@ -189,6 +196,7 @@ impl ServeOptions {
             grpc_limits: ServerLimits::default(),
             client_tls: None,
             health_probes: Some(crate::health::DEFAULT_CONCURRENCY),
+            membership: None,
         }
     }
 
@@ -200,6 +208,11 @@ impl ServeOptions {
     /// Whether (and how many at once) this node probes its primary zones' endpoints.
     pub fn health_probes(mut self, concurrency: Option<usize>) -> Self {
         self.health_probes = concurrency;
+        self
+    }
+
+    pub fn membership(mut self, config: MembershipConfig) -> Self {
+        self.membership = Some(config);
         self
     }
 
@@ -351,6 +364,7 @@ pub async fn start_with_tls(config: NodeConfig) -> Result<(NodeHandle, NodeTls),
         grpc_limits: config.grpc_limits,
         client_tls: Some(Arc::clone(&tls.client)),
         health_probes: config.health_probes,
+        membership: config.membership,
     })?;
     Ok((handle, tls))
 }
@@ -500,6 +514,29 @@ impl GrpcListener {
         .with_watch_limits(Admission::new(limits.watches))
         .with_update_identities(options.update_identities);
         let resolve_requests = service.resolve_requests();
+        let membership = match options.membership {
+            Some(config) => {
+                let local = crate::fleet::local_state(&node_id, &self.url(), &authority, 0);
+                let (membership, task) = Membership::start(config, local, shutdown.child_token())?;
+                let membership = Arc::new(membership);
+                resolver
+                    .servers()
+                    .set_liveness(Arc::new(crate::fleet::MemberLiveness(Arc::clone(
+                        &membership,
+                    ))));
+                tokio::spawn(crate::fleet::run(
+                    Arc::clone(&membership),
+                    authority.clone(),
+                    node_id.clone(),
+                    self.url(),
+                    Arc::clone(&grpc_metrics),
+                    shutdown.child_token(),
+                ));
+                Some((membership, task))
+            }
+            None => None,
+        };
+        let (membership, membership_task) = membership.unzip();
         let (admin_addr, admin_task) = match options.admin {
             Some(listener) => {
                 let addr = listener.local_addr();
@@ -515,6 +552,7 @@ impl GrpcListener {
                     recent: Arc::clone(&recent),
                     started,
                     started_unix_ms: crate::clock::system_unix_ms(),
+                    membership: membership.clone(),
                 };
                 (
                     Some(addr),
@@ -556,6 +594,8 @@ impl GrpcListener {
             admin_task,
             recent,
             grpc_metrics,
+            membership,
+            membership_task,
             shutdown,
             task,
         })
@@ -578,6 +618,8 @@ pub struct NodeHandle {
     admin_task: Option<JoinHandle<()>>,
     recent: Arc<RecentQueries>,
     grpc_metrics: Arc<GrpcMetrics>,
+    membership: Option<Arc<Membership>>,
+    membership_task: Option<JoinHandle<()>>,
     shutdown: CancellationToken,
     task: JoinHandle<Result<(), NodeError>>,
 }
@@ -638,6 +680,11 @@ impl NodeHandle {
         &self.grpc_metrics
     }
 
+    /// This node's gossip membership, if it has one.
+    pub fn membership(&self) -> Option<&Arc<Membership>> {
+        self.membership.as_ref()
+    }
+
     /// Resolve requests this node has received.
     pub fn resolve_requests(&self) -> u64 {
         self.resolve_requests.load(Ordering::Relaxed)
@@ -656,6 +703,10 @@ impl NodeHandle {
         self.shutdown.cancel();
         if let Some(dns) = self.dns_task.take() {
             let _ = tokio::time::timeout(DRAIN_DEADLINE, dns).await;
+        }
+        // The member tells the group it leaves, so it is down at once for the others.
+        if let Some(gossip) = self.membership_task.take() {
+            let _ = tokio::time::timeout(DRAIN_DEADLINE, gossip).await;
         }
         if let Some(admin) = self.admin_task.take() {
             let _ = tokio::time::timeout(DRAIN_DEADLINE, admin).await;

@@ -203,7 +203,69 @@ pub async fn render(node: &NodeView) -> String {
     );
 
     zones(&mut out, node);
+    if let Some(membership) = &node.membership {
+        members(&mut out, membership);
+    }
     out.finish()
+}
+
+/// The gossip group as this node sees it, and what its datagrams cost.
+fn members(out: &mut Exposition, membership: &crate::membership::Membership) {
+    use crate::membership::{DropReason, Liveness};
+    use std::sync::atomic::Ordering::Relaxed;
+    let list = membership.members();
+    out.family(
+        "aop_members",
+        "gauge",
+        "Members of this node's gossip group (itself included), by state as this node sees them.",
+    );
+    for state in Liveness::ALL {
+        let count = list.iter().filter(|m| m.liveness == state).count();
+        out.sample("aop_members", &[("state", state.label())], count);
+    }
+    let counters = membership.counters();
+    out.family(
+        "aop_gossip_datagrams_total",
+        "counter",
+        "Gossip datagrams, by direction.",
+    );
+    out.sample(
+        "aop_gossip_datagrams_total",
+        &[("direction", "in")],
+        counters.datagrams_in.load(Relaxed),
+    );
+    out.sample(
+        "aop_gossip_datagrams_total",
+        &[("direction", "out")],
+        counters.datagrams_out.load(Relaxed),
+    );
+    out.family(
+        "aop_gossip_bytes_total",
+        "counter",
+        "Gossip octets (UDP payloads), by direction.",
+    );
+    out.sample(
+        "aop_gossip_bytes_total",
+        &[("direction", "in")],
+        counters.bytes_in.load(Relaxed),
+    );
+    out.sample(
+        "aop_gossip_bytes_total",
+        &[("direction", "out")],
+        counters.bytes_out.load(Relaxed),
+    );
+    out.family(
+        "aop_gossip_datagrams_dropped_total",
+        "counter",
+        "Gossip datagrams dropped unread, by reason (truncated, unknown_group, authentication, replay, invalid).",
+    );
+    for reason in DropReason::ALL {
+        out.sample(
+            "aop_gossip_datagrams_dropped_total",
+            &[("reason", reason.label())],
+            counters.dropped(reason),
+        );
+    }
 }
 
 /// Queries by door and outcome, and their latency.

@@ -6,7 +6,7 @@
 //! | `/metrics` | Prometheus text format ([`exposition`]) |
 //! | `/healthz` | 200 `ok` while the process serves |
 //! | `/readyz` | 200 once every configured zone is served; else 503 and what is missing |
-//! | `/status.json` | node, zones with their agents and delegations, cached cuts, cache statistics, recent queries ([`status`]) |
+//! | `/status.json` | node, zones with their agents and delegations, gossip members, cached cuts, cache statistics, recent queries ([`status`]) |
 //! | `/` | the status page: HTML, CSS and JS compiled into the binary, no build step; it reads `/status.json` every 2 s |
 //!
 //! What is measured lives beside what it measures: the DNS door's [`DnsCounters`], the gRPC
@@ -85,6 +85,8 @@ pub struct NodeView {
     pub recent: Arc<RecentQueries>,
     pub started: Instant,
     pub started_unix_ms: u64,
+    /// The node's gossip membership, when it has one.
+    pub membership: Option<Arc<crate::membership::Membership>>,
 }
 
 /// A bound admin port, not yet serving (bound first so the demo can print every address

@@ -49,6 +49,58 @@ pub struct NodeStatus {
     pub cache: Vec<LevelStats>,
     /// Newest first.
     pub recent: Vec<RecentQuery>,
+    /// The gossip group this node is in (docs/protocol.md 9.2), this node first; absent when
+    /// the node gossips with nobody.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub members: Option<Vec<MemberStatus>>,
+}
+
+/// One member of the node's gossip group, as this node sees it.
+#[derive(Debug, Serialize)]
+pub struct MemberStatus {
+    /// Its gossip address.
+    pub gossip: String,
+    /// `alive`, `suspect` or `down`.
+    pub state: &'static str,
+    pub is_self: bool,
+    /// What it last said about itself (absent until heard).
+    pub node_id: Option<String>,
+    pub grpc: Option<String>,
+    pub zones: Vec<MemberZone>,
+    /// gRPC requests per second.
+    pub load: Option<u32>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct MemberZone {
+    pub zone: String,
+    pub role: &'static str,
+    pub serial: u32,
+}
+
+fn members(membership: &crate::membership::Membership) -> Vec<MemberStatus> {
+    membership
+        .members()
+        .iter()
+        .map(|member| MemberStatus {
+            gossip: member.addr.to_string(),
+            state: member.liveness.label(),
+            is_self: member.is_self,
+            node_id: member.state.as_ref().map(|s| s.node_id.clone()),
+            grpc: member.state.as_ref().map(|s| s.grpc_url.clone()),
+            zones: member
+                .state
+                .iter()
+                .flat_map(|s| &s.zones)
+                .map(|zone| MemberZone {
+                    zone: zone.zone.clone(),
+                    role: if zone.primary { "primary" } else { "secondary" },
+                    serial: zone.serial,
+                })
+                .collect(),
+            load: member.state.as_ref().map(|s| s.load),
+        })
+        .collect()
 }
 
 #[derive(Debug, Serialize)]
@@ -338,5 +390,6 @@ pub async fn node_status(node: &NodeView) -> NodeStatus {
         cached_cuts,
         cache: node.resolver.cache_stats().await,
         recent,
+        members: node.membership.as_deref().map(members),
     }
 }

@@ -99,6 +99,19 @@ pub struct NodeArgs {
     /// turns probing off on this node [default: 256].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=100_000))]
     health_probes: Option<u32>,
+    /// Gossip with the operator's other nodes on this UDP address (a specific address the
+    /// others reach, for example 10.0.0.5:7400; port 0 picks one): SWIM membership, every
+    /// datagram sealed with --gossip-key. Only this operator's nodes: never another
+    /// organisation's. None by default.
+    #[arg(long, value_name = "ADDR")]
+    gossip: Option<SocketAddr>,
+    /// Gossip address of a member to announce to at start (repeatable).
+    #[arg(long = "gossip-seed", value_name = "ADDR")]
+    gossip_seeds: Vec<SocketAddr>,
+    /// The group key file: 32 random octets in base64 (`head -c 32 /dev/urandom | base64`),
+    /// the same on every node of the group.
+    #[arg(long, value_name = "FILE")]
+    gossip_key: Option<PathBuf>,
 }
 
 /// The examples, and every key a config file accepts, listed from the loader itself
@@ -185,6 +198,12 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
     if let Some(max_stale) = max_stale {
         resolver.cache.max_stale_age = max_stale;
     }
+    let membership = membership_config(
+        args.gossip,
+        &args.gossip_seeds,
+        args.gossip_key,
+        file.membership.clone(),
+    )?;
     let config = NodeConfig {
         node_id: args.node_id.or(file.node_id),
         grpc,
@@ -208,6 +227,7 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
             &args.tls_client_ca,
             file.tls.unwrap_or_default(),
         )?,
+        membership,
         grpc_limits: {
             let mut limits = ServerLimits::default();
             if let Some(n) = args.max_concurrent.or(file.max_concurrent) {
@@ -293,6 +313,38 @@ fn tls_files(
         server,
         ca: super::client_tls_files().ca.or(file.ca),
     })
+}
+
+/// `--gossip`, `--gossip-seed`, `--gossip-key` over `[membership]` (each flag wins over its
+/// key): no address means no gossip; an address without a key is an error.
+fn membership_config(
+    bind: Option<SocketAddr>,
+    seeds: &[SocketAddr],
+    key_file: Option<PathBuf>,
+    file: Option<aop::config::MembershipFileConfig>,
+) -> anyhow::Result<Option<aop::membership::MembershipConfig>> {
+    let file = file.unwrap_or_default();
+    let Some(bind) = bind.or(file.bind) else {
+        if !seeds.is_empty() || key_file.is_some() {
+            bail!("--gossip-seed and --gossip-key need --gossip ADDR (or `bind` in [membership])");
+        }
+        return Ok(None);
+    };
+    let key_file = key_file.or(file.key_file).context(
+        "gossip needs the group key: give --gossip-key FILE (or `key_file` in [membership]); \
+         make one with `head -c 32 /dev/urandom | base64 > gossip.key`",
+    )?;
+    let key = aop::membership::GroupKey::load_file(&key_file)?;
+    Ok(Some(aop::membership::MembershipConfig {
+        bind,
+        seeds: if seeds.is_empty() {
+            file.seeds
+        } else {
+            seeds.to_vec()
+        },
+        key,
+        settings: aop::membership::Settings::default(),
+    }))
 }
 
 /// A `[[secondary]]` of the config file.

@@ -19,6 +19,7 @@
 //! `grpc::upstream`; it never sees a wire format.
 
 pub mod cache;
+pub mod liveness;
 pub mod servers;
 #[cfg(test)]
 mod tests;

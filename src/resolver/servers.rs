@@ -6,11 +6,13 @@
 //! fixed timeout on a server whose link was cut.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::clock::Clock;
 use crate::record::ServerAddress;
+
+use super::liveness::{ServerLiveness, order_by_liveness};
 
 /// Weight of the newest sample in the smoothed RTT.
 const SMOOTHING: f64 = 0.3;
@@ -45,6 +47,8 @@ pub struct ServerSelector {
     clock: Arc<dyn Clock>,
     // std Mutex: held for a map lookup or update only, never across an await.
     servers: Mutex<HashMap<String, ServerState>>,
+    /// Gossip's view of which servers are alive, when the node is in a membership group.
+    liveness: OnceLock<Arc<dyn ServerLiveness>>,
 }
 
 impl ServerSelector {
@@ -52,7 +56,13 @@ impl ServerSelector {
         ServerSelector {
             clock,
             servers: Mutex::new(HashMap::new()),
+            liveness: OnceLock::new(),
         }
+    }
+
+    /// Orders servers by what gossip knows of them before their RTT (set once, at start).
+    pub fn set_liveness(&self, liveness: Arc<dyn ServerLiveness>) {
+        let _ = self.liveness.set(liveness);
     }
 
     fn decayed(state: &ServerState, now: Instant) -> f64 {
@@ -81,11 +91,14 @@ impl ServerSelector {
             })
             .collect();
         ranked.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
-        let available: Vec<ServerAddress> = ranked
+        let mut available: Vec<ServerAddress> = ranked
             .iter()
             .filter(|(held, ..)| !held)
             .map(|(.., server)| (*server).clone())
             .collect();
+        if let Some(liveness) = self.liveness.get() {
+            order_by_liveness(&mut available, liveness.as_ref());
+        }
         if !available.is_empty() {
             return available;
         }

@@ -15,6 +15,7 @@ mod gateway_admin;
 mod gateway_tasks;
 mod gateway_watch;
 mod health;
+mod membership;
 mod node_grpc;
 mod registration;
 mod reliability;

@@ -182,6 +182,17 @@ function drawZones(zones, limit, title, now) {
 
 function drawNode(s) {
   drawZones(s.zones, s.agents_limit, 'Zones this node serves', s.now_unix_ms);
+  show('members-section', Array.isArray(s.members));
+  if (Array.isArray(s.members)) {
+    table(document.getElementById('members'),
+      [['node'], ['state'], ['gRPC'], ['gossip'], ['zones (role, serial)'], ['load (req/s)', 'num']],
+      s.members.map((m) => row(
+        (m.node_id || '?') + (m.is_self ? ' (this node)' : ''),
+        [m.state, 'member-' + m.state],
+        [m.grpc || '-', 'mono'], [m.gossip, 'mono'],
+        [m.zones.map((z) => z.zone + ' (' + z.role + ', ' + z.serial + ')').join(', ') || '-', 'mono'],
+        [m.load === null || m.load === undefined ? '-' : m.load, 'num'])));
+  }
   show('cuts-section', s.cached_cuts.length > 0);
   table(document.getElementById('cuts'), [['zone'], ['servers'], ['state']],
     s.cached_cuts.map((c) => row([c.zone, 'mono'], [c.servers.join(', '), 'mono'],
