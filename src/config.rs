@@ -57,6 +57,9 @@ pub struct NodeConfigFile {
     /// gRPC connections open at once (default 8192), and per client address (default 512).
     pub max_connections: Option<u32>,
     pub max_connections_per_client: Option<u32>,
+    /// DNS answers per second per client /24 or /56 over UDP; more are truncated or
+    /// dropped (default: no limit).
+    pub dns_rate_limit: Option<u32>,
 }
 
 /// A zone this node serves as a secondary.
@@ -96,8 +99,14 @@ impl NodeConfigFile {
             path: path.to_path_buf(),
             source,
         })?;
+        Self::parse(path, &text)
+    }
+
+    /// A config file's text read as [`NodeConfigFile::load`] reads it: errors name `path`,
+    /// and relative paths in it are taken relative to `path`'s directory.
+    pub fn parse(path: &Path, text: &str) -> Result<NodeConfigFile, ConfigError> {
         let mut config: NodeConfigFile =
-            crate::zone::spanned::from_str(&text).map_err(|diagnostic| ConfigError::Invalid {
+            crate::zone::spanned::from_str(text).map_err(|diagnostic| ConfigError::Invalid {
                 path: path.to_path_buf(),
                 line: diagnostic.line,
                 column: diagnostic.column,

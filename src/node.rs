@@ -75,6 +75,8 @@ pub struct NodeConfig {
     pub grpc: SocketAddr,
     /// The DNS door's address (UDP and TCP), if the node has one.
     pub dns: Option<SocketAddr>,
+    /// UDP answers per second per client /24 or /56 at the DNS door; `None`: no limit.
+    pub dns_rate_limit: Option<u32>,
     /// The admin endpoint's address (metrics, health, status page), if any.
     pub admin: Option<SocketAddr>,
     /// Host names the admin endpoint answers besides loopback and the address reached.
@@ -240,7 +242,11 @@ pub async fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
     };
     let listener = GrpcListener::bind(config.grpc).await?;
     let dns = match config.dns {
-        Some(addr) => Some(DnsListener::bind(addr).await?),
+        Some(addr) => Some(
+            DnsListener::bind(addr)
+                .await?
+                .with_rate_limit(config.dns_rate_limit),
+        ),
         None => None,
     };
     let admin = match config.admin {
