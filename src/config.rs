@@ -69,6 +69,9 @@ pub struct NodeConfigFile {
     pub health_probes: Option<u32>,
     /// Gossip with the operator's other nodes: a `[membership]` table.
     pub membership: Option<MembershipFileConfig>,
+    /// DNS answers per second per client /24 or /56 over UDP; more are truncated or
+    /// dropped (default: no limit).
+    pub dns_rate_limit: Option<u32>,
 }
 
 /// `[membership]`: the flags `--gossip`, `--gossip-seed` and `--gossip-key`, written down.
@@ -135,8 +138,14 @@ impl NodeConfigFile {
             path: path.to_path_buf(),
             source,
         })?;
+        Self::parse(path, &text)
+    }
+
+    /// A config file's text read as [`NodeConfigFile::load`] reads it: errors name `path`,
+    /// and relative paths in it are taken relative to `path`'s directory.
+    pub fn parse(path: &Path, text: &str) -> Result<NodeConfigFile, ConfigError> {
         let mut config: NodeConfigFile =
-            crate::zone::spanned::from_str(&text).map_err(|diagnostic| ConfigError::Invalid {
+            crate::zone::spanned::from_str(text).map_err(|diagnostic| ConfigError::Invalid {
                 path: path.to_path_buf(),
                 line: diagnostic.line,
                 column: diagnostic.column,

@@ -59,6 +59,8 @@
 //! - [`bench`]: the load generators behind `aop bench`.
 //! - [`sys`]: the crate's only unsafe code (batched UDP, `malloc_trim`, `kill`).
 //! - [`twins`]: in-memory peers for tests.
+//! - `fuzzing` (hidden): the entry points of the fuzz targets in `fuzz/`, one per decoder of
+//!   bytes from another party.
 //!
 //! The `aop` command line lives in the binary (`src/main.rs`, `src/cli/`), the only place
 //! that formats for humans.
@@ -79,6 +81,8 @@ pub mod config;
 pub mod demo;
 pub mod dns;
 pub mod fleet;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gateway;
 pub mod grpc;
 pub mod health;

@@ -84,6 +84,8 @@ pub struct NodeConfig {
     pub grpc: SocketAddr,
     /// The DNS door's address (UDP and TCP), if the node has one.
     pub dns: Option<SocketAddr>,
+    /// UDP answers per second per client /24 or /56 at the DNS door; `None`: no limit.
+    pub dns_rate_limit: Option<u32>,
     /// The admin endpoint's address (metrics, health, status page), if any.
     pub admin: Option<SocketAddr>,
     /// Host names the admin endpoint answers besides loopback and the address reached.
@@ -338,7 +340,11 @@ pub async fn start_with_tls(config: NodeConfig) -> Result<(NodeHandle, NodeTls),
         listener = listener.tls(Arc::clone(server));
     }
     let dns = match config.dns {
-        Some(addr) => Some(DnsListener::bind(addr).await?),
+        Some(addr) => Some(
+            DnsListener::bind(addr)
+                .await?
+                .with_rate_limit(config.dns_rate_limit),
+        ),
         None => None,
     };
     let admin = match config.admin {

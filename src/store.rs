@@ -251,6 +251,31 @@ fn bad_value(
     }
 }
 
+/// Why a stored value was refused: its bytes, or what they say.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum ValueError {
+    #[error("{0}")]
+    Undecodable(#[from] prost::DecodeError),
+    #[error("{0}")]
+    Rules(#[from] crate::wire::PeerDataError),
+    #[error("no zone header")]
+    NoHeader,
+}
+
+/// The value of a `zones` row decoded, its header checked by the record rules. (Public for
+/// the fuzz targets, which feed it arbitrary bytes: a damaged file is input like any other.)
+pub fn decode_zone_value(bytes: &[u8]) -> Result<(pb::StoredZone, ZoneHeader), ValueError> {
+    let mut meta = pb::StoredZone::decode(bytes)?;
+    let header = ZoneHeader::try_from(meta.header.take().ok_or(ValueError::NoHeader)?)?;
+    Ok((meta, header))
+}
+
+/// The value of a `records` row decoded and checked by the record rules.
+pub fn decode_record_value(bytes: &[u8]) -> Result<LiveRecord, ValueError> {
+    Ok(LiveRecord::try_from(pb::ZoneRecord::decode(bytes)?)?)
+}
+
 /// Every zone in one read transaction of the store file at `path` (the node's own store, or
 /// a backup being checked), with its records and leases, each value decoded and checked by
 /// the record rules.
@@ -263,25 +288,16 @@ fn load_zones(txn: &redb::ReadTransaction, path: &Path) -> Result<Vec<StoredZone
     for row in zones.iter().map_err(|e| io(&e))? {
         let (origin, value) = row.map_err(|e| io(&e))?;
         let origin = origin.value().to_string();
-        let meta = pb::StoredZone::decode(value.value())
+        let (meta, header) = decode_zone_value(value.value())
             .map_err(|e| bad_value(path, &origin, "zone header", e))?;
-        let header = meta
-            .header
-            .ok_or_else(|| bad_value(path, &origin, "zone header", "no zone header"))
-            .and_then(|header| {
-                ZoneHeader::try_from(header).map_err(|e| bad_value(path, &origin, "zone header", e))
-            })?;
         let mut zone_records = Vec::new();
         for row in records.range((origin.as_str(), "")..).map_err(|e| io(&e))? {
             let (key, value) = row.map_err(|e| io(&e))?;
             if key.value().0 != origin {
                 break;
             }
-            let record = pb::ZoneRecord::decode(value.value())
-                .map_err(|e| bad_value(path, &origin, "record", e))
-                .and_then(|record| {
-                    LiveRecord::try_from(record).map_err(|e| bad_value(path, &origin, "record", e))
-                })?;
+            let record = decode_record_value(value.value())
+                .map_err(|e| bad_value(path, &origin, "record", e))?;
             zone_records.push(record);
         }
         let mut zone_leases = Vec::new();

@@ -332,6 +332,21 @@ fn queries(out: &mut Exposition, node: &NodeView) {
             &[],
             dns.tcp_refused.load(std::sync::atomic::Ordering::Relaxed),
         );
+        out.family(
+            "aop_dns_rate_limited_total",
+            "counter",
+            "DNS UDP queries over --dns-rate-limit, by what was sent back (an empty answer with TC set, or nothing).",
+        );
+        for (action, counter) in [
+            ("truncated", &dns.rate_limited_truncated),
+            ("dropped", &dns.rate_limited_dropped),
+        ] {
+            out.sample(
+                "aop_dns_rate_limited_total",
+                &[("action", action)],
+                counter.load(std::sync::atomic::Ordering::Relaxed),
+            );
+        }
     }
 }
 

@@ -112,6 +112,11 @@ pub struct NodeArgs {
     /// the same on every node of the group.
     #[arg(long, value_name = "FILE")]
     gossip_key: Option<PathBuf>,
+    /// DNS answers per second to each client network (IPv4 /24, IPv6 /56) over UDP; past it
+    /// every second query is answered empty with TC set (the client retries over TCP) and
+    /// the others are dropped [default: no limit].
+    #[arg(long, value_name = "QPS", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    dns_rate_limit: Option<u32>,
 }
 
 /// The examples, and every key a config file accepts, listed from the loader itself
@@ -204,10 +209,29 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
         args.gossip_key,
         file.membership.clone(),
     )?;
+    // The flags are checked by clap; the file's values here, against the same range.
+    for (key, value) in [
+        ("max_concurrent", file.max_concurrent),
+        ("max_connections", file.max_connections),
+        (
+            "max_connections_per_client",
+            file.max_connections_per_client,
+        ),
+        ("dns_rate_limit", file.dns_rate_limit),
+    ] {
+        if let Some(value) = value
+            && !(1..=1_000_000).contains(&value)
+        {
+            bail!(
+                "{key} = {value} in the config file is out of range: it must be from 1 to 1000000"
+            );
+        }
+    }
     let config = NodeConfig {
         node_id: args.node_id.or(file.node_id),
         grpc,
         dns: args.dns.or(file.dns),
+        dns_rate_limit: args.dns_rate_limit.or(file.dns_rate_limit),
         admin: args.admin.or(file.admin),
         admin_allow_hosts: if args.admin_allow_hosts.is_empty() {
             file.admin_allow_hosts

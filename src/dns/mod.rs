@@ -3,17 +3,19 @@
 //!
 //! [`respond`] turns one query into one response from the catalog ([`records`] maps agents,
 //! aliases and zones to TXT, SVCB, SRV, CNAME, SOA, NS and glue). This module owns the
-//! sockets: UDP workers that answer each datagram in place, and a TCP listener with a cap on
-//! connections and an idle timeout, for answers too large for UDP (RFC 7766).
+//! sockets: UDP workers that answer each datagram in place (through the optional
+//! response-rate limiter, [`ratelimit`]), and a TCP listener with a cap on connections and an
+//! idle timeout, for answers too large for UDP (RFC 7766).
 
 pub mod cache;
 pub mod message;
 pub mod negative;
 pub mod observe;
+pub mod ratelimit;
 pub mod records;
 pub mod respond;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -28,6 +30,7 @@ use crate::catalog::Catalog;
 use crate::telemetry::RequestId;
 use message::Transport;
 pub use observe::DnsCounters;
+use ratelimit::{ResponseRateLimiter, Verdict};
 use respond::Answerer;
 
 /// Bounds on TCP clients.
@@ -81,6 +84,8 @@ pub struct DnsListener {
     tcp: TcpListener,
     addr: SocketAddr,
     limits: TcpLimits,
+    /// Answers per second per client network over UDP (`--dns-rate-limit`); `None`: no limit.
+    rate_limit: Option<u32>,
 }
 
 impl DnsListener {
@@ -113,6 +118,7 @@ impl DnsListener {
                         tcp,
                         addr: bound,
                         limits: TcpLimits::default(),
+                        rate_limit: None,
                     });
                 }
                 // The OS gave UDP a port whose TCP twin is taken: try another.
@@ -131,6 +137,13 @@ impl DnsListener {
         self
     }
 
+    /// Limits UDP answers to `qps` a second per client /24 or /56 ([`ratelimit`]); `None`
+    /// answers every query.
+    pub fn with_rate_limit(mut self, qps: Option<u32>) -> Self {
+        self.rate_limit = qps;
+        self
+    }
+
     /// Serves until `shutdown` is cancelled.
     pub fn serve(
         self,
@@ -145,9 +158,17 @@ impl DnsListener {
         let door = Arc::new(Door {
             answerer: Answerer::new(catalog, RESPONSE_CACHE_BYTES),
             counters,
+            limiter: self.rate_limit.map(ResponseRateLimiter::new),
         });
         tokio::spawn(async move {
-            tracing::info!(%addr, "DNS door listening (UDP and TCP)");
+            match &door.limiter {
+                Some(limiter) => tracing::info!(
+                    %addr,
+                    rate_limit = limiter.qps(),
+                    "DNS door listening (UDP and TCP; UDP answers limited per client /24 or /56)"
+                ),
+                None => tracing::info!(%addr, "DNS door listening (UDP and TCP)"),
+            }
             let mut tasks = JoinSet::new();
             for _ in 0..UDP_WORKERS {
                 tasks.spawn(serve_udp(
@@ -166,9 +187,30 @@ impl DnsListener {
 struct Door {
     answerer: Answerer,
     counters: Arc<DnsCounters>,
+    limiter: Option<ResponseRateLimiter>,
 }
 
 impl Door {
+    /// Answers a UDP query from `client`, unless its network is over the rate limit: then
+    /// the answer is truncated or dropped ([`ratelimit`]), and counted.
+    fn answer_udp(&self, request: &[u8], client: IpAddr) -> Option<Vec<u8>> {
+        if let Some(limiter) = &self.limiter {
+            let truncated = match limiter.check(client, Instant::now()) {
+                Verdict::Answer => return self.answer(request, Transport::Udp),
+                Verdict::Truncate => cache::parse_simple(request)
+                    .and_then(|query| ratelimit::truncated(request, query.question_end)),
+                Verdict::Drop => None,
+            };
+            let counter = match truncated {
+                Some(_) => &self.counters.rate_limited_truncated,
+                None => &self.counters.rate_limited_dropped,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+            return truncated;
+        }
+        self.answer(request, Transport::Udp)
+    }
+
     /// Answers one query inside a span carrying its request id (debug level: at the
     /// default `info` filter the span costs nothing per query, and a SERVFAIL's warning
     /// names the id itself), then counts and records it.
@@ -221,7 +263,7 @@ async fn serve_udp_one_by_one(
                 continue;
             }
         };
-        if let Some(response) = door.answer(&buffer[..len], Transport::Udp)
+        if let Some(response) = door.answer_udp(&buffer[..len], peer.ip())
             && let Err(error) = socket.send_to(&response, peer).await
         {
             tracing::debug!(%peer, %error, "DNS UDP send failed");
@@ -241,7 +283,7 @@ mod batch {
     use tokio::net::UdpSocket;
     use tokio_util::sync::CancellationToken;
 
-    use super::{Door, Transport};
+    use super::Door;
 
     use crate::sys::udp_batch::{BATCH, Inbox, try_send_batch};
 
@@ -284,7 +326,7 @@ mod batch {
                 let Some(peer) = inbox.peer(index) else {
                     continue;
                 };
-                if let Some(response) = door.answer(inbox.datagram(index), Transport::Udp) {
+                if let Some(response) = door.answer_udp(inbox.datagram(index), peer.ip()) {
                     responses.push((response, peer));
                 }
             }

@@ -113,6 +113,9 @@ pub struct DnsCounters {
     pub answered: AtomicU64,
     pub ignored: AtomicU64,
     pub tcp_refused: AtomicU64,
+    /// UDP queries over the response-rate limit, answered truncated or not at all.
+    pub rate_limited_truncated: AtomicU64,
+    pub rate_limited_dropped: AtomicU64,
     /// By [`DnsOutcome`] (its discriminant is the index).
     pub outcomes: [AtomicU64; DnsOutcome::ALL.len()],
     /// From the datagram's arrival in the door to its response, encoding included.
@@ -129,6 +132,8 @@ impl fmt::Debug for DnsCounters {
             .field("answered", &self.answered)
             .field("ignored", &self.ignored)
             .field("tcp_refused", &self.tcp_refused)
+            .field("rate_limited_truncated", &self.rate_limited_truncated)
+            .field("rate_limited_dropped", &self.rate_limited_dropped)
             .finish_non_exhaustive()
     }
 }

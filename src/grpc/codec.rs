@@ -69,13 +69,23 @@ impl<U: prost::Message + Default> Decoder for RequestDecoder<U> {
     type Error = Status;
 
     fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<U>, Status> {
-        U::decode(buf).map(Some).map_err(|error| {
-            let text = error.to_string();
-            let reason = text
-                .strip_prefix("failed to decode Protobuf message: ")
-                .unwrap_or(&text)
-                .to_string();
-            ServiceError::from(RequestError::Undecodable { reason }).into()
-        })
+        decode_request(buf)
+            .map(Some)
+            .map_err(|error| ServiceError::from(error).into())
     }
+}
+
+/// One request message from its bytes, or what is wrong with them: the decoder above, and
+/// what the fuzz targets feed arbitrary bytes.
+pub fn decode_request<U: prost::Message + Default>(
+    buf: impl bytes::Buf,
+) -> Result<U, RequestError> {
+    U::decode(buf).map_err(|error| {
+        let text = error.to_string();
+        let reason = text
+            .strip_prefix("failed to decode Protobuf message: ")
+            .unwrap_or(&text)
+            .to_string();
+        RequestError::Undecodable { reason }
+    })
 }

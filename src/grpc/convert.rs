@@ -9,7 +9,7 @@ use crate::name::{Name, NameError};
 use crate::record::{Agent, RecordError, limits};
 use crate::resolver::LevelStats;
 use crate::search::federate::{Missed, SearchAnswer, SearchPart, Searched};
-use crate::search::{CorpusStats, Hit, ZoneResult};
+use crate::search::{CorpusStats, Hit, SearchQuery, ZoneResult};
 use crate::wire::referral;
 use crate::zone::ZoneSnapshot;
 
@@ -255,6 +255,52 @@ pub fn search_response(answer: &SearchAnswer, served_by: &str) -> pb::SearchResp
             .collect(),
         served_by: served_by.to_string(),
     }
+}
+
+/// Hits a search returns when the request does not say.
+const SEARCH_LIMIT_DEFAULT: usize = 10;
+
+/// The request's query, checked against the contract's limits.
+pub fn search_query(
+    request: &pb::SearchRequest,
+    scope: &Name,
+) -> Result<SearchQuery, RequestError> {
+    if request.query.len() > limits::DESCRIPTION_MAX_BYTES {
+        return Err(RequestError::QueryTooLong {
+            bytes: request.query.len(),
+        });
+    }
+    for (field, values) in [
+        ("tags", &request.tags),
+        ("capabilities", &request.capabilities),
+    ] {
+        if values.len() > limits::TAGS_MAX {
+            return Err(RequestError::TooManyFilters {
+                field,
+                count: values.len(),
+            });
+        }
+        if let Some(long) = values.iter().find(|v| v.len() > limits::TAG_MAX_BYTES) {
+            return Err(RequestError::FilterTooLong {
+                field,
+                bytes: long.len(),
+            });
+        }
+    }
+    let limit = match request.limit {
+        0 => SEARCH_LIMIT_DEFAULT,
+        n if n as usize > limits::PAGE_MAX => {
+            return Err(RequestError::LimitTooLarge { requested: n });
+        }
+        n => n as usize,
+    };
+    Ok(SearchQuery {
+        text: request.query.clone(),
+        tags: request.tags.clone(),
+        capabilities: request.capabilities.clone(),
+        scope: (!scope.is_root()).then(|| scope.clone()),
+        limit,
+    })
 }
 
 #[cfg(test)]

@@ -165,8 +165,13 @@ impl UpdateKey {
             path: path.to_path_buf(),
             source,
         })?;
+        Self::parse_file(path, &text)
+    }
+
+    /// A key file's text read as [`UpdateKey::load_file`] reads it, errors naming `path`.
+    pub fn parse_file(path: &Path, text: &str) -> Result<UpdateKey, KeyError> {
         let invalid = |offset: usize, message: String| {
-            let (line, column) = crate::zone::spanned::line_column(&text, offset);
+            let (line, column) = crate::zone::spanned::line_column(text, offset);
             KeyError::Invalid {
                 path: path.to_path_buf(),
                 line,
@@ -175,11 +180,11 @@ impl UpdateKey {
             }
         };
         let file: KeyFileSpanned =
-            crate::zone::spanned::from_str(&text).map_err(|diagnostic| KeyError::Invalid {
+            crate::zone::spanned::from_str(text).map_err(|diagnostic| KeyError::Invalid {
                 path: path.to_path_buf(),
                 line: diagnostic.line,
                 column: diagnostic.column,
-                message: redact_secret(&text, &diagnostic.message),
+                message: redact_secret(text, &diagnostic.message),
             })?;
         let at = |spanned_start: usize, error: KeyError| match error {
             KeyError::InvalidField { field, reason } => {

@@ -476,6 +476,32 @@ fn node_from_a_config_file_serves_its_zones_and_flags_win() {
 }
 
 #[test]
+fn node_config_bounds_out_of_range_are_errors_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let zones = repo().join("zones");
+    for (key, value) in [("max_concurrent", 0), ("dns_rate_limit", 2_000_000)] {
+        let config = dir.path().join(format!("{key}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                "grpc = \"127.0.0.1:0\"\nzones = [\"{}\"]\n{key} = {value}\n",
+                zones.join("finance.acme.toml").display()
+            ),
+        )
+        .unwrap();
+        let output = run(&["node", "--config", config.to_str().unwrap()]);
+        assert!(!output.status.success());
+        let text = stderr(&output);
+        assert!(
+            text.contains(&format!(
+                "{key} = {value} in the config file is out of range"
+            )) && text.contains("from 1 to 1000000"),
+            "{text}"
+        );
+    }
+}
+
+#[test]
 fn node_refuses_to_start_on_a_bad_zone_file_and_says_where() {
     let dir = tempfile::tempdir().unwrap();
     let zone: PathBuf = dir.path().join("bad.toml");

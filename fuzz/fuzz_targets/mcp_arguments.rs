@@ -1,0 +1,4 @@
+//! Fuzz target: `aop::fuzzing::mcp_arguments` (its doc says what it feeds and what it checks).
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| aop::fuzzing::mcp_arguments(data));
