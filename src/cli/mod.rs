@@ -110,7 +110,7 @@ enum Command {
     /// Start a whole federation from zones/ in one process and print its addresses.
     Demo(demo::DemoArgs),
     /// Run one zone server.
-    Node(node::NodeArgs),
+    Node(Box<node::NodeArgs>),
     /// Validate or inspect zone files.
     #[command(subcommand)]
     Zone(zone::ZoneCommand),
@@ -178,7 +178,7 @@ pub fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Demo(args) => demo::run(args).await,
-            Command::Node(args) => node::run(args).await,
+            Command::Node(args) => node::run(*args).await,
             Command::Zone(command) => zone::run(command).await,
             Command::Register(args) => update::register(args).await,
             Command::Deregister(args) => update::deregister(args).await,
