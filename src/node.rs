@@ -559,6 +559,7 @@ impl GrpcListener {
                     started,
                     started_unix_ms: crate::clock::system_unix_ms(),
                     membership: membership.clone(),
+                    health_probes: Arc::clone(&probe_counts),
                 };
                 (
                     Some(addr),

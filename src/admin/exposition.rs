@@ -203,10 +203,58 @@ pub async fn render(node: &NodeView) -> String {
     );
 
     zones(&mut out, node);
+    endpoint_health(&mut out, node);
     if let Some(membership) = &node.membership {
         members(&mut out, membership);
     }
     out.finish()
+}
+
+/// Endpoint health (docs/protocol.md §9.1): the endpoints of each zone this node serves, by
+/// state (one pass over the zone's agents per scrape), and the probes this node has made.
+fn endpoint_health(out: &mut Exposition, node: &NodeView) {
+    use crate::record::HealthState;
+    use std::sync::atomic::Ordering::Relaxed;
+    out.family(
+        "aop_endpoints",
+        "gauge",
+        "Agent endpoints of each zone this node serves, by health (up, down, unknown).",
+    );
+    let mut origins = node.catalog.origins();
+    origins.sort();
+    for origin in &origins {
+        let Ok(zone) = node.catalog.zone(origin) else {
+            continue;
+        };
+        let mut counts = [0u64; 3];
+        for name in zone.agent_names() {
+            for endpoint in zone.agent(name.as_str()).map_or(&[][..], |a| &a.endpoints) {
+                counts[usize::from(endpoint.health.state.rank())] += 1;
+            }
+        }
+        for state in [HealthState::Up, HealthState::Unknown, HealthState::Down] {
+            out.sample(
+                "aop_endpoints",
+                &[("zone", &origin.to_string()), ("health", state.word())],
+                counts[usize::from(state.rank())],
+            );
+        }
+    }
+    out.family(
+        "aop_health_probes_total",
+        "counter",
+        "Endpoint health probes this node made, by result (answered, failed).",
+    );
+    out.sample(
+        "aop_health_probes_total",
+        &[("result", "answered")],
+        node.health_probes.answered.load(Relaxed),
+    );
+    out.sample(
+        "aop_health_probes_total",
+        &[("result", "failed")],
+        node.health_probes.failed.load(Relaxed),
+    );
 }
 
 /// The gossip group as this node sees it, and what its datagrams cost.

@@ -87,6 +87,8 @@ pub struct NodeView {
     pub started_unix_ms: u64,
     /// The node's gossip membership, when it has one.
     pub membership: Option<Arc<crate::membership::Membership>>,
+    /// Endpoint health probes answered and failed (docs/protocol.md §9.1).
+    pub health_probes: Arc<crate::health::ProbeCounts>,
 }
 
 /// A bound admin port, not yet serving (bound first so the demo can print every address

@@ -512,7 +512,8 @@ fn apply_changes(zone: &mut MountedZone, event: &ZoneEvent) -> Result<bool, Stri
     Ok(changed)
 }
 
-/// Whether two listings would give the same tools (a serial can move without that).
+/// Whether two listings would give the same tools (a serial can move without that: endpoint
+/// health, docs/protocol.md §9.1, changes no tool).
 fn same_agents(before: &[Arc<Agent>], after: &[Arc<Agent>]) -> bool {
     before.len() == after.len()
         && before.iter().zip(after).all(|(a, b)| {
@@ -521,7 +522,12 @@ fn same_agents(before: &[Arc<Agent>], after: &[Arc<Agent>]) -> bool {
                 && a.input_schema.text() == b.input_schema.text()
                 && a.output_schema.as_ref().map(|s| s.text())
                     == b.output_schema.as_ref().map(|s| s.text())
-                && a.endpoints == b.endpoints
+                // Health moves with probes; the tools it gives do not (calls read the new
+                // records all the same).
+                && a.endpoints.len() == b.endpoints.len()
+                && a.endpoints.iter().zip(&b.endpoints).all(|(x, y)| {
+                    (&x.url, &x.tool, x.priority, x.weight) == (&y.url, &y.tool, y.priority, y.weight)
+                })
                 && a.tags == b.tags
                 && a.capabilities == b.capabilities
                 && a.version == b.version
@@ -608,6 +614,18 @@ mod tests {
 
     fn names(zone: &MountedZone) -> Vec<String> {
         zone.agents.iter().map(|a| a.name.to_string()).collect()
+    }
+
+    #[test]
+    fn endpoint_health_changes_no_tool_but_an_endpoint_url_does() {
+        let before = Arc::new(agent("analyst.finance.acme", "Numbers."));
+        let mut down = Agent::clone(&before);
+        down.endpoints[0].health =
+            record::EndpointHealth::new(record::HealthState::Down, 1, "connection refused");
+        assert!(same_agents(&[Arc::clone(&before)], &[Arc::new(down)]));
+        let mut moved = Agent::clone(&before);
+        moved.endpoints[0].url = "http://127.0.0.1:10/mcp".into();
+        assert!(!same_agents(&[before], &[Arc::new(moved)]));
     }
 
     #[test]

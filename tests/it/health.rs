@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use aop::admin::AdminListener;
 use aop::agent::AgentKind;
 use aop::dns::DnsListener;
 use aop::grpc::pb;
@@ -13,7 +14,9 @@ use hickory_proto::op::{Message, Query};
 use hickory_proto::rr::{Name, RData, RecordType};
 use tokio::net::UdpSocket;
 
-use crate::support::{agent, bind, connect, dead_url, eventually, loopback, zone};
+use crate::support::{
+    agent, bind, connect, dead_url, eventually, loopback, parse_exposition, zone,
+};
 
 /// The endpoints a non-recursive Resolve of `name` gives, with their health.
 async fn endpoints(client: &mut aop::grpc::RegistryClient, name: &str) -> Vec<(String, i32)> {
@@ -94,9 +97,11 @@ async fn a_dead_endpoint_leaves_grpc_and_dns_answers_and_when_all_are_dead_all_c
     );
     let dns = DnsListener::bind(loopback()).await.unwrap();
     let dns_addr = dns.local_addr();
+    let admin = AdminListener::bind(loopback()).await.unwrap();
+    let metrics_url = format!("{}metrics", admin.url());
     let node = bind()
         .await
-        .serve_with(ServeOptions::new(vec![zone(&text)]).dns(dns))
+        .serve_with(ServeOptions::new(vec![zone(&text)]).dns(dns).admin(admin))
         .expect("node serves");
     let client = connect(&node.grpc_url()).await.unwrap();
     let name = "analyst.finance.acme";
@@ -113,6 +118,18 @@ async fn a_dead_endpoint_leaves_grpc_and_dns_answers_and_when_all_are_dead_all_c
     )
     .await;
     assert_eq!(txt_urls(dns_addr, name).await, [format!("url={live}")]);
+    let text = reqwest::get(&metrics_url)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let metrics = parse_exposition(&text);
+    let count = |state: &str| {
+        metrics[&format!("aop_endpoints{{zone=\"finance.acme\",health=\"{state}\"}}")]
+    };
+    assert_eq!((count("up"), count("down")), (1.0, 1.0), "{text}");
+    assert!(metrics["aop_health_probes_total{result=\"failed\"}"] >= 2.0);
 
     // The only live endpoint goes away: both come back, marked down, so callers still have
     // somewhere to try.
