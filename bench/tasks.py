@@ -28,36 +28,12 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from procs import free_port, rss_kib, wait_port  # noqa: E402
+
 AOP = sys.argv[1]
 N = int(sys.argv[2]) if len(sys.argv) > 2 else 10_000
 SLEEPER = "sleeper.bench.test"
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
-def wait_port(port, deadline=60):
-    end = time.time() + deadline
-    while time.time() < end:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.005)
-    raise SystemExit(f"port {port} never opened")
 
 
 class Mcp:
@@ -115,7 +91,7 @@ def spawn(argv):
 try:
     spawn([AOP, "agent", "serve", "--name", "sleeper", "--kind", "sleeper",
            "--listen", f"127.0.0.1:{agent_port}"])
-    wait_port(agent_port)
+    wait_port(agent_port, deadline=60, poll=0.005)
     zone = os.path.join(work, "bench.test.toml")
     with open(zone, "w") as f:
         f.write(f"""[zone]
@@ -132,7 +108,7 @@ input_schema = {{ type = "object", properties = {{ task = {{ type = "string" }},
 endpoints = [{{ url = "http://127.0.0.1:{agent_port}/mcp", tool = "sleeper" }}]
 """)
     spawn([AOP, "node", "--zone", zone, "--grpc", f"127.0.0.1:{grpc}", "--node-id", "bench"])
-    wait_port(grpc)
+    wait_port(grpc, deadline=60, poll=0.005)
 
     def gateway(data_dir):
         port = free_port()
@@ -145,7 +121,7 @@ endpoints = [{{ url = "http://127.0.0.1:{agent_port}/mcp", tool = "sleeper" }}]
                                  stdout=subprocess.DEVNULL, stderr=log,
                                  env=dict(os.environ, RUST_LOG="info"))
         children.append(child)
-        wait_port(port)
+        wait_port(port, deadline=60, poll=0.005)
         return child, port, time.time() - started, log.name
 
     def load_ms(log_path, deadline=120):
