@@ -170,7 +170,8 @@ impl Breakers {
         }
     }
 
-    /// An early probe for an agent all of whose endpoints are open: of `urls`, the open
+    /// An early probe for a call that has no endpoint left but open ones (every endpoint
+    /// open, or the others already failed in this call): of `urls`, the open
     /// endpoint whose breaker last opened longest ago and has no probe in flight. Its outcome
     /// is recorded like a half-open probe's (success closes, failure reopens for longer).
     /// `None` when none of `urls` is open without a probe in flight.
@@ -191,7 +192,7 @@ impl Breakers {
             .map(|(_, url)| url.to_string())?;
         let endpoint = endpoints.get_mut(&url)?;
         endpoint.probing = true;
-        tracing::debug!(endpoint = %url, "every endpoint open: early probe of the one open longest");
+        tracing::debug!(endpoint = %url, "no endpoint left but open ones: early probe of the one open longest");
         Some(Permit { url, probe: true })
     }
 

@@ -321,6 +321,13 @@ pub fn choose<'a>(
     group.last().copied()
 }
 
+/// The endpoint an attempt goes to: one its breaker lets through (a permit is still to be
+/// taken), or the early probe of an open breaker (permit taken).
+enum Pick<'a> {
+    Permitted(&'a Endpoint),
+    EarlyProbe(&'a Endpoint, Permit),
+}
+
 /// Calls agents: endpoint choice, breakers, sessions, retries.
 pub struct Caller {
     pub sessions: AgentSessions,
@@ -378,8 +385,29 @@ impl Caller {
                     crate::gateway::breaker::BreakerState::Open
                 )
             };
-            let (endpoint, permit) = match choose(&agent.endpoints, permits, &tried) {
-                Some(endpoint) => match self.breakers.try_acquire(&endpoint.url) {
+            // An endpoint this call has not tried whose breaker lets it through; else one
+            // whose breaker is open but may be back already (the one open longest, once per
+            // call: docs/protocol.md §9.3), before going again to one this call saw fail.
+            // Otherwise a replica that just died, its breaker not yet open, would take every
+            // retry while its recovered sibling waited out its breaker.
+            let fresh = choose(
+                &agent.endpoints,
+                |endpoint| permits(endpoint) && !tried.contains(&endpoint.url),
+                &[],
+            );
+            let pick = match fresh {
+                Some(endpoint) => Some(Pick::Permitted(endpoint)),
+                None => match self.early_probe(&agent, &tried, probed_early) {
+                    Some((endpoint, permit)) => Some(Pick::EarlyProbe(endpoint, permit)),
+                    None => choose(&agent.endpoints, permits, &tried).map(Pick::Permitted),
+                },
+            };
+            let (endpoint, permit) = match pick {
+                Some(Pick::EarlyProbe(endpoint, permit)) => {
+                    probed_early = true;
+                    (endpoint, permit)
+                }
+                Some(Pick::Permitted(endpoint)) => match self.breakers.try_acquire(&endpoint.url) {
                     Some(permit) => (endpoint, permit),
                     None => {
                         // A half-open breaker whose single probe is already out.
@@ -393,20 +421,12 @@ impl Caller {
                         continue;
                     }
                 },
-                // Every endpoint's breaker is open. One of them may be back already: probe
-                // the one open longest rather than fail at once (docs/protocol.md §9.3),
-                // once per call.
-                None => match self.early_probe(&agent, &tried, probed_early) {
-                    Some(chosen) => {
-                        probed_early = true;
-                        chosen
-                    }
-                    None => {
-                        // Nothing to send to: waiting out a backoff would not change that.
-                        self.metrics.record_attempt_failure(&FailureKind::NotSent);
-                        return Err(self.breakers_open(&agent, &failures));
-                    }
-                },
+                None => {
+                    // Every endpoint's breaker is open and the early probe is spent:
+                    // waiting out a backoff would not change that.
+                    self.metrics.record_attempt_failure(&FailureKind::NotSent);
+                    return Err(self.breakers_open(&agent, &failures));
+                }
             };
             tried.push(endpoint.url.clone());
             let outcome = self.attempt(endpoint, &arguments, deadline, context).await;
@@ -432,9 +452,9 @@ impl Caller {
                     tracing::debug!(agent = %agent.name, %failure, retryable, "agent call attempt failed");
                     self.metrics.record_attempt_failure(&failure.kind);
                     failures.push(failure);
-                    if probed_early {
-                        // The endpoint open longest is still down: the rest wait for
-                        // their breakers.
+                    if probed_early && !agent.endpoints.iter().any(permits) {
+                        // The endpoint open longest is still down and every other breaker
+                        // is open: the rest wait for their breakers.
                         return Err(self.breakers_open(&agent, &failures));
                     }
                     if !retryable {

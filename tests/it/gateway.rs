@@ -528,12 +528,21 @@ async fn a_recovered_replica_is_called_while_its_breaker_is_still_open() {
             break;
         }
     }
-    // The first replica comes back on its address; the second goes away.
+    // The second goes away too: calls fail until its breaker opens as well.
+    let second_url = second.url();
+    second.shutdown().await;
+    for i in 0.. {
+        assert!(i < 200, "the second replica's breaker never opened");
+        let result = call(&client, "analyst_finance_acme", json!({"task": "x"})).await;
+        assert_eq!(result.is_error, Some(true), "call {i}: nothing listens");
+        if breakers.state(&second_url) == BreakerState::Open {
+            break;
+        }
+    }
+    // The first replica comes back on its address. With every breaker open, a call probes
+    // the endpoint open longest (the replicas take turns), and the first answers.
     let first_agent = aop::agent::BuiltinAgent::new(AgentKind::Analyst, "analyst");
     let first = first_agent.serve_http(first_port.listen()).unwrap();
-    second.shutdown().await;
-    // The second fails until its breaker opens too; then a call probes the first, open
-    // longest, and it answers.
     let mut answered = None;
     for i in 0..10 {
         let result = call(&client, "analyst_finance_acme", json!({"task": "x"})).await;
@@ -553,6 +562,58 @@ async fn a_recovered_replica_is_called_while_its_breaker_is_still_open() {
     let result = call(&client, "analyst_finance_acme", json!({"task": "y"})).await;
     assert_ne!(result.is_error, Some(true), "{}", text(&result));
     assert_eq!(first_agent.calls(), 2);
+    first.shutdown().await;
+    gateway.shutdown().await;
+}
+
+/// The chaos run's failure (one replica killed and back, its breaker still open; then its
+/// sibling killed): the retries of a call go to the recovered replica, not all to the one
+/// that has just died while its breaker is still closed.
+#[tokio::test]
+async fn a_retry_goes_to_a_recovered_replica_before_the_one_that_just_failed() {
+    let first_port = ReservedPort::new();
+    let first_url = format!("http://{}/mcp", first_port.addr());
+    let (_second_agent, second) = agent(AgentKind::Analyst, "analyst").await;
+    let second_url = second.url();
+    let node = start_node(&zone_text(
+        1,
+        &analyst_zone(&[first_url.clone(), second_url.clone()]),
+    ))
+    .await;
+    let mut config = GatewayConfig::new(node.grpc_url());
+    config.mounts = vec![Name::parse("finance.acme").unwrap()];
+    config.poll_interval = Duration::from_secs(3600);
+    config.breaker.open_for = Duration::from_secs(3600);
+    config.breaker.open_max = Duration::from_secs(3600);
+    let gateway = gateway::start(config, free_listener().await)
+        .await
+        .expect("start the gateway");
+    let client = connect(&gateway).await;
+    let breakers = gateway.gateway.breakers();
+    for i in 0.. {
+        assert!(i < 200, "the first replica's breaker never opened");
+        let result = call(&client, "analyst_finance_acme", json!({"task": "x"})).await;
+        assert_ne!(result.is_error, Some(true), "call {i}: {}", text(&result));
+        if breakers.state(&first_url) == BreakerState::Open {
+            break;
+        }
+    }
+    // The first comes back; the second dies, its breaker closed: the next call tries the
+    // second (not yet known dead), then the first, open, before the second again.
+    let first_agent = aop::agent::BuiltinAgent::new(AgentKind::Analyst, "analyst");
+    let first = first_agent.serve_http(first_port.listen()).unwrap();
+    second.shutdown().await;
+    assert_eq!(breakers.state(&second_url), BreakerState::Closed);
+    let result = call(&client, "analyst_finance_acme", json!({"task": "x"})).await;
+    assert_ne!(
+        result.is_error,
+        Some(true),
+        "the retry should reach the recovered replica: {}; breakers: {:?}",
+        text(&result),
+        breakers.endpoints()
+    );
+    assert_eq!(first_agent.calls(), 1);
+    assert_eq!(breakers.state(&first_url), BreakerState::Closed);
     first.shutdown().await;
     gateway.shutdown().await;
 }
