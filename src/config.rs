@@ -22,6 +22,10 @@ pub struct NodeConfigFile {
     pub node_id: Option<String>,
     /// The gRPC listen address, such as `127.0.0.1:7100`.
     pub grpc: Option<SocketAddr>,
+    /// The gRPC URL other nodes reach this node at, such as
+    /// `https://aop-finance-0.aop-finance.aop.svc.cluster.local:7100` (default: the URL of
+    /// `grpc`; give it when `grpc` is a wildcard address such as `0.0.0.0:7100`).
+    pub advertise: Option<String>,
     /// The DNS door's listen address (UDP and TCP), such as `127.0.0.2:53`.
     pub dns: Option<SocketAddr>,
     /// The admin endpoint's listen address (metrics, health, status page), such as

@@ -74,6 +74,8 @@ pub enum NodeError {
     Tls(#[from] TlsError),
     #[error(transparent)]
     Membership(#[from] MembershipError),
+    #[error("advertise URL {url:?} (--advertise, node config `advertise`): {reason}")]
+    Advertise { url: String, reason: String },
 }
 
 /// What `aop node` runs.
@@ -82,6 +84,9 @@ pub struct NodeConfig {
     /// Names the node in `served_by`; default: its gRPC address.
     pub node_id: Option<String>,
     pub grpc: SocketAddr,
+    /// The gRPC URL other nodes reach this one at (`--advertise`); default: the listen
+    /// address's URL, which is wrong for a wildcard bind such as `0.0.0.0`.
+    pub advertise: Option<String>,
     /// The DNS door's address (UDP and TCP), if the node has one.
     pub dns: Option<SocketAddr>,
     /// UDP answers per second per client /24 or /56 at the DNS door; `None`: no limit.
@@ -179,6 +184,8 @@ pub struct ServeOptions {
     pub health_probes: Option<usize>,
     /// Gossip with the operator's other nodes, if any.
     pub membership: Option<MembershipConfig>,
+    /// The gRPC URL other nodes reach this one at; `None`: the listener's own URL.
+    pub advertise: Option<String>,
 }
 
 impl ServeOptions {
@@ -199,7 +206,17 @@ impl ServeOptions {
             client_tls: None,
             health_probes: Some(crate::health::DEFAULT_CONCURRENCY),
             membership: None,
+            advertise: None,
         }
+    }
+
+    /// The URL this node gives other nodes for itself: secondaries hand it to their primary
+    /// as their NOTIFY address, a primary leaves it out of its own NOTIFY targets, and gossip
+    /// spreads it. Needed when the door listens on a wildcard address (`0.0.0.0:7100`) or
+    /// behind a name (a Kubernetes pod's DNS name).
+    pub fn advertise(mut self, url: impl Into<String>) -> Self {
+        self.advertise = Some(url.into());
+        self
     }
 
     pub fn client_tls(mut self, tls: Arc<ClientTls>) -> Self {
@@ -371,6 +388,7 @@ pub async fn start_with_tls(config: NodeConfig) -> Result<(NodeHandle, NodeTls),
         client_tls: Some(Arc::clone(&tls.client)),
         health_probes: config.health_probes,
         membership: config.membership,
+        advertise: config.advertise,
     })?;
     Ok((handle, tls))
 }
@@ -431,6 +449,47 @@ impl GrpcListener {
         grpc_url(self.addr, self.tls.is_some())
     }
 
+    /// The URL other nodes are given for this node: `advertise` when set (checked: an
+    /// http(s) URL whose scheme matches the door's), else the listener's own URL. A wildcard
+    /// listen address without `advertise` is logged, as no other node can reach it.
+    fn advertised_url(&self, advertise: Option<String>) -> Result<String, NodeError> {
+        let Some(url) = advertise else {
+            if self.addr.ip().is_unspecified() {
+                tracing::warn!(
+                    grpc = %self.url(),
+                    "the gRPC door listens on every address and no --advertise URL is given: \
+                     secondaries and gossip members will be told a URL no other host can reach"
+                );
+            }
+            return Ok(self.url());
+        };
+        let url = url.trim_end_matches('/').to_string();
+        crate::record::check_http_url("advertise", &url).map_err(|error| {
+            let reason = match error {
+                crate::record::RecordError::InvalidUrl { reason, .. } => reason,
+                other => other.to_string(),
+            };
+            NodeError::Advertise {
+                url: url.clone(),
+                reason,
+            }
+        })?;
+        let tls = self.tls.is_some();
+        if url.starts_with("https://") != tls {
+            return Err(NodeError::Advertise {
+                reason: if tls {
+                    "the gRPC door speaks TLS only, so the URL must start with https://".into()
+                } else {
+                    "the gRPC door speaks plaintext (no --tls-cert), so the URL must start \
+                     with http://"
+                        .into()
+                },
+                url,
+            });
+        }
+        Ok(url)
+    }
+
     /// Serves `zones` with default settings (an in-memory store) until the handle shuts it
     /// down.
     pub fn serve(
@@ -447,6 +506,7 @@ impl GrpcListener {
     /// shuts it down.
     pub fn serve_with(self, options: ServeOptions) -> Result<NodeHandle, NodeError> {
         let node_id = options.node_id.unwrap_or_else(|| self.addr.to_string());
+        let advertised_url = self.advertised_url(options.advertise)?;
         let store = match options.store {
             Some(store) => store,
             None => Arc::new(Store::in_memory()?),
@@ -477,7 +537,7 @@ impl GrpcListener {
         let authority = prepared.start(
             Arc::clone(&catalog),
             Arc::new(CacheInvalidation(Arc::clone(&resolver))),
-            self.url(),
+            advertised_url.clone(),
             shutdown.child_token(),
         )?;
         let started = std::time::Instant::now();
@@ -522,7 +582,7 @@ impl GrpcListener {
         let resolve_requests = service.resolve_requests();
         let membership = match options.membership {
             Some(config) => {
-                let local = crate::fleet::local_state(&node_id, &self.url(), &authority, 0);
+                let local = crate::fleet::local_state(&node_id, &advertised_url, &authority, 0);
                 let (membership, task) = Membership::start(config, local, shutdown.child_token())?;
                 let membership = Arc::new(membership);
                 resolver
@@ -534,7 +594,7 @@ impl GrpcListener {
                     Arc::clone(&membership),
                     authority.clone(),
                     node_id.clone(),
-                    self.url(),
+                    advertised_url.clone(),
                     Arc::clone(&grpc_metrics),
                     shutdown.child_token(),
                 ));
@@ -548,7 +608,7 @@ impl GrpcListener {
                 let addr = listener.local_addr();
                 let view = NodeView {
                     node_id: node_id.clone(),
-                    grpc_url: grpc_url(self.addr, self.tls.is_some()),
+                    grpc_url: advertised_url.clone(),
                     dns_addr,
                     catalog: Arc::clone(&catalog),
                     resolver: Arc::clone(&resolver),
@@ -590,6 +650,7 @@ impl GrpcListener {
             node_id,
             grpc_addr: self.addr,
             grpc_url: grpc_url(self.addr, self.tls.is_some()),
+            advertised_url,
             catalog,
             resolver,
             authority,
@@ -629,6 +690,7 @@ pub struct NodeHandle {
     membership_task: Option<JoinHandle<()>>,
     shutdown: CancellationToken,
     task: JoinHandle<Result<(), NodeError>>,
+    advertised_url: String,
 }
 
 impl NodeHandle {
@@ -643,6 +705,11 @@ impl NodeHandle {
     /// `http://ADDR`, or `https://ADDR` when the door speaks TLS.
     pub fn grpc_url(&self) -> String {
         self.grpc_url.clone()
+    }
+
+    /// The URL other nodes are given for this one (`--advertise`, else [`Self::grpc_url`]).
+    pub fn advertised_url(&self) -> &str {
+        &self.advertised_url
     }
 
     pub fn catalog(&self) -> &Arc<Catalog> {

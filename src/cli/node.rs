@@ -30,6 +30,11 @@ pub struct NodeArgs {
     /// gRPC listen address (port 0 picks a free port and logs it).
     #[arg(long, value_name = "ADDR")]
     grpc: Option<SocketAddr>,
+    /// The gRPC URL other nodes reach this node at: what secondaries give their primary for
+    /// NOTIFY and what gossip spreads [default: the URL of --grpc]. Give it when --grpc is a
+    /// wildcard such as 0.0.0.0:7100 (for example https://node1.example:7100).
+    #[arg(long, value_name = "URL", value_parser = super::parse_url)]
+    advertise: Option<String>,
     /// DNS door listen address, UDP and TCP (for example 127.0.0.2:53); none by default.
     #[arg(long, value_name = "ADDR")]
     dns: Option<SocketAddr>,
@@ -230,6 +235,7 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
     let config = NodeConfig {
         node_id: args.node_id.or(file.node_id),
         grpc,
+        advertise: args.advertise.or(file.advertise),
         dns: args.dns.or(file.dns),
         dns_rate_limit: args.dns_rate_limit.or(file.dns_rate_limit),
         admin: args.admin.or(file.admin),
@@ -291,6 +297,7 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
     tracing::info!(
         node = handle.node_id(),
         grpc = %handle.grpc_url(),
+        advertised = handle.advertised_url(),
         dns = ?handle.dns_addr(),
         admin = handle.admin_url().as_deref().unwrap_or("none"),
         zones = ?handle.catalog().origins().iter().map(ToString::to_string).collect::<Vec<_>>(),

@@ -881,3 +881,97 @@ async fn a_primary_lists_its_secondaries_and_their_lag_and_a_secondary_its_refre
     secondary.shutdown().await.unwrap();
     primary.shutdown().await.unwrap();
 }
+
+/// A node listening on every address gives other nodes the URL it is told to advertise
+/// (`--advertise`): its primary knows it there, NOTIFYs it there, and its status page and
+/// gossip show it; not `http://0.0.0.0:PORT`, which no other host can reach.
+#[tokio::test]
+async fn a_node_on_a_wildcard_address_advertises_the_url_it_is_given() {
+    let primary_listener = bind().await;
+    let primary_url = primary_listener.url();
+    let secondary_listener = aop::node::GrpcListener::bind(SocketAddr::from(([0, 0, 0, 0], 0)))
+        .await
+        .unwrap();
+    let wildcard_url = secondary_listener.url();
+    let advertised = format!(
+        "http://127.0.0.1:{}",
+        secondary_listener.local_addr().port()
+    );
+    let primary_admin = AdminListener::bind(loopback()).await.unwrap();
+    let primary_admin_url = primary_admin.url();
+    let primary = primary_listener
+        .serve_with(
+            ServeOptions::new(vec![zone(&finance_zone(&primary_url))])
+                .node_id("primary")
+                .admin(primary_admin),
+        )
+        .expect("primary serves");
+    let secondary_admin = AdminListener::bind(loopback()).await.unwrap();
+    let secondary_admin_url = secondary_admin.url();
+    let secondary = secondary_listener
+        .serve_with(
+            ServeOptions::new(Vec::new())
+                .node_id("secondary")
+                .admin(secondary_admin)
+                .secondary(Name::parse("finance.acme").unwrap(), &primary_url)
+                .advertise(format!("{advertised}/")),
+        )
+        .expect("secondary serves");
+    assert_eq!(
+        secondary.advertised_url(),
+        advertised,
+        "a trailing / is dropped"
+    );
+    assert_eq!(secondary.grpc_url(), wildcard_url);
+    let secondaries = || async {
+        let body = get(&format!("{primary_admin_url}status.json")).await.2;
+        let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+        doc["zones"][0]["secondaries"].clone()
+    };
+    eventually(
+        Duration::from_secs(10),
+        "the primary knows the secondary from its transfer",
+        || async { secondaries().await[0]["serial"] == 2026112401 },
+    )
+    .await;
+    let known = secondaries().await;
+    assert_eq!(known.as_array().map(Vec::len), Some(1), "{known}");
+    assert_eq!(known[0]["url"], advertised.as_str(), "{known}");
+    let doc: serde_json::Value =
+        serde_json::from_str(&get(&format!("{secondary_admin_url}status.json")).await.2).unwrap();
+    assert_eq!(doc["grpc"], advertised.as_str());
+    // A change reaches the secondary by NOTIFY at that URL, well before its 60 s refresh.
+    register_live(
+        &primary,
+        "quant.finance.acme",
+        "http://127.0.0.1:9104/mcp",
+        60,
+    )
+    .await;
+    let finance = Name::parse("finance.acme").unwrap();
+    let serial = |node: &NodeHandle| node.authority().statuses().get(&finance).map(|s| s.serial);
+    let primary_serial = serial(&primary).expect("the primary serves finance.acme");
+    eventually(Duration::from_secs(10), "the NOTIFY is heard", || async {
+        serial(&secondary) == Some(primary_serial)
+    })
+    .await;
+}
+
+/// An advertised URL that is not one, or whose scheme is not the door's, stops the node
+/// naming the flag and what to write.
+#[tokio::test]
+async fn an_advertised_url_is_checked() {
+    for (url, expected) in [
+        ("127.0.0.1:7100", "no scheme"),
+        ("ftp://node1:7100", "not http or https"),
+        ("https://node1:7100", "must start with http://"),
+    ] {
+        let listener = bind().await;
+        let error = match listener.serve_with(ServeOptions::new(Vec::new()).advertise(url)) {
+            Ok(_) => panic!("{url} was accepted"),
+            Err(error) => error.to_string(),
+        };
+        assert!(error.contains("--advertise"), "{error}");
+        assert!(error.contains(expected), "{url}: {error}");
+    }
+}
