@@ -15,10 +15,14 @@
 //!   URL), never all at once, and at most [`Prober::concurrency`] are in flight; a probe is
 //!   bounded by the zone's `timeout`. The probe itself is behind the [`Probe`] trait: MCP over
 //!   HTTP in a node (`mcp::probe`), a script in tests.
+//! - Due probes come off a queue ordered by due time, so a round costs the node the probes
+//!   themselves, not a look at every endpoint each time one is due: at 100,000 endpoints a
+//!   scan per wake-up was most of the prober's CPU (bench/probes.py).
 //! - The probe scheduler runs on tokio time (tests pause it); the times written with a state
 //!   come from the node's [`Clock`].
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -108,6 +112,44 @@ struct Tracked {
     settings: HealthSettings,
     next_due: Instant,
     in_flight: bool,
+    /// Which of the endpoint's entries in the [`DueQueue`] is current: an entry whose
+    /// generation differs was replaced (new settings) and is skipped when it comes up.
+    generation: u64,
+}
+
+/// Endpoints by the time their next probe is due, earliest first. An endpoint has one
+/// current entry while it waits and none while its probe is in flight (it goes back in
+/// when the answer comes); entries of endpoints that left, or were rescheduled, are
+/// dropped when they reach the front.
+#[derive(Default)]
+struct DueQueue {
+    heap: BinaryHeap<Reverse<(Instant, u64, Target)>>,
+    next_generation: u64,
+}
+
+impl DueQueue {
+    /// Schedules `entry` at its `next_due`, replacing any earlier entry of it.
+    fn schedule(&mut self, target: &Target, entry: &mut Tracked) {
+        self.next_generation += 1;
+        entry.generation = self.next_generation;
+        self.heap
+            .push(Reverse((entry.next_due, entry.generation, target.clone())));
+    }
+
+    /// The earliest current entry, dropping stale ones on the way: its due time.
+    fn peek_due(&mut self, tracked: &HashMap<Target, Tracked>) -> Option<Instant> {
+        while let Some(Reverse((due, generation, target))) = self.heap.peek() {
+            match tracked.get(target) {
+                Some(entry) if entry.generation == *generation && !entry.in_flight => {
+                    return Some(*due);
+                }
+                _ => {
+                    self.heap.pop();
+                }
+            }
+        }
+        None
+    }
 }
 
 struct Outcome {
@@ -139,6 +181,7 @@ impl Prober {
 
     async fn run(self, shutdown: CancellationToken) {
         let mut tracked: HashMap<Target, Tracked> = HashMap::new();
+        let mut queue = DueQueue::default();
         let mut seen_serials: HashMap<Name, u32> = HashMap::new();
         let slots = Arc::new(Semaphore::new(self.concurrency.max(1)));
         let (done, mut outcomes) = mpsc::unbounded_channel::<Outcome>();
@@ -149,22 +192,24 @@ impl Prober {
             let now = Instant::now();
             let write_at = last_write.map_or(now, |at| at + WRITE_AT_MOST_EVERY);
             if !waiting.is_empty() && now >= write_at {
-                self.write(&mut tracked, std::mem::take(&mut waiting)).await;
+                self.write(
+                    &mut tracked,
+                    &mut seen_serials,
+                    std::mem::take(&mut waiting),
+                )
+                .await;
                 last_write = Some(Instant::now());
                 continue;
             }
             if now >= next_scan {
-                self.rescan(&mut tracked, &mut seen_serials, now);
+                self.rescan(&mut tracked, &mut queue, &mut seen_serials, now);
                 next_scan = now + RESCAN_EVERY;
             }
-            self.launch_due(&mut tracked, &slots, &done, now);
+            self.launch_due(&mut tracked, &mut queue, &slots, &done, now);
             // A probe still due here waits for a slot: for an answer, not for the clock.
-            let next_due = tracked
-                .values()
-                .filter(|t| !t.in_flight)
-                .map(|t| t.next_due)
+            let next_due = queue
+                .peek_due(&tracked)
                 .filter(|due| *due > now)
-                .min()
                 .unwrap_or(next_scan)
                 .min(next_scan);
             let wake = if waiting.is_empty() {
@@ -179,7 +224,7 @@ impl Prober {
                     while let Ok(more) = outcomes.try_recv() {
                         batch.push(more);
                     }
-                    self.conclude(&mut tracked, batch, &mut waiting);
+                    self.conclude(&mut tracked, &mut queue, batch, &mut waiting);
                 }
                 () = tokio::time::sleep_until(wake) => {}
             }
@@ -191,6 +236,7 @@ impl Prober {
     fn rescan(
         &self,
         tracked: &mut HashMap<Target, Tracked>,
+        queue: &mut DueQueue,
         seen_serials: &mut HashMap<Name, u32>,
         now: Instant,
     ) {
@@ -226,18 +272,29 @@ impl Prober {
                         url: endpoint.url.clone(),
                     };
                     let recorded = endpoint.health.state;
-                    let entry = tracked.entry(target.clone()).or_insert_with(|| Tracked {
-                        streak: Streak {
-                            state: recorded,
-                            ..Streak::default()
-                        },
-                        settings,
-                        next_due: now + phase(&target.url, settings.interval),
-                        in_flight: false,
-                    });
+                    let entry = match tracked.entry(target.clone()) {
+                        std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
+                        std::collections::hash_map::Entry::Vacant(vacant) => {
+                            let entry = vacant.insert(Tracked {
+                                streak: Streak {
+                                    state: recorded,
+                                    ..Streak::default()
+                                },
+                                settings,
+                                next_due: now + phase(&target.url, settings.interval),
+                                in_flight: false,
+                                generation: 0,
+                            });
+                            queue.schedule(&target, entry);
+                            entry
+                        }
+                    };
                     if entry.settings != settings {
                         entry.settings = settings;
                         entry.next_due = entry.next_due.min(now + settings.interval);
+                        if !entry.in_flight {
+                            queue.schedule(&target, entry);
+                        }
                     }
                     // The zone is the truth: a state written elsewhere (a reload, a restart)
                     // replaces what this loop believed.
@@ -258,16 +315,20 @@ impl Prober {
     fn launch_due(
         &self,
         tracked: &mut HashMap<Target, Tracked>,
+        queue: &mut DueQueue,
         slots: &Arc<Semaphore>,
         done: &mpsc::UnboundedSender<Outcome>,
         now: Instant,
     ) {
-        for (target, entry) in tracked.iter_mut() {
-            if entry.in_flight || entry.next_due > now {
-                continue;
-            }
+        while queue.peek_due(tracked).is_some_and(|due| due <= now) {
             let Ok(slot) = Arc::clone(slots).try_acquire_owned() else {
                 return;
+            };
+            let Some(Reverse((_, _, target))) = queue.heap.pop() else {
+                return;
+            };
+            let Some(entry) = tracked.get_mut(&target) else {
+                continue;
             };
             entry.in_flight = true;
             // The next probe keeps its phase; one that fell far behind starts afresh.
@@ -279,7 +340,6 @@ impl Prober {
             };
             let probe = self.probe.probe(&target.url, entry.settings.timeout);
             let timeout = entry.settings.timeout;
-            let target = target.clone();
             let done = done.clone();
             tokio::spawn(async move {
                 let result = match tokio::time::timeout(timeout, probe).await {
@@ -297,6 +357,7 @@ impl Prober {
     fn conclude(
         &self,
         tracked: &mut HashMap<Target, Tracked>,
+        queue: &mut DueQueue,
         outcomes: Vec<Outcome>,
         marks: &mut BTreeMap<Name, Vec<HealthMark>>,
     ) {
@@ -312,6 +373,7 @@ impl Prober {
                 continue;
             };
             entry.in_flight = false;
+            queue.schedule(&target, entry);
             if let Some(state) = judge(&mut entry.streak, result.is_ok(), &entry.settings) {
                 let error = match (&result, state) {
                     (Err(why), HealthState::Down) => why.as_str(),
@@ -334,6 +396,7 @@ impl Prober {
     async fn write(
         &self,
         tracked: &mut HashMap<Target, Tracked>,
+        seen_serials: &mut HashMap<Name, u32>,
         marks: BTreeMap<Name, Vec<HealthMark>>,
     ) {
         for (zone, marks) in marks {
@@ -352,6 +415,8 @@ impl Prober {
                 for target in targets {
                     tracked.remove(&target);
                 }
+                // The zone's serial has not moved, yet the next scan must read it again.
+                seen_serials.remove(&zone);
             }
         }
     }

@@ -124,12 +124,17 @@ fn analyst() -> Name {
 
 /// A primary that probes, its secondary, the secondary's first transfer done.
 async fn fleet() -> Fleet {
+    fleet_with(zone_file(), Arc::new(Store::in_memory().unwrap())).await
+}
+
+/// [`fleet`] with this zone, and this store under the primary.
+async fn fleet_with(zone: ZoneSnapshot, primary_store: Arc<Store>) -> Fleet {
     let peers = MemoryPeers::new(Links::new());
     let clock = ManualClock::new();
     let shutdown = CancellationToken::new();
-    let start = |url: &str, primaries, secondaries| {
+    let start = |url: &str, store, primaries, secondaries| {
         let prepared = PreparedAuthority::prepare(AuthorityConfig {
-            store: Arc::new(Store::in_memory().unwrap()),
+            store,
             primaries,
             secondaries,
             keys: Vec::new(),
@@ -150,8 +155,13 @@ async fn fleet() -> Fleet {
         peers.add(url, authority.clone());
         Node { authority, catalog }
     };
-    let primary = start(PRIMARY, vec![zone_file()], Vec::new());
-    let secondary = start(SECONDARY, Vec::new(), vec![(origin(), PRIMARY.to_string())]);
+    let primary = start(PRIMARY, primary_store, vec![zone], Vec::new());
+    let secondary = start(
+        SECONDARY,
+        Arc::new(Store::in_memory().unwrap()),
+        Vec::new(),
+        vec![(origin(), PRIMARY.to_string())],
+    );
     let script = Arc::new(Script::default());
     let counts = Arc::new(ProbeCounts::default());
     Prober {
@@ -313,6 +323,84 @@ async fn an_agent_that_turned_probing_off_is_never_probed() {
     let zone = fleet.primary.catalog.zone(&origin()).unwrap();
     let quiet = zone.agent("quiet.finance.acme").unwrap();
     assert_eq!(quiet.endpoints[0].health, EndpointHealth::default());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_health_write_that_fails_is_made_again_once_the_store_takes_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let full = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let store =
+        crate::twins::FaultyDisk::store(&dir.path().join("aop.redb"), Arc::clone(&full)).unwrap();
+    let fleet = fleet_with(zone_file(), Arc::new(store)).await;
+    fleet
+        .eventually("both endpoints up", |f| {
+            answered(&f.primary) == [(A.into(), HealthState::Up), (B.into(), HealthState::Up)]
+        })
+        .await;
+    full.store(true, Ordering::SeqCst);
+    fleet.script.set(B, Mode::Refuses);
+    let probes = fleet.script.probes(B);
+    fleet
+        .eventually("B probed down_after times", |f| {
+            f.script.probes(B) > probes + SETTINGS.down_after
+        })
+        .await;
+    assert_eq!(
+        urls(&fleet.primary),
+        [A, B],
+        "the disk is full: nothing written"
+    );
+    // The disk has room again: the prober judges B afresh from the zone and writes it.
+    full.store(false, Ordering::SeqCst);
+    fleet
+        .eventually("B leaves the answers once the write goes through", |f| {
+            urls(&f.primary) == [A]
+        })
+        .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn many_endpoints_are_each_probed_once_an_interval() {
+    const AGENTS: usize = 2_000;
+    let mut text = format!(
+        r#"
+        [zone]
+        origin = "finance.acme"
+        serial = 1
+        servers = [{{ grpc = "{PRIMARY}" }}, {{ grpc = "{SECONDARY}" }}]
+        health = {{ interval = "1s", timeout = "500ms", down_after = 3, up_after = 2 }}
+        [[agent]]
+        name = "analyst"
+        endpoints = [{{ url = "{A}" }}, {{ url = "{B}" }}]
+        "#
+    );
+    for i in 0..AGENTS {
+        text.push_str(&format!(
+            "[[agent]]\nname = \"a{i}\"\nendpoints = [{{ url = \"http://10.0.3.1:9000/mcp?e={i}\" }}]\n"
+        ));
+    }
+    let zone = crate::zone::file::parse(Path::new("finance.toml"), &text)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let fleet = fleet_with(zone, Arc::new(Store::in_memory().unwrap())).await;
+    fleet
+        .eventually("every endpoint probed once", |f| {
+            f.counts.answered.load(Ordering::Relaxed) >= (AGENTS + 2) as u64
+        })
+        .await;
+    let first = fleet.counts.answered.load(Ordering::Relaxed);
+    fleet.pass(Duration::from_secs(5)).await;
+    let probes = fleet.counts.answered.load(Ordering::Relaxed) - first;
+    // Five intervals: five probes per endpoint, give or take the one at either edge.
+    let endpoints = (AGENTS + 2) as u64;
+    assert!(
+        (4 * endpoints..=6 * endpoints).contains(&probes),
+        "{probes} probes of {endpoints} endpoints in five intervals"
+    );
+    for i in [0, AGENTS / 2, AGENTS - 1] {
+        let url = format!("http://10.0.3.1:9000/mcp?e={i}");
+        let n = fleet.script.probes(&url);
+        assert!((5..=7).contains(&n), "{url} probed {n} times");
+    }
 }
 
 #[test]
