@@ -427,6 +427,9 @@ async fn the_swarms_style_client_works_against_a_real_swarms_aop_server() {
             "echo",
             "--task",
             "hello from a swarms client",
+            // The queue tools' walk too, without submit_task (swarms has none).
+            "--queue-agent",
+            "echo-agent",
         ],
         dir.path(),
     )
@@ -439,6 +442,7 @@ async fn the_swarms_style_client_works_against_a_real_swarms_aop_server() {
     );
     let summary = &json_lines(&output, "SWARMS-CLIENT ")[0];
     assert_eq!(summary["called"], "echo-agent", "{log}");
+    assert_eq!(summary["queue checks"], true, "{log}");
     assert_eq!(
         summary["answer by tool_name"]["result"], "echo: hello from a swarms client",
         "{log}"
@@ -451,8 +455,15 @@ async fn a_client_written_for_swarms_aop_works_against_the_gateway() {
     let python = python(SWARMS_PYTHON);
     let (echo, echo_server) = agent(AgentKind::Echo, "echo").await;
     let (_analyst, analyst_server) = agent(AgentKind::Analyst, "analyst").await;
+    let (sleeper, sleeper_server) = agent(AgentKind::Sleeper, "sleeper").await;
     let agents = format!(
         r#"
+[[agent]]
+name = "sleeper"
+description = "Waits ms milliseconds."
+input_schema = {{ type = "object", properties = {{ task = {{ type = "string" }}, ms = {{ type = "integer" }} }}, required = ["task"] }}
+endpoints = [{{ url = "{}", tool = "sleeper" }}]
+
 [[agent]]
 name = "echo"
 description = "Echoes the task back unchanged."
@@ -467,6 +478,7 @@ tags = ["finance", "analysis"]
 capabilities = ["forecast", "summarize"]
 endpoints = [{{ url = "{}", tool = "analyst" }}]
 "#,
+        sleeper_server.url(),
         echo_server.url(),
         analyst_server.url()
     );
@@ -484,6 +496,10 @@ endpoints = [{{ url = "{}", tool = "analyst" }}]
             "echo",
             "--task",
             task,
+            // The queue tools through swarms' MCPManager, tasks queued with submit_task.
+            "--queue-agent",
+            "sleeper.finance.acme",
+            "--submit",
         ],
         dir.path(),
     )
@@ -494,9 +510,20 @@ endpoints = [{{ url = "{}", tool = "analyst" }}]
     assert_eq!(summary["server"], "aop-gateway", "{log}");
     assert_eq!(
         summary["agent_names"],
-        json!(["analyst.finance.acme", "echo.finance.acme"]),
+        json!([
+            "analyst.finance.acme",
+            "echo.finance.acme",
+            "sleeper.finance.acme"
+        ]),
         "{log}"
     );
+    assert_eq!(summary["queue checks"], true, "{log}");
+    assert_eq!(
+        summary["final queue stats"]["stats"]["completed_tasks"], 2,
+        "{log}"
+    );
+    // Of four tasks, one cancelled and one cleared while pending: two reached the agent.
+    assert_eq!(sleeper.calls(), 2, "{log}");
     assert_eq!(summary["called"], "echo_finance_acme", "{log}");
     for how in ["answer by tool_name", "answer by agent_name"] {
         assert_eq!(
