@@ -6,7 +6,7 @@
 //! read, then runs `cargo test --test interop -- --ignored --test-threads=1 mcp_clients::`:
 //!
 //! - `AOP_INTEROP_MCP_PYTHON`: a Python with the newest MCP SDK (`mcp==2.3.0`; it also
-//!   drives the task tools, tests/clients/mcp_sdk_tasks.py);
+//!   drives the task tools and the MCP tasks extension, tests/clients/mcp_sdk_tasks.py);
 //! - `AOP_INTEROP_SWARMS_PYTHON`: a Python with `swarms==14.0.2` and `mcp==1.30.0` (swarms'
 //!   AOP server needs `mcp<2`).
 //!
@@ -394,13 +394,18 @@ endpoints = [{{ url = "{}", tool = "sleeper" }}]
         "priority order: {log}"
     );
     assert_eq!(result["cancelled_status"], "cancelled", "{log}");
+    // The tasks extension through the SDK's extension API, on the same queue.
+    assert_eq!(result["tasks_protocol_version"], "2026-07-28", "{log}");
+    assert_eq!(result["mcp_cancelled_status"], "cancelled", "{log}");
+    assert_eq!(result["unknown_task_error"], -32602, "{log}");
     assert_eq!(
         result["stats"]["stats"]["sleeper.finance.acme"]["completed_tasks"], 3,
         "{log}"
     );
-    // The cancel reached the agent: the sleeper stopped the long call.
+    // Both cancels reached the agent (cancel_task, then tasks/cancel): the sleeper stopped
+    // both long calls.
     let deadline = Instant::now() + CALL_DEADLINE;
-    while sleeper.cancelled() < 1 {
+    while sleeper.cancelled() < 2 {
         assert!(
             Instant::now() < deadline,
             "the sleeper never saw the cancellation: {log}"
