@@ -792,6 +792,39 @@ async fn agent_tool_calls_run_as_mcp_tasks_on_the_queue_for_clients_that_declare
     assert_eq!(not_mcp.code, ErrorCode::INVALID_PARAMS);
     assert!(not_mcp.message.contains("get_task_status"), "{not_mcp:?}");
 
+    // The 2025 session era: the capability declared at initialize counts.
+    let session = ClientConfig::new(
+        ClientCapabilities::builder().enable_tasks().build(),
+        Implementation::new("gateway-tasks-test-2025", "1"),
+    )
+    .serve(StreamableHttpClientTransport::from_uri(url.clone()))
+    .await
+    .expect("initialize");
+    let echoed = match session
+        .call_tool_once(params("echo_finance_acme", json!({"task": "in a session"})))
+        .await
+        .expect("a response")
+    {
+        CallToolResponse::Task(task) => task.task.task_id,
+        other => panic!("expected a task in the session era too, got {other:?}"),
+    };
+    let started = std::time::Instant::now();
+    let done = loop {
+        let now = session
+            .get_task(GetTaskParams::new(echoed.clone()))
+            .await
+            .expect("tasks/get in a session");
+        if now.task.status() == McpStatus::Completed {
+            break now;
+        }
+        assert!(started.elapsed() < DEADLINE, "{now:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(
+        completed_result(&done)["structuredContent"]["result"],
+        json!("in a session")
+    );
+
     // Without the extension: the call is direct, and tasks/* need the capability.
     let direct = call(&plain, "echo_finance_acme", json!({"task": "direct"})).await;
     assert_eq!(body(&direct)["result"], json!("direct"));
