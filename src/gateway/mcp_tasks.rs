@@ -80,16 +80,16 @@ pub fn declared(context: &RequestContext<RoleServer>) -> bool {
         .is_some_and(|capabilities| capabilities.supports_tasks())
 }
 
+/// The answer to a call made a task, and its outcome label for the metrics: `task` (queued),
+/// `invalid_arguments`, `task_refused` (a full queue, a failed store), `task_error`.
+pub type Created = (Result<CallToolResponse, ErrorData>, &'static str);
+
 /// A call of `agent`'s tool as an MCP task: the arguments checked as the direct call checks
 /// them (a bad argument is answered at once, as then), the task queued and on disk, and its
 /// seed state answered. A full queue is an `isError` result naming the limit.
-pub async fn create(
-    gateway: &Gateway,
-    agent: &Arc<Agent>,
-    arguments: JsonObject,
-) -> Result<CallToolResponse, ErrorData> {
+pub async fn create(gateway: &Gateway, agent: &Arc<Agent>, arguments: JsonObject) -> Created {
     if let Err(error) = gateway.validators().check(agent, &arguments) {
-        return Ok(error.to_agent_tool_result().into());
+        return (Ok(error.to_agent_tool_result().into()), error.label());
     }
     let submitted = gateway
         .tasks()
@@ -105,15 +105,21 @@ pub async fn create(
         .await;
     let task_id = match submitted {
         Ok(task_id) => task_id,
-        Err(error) => return Ok(refusal(&error.to_string()).into()),
+        Err(error) => return (Ok(refusal(&error.to_string()).into()), "task_refused"),
     };
-    let record = gateway
-        .tasks()
-        .find(&task_id)
-        .ok_or_else(|| McpTaskError::UnknownTask { task_id }.to_error_data())?;
-    Ok(CallToolResponse::Task(CreateTaskResult::new(task_of(
-        gateway, &record,
-    ))))
+    match gateway.tasks().find(&task_id) {
+        Some(record) => {
+            let task = task_of(gateway, &record, payload_of(&record).status());
+            (
+                Ok(CallToolResponse::Task(CreateTaskResult::new(task))),
+                "task",
+            )
+        }
+        None => (
+            Err(McpTaskError::UnknownTask { task_id }.to_error_data()),
+            "task_error",
+        ),
+    }
 }
 
 /// The agent tool's answer to a call that could not become a task: the AOP shape of a
@@ -185,11 +191,11 @@ fn mcp_task(gateway: &Gateway, task_id: &str) -> Result<TaskRecord, McpTaskError
 /// The task's base fields: times in ISO 8601; `ttlMs` null (kept) while the task is not
 /// finished, then how long after its creation it is forgotten (`--task-ttl` after it
 /// finished); a poll interval while it runs.
-fn task_of(gateway: &Gateway, record: &TaskRecord) -> Task {
+fn task_of(gateway: &Gateway, record: &TaskRecord, status: McpStatus) -> Task {
     let finished = record.status.is_finished();
     let mut task = Task::new(
         record.task_id.clone(),
-        status_of(record),
+        status,
         iso8601(record.created_at_ms),
         iso8601(record.last_updated_ms()),
     )
@@ -208,11 +214,7 @@ fn ttl_ms(ttl: Duration) -> u64 {
     u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// The extension's status of a queue task (see the module doc).
-fn status_of(record: &TaskRecord) -> McpStatus {
-    payload_of(record).status()
-}
-
+/// The extension's status and payload of a queue task (see the module doc).
 fn payload_of(record: &TaskRecord) -> TaskPayload {
     let result = record.tool_result.as_ref().and_then(Value::as_object);
     match (record.status, result) {
@@ -235,7 +237,8 @@ fn payload_of(record: &TaskRecord) -> TaskPayload {
 }
 
 fn detailed(gateway: &Gateway, record: &TaskRecord) -> DetailedTask {
-    DetailedTask::new(task_of(gateway, record), payload_of(record))
+    let payload = payload_of(record);
+    DetailedTask::new(task_of(gateway, record, payload.status()), payload)
 }
 
 /// What the queue knows, for people: which queue state, paused or not, the error.
@@ -344,7 +347,7 @@ mod tests {
             ),
         ];
         for (record, status) in cases {
-            assert_eq!(status_of(&record), status, "{:?}", record.status);
+            assert_eq!(payload_of(&record).status(), status, "{:?}", record.status);
         }
         match payload_of(&record(TaskStatus::Failed, None, Some("stopped"))) {
             TaskPayload::Failed { error } => {

@@ -263,12 +263,7 @@ impl GatewayServer {
         };
         // A client that declared the tasks extension gets the call as a queued task.
         if mcp_tasks::declared(&context) {
-            let response = mcp_tasks::create(&self.gateway, &agent, arguments).await;
-            let outcome = match &response {
-                Ok(CallToolResponse::Complete(result)) => result_label(result, "refused"),
-                Ok(_) => "task",
-                Err(_) => "task_error",
-            };
+            let (response, outcome) = mcp_tasks::create(&self.gateway, &agent, arguments).await;
             return (response, Some(ToolKind::Agent), outcome);
         }
         match self

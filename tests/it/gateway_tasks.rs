@@ -834,6 +834,61 @@ async fn agent_tool_calls_run_as_mcp_tasks_on_the_queue_for_clients_that_declare
         ErrorCode::MISSING_REQUIRED_CLIENT_CAPABILITY,
         "{refused:?}"
     );
+    // Counted by outcome: the calls made tasks, the refused one, the direct one.
+    let calls = gateway.gateway.metrics().calls();
+    let count = |tool: &str, outcome: &str| {
+        calls
+            .iter()
+            .find(|(t, o, _)| t == tool && *o == outcome)
+            .map_or(0, |(_, _, n)| *n)
+    };
+    assert_eq!(count("sleeper_finance_acme", "task"), 1, "{calls:?}");
+    assert_eq!(count("sleeper.finance.acme", "task"), 1, "{calls:?}");
+    assert_eq!(count("echo_finance_acme", "task"), 1, "{calls:?}");
+    assert_eq!(
+        count("echo_finance_acme", "invalid_arguments"),
+        1,
+        "{calls:?}"
+    );
+    assert_eq!(count("echo_finance_acme", "ok"), 1, "{calls:?}");
+    gateway.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_answers_an_agent_tool_call_with_the_limit_and_makes_no_task() {
+    let (sleeper, sleeper_server) = agent(AgentKind::Sleeper, "sleeper").await;
+    let (_echo, echo_server) = agent(AgentKind::Echo, "echo").await;
+    let node = start_node(&agents_zone(&sleeper_server.url(), &echo_server.url())).await;
+    let gateway = start_gateway(&node, |config| config.tasks.queue_size = 1).await;
+    let url = gateway.url().unwrap();
+    let client = connect_tasks(&url).await;
+    let plain = connect(&url).await;
+    call(&plain, "pause_agent_queue", json!({"agent_name": SLEEPER})).await;
+    call_as_task(&client, "sleeper_finance_acme", json!({"task": "first"})).await;
+    let full = tokio::time::timeout(
+        DEADLINE,
+        client.call_tool_once(params("sleeper_finance_acme", json!({"task": "second"}))),
+    )
+    .await
+    .unwrap()
+    .expect("a result");
+    let CallToolResponse::Complete(full) = full else {
+        panic!("a full queue makes no task: {full:?}");
+    };
+    // As the direct call's failures: the message as text, the AOP shape as structured content.
+    assert_eq!(full.is_error, Some(true));
+    let answer = full.structured_content.clone().expect("structuredContent");
+    assert_eq!(answer["success"], json!(false), "{answer}");
+    assert_eq!(answer["result"], json!(""));
+    let error = answer["error"].as_str().unwrap();
+    assert!(
+        error.contains("1 pending tasks is the limit (--queue-size)"),
+        "{error}"
+    );
+    assert_eq!(text_of(&full), error);
+    let stats = body(&call(&plain, "get_queue_stats", json!({"agent_name": SLEEPER})).await);
+    assert_eq!(stats["stats"]["total_tasks"], json!(1), "{stats}");
+    assert_eq!(sleeper.calls(), 0);
     gateway.shutdown().await;
 }
 
