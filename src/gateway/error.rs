@@ -160,6 +160,16 @@ impl GatewayError {
     pub fn to_tool_result(&self) -> CallToolResult {
         CallToolResult::error(vec![ContentBlock::text(self.to_string())])
     }
+
+    /// The answer of an agent's own tool that failed (docs/protocol.md §6): the message, and
+    /// the AOP shape `{result: "", success: false, error}` as structured content.
+    pub fn to_agent_tool_result(&self) -> CallToolResult {
+        let mut result = self.to_tool_result();
+        result.structured_content = Some(serde_json::json!({
+            "result": "", "success": false, "error": self.to_string()
+        }));
+        result
+    }
 }
 
 #[cfg(test)]

@@ -14,7 +14,9 @@
 //!
 //! Tasks (docs/protocol.md §10.1): `submit_task` and the Python AOP server's queue tools
 //! ([`task_tools`], named in [`task_shapes`]) over per-agent priority queues ([`tasks`]),
-//! durable with `--data-dir`, whose workers call agents through the same call path.
+//! durable with `--data-dir`, whose workers call agents through the same call path. Clients
+//! that declare the MCP tasks extension (`io.modelcontextprotocol/tasks`) get agent tool calls
+//! as tasks on those queues ([`mcp_tasks`]: `tasks/get`, `tasks/update`, `tasks/cancel`).
 //!
 //! The gateway talks to the registry only through a resolver node's gRPC door (`--resolver`):
 //! `Resolve` for calls, `GetZone`/`ListAgents` (recursive, so any zone in the tree) for the
@@ -26,6 +28,7 @@ pub mod call;
 pub mod directory;
 pub mod dispatch;
 pub mod error;
+pub mod mcp_tasks;
 pub mod meta;
 pub mod metrics;
 pub mod names;

@@ -6,13 +6,16 @@
 //! its tool name (or its FQDN, as Python AOP clients call agents by name). When the mounted
 //! zones change, every session hears `notifications/tools/list_changed`: on its standalone
 //! stream in the 2025 session era, through `subscriptions/listen` in the 2026-07-28 era.
+//! A client that declares the MCP tasks extension gets agent tool calls as tasks on the
+//! gateway's queues, and `tasks/get`, `tasks/update` and `tasks/cancel` ([`mcp_tasks`]).
 
 use std::sync::Arc;
 
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, CustomRequest, CustomResult,
-    Implementation, ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig,
-    SubscriptionFilter, Tool,
+    CallToolRequestParams, CallToolResponse, CallToolResult, CancelTaskParams, CustomRequest,
+    CustomResult, GetTaskParams, GetTaskResult, Implementation, ListToolsResult,
+    PaginatedRequestParams, ServerCapabilities, ServerConfig, SubscriptionFilter, Tool,
+    UpdateTaskParams,
 };
 use rmcp::service::{NotificationContext, RequestContext, SubscriptionContext};
 use rmcp::{ErrorData, RoleServer, ServerHandler};
@@ -21,7 +24,7 @@ use crate::gateway::call::CallContext;
 use crate::gateway::error::GatewayError;
 use crate::gateway::metrics::ToolKind;
 use crate::gateway::state::Gateway;
-use crate::gateway::{dispatch, meta};
+use crate::gateway::{dispatch, mcp_tasks, meta};
 
 /// Tools per `tools/list` page (docs/protocol.md §6).
 pub const TOOLS_PAGE: usize = 500;
@@ -72,6 +75,7 @@ impl ServerHandler for GatewayServer {
             ServerCapabilities::builder()
                 .enable_tools()
                 .enable_tool_list_changed()
+                .enable_tasks()
                 .build(),
         )
         .with_server_info(Implementation::new(
@@ -82,8 +86,39 @@ impl ServerHandler for GatewayServer {
             "AOP registry gateway. Find agents with discover_agents, list_agents and \
              search_agents; call them with their own tools (one per agent of the mounted \
              zones, named after the agent: analyst.finance.acme is analyst_finance_acme) or \
-             with call_agent for any agent in the federation.",
+             with call_agent for any agent in the federation. Clients that declare the \
+             io.modelcontextprotocol/tasks extension get agent tool calls as tasks (poll \
+             tasks/get).",
         )
+    }
+
+    /// `tasks/get` (SEP-2663) of a task an agent tool call made ([`mcp_tasks`]).
+    async fn get_task(
+        &self,
+        request: GetTaskParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<GetTaskResult, ErrorData> {
+        mcp_tasks::get(&self.gateway, &request).map_err(|error| error.to_error_data())
+    }
+
+    /// `tasks/update`: acknowledged (the gateway never asks for input).
+    async fn update_task(
+        &self,
+        request: UpdateTaskParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        mcp_tasks::update(&self.gateway, &request).map_err(|error| error.to_error_data())
+    }
+
+    /// `tasks/cancel`: through the queue, reaching the agent's call.
+    async fn cancel_task(
+        &self,
+        request: CancelTaskParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        mcp_tasks::cancel(&self.gateway, &request)
+            .await
+            .map_err(|error| error.to_error_data())
     }
 
     async fn list_tools(
@@ -226,6 +261,11 @@ impl GatewayServer {
             };
             return (Err(error.to_error_data()), None, error.label());
         };
+        // A client that declared the tasks extension gets the call as a queued task.
+        if mcp_tasks::declared(&context) {
+            let (response, outcome) = mcp_tasks::create(&self.gateway, &agent, arguments).await;
+            return (response, Some(ToolKind::Agent), outcome);
+        }
         match self
             .gateway
             .call_by_name(&agent.name, arguments, None, &call_context)
@@ -237,13 +277,11 @@ impl GatewayServer {
                 let outcome = result_label(&result, "agent_error");
                 (Ok(result.into()), Some(ToolKind::Agent), outcome)
             }
-            Err(error) => {
-                let mut result = error.to_tool_result();
-                result.structured_content = Some(serde_json::json!({
-                    "result": "", "success": false, "error": error.to_string()
-                }));
-                (Ok(result.into()), Some(ToolKind::Agent), error.label())
-            }
+            Err(error) => (
+                Ok(error.to_agent_tool_result().into()),
+                Some(ToolKind::Agent),
+                error.label(),
+            ),
         }
     }
 }

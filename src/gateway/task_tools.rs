@@ -149,6 +149,7 @@ pub async fn submit_task(gateway: &Gateway, args: &JsonObject) -> CallToolResult
                 priority,
                 max_retries: agent.max_retries,
                 idempotency,
+                mcp_task: false,
             })
             .await?;
         Ok::<Value, TaskToolError>(json!({
@@ -384,11 +385,13 @@ impl TaskRunner for Gateway {
                         success,
                         error,
                         retries,
+                        tool_result: serde_json::to_value(&result).ok(),
                     }
                 }
                 Err(GatewayError::Cancelled { .. }) => RunOutcome::Cancelled,
                 Err(error) => RunOutcome::Failed {
                     error: error.to_string(),
+                    tool_result: serde_json::to_value(error.to_agent_tool_result()).ok(),
                 },
             }
         })

@@ -11,12 +11,24 @@ get_agents_info -> search_agents (--query) -> call the agent found, with {"task"
 tool_name and by its agent_name -> get_server_info.
 Part 2, swarms' own client classes (skip with --no-swarms-library): AOPCluster.get_tools()
 and MCPManager.call_tool(), as a swarms Agent with mcp_url would call them.
+Part 3, the queue tools through swarms' MCPManager.call_tool() (with --queue-agent NAME, the
+agent whose queue to drive; needs the swarms library). swarms 14.0.2 has no client helpers of
+its own for them (AOP.get_queue_stats() and the like act on the server's own queues), so they
+are called as its AOP server registers them, by name, and answered as every swarms tool:
+json.loads of the text. pause_agent_queue -> get_queue_stats (paused) -> resume_agent_queue ->
+get_queue_stats (running) -> clear_agent_queue -> get_task_status / cancel_task of an unknown
+id -> pause_all_queues / resume_all_queues / clear_all_queues; the same walk passes against a
+swarms AOP server. With --submit (the gateway's submit_task; a swarms AOP server queues only
+inside its agent tool calls, which wait for the result): tasks submitted to the paused queue
+(arguments {"task", "ms": 1}), seen pending in get_task_status and get_queue_stats, one
+cancelled with cancel_task (twice: the second is refused), the rest run after
+resume_agent_queue, then one more cleared by clear_agent_queue.
 
 Output: `PASS <check>` / `FAIL <check>: <why>` lines, then `SWARMS-CLIENT <json summary>`;
 exit status 0 only when every check passed.
 
 usage: python swarms_aop_client.py --url http://127.0.0.1:PORT/mcp --query echo \
-         --task "hello" [--expect "hello"] [--no-swarms-library]
+         --task "hello" [--expect "hello"] [--no-swarms-library] [--queue-agent NAME [--submit]]
 """
 
 import argparse
@@ -25,6 +37,7 @@ import json
 import os
 import sys
 import tempfile
+import time
 import traceback
 from importlib.metadata import version
 
@@ -186,6 +199,123 @@ def swarms_library(args, summary):
         )
 
 
+QUEUE_DEADLINE = 60
+
+
+def queue_tools(args, summary):
+    """Part 3: the queue tools through swarms' MCPManager (see the module doc)."""
+    from swarms.tools.mcp_manager import MCPManager
+
+    manager = MCPManager(mcp_urls=[args.url], agent_name="interop-queues")
+    agent = args.queue_agent
+
+    def tool(name, arguments=None):
+        answer = manager.call_tool(name, arguments or {})
+        payload = answer.get("result")
+        return json.loads(payload) if isinstance(payload, str) else payload
+
+    def stats():
+        return tool("get_queue_stats", {"agent_name": agent})
+
+    def status_of(task_id):
+        return tool("get_task_status", {"agent_name": agent, "task_id": task_id})
+
+    keys = {"total_tasks", "completed_tasks", "failed_tasks", "pending_tasks", "processing_tasks",
+            "average_processing_time", "queue_size", "queue_status"}
+    paused = tool("pause_agent_queue", {"agent_name": agent})
+    check("pause_agent_queue", paused.get("success") is True, json.dumps(paused))
+    now = stats()
+    summary["queue stats"] = now
+    check(
+        "get_queue_stats of a paused queue",
+        now.get("success") is True
+        and keys <= set(now.get("stats", {}))
+        and now["stats"]["queue_status"] == "paused",
+        json.dumps(now),
+    )
+
+    task_ids = []
+    if args.submit:
+        for i in range(3):
+            submitted = tool(
+                "submit_task",
+                {"agent_name": agent, "arguments": {"task": f"queued {i}", "ms": 1}, "priority": i},
+            )
+            check(f"submit_task {i}", submitted.get("success") is True and submitted.get("task_id"),
+                  json.dumps(submitted))
+            task_ids.append(submitted.get("task_id"))
+        waiting = stats()
+        check(
+            "get_queue_stats counts the pending tasks",
+            waiting["stats"]["pending_tasks"] == 3 and waiting["stats"]["queue_size"] == 3,
+            json.dumps(waiting),
+        )
+        first = status_of(task_ids[0])
+        check(
+            "get_task_status of a pending task",
+            first.get("success") is True
+            and first["task"]["task_id"] == task_ids[0]
+            and first["task"]["status"] == "pending"
+            and {"created_at", "result", "error", "retry_count", "max_retries", "priority"} <= set(first["task"]),
+            json.dumps(first),
+        )
+        cancelled = tool("cancel_task", {"agent_name": agent, "task_id": task_ids[0]})
+        check("cancel_task", cancelled.get("success") is True, json.dumps(cancelled))
+        check("get_task_status after cancel_task", status_of(task_ids[0])["task"]["status"] == "cancelled")
+        again = tool("cancel_task", {"agent_name": agent, "task_id": task_ids[0]})
+        check("cancel_task of a cancelled task is refused", again.get("success") is False, json.dumps(again))
+
+    resumed = tool("resume_agent_queue", {"agent_name": agent})
+    check("resume_agent_queue", resumed.get("success") is True, json.dumps(resumed))
+    check("get_queue_stats of a resumed queue", stats()["stats"]["queue_status"] == "running")
+
+    if args.submit:
+        deadline = time.monotonic() + QUEUE_DEADLINE
+        statuses = {}
+        while time.monotonic() < deadline:
+            statuses = {i: status_of(i)["task"]["status"] for i in task_ids[1:]}
+            if all(s == "completed" for s in statuses.values()):
+                break
+            time.sleep(0.05)
+        check("queued tasks run after resume_agent_queue", all(s == "completed" for s in statuses.values()),
+              json.dumps(statuses))
+        done = status_of(task_ids[2])["task"]
+        summary["completed task"] = done
+        check("a completed task's result", (done.get("result") or {}).get("success") is True, json.dumps(done))
+        tool("pause_agent_queue", {"agent_name": agent})
+        extra = tool("submit_task", {"agent_name": agent, "arguments": {"task": "cleared", "ms": 1}})
+        cleared = tool("clear_agent_queue", {"agent_name": agent})
+        check("clear_agent_queue cancels the pending task", cleared.get("cleared_tasks") == 1, json.dumps(cleared))
+        check("get_task_status of a cleared task", status_of(extra.get("task_id"))["task"]["status"] == "cancelled")
+        tool("resume_agent_queue", {"agent_name": agent})
+        final = stats()
+        summary["final queue stats"] = final
+        check(
+            "get_queue_stats after the walk",
+            final["stats"]["completed_tasks"] == 2 and final["stats"]["queue_size"] == 0,
+            json.dumps(final),
+        )
+    else:
+        cleared = tool("clear_agent_queue", {"agent_name": agent})
+        check("clear_agent_queue of an empty queue", cleared.get("cleared_tasks") == 0, json.dumps(cleared))
+
+    unknown = status_of("no-such-task")
+    check("get_task_status of an unknown task", unknown.get("success") is False, json.dumps(unknown))
+    cancel_unknown = tool("cancel_task", {"agent_name": agent, "task_id": "no-such-task"})
+    check("cancel_task of an unknown task", cancel_unknown.get("success") is False, json.dumps(cancel_unknown))
+    everything = tool("get_queue_stats")
+    check(
+        "get_queue_stats of every queue",
+        everything.get("success") is True and agent in everything.get("stats", {})
+        and everything.get("total_agents") == len(everything["stats"]),
+        json.dumps(everything),
+    )
+    for name in ("pause_all_queues", "resume_all_queues", "clear_all_queues"):
+        answer = tool(name)
+        check(name, answer.get("success") is True and answer.get("total_agents", 0) >= 1, json.dumps(answer))
+    summary["queue checks"] = True
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--url", required=True)
@@ -193,6 +323,8 @@ def main():
     parser.add_argument("--task", required=True)
     parser.add_argument("--expect", help="text the agent's result contains (default: the task)")
     parser.add_argument("--no-swarms-library", action="store_true")
+    parser.add_argument("--queue-agent", help="drive this agent's queue with the queue tools (part 3)")
+    parser.add_argument("--submit", action="store_true", help="queue tasks with submit_task too")
     args = parser.parse_args()
     args.expect = args.expect if args.expect is not None else args.task
 
@@ -206,6 +338,11 @@ def main():
             swarms_library(args, summary)
         except BaseException as e:  # noqa: BLE001
             check("swarms library", False, "".join(traceback.format_exception(e)))
+        if args.queue_agent:
+            try:
+                queue_tools(args, summary)
+            except BaseException as e:  # noqa: BLE001
+                check("queue tools", False, "".join(traceback.format_exception(e)))
     summary["failures"] = FAILURES
     print("SWARMS-CLIENT " + json.dumps(summary), flush=True)
     sys.exit(1 if FAILURES else 0)

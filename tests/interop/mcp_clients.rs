@@ -6,7 +6,7 @@
 //! read, then runs `cargo test --test interop -- --ignored --test-threads=1 mcp_clients::`:
 //!
 //! - `AOP_INTEROP_MCP_PYTHON`: a Python with the newest MCP SDK (`mcp==2.3.0`; it also
-//!   drives the task tools, tests/clients/mcp_sdk_tasks.py);
+//!   drives the task tools and the MCP tasks extension, tests/clients/mcp_sdk_tasks.py);
 //! - `AOP_INTEROP_SWARMS_PYTHON`: a Python with `swarms==14.0.2` and `mcp==1.30.0` (swarms'
 //!   AOP server needs `mcp<2`).
 //!
@@ -394,13 +394,18 @@ endpoints = [{{ url = "{}", tool = "sleeper" }}]
         "priority order: {log}"
     );
     assert_eq!(result["cancelled_status"], "cancelled", "{log}");
+    // The tasks extension through the SDK's extension API, on the same queue.
+    assert_eq!(result["tasks_protocol_version"], "2026-07-28", "{log}");
+    assert_eq!(result["mcp_cancelled_status"], "cancelled", "{log}");
+    assert_eq!(result["unknown_task_error"], -32602, "{log}");
     assert_eq!(
         result["stats"]["stats"]["sleeper.finance.acme"]["completed_tasks"], 3,
         "{log}"
     );
-    // The cancel reached the agent: the sleeper stopped the long call.
+    // Both cancels reached the agent (cancel_task, then tasks/cancel): the sleeper stopped
+    // both long calls.
     let deadline = Instant::now() + CALL_DEADLINE;
-    while sleeper.cancelled() < 1 {
+    while sleeper.cancelled() < 2 {
         assert!(
             Instant::now() < deadline,
             "the sleeper never saw the cancellation: {log}"
@@ -427,6 +432,9 @@ async fn the_swarms_style_client_works_against_a_real_swarms_aop_server() {
             "echo",
             "--task",
             "hello from a swarms client",
+            // The queue tools' walk too, without submit_task (swarms has none).
+            "--queue-agent",
+            "echo-agent",
         ],
         dir.path(),
     )
@@ -439,6 +447,7 @@ async fn the_swarms_style_client_works_against_a_real_swarms_aop_server() {
     );
     let summary = &json_lines(&output, "SWARMS-CLIENT ")[0];
     assert_eq!(summary["called"], "echo-agent", "{log}");
+    assert_eq!(summary["queue checks"], true, "{log}");
     assert_eq!(
         summary["answer by tool_name"]["result"], "echo: hello from a swarms client",
         "{log}"
@@ -451,8 +460,15 @@ async fn a_client_written_for_swarms_aop_works_against_the_gateway() {
     let python = python(SWARMS_PYTHON);
     let (echo, echo_server) = agent(AgentKind::Echo, "echo").await;
     let (_analyst, analyst_server) = agent(AgentKind::Analyst, "analyst").await;
+    let (sleeper, sleeper_server) = agent(AgentKind::Sleeper, "sleeper").await;
     let agents = format!(
         r#"
+[[agent]]
+name = "sleeper"
+description = "Waits ms milliseconds."
+input_schema = {{ type = "object", properties = {{ task = {{ type = "string" }}, ms = {{ type = "integer" }} }}, required = ["task"] }}
+endpoints = [{{ url = "{}", tool = "sleeper" }}]
+
 [[agent]]
 name = "echo"
 description = "Echoes the task back unchanged."
@@ -467,6 +483,7 @@ tags = ["finance", "analysis"]
 capabilities = ["forecast", "summarize"]
 endpoints = [{{ url = "{}", tool = "analyst" }}]
 "#,
+        sleeper_server.url(),
         echo_server.url(),
         analyst_server.url()
     );
@@ -484,6 +501,10 @@ endpoints = [{{ url = "{}", tool = "analyst" }}]
             "echo",
             "--task",
             task,
+            // The queue tools through swarms' MCPManager, tasks queued with submit_task.
+            "--queue-agent",
+            "sleeper.finance.acme",
+            "--submit",
         ],
         dir.path(),
     )
@@ -494,9 +515,20 @@ endpoints = [{{ url = "{}", tool = "analyst" }}]
     assert_eq!(summary["server"], "aop-gateway", "{log}");
     assert_eq!(
         summary["agent_names"],
-        json!(["analyst.finance.acme", "echo.finance.acme"]),
+        json!([
+            "analyst.finance.acme",
+            "echo.finance.acme",
+            "sleeper.finance.acme"
+        ]),
         "{log}"
     );
+    assert_eq!(summary["queue checks"], true, "{log}");
+    assert_eq!(
+        summary["final queue stats"]["stats"]["completed_tasks"], 2,
+        "{log}"
+    );
+    // Of four tasks, one cancelled and one cleared while pending: two reached the agent.
+    assert_eq!(sleeper.calls(), 2, "{log}");
     assert_eq!(summary["called"], "echo_finance_acme", "{log}");
     for how in ["answer by tool_name", "answer by agent_name"] {
         assert_eq!(

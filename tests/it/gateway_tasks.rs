@@ -1,7 +1,8 @@
-//! The task tools (docs/protocol.md §10.1) and stable `tools/list` cursors (§10.2) through a
-//! real MCP client (rmcp over Streamable HTTP): a node on 127.0.0.1:0 serving a zone of
-//! built-in agents, and a gateway in this process, or in a child process where a test kills
-//! it.
+//! The task tools (docs/protocol.md §10.1), the MCP tasks extension on the same queues
+//! (`tasks/get`, `tasks/update`, `tasks/cancel`), and stable `tools/list` cursors (§10.2)
+//! through a real MCP client (rmcp over Streamable HTTP): a node on 127.0.0.1:0 serving a zone
+//! of built-in agents, and a gateway in this process, or in a child process where a test
+//! kills it.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -13,10 +14,15 @@ use aop::gateway::{self, GatewayConfig, GatewayHandle, shapes};
 use aop::name::Name;
 use aop::node::NodeHandle;
 use aop::record::Endpoint;
-use rmcp::model::{CallToolRequestParams, CallToolResult, PaginatedRequestParams};
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, CancelTaskParams, ClientCapabilities,
+    ClientConfig, CreateTaskResult, ErrorCode, GetTaskParams, GetTaskResult, Implementation,
+    PaginatedRequestParams, ProtocolVersion, TaskPayload, TaskStatus as McpStatus,
+    UpdateTaskParams,
+};
 use rmcp::service::RunningService;
 use rmcp::transport::StreamableHttpClientTransport;
-use rmcp::{RoleClient, ServiceExt};
+use rmcp::{ClientLifecycleMode, ClientServiceExt, RoleClient, ServiceError, ServiceExt};
 use serde_json::{Value, json};
 
 use crate::support::process::NodeProcess;
@@ -548,6 +554,408 @@ async fn a_gateway_killed_with_tasks_in_every_state_knows_them_all_after_a_resta
         "paused across the restart"
     );
     drop(client);
+    let mut restarted = restarted;
+    restarted.signal(libc::SIGTERM);
+    restarted.exit().await;
+}
+
+type TasksClient = RunningService<RoleClient, ClientConfig>;
+
+/// A 2026-07-28 client that declares the MCP tasks extension (in every request's `_meta`).
+async fn connect_tasks(url: &str) -> TasksClient {
+    let transport = StreamableHttpClientTransport::from_uri(url.to_string());
+    ClientConfig::new(
+        ClientCapabilities::builder().enable_tasks().build(),
+        Implementation::new("gateway-tasks-test", "1"),
+    )
+    .serve_with_lifecycle(
+        transport,
+        ClientLifecycleMode::Discover {
+            preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+        },
+    )
+    .await
+    .expect("server/discover")
+}
+
+fn params(tool: &str, arguments: Value) -> CallToolRequestParams {
+    let Value::Object(arguments) = arguments else {
+        panic!("arguments must be an object");
+    };
+    CallToolRequestParams::new(tool.to_string()).with_arguments(arguments)
+}
+
+/// A `tools/call` the gateway answers with a task.
+async fn call_as_task(client: &TasksClient, tool: &str, arguments: Value) -> CreateTaskResult {
+    let response = tokio::time::timeout(DEADLINE, client.call_tool_once(params(tool, arguments)))
+        .await
+        .expect("answer in time")
+        .expect("a response, not a protocol error");
+    match response {
+        CallToolResponse::Task(task) => task,
+        other => panic!("expected a task, got {other:?}"),
+    }
+}
+
+async fn get_task(client: &TasksClient, task_id: &str) -> GetTaskResult {
+    tokio::time::timeout(DEADLINE, client.get_task(GetTaskParams::new(task_id)))
+        .await
+        .expect("answer in time")
+        .expect("tasks/get")
+}
+
+/// Polls `tasks/get` until the task is `status`.
+async fn wait_mcp_status(client: &TasksClient, task_id: &str, status: McpStatus) -> GetTaskResult {
+    let started = std::time::Instant::now();
+    loop {
+        let last = get_task(client, task_id).await;
+        if last.task.status() == status {
+            return last;
+        }
+        assert!(
+            started.elapsed() < DEADLINE,
+            "task {task_id} not {status:?} within {DEADLINE:?}: {last:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The JSON-RPC error a request failed with.
+fn rpc_error<T: std::fmt::Debug>(outcome: Result<T, ServiceError>) -> rmcp::ErrorData {
+    match outcome {
+        Err(ServiceError::McpError(error)) => error,
+        other => panic!("expected a JSON-RPC error, got {other:?}"),
+    }
+}
+
+fn completed_result(task: &GetTaskResult) -> Value {
+    match &task.task.payload {
+        TaskPayload::Completed { result } => Value::Object(result.clone()),
+        other => panic!("expected a completed task, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_tool_calls_run_as_mcp_tasks_on_the_queue_for_clients_that_declare_the_extension() {
+    let (sleeper, sleeper_server) = agent(AgentKind::Sleeper, "sleeper").await;
+    let (echo, echo_server) = agent(AgentKind::Echo, "echo").await;
+    let node = start_node(&agents_zone(&sleeper_server.url(), &echo_server.url())).await;
+    let gateway = start_gateway(&node, |_| {}).await;
+    let url = gateway.url().unwrap();
+    let client = connect_tasks(&url).await;
+    let plain = connect(&url).await;
+    let advertised = client.peer_info().expect("server info");
+    assert!(
+        advertised.capabilities.supports_tasks(),
+        "{:?}",
+        advertised.capabilities
+    );
+
+    // Paused queue: the task is created, on the queue, pending, and `working` over MCP.
+    call(&plain, "pause_agent_queue", json!({"agent_name": SLEEPER})).await;
+    let created = call_as_task(
+        &client,
+        "sleeper_finance_acme",
+        json!({"task": "long", "ms": 60_000}),
+    )
+    .await;
+    let long = created.task.task_id.clone();
+    assert_eq!(created.task.status, McpStatus::Working);
+    assert_eq!(created.task.ttl_ms, None, "kept while it is not finished");
+    assert!(created.task.poll_interval_ms.is_some());
+    assert!(created.task.created_at.ends_with('Z'), "{:?}", created.task);
+    // The same task, under the same id, for the queue tools.
+    let queued = task(&plain, SLEEPER, &long).await;
+    assert_eq!(queued["status"], json!("pending"), "{queued}");
+    let waiting = get_task(&client, &long).await;
+    assert_eq!(waiting.task.status(), McpStatus::Working);
+    let message = waiting.task.task.status_message.clone().unwrap_or_default();
+    assert!(message.contains("paused"), "{message:?}");
+
+    // Running: `working`, processing; tasks/cancel reaches the agent's call.
+    call(&plain, "resume_agent_queue", json!({"agent_name": SLEEPER})).await;
+    wait_status(&plain, SLEEPER, &long, "processing").await;
+    eventually(DEADLINE, "the call reaches the agent", || async {
+        sleeper.calls() == 1
+    })
+    .await;
+    let running = get_task(&client, &long).await;
+    assert_eq!(running.task.status(), McpStatus::Working);
+    assert!(
+        running
+            .task
+            .task
+            .status_message
+            .as_deref()
+            .is_some_and(|m| m.starts_with("processing")),
+        "{running:?}"
+    );
+    client
+        .cancel_task(CancelTaskParams::new(long.clone()))
+        .await
+        .expect("tasks/cancel");
+    eventually(DEADLINE, "the agent sees the cancellation", || async {
+        sleeper.cancelled() == 1
+    })
+    .await;
+    let cancelled = wait_mcp_status(&client, &long, McpStatus::Cancelled).await;
+    assert!(
+        cancelled.task.task.ttl_ms.is_some(),
+        "forgotten --task-ttl after it ended"
+    );
+    assert_eq!(
+        task(&plain, SLEEPER, &long).await["status"],
+        json!("cancelled")
+    );
+
+    // Completed: the agent tool's whole result, as the direct call answers it.
+    let quick = call_as_task(
+        &client,
+        "sleeper.finance.acme",
+        json!({"task": "quick", "ms": 1}),
+    )
+    .await
+    .task
+    .task_id;
+    let done = wait_mcp_status(&client, &quick, McpStatus::Completed).await;
+    let result: CallToolResult =
+        serde_json::from_value(completed_result(&done)).expect("a CallToolResult");
+    let structured = body(&result);
+    assert_eq!(structured["success"], json!(true), "{structured}");
+    assert!(
+        structured["result"].as_str().unwrap().contains("slept"),
+        "{structured}"
+    );
+    assert_eq!(result.is_error, Some(false));
+    assert_eq!(done.task.task.poll_interval_ms, None);
+    let queued = task(&plain, SLEEPER, &quick).await;
+    assert_eq!(queued["status"], json!("completed"));
+    assert_eq!(queued["result"], structured, "one result, two views");
+    // Cancelling a finished task is acknowledged; it stays completed.
+    client
+        .cancel_task(CancelTaskParams::new(quick.clone()))
+        .await
+        .expect("tasks/cancel of a finished task is acknowledged");
+    assert_eq!(
+        get_task(&client, &quick).await.task.status(),
+        McpStatus::Completed
+    );
+    // tasks/update: acknowledged, nothing is outstanding.
+    client
+        .update_task(UpdateTaskParams::new(quick.clone(), Default::default()))
+        .await
+        .expect("tasks/update");
+
+    // Bad arguments are answered at once, as by the direct call: no task, nothing queued.
+    let refused = tokio::time::timeout(
+        DEADLINE,
+        client.call_tool_once(params("echo_finance_acme", json!({"task": 3}))),
+    )
+    .await
+    .unwrap()
+    .expect("a result");
+    let CallToolResponse::Complete(refused) = refused else {
+        panic!("bad arguments make no task: {refused:?}");
+    };
+    assert_eq!(refused.is_error, Some(true));
+    assert!(text_of(&refused).contains("`task`"), "{refused:?}");
+    assert_eq!(echo.calls(), 0);
+    // Meta tools answer directly to such clients too.
+    let stats = tokio::time::timeout(
+        DEADLINE,
+        client.call_tool_once(params("get_queue_stats", json!({"agent_name": SLEEPER}))),
+    )
+    .await
+    .unwrap()
+    .expect("a result");
+    assert!(matches!(stats, CallToolResponse::Complete(_)), "{stats:?}");
+
+    // Unknown ids, and a task of submit_task: -32602 naming what was wrong.
+    for outcome in [
+        rpc_error(client.get_task(GetTaskParams::new("no-such-task")).await),
+        rpc_error(
+            client
+                .cancel_task(CancelTaskParams::new("no-such-task"))
+                .await,
+        ),
+        rpc_error(
+            client
+                .update_task(UpdateTaskParams::new("no-such-task", Default::default()))
+                .await,
+        ),
+    ] {
+        assert_eq!(outcome.code, ErrorCode::INVALID_PARAMS, "{outcome:?}");
+        assert!(outcome.message.contains("no-such-task"), "{outcome:?}");
+    }
+    let submitted = submit(&plain, "echo.finance.acme", json!({"task": "hi"}), 0).await;
+    let not_mcp = rpc_error(client.get_task(GetTaskParams::new(submitted)).await);
+    assert_eq!(not_mcp.code, ErrorCode::INVALID_PARAMS);
+    assert!(not_mcp.message.contains("get_task_status"), "{not_mcp:?}");
+
+    // The 2025 session era: the capability declared at initialize counts.
+    let session = ClientConfig::new(
+        ClientCapabilities::builder().enable_tasks().build(),
+        Implementation::new("gateway-tasks-test-2025", "1"),
+    )
+    .serve(StreamableHttpClientTransport::from_uri(url.clone()))
+    .await
+    .expect("initialize");
+    let echoed = match session
+        .call_tool_once(params("echo_finance_acme", json!({"task": "in a session"})))
+        .await
+        .expect("a response")
+    {
+        CallToolResponse::Task(task) => task.task.task_id,
+        other => panic!("expected a task in the session era too, got {other:?}"),
+    };
+    let started = std::time::Instant::now();
+    let done = loop {
+        let now = session
+            .get_task(GetTaskParams::new(echoed.clone()))
+            .await
+            .expect("tasks/get in a session");
+        if now.task.status() == McpStatus::Completed {
+            break now;
+        }
+        assert!(started.elapsed() < DEADLINE, "{now:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(
+        completed_result(&done)["structuredContent"]["result"],
+        json!("in a session")
+    );
+
+    // Without the extension: the call is direct, and tasks/* need the capability.
+    let direct = call(&plain, "echo_finance_acme", json!({"task": "direct"})).await;
+    assert_eq!(body(&direct)["result"], json!("direct"));
+    let refused = rpc_error(plain.get_task(GetTaskParams::new(quick.clone())).await);
+    assert_eq!(
+        refused.code,
+        ErrorCode::MISSING_REQUIRED_CLIENT_CAPABILITY,
+        "{refused:?}"
+    );
+    // Counted by outcome: the calls made tasks, the refused one, the direct one.
+    let calls = gateway.gateway.metrics().calls();
+    let count = |tool: &str, outcome: &str| {
+        calls
+            .iter()
+            .find(|(t, o, _)| t == tool && *o == outcome)
+            .map_or(0, |(_, _, n)| *n)
+    };
+    assert_eq!(count("sleeper_finance_acme", "task"), 1, "{calls:?}");
+    assert_eq!(count("sleeper.finance.acme", "task"), 1, "{calls:?}");
+    assert_eq!(count("echo_finance_acme", "task"), 1, "{calls:?}");
+    assert_eq!(
+        count("echo_finance_acme", "invalid_arguments"),
+        1,
+        "{calls:?}"
+    );
+    assert_eq!(count("echo_finance_acme", "ok"), 1, "{calls:?}");
+    gateway.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_answers_an_agent_tool_call_with_the_limit_and_makes_no_task() {
+    let (sleeper, sleeper_server) = agent(AgentKind::Sleeper, "sleeper").await;
+    let (_echo, echo_server) = agent(AgentKind::Echo, "echo").await;
+    let node = start_node(&agents_zone(&sleeper_server.url(), &echo_server.url())).await;
+    let gateway = start_gateway(&node, |config| config.tasks.queue_size = 1).await;
+    let url = gateway.url().unwrap();
+    let client = connect_tasks(&url).await;
+    let plain = connect(&url).await;
+    call(&plain, "pause_agent_queue", json!({"agent_name": SLEEPER})).await;
+    call_as_task(&client, "sleeper_finance_acme", json!({"task": "first"})).await;
+    let full = tokio::time::timeout(
+        DEADLINE,
+        client.call_tool_once(params("sleeper_finance_acme", json!({"task": "second"}))),
+    )
+    .await
+    .unwrap()
+    .expect("a result");
+    let CallToolResponse::Complete(full) = full else {
+        panic!("a full queue makes no task: {full:?}");
+    };
+    // As the direct call's failures: the message as text, the AOP shape as structured content.
+    assert_eq!(full.is_error, Some(true));
+    let answer = full.structured_content.clone().expect("structuredContent");
+    assert_eq!(answer["success"], json!(false), "{answer}");
+    assert_eq!(answer["result"], json!(""));
+    let error = answer["error"].as_str().unwrap();
+    assert!(
+        error.contains("1 pending tasks is the limit (--queue-size)"),
+        "{error}"
+    );
+    assert_eq!(text_of(&full), error);
+    let stats = body(&call(&plain, "get_queue_stats", json!({"agent_name": SLEEPER})).await);
+    assert_eq!(stats["stats"]["total_tasks"], json!(1), "{stats}");
+    assert_eq!(sleeper.calls(), 0);
+    gateway.shutdown().await;
+}
+
+fn text_of(result: &CallToolResult) -> String {
+    result
+        .content
+        .iter()
+        .filter_map(|block| block.as_text().map(|text| text.text.clone()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mcp_tasks_survive_a_gateway_killed_and_restarted_on_its_data_dir() {
+    let (_sleeper, sleeper_server) = agent(AgentKind::Sleeper, "sleeper").await;
+    let (echo, echo_server) = agent(AgentKind::Echo, "echo").await;
+    let node = start_node(&agents_zone(&sleeper_server.url(), &echo_server.url())).await;
+    let data = tempfile::tempdir().unwrap();
+    let (process, url) = gateway_process(&node.grpc_url(), data.path()).await;
+    let client = connect_tasks(&url).await;
+    let plain = connect(&url).await;
+    let done = call_as_task(&client, "echo_finance_acme", json!({"task": "kept"}))
+        .await
+        .task
+        .task_id;
+    let before = wait_mcp_status(&client, &done, McpStatus::Completed).await;
+    call(&plain, "pause_agent_queue", json!({"agent_name": SLEEPER})).await;
+    let waiting = call_as_task(
+        &client,
+        "sleeper_finance_acme",
+        json!({"task": "later", "ms": 1}),
+    )
+    .await
+    .task
+    .task_id;
+    drop(client);
+    drop(plain);
+
+    process.signal(libc::SIGKILL);
+    let mut process = process;
+    process.exit().await;
+    let (restarted, url) = gateway_process(&node.grpc_url(), data.path()).await;
+    let client = connect_tasks(&url).await;
+    let plain = connect(&url).await;
+    let after = get_task(&client, &done).await;
+    assert_eq!(
+        completed_result(&after),
+        completed_result(&before),
+        "the result survived"
+    );
+    assert_eq!(after.task.task.created_at, before.task.task.created_at);
+    assert_eq!(
+        get_task(&client, &waiting).await.task.status(),
+        McpStatus::Working
+    );
+    call(&plain, "resume_agent_queue", json!({"agent_name": SLEEPER})).await;
+    let ran = wait_mcp_status(&client, &waiting, McpStatus::Completed).await;
+    assert!(
+        completed_result(&ran)["structuredContent"]["result"]
+            .as_str()
+            .unwrap()
+            .contains("slept"),
+        "{ran:?}"
+    );
+    assert_eq!(echo.calls(), 1, "the finished task did not run again");
+    drop(client);
+    drop(plain);
     let mut restarted = restarted;
     restarted.signal(libc::SIGTERM);
     restarted.exit().await;

@@ -67,9 +67,15 @@ pub enum RunOutcome {
         success: bool,
         error: Option<String>,
         retries: u32,
+        /// The whole `CallToolResult` of the agent tool (kept for MCP tasks only).
+        tool_result: Option<Value>,
     },
-    /// The call failed (no endpoint answered, time ran out); `error` says why.
-    Failed { error: String },
+    /// The call failed (no endpoint answered, time ran out); `error` says why, and
+    /// `tool_result` is the `isError` result the agent tool would have answered.
+    Failed {
+        error: String,
+        tool_result: Option<Value>,
+    },
     /// The task was cancelled while the call was out.
     Cancelled,
 }

@@ -87,6 +87,8 @@ pub struct Submission {
     pub priority: u32,
     pub max_retries: u32,
     pub idempotency: Option<IdempotencyKey>,
+    /// Created through the MCP tasks extension: the whole tool result is kept.
+    pub mcp_task: bool,
 }
 
 /// The task queues of one gateway.
@@ -319,6 +321,8 @@ impl TaskQueues {
                 finished_at_ms: None,
                 idempotency: submission.idempotency,
                 interrupted: false,
+                mcp_task: submission.mcp_task,
+                tool_result: None,
             };
             let task_id = record.task_id.clone();
             let ack = self.persist_acked(vec![StoreOp::put(&record)]);
@@ -420,6 +424,7 @@ impl TaskQueues {
                                     agent's tool is not annotated idempotentHint, so it was not \
                                     run again (the agent may have acted on it)"
                                 .into(),
+                            tool_result: None,
                         };
                     }
                     Err(reason) => {
@@ -428,6 +433,7 @@ impl TaskQueues {
                                 "the gateway stopped while this task was processing, and whether \
                                  the agent's tool is idempotent could not be learned: {reason}"
                             ),
+                            tool_result: None,
                         };
                     }
                 }
@@ -438,13 +444,15 @@ impl TaskQueues {
                     success,
                     error,
                     retries,
+                    tool_result,
                 } => Finish::Answered {
                     result,
                     success,
                     error,
                     retries,
+                    tool_result,
                 },
-                RunOutcome::Failed { error } => Finish::Failed { error },
+                RunOutcome::Failed { error, tool_result } => Finish::Failed { error, tool_result },
                 RunOutcome::Cancelled => Finish::Cancelled,
             }
         };
@@ -486,18 +494,25 @@ impl TaskQueues {
                     success,
                     error,
                     retries,
+                    tool_result,
                 } => {
                     record.result = Some(result);
                     record.error = error;
                     record.retry_count += retries;
+                    if record.mcp_task {
+                        record.tool_result = tool_result;
+                    }
                     if success {
                         TaskStatus::Completed
                     } else {
                         TaskStatus::Failed
                     }
                 }
-                Finish::Failed { error } => {
+                Finish::Failed { error, tool_result } => {
                     record.error = Some(error);
+                    if record.mcp_task {
+                        record.tool_result = tool_result;
+                    }
                     TaskStatus::Failed
                 }
                 Finish::Cancelled => TaskStatus::Cancelled,
@@ -534,6 +549,13 @@ impl TaskQueues {
                 agent: agent.to_string(),
             }),
         }
+    }
+
+    /// Any known task, by its id alone (the MCP tasks extension names a task by id only).
+    pub fn find(&self, task_id: &str) -> Option<TaskRecord> {
+        let mut state = self.lock();
+        self.purge(&mut state);
+        state.tasks.get(task_id).map(|entry| entry.record.clone())
     }
 
     /// Cancels a pending or processing task (a processing one's agent call is cancelled
@@ -696,9 +718,11 @@ enum Finish {
         success: bool,
         error: Option<String>,
         retries: u32,
+        tool_result: Option<Value>,
     },
     Failed {
         error: String,
+        tool_result: Option<Value>,
     },
     Cancelled,
 }

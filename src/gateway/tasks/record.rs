@@ -87,6 +87,14 @@ pub struct TaskRecord {
     /// whether the agent's tool is idempotent.
     #[serde(default)]
     pub interrupted: bool,
+    /// Created by an agent tool call through the MCP tasks extension (docs/protocol.md
+    /// §10.1), not by `submit_task`: `tasks/get` serves it, with [`TaskRecord::tool_result`].
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub mcp_task: bool,
+    /// For an MCP task, the whole `CallToolResult` the agent tool answered (content blocks
+    /// included), which `tasks/get` returns as the task's `result`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_result: Option<Value>,
 }
 
 impl TaskRecord {
@@ -118,6 +126,13 @@ impl TaskRecord {
             "started_at": self.started_at_ms.map(|ms| ms as f64 / 1000.0),
             "finished_at": self.finished_at_ms.map(|ms| ms as f64 / 1000.0),
         })
+    }
+
+    /// When it last changed: finished, started, or created (milliseconds since the epoch).
+    pub fn last_updated_ms(&self) -> u64 {
+        self.finished_at_ms
+            .or(self.started_at_ms)
+            .unwrap_or(self.created_at_ms)
     }
 
     /// How long it ran, when it ran to an end.
@@ -178,8 +193,19 @@ mod tests {
             finished_at_ms: Some(2_000),
             idempotency: None,
             interrupted: false,
+            mcp_task: false,
+            tool_result: None,
         };
         assert_eq!(TaskRecord::decode(&record.encode()).unwrap(), record);
+        // A task of the queue tools is stored as before the MCP tasks extension existed.
+        let stored: Value = serde_json::from_slice(&record.encode()).unwrap();
+        assert!(stored.get("mcp_task").is_none() && stored.get("tool_result").is_none());
+        let mcp = TaskRecord {
+            mcp_task: true,
+            tool_result: Some(json!({"content": [], "isError": false})),
+            ..record.clone()
+        };
+        assert_eq!(TaskRecord::decode(&mcp.encode()).unwrap(), mcp);
         assert_eq!(record.processing_ms(), Some(500));
         assert_eq!(record.to_json()["created_at"], json!(1.0));
         assert!(TaskRecord::decode(b"{\"task_id\": 3}").is_err());

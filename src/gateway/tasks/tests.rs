@@ -56,6 +56,7 @@ impl TaskRunner for Twin {
                         success: true,
                         error: None,
                         retries: 0,
+                        tool_result: None,
                     }
                 }
                 _ = cancel.cancelled() => {
@@ -85,6 +86,7 @@ fn submission(task: &str, priority: u32) -> Submission {
         priority,
         max_retries: 2,
         idempotency: None,
+        mcp_task: false,
     }
 }
 
