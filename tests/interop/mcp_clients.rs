@@ -411,6 +411,103 @@ endpoints = [{{ url = "{}", tool = "sleeper" }}]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "interop stage: needs AOP_INTEROP_MCP_PYTHON (a Python with mcp==2.3.0)"]
+async fn the_official_mcp_python_sdk_meets_the_gateway_with_auth() {
+    const TOKEN: &str = "interop-alice-static-token-0123456789";
+    let python = python(MCP_PYTHON);
+    let (analyst, server) = agent(AgentKind::Analyst, "analyst").await;
+    let (_echo, echo_server) = agent(AgentKind::Echo, "echo").await;
+    let agents = format!(
+        r#"
+[[agent]]
+name = "analyst"
+endpoints = [{{ url = "{}", tool = "analyst" }}]
+
+[[agent]]
+name = "forecaster"
+endpoints = [{{ url = "{}", tool = "echo" }}]
+
+[[agent]]
+name = "secret"
+endpoints = [{{ url = "{}", tool = "echo" }}]
+"#,
+        server.url(),
+        echo_server.url(),
+        echo_server.url()
+    );
+    let node = start_node(&zone_text(&agents)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let listener = free_listener().await;
+    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+    std::fs::write(dir.path().join("alice.token"), TOKEN).unwrap();
+    std::fs::write(
+        dir.path().join("auth.toml"),
+        format!(
+            r#"
+[resource]
+url = "{url}"
+authorization_servers = ["https://idp.example"]
+scopes_supported = ["agents:read", "agents:call"]
+
+[[static_token]]
+token_file = "alice.token"
+subject = "alice"
+
+[[policy]]
+subject = "alice"
+see = ["analyst.finance.acme", "forecaster.finance.acme"]
+call = ["analyst.finance.acme"]
+"#
+        ),
+    )
+    .unwrap();
+    let auth = aop::gateway::auth::config::AuthConfig::load(&dir.path().join("auth.toml"))
+        .expect("the auth file");
+    let mut config = GatewayConfig::new(node.grpc_url());
+    config.mounts = vec![Name::parse("finance.acme").unwrap()];
+    config.auth = Some(
+        aop::gateway::auth::Authorizer::new(auth, aop::clock::system())
+            .await
+            .expect("the authorizer"),
+    );
+    let gateway = gateway::start(config, listener)
+        .await
+        .expect("start the gateway");
+    let output = run_python(
+        &python,
+        &client_script("mcp_sdk_auth.py"),
+        &[
+            "--url",
+            &url,
+            "--token",
+            TOKEN,
+            "--visible",
+            "analyst_finance_acme",
+            "forecaster_finance_acme",
+            "discover_agents",
+            "--hidden",
+            "secret_finance_acme",
+            "--forbidden",
+            "forecaster_finance_acme",
+            "--call",
+            "analyst_finance_acme",
+            "--task",
+            "1 2 3",
+        ],
+        dir.path(),
+    )
+    .await;
+    let log = transcript(&output);
+    assert!(output.status.success(), "{log}");
+    let results = json_lines(&output, "RESULT ");
+    assert_eq!(results.len(), 1, "{log}");
+    assert_eq!(results[0]["failures"], 0, "{log}");
+    assert_eq!(results[0]["metadata"]["resource"], json!(url), "{log}");
+    assert_eq!(analyst.calls(), 1, "{log}");
+    gateway.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "interop stage: needs AOP_INTEROP_SWARMS_PYTHON (a Python with swarms==14.0.2, mcp<2)"]
 async fn the_swarms_style_client_works_against_a_real_swarms_aop_server() {
     // The control: the client below passes against the server it was written for.

@@ -915,9 +915,52 @@ async fn auth_file_errors_name_the_file_the_key_and_the_problem() {
         policy.call,
         vec![policy::Pattern::parse("writer.acme").unwrap()]
     );
-    assert_eq!(
-        format!("{:?}", config.static_tokens).contains(ALICE_TOKEN),
-        false,
+    assert!(
+        !format!("{:?}", config.static_tokens).contains(ALICE_TOKEN),
         "tokens are redacted in Debug"
+    );
+}
+
+#[test]
+fn the_shipped_example_auth_file_loads_once_its_token_exists() {
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/gateway-auth.toml");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("gateway-auth")).unwrap();
+    std::fs::copy(&shipped, dir.path().join("gateway-auth.toml")).unwrap();
+    let missing = AuthConfig::load(&dir.path().join("gateway-auth.toml")).unwrap_err();
+    assert!(missing.to_string().contains("dev.token"), "{missing}");
+    std::fs::write(dir.path().join("gateway-auth/dev.token"), ALICE_TOKEN).unwrap();
+    let config =
+        AuthConfig::load(&dir.path().join("gateway-auth.toml")).expect("the example loads");
+    assert_eq!(config.static_tokens.len(), 1);
+    assert!(config.per_caller.is_some() && config.per_agent.is_some());
+}
+
+#[test]
+fn the_command_refuses_auth_with_stdio_and_names_a_bad_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("auth.toml");
+    std::fs::write(
+        &path,
+        "[resource]\nurl = \"https://gw.example/mcp\"\nwhat = 1\n",
+    )
+    .unwrap();
+    let out = crate::support::aop()
+        .args(["gateway", "--stdio", "--auth"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "a usage error");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--stdio"));
+    let out = crate::support::aop()
+        .args(["gateway", "--listen", "127.0.0.1:0", "--auth"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&path.display().to_string()) && stderr.contains("unknown field `what`"),
+        "{stderr}"
     );
 }

@@ -255,7 +255,7 @@ impl AuthConfig {
                         let file = relative(&file);
                         let text = read_small(&file)
                             .map_err(|why| fail(format!("[jwt] jwks_file: {why}")))?;
-                        super::tokens::KeySet::parse(&text).map_err(|why| {
+                        super::jwks::KeySet::parse(&text).map_err(|why| {
                             fail(format!("[jwt] jwks_file {}: {why}", file.display()))
                         })?;
                         JwksSource::File { path: file, text }

@@ -4,7 +4,7 @@
 //! - [`config`]: the auth file, checked whole at start (unknown keys, unreadable key and
 //!   token files and bad patterns fail the command, naming the file and key).
 //! - [`tokens`]: who a bearer token is (static development tokens, JWTs verified locally
-//!   against the issuer's JWKS, refetched on key rotation).
+//!   against the issuer's keys, [`jwks`], refetched on key rotation).
 //! - [`policy`]: what a caller may see and call (first `[[policy]]` matching its subject).
 //! - [`bucket`]: the per-caller and per-agent token buckets of `[rate_limit]`.
 //! - [`http`]: the HTTP side: the RFC 9728 metadata documents, 401 before anything reads the
@@ -18,6 +18,7 @@
 pub mod bucket;
 pub mod config;
 pub mod http;
+pub mod jwks;
 pub mod policy;
 pub mod tokens;
 
