@@ -54,12 +54,22 @@ const UNMOUNTED_PAGE_TIMEOUT: std::time::Duration = std::time::Duration::from_se
 
 /// One page of a zone the gateway does not mount, asked of the resolver node, which finds
 /// the zone's servers (recursion) like any lookup.
+///
+/// With `--auth`, a zone the caller may see nothing in is not asked for: it is an unknown
+/// zone for that caller.
 async fn unmounted_page(
     gateway: &Gateway,
     zone: &Name,
     limit: usize,
     after: &str,
+    context: &CallContext,
 ) -> Result<crate::grpc::client::AgentPage, GatewayError> {
+    if !context.sees_into(zone) {
+        return Err(GatewayError::UnknownZone {
+            zone: zone.clone(),
+            reason: "not found".into(),
+        });
+    }
     let page_size = u32::try_from(limit.min(limits::PAGE_MAX)).unwrap_or(1);
     gateway
         .resolver_client()
@@ -224,7 +234,7 @@ pub async fn discover_agents(
         let limit = limit_arg(args)?;
         let after = string_arg(args, "cursor")?;
         if let Some(zone) = zone.as_ref().filter(|zone| !mounted_covers(gateway, zone)) {
-            let page = unmounted_page(gateway, zone, limit, after.unwrap_or("")).await?;
+            let page = unmounted_page(gateway, zone, limit, after.unwrap_or(""), context).await?;
             let seen = visible(&page.agents, context);
             let total = if context.caller.is_some() {
                 // The zone's own count would tell a caller how many agents it cannot see.
@@ -343,7 +353,8 @@ pub async fn list_agents(
             let mut names: Vec<String> = Vec::new();
             let mut cursor = String::new();
             let total = loop {
-                let page = unmounted_page(gateway, zone, limits::PAGE_MAX, &cursor).await?;
+                let page =
+                    unmounted_page(gateway, zone, limits::PAGE_MAX, &cursor, context).await?;
                 names.extend(
                     page.agents
                         .iter()
@@ -411,7 +422,7 @@ pub async fn list_agent_roster(
         let limit = limit_arg(args)?;
         let after = string_arg(args, "cursor")?;
         if let Some(zone) = zone.as_ref().filter(|zone| !mounted_covers(gateway, zone)) {
-            let page = unmounted_page(gateway, zone, limit, after.unwrap_or("")).await?;
+            let page = unmounted_page(gateway, zone, limit, after.unwrap_or(""), context).await?;
             let agents: Vec<Value> = visible(&page.agents, context)
                 .iter()
                 .map(|a| roster_entry(a))
