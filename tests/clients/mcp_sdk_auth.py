@@ -11,14 +11,17 @@ Checks:
   - calling a `--forbidden` tool (seen, not callable) fails (HTTP 403 insufficient_scope), and
     a `--visible` call with `--task` answers.
 
-The SDK's OAuth client flow (OAuthClientProvider: discovery, dynamic registration,
-authorization code with PKCE) needs an authorization server, which this test does not run;
-the bearer token comes from the caller.
+With `--oauth` the token is not given: the SDK's own OAuth client (OAuthClientProvider) gets
+one, from the 401 challenge on: the protected-resource metadata, the authorization server's
+metadata (RFC 8414), dynamic client registration, the authorization code with PKCE (the
+"browser" is this script following the authorization endpoint's redirect) and the token
+exchange, against the small authorization server the Rust test runs; then the same session
+checks run with the token it got.
 
 Output: `PASS <check>` / `FAIL <check>: <why>` lines, one `RESULT <json>` line, and exit status
 0 only when no check failed.
 
-usage: python mcp_sdk_auth.py --url http://127.0.0.1:PORT/mcp --token TOKEN
+usage: python mcp_sdk_auth.py --url http://127.0.0.1:PORT/mcp (--token TOKEN | --oauth)
          --visible TOOL... --hidden TOOL... --forbidden TOOL --call TOOL --task TEXT
 """
 
@@ -27,6 +30,8 @@ import json
 import sys
 import traceback
 from importlib.metadata import version
+
+from urllib.parse import parse_qs, urlparse
 
 import anyio
 import httpx2
@@ -98,11 +103,70 @@ async def without_token(url):
     return document
 
 
+class MemoryStorage:
+    """The SDK's TokenStorage, in memory."""
+
+    def __init__(self):
+        self.tokens = None
+        self.client_info = None
+
+    async def get_tokens(self):
+        return self.tokens
+
+    async def set_tokens(self, tokens):
+        self.tokens = tokens
+
+    async def get_client_info(self):
+        return self.client_info
+
+    async def set_client_info(self, client_info):
+        self.client_info = client_info
+
+
+def oauth_provider(url, storage):
+    """The SDK's OAuth client; the user's browser is this script following the redirect."""
+    from mcp.client.auth import OAuthClientProvider
+    from mcp.shared.auth import AuthorizationCodeResult, OAuthClientMetadata
+
+    redirected = {}
+
+    async def redirect_handler(authorization_url):
+        async with httpx2.AsyncClient() as http:
+            answer = await http.get(authorization_url)
+        location = answer.headers.get("location", "")
+        query = parse_qs(urlparse(location).query)
+        redirected["code"] = query.get("code", [""])[0]
+        redirected["state"] = query.get("state", [None])[0]
+        print(f"NOTE authorization endpoint answered {answer.status_code}", flush=True)
+
+    async def callback_handler():
+        return AuthorizationCodeResult(code=redirected["code"], state=redirected["state"])
+
+    metadata = OAuthClientMetadata(
+        client_name="aop-interop",
+        redirect_uris=["http://127.0.0.1:9/callback"],
+        token_endpoint_auth_method="none",
+    )
+    return OAuthClientProvider(
+        server_url=url,
+        client_metadata=metadata,
+        storage=storage,
+        redirect_handler=redirect_handler,
+        callback_handler=callback_handler,
+    )
+
+
 async def with_token(args):
-    headers = {"Authorization": f"Bearer {args.token}"}
+    storage = None
+    if args.oauth:
+        storage = MemoryStorage()
+        client = lambda: httpx2.AsyncClient(auth=oauth_provider(args.url, storage))  # noqa: E731
+    else:
+        headers = {"Authorization": f"Bearer {args.token}"}
+        client = lambda: httpx2.AsyncClient(headers=headers)  # noqa: E731
     names = []
     called = None
-    async with httpx2.AsyncClient(headers=headers) as http:
+    async with client() as http:
         async with streamable_http_client(args.url, http_client=http) as (read, write, *_):
             async with ClientSession(read, write) as session:
                 with anyio.fail_after(30):
@@ -127,10 +191,14 @@ async def with_token(args):
                         block.text for block in result.content if getattr(block, "type", "") == "text"
                     )
                     check("call-visible", not result.is_error, called)
+    if args.oauth:
+        check("oauth-token", storage.tokens is not None, "the SDK stored no token")
+        headers = {"Authorization": f"Bearer {storage.tokens.access_token}"}
+        client = lambda: httpx2.AsyncClient(headers=headers)  # noqa: E731
     if args.forbidden:
         # A fresh session: the refused request may end the SDK's session.
         try:
-            async with httpx2.AsyncClient(headers=headers) as http:
+            async with client() as http:
                 async with streamable_http_client(args.url, http_client=http) as (read, write, *_):
                     async with ClientSession(read, write) as session:
                         with anyio.fail_after(30):
@@ -147,7 +215,9 @@ async def with_token(args):
 async def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--url", required=True)
-    parser.add_argument("--token", required=True)
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument("--token")
+    group.add_argument("--oauth", action="store_true")
     parser.add_argument("--visible", nargs="*", default=[])
     parser.add_argument("--hidden", nargs="*", default=[])
     parser.add_argument("--forbidden", default="")
