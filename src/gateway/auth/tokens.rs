@@ -169,8 +169,9 @@ impl TokenVerifier {
 
 impl JwtVerifier {
     async fn verify(&self, token: &str) -> Result<Verified, InvalidToken> {
+        // The parse error itself is not passed on: it may quote the token's contents.
         let header = jsonwebtoken::decode_header(token)
-            .map_err(|error| InvalidToken(format!("malformed JWT header: {error}")))?;
+            .map_err(|_| InvalidToken("the token's JWT header cannot be read".into()))?;
         let Some(validation) = self.validations.get(&header.alg) else {
             return Err(InvalidToken(format!(
                 "the token is signed with {:?}, which this gateway does not accept (accepted: {})",
@@ -192,7 +193,8 @@ impl JwtVerifier {
         let key = keys.find(kid, header.alg).map_err(|_| {
             InvalidToken(match kid {
                 Some(kid) => format!(
-                    "the token's key {kid:?} is not among the issuer's keys for {:?}",
+                    "the token's key {:?} is not among the issuer's keys for {:?}",
+                    kid.chars().take(64).collect::<String>(),
                     header.alg
                 ),
                 None => format!(
@@ -261,7 +263,9 @@ fn describe(error: &jsonwebtoken::errors::Error, issuer: &str) -> String {
         }
         ErrorKind::MissingRequiredClaim(claim) => format!("the token has no {claim} claim"),
         ErrorKind::InvalidAlgorithm => "the token's algorithm does not fit its key".into(),
-        other => format!("the token cannot be read: {other:?}"),
+        ErrorKind::Json(_) => "the token's claims are not the JSON this gateway reads (sub, iss and scope are strings, aud a string or a list of strings, exp and nbf numbers)".into(),
+        // Base64, UTF-8 and the rest: parse errors may quote the token, so none is passed on.
+        _ => "the token cannot be read (not base64url-encoded JSON)".into(),
     }
 }
 
