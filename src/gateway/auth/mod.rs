@@ -110,11 +110,6 @@ impl Authorizer {
         }))
     }
 
-    /// The verifier alone (the benchmark times it).
-    pub fn verifier(&self) -> &TokenVerifier {
-        &self.verifier
-    }
-
     /// One request of `subject`, or how long to wait.
     pub fn take_caller(&self, subject: &str) -> Result<(), Duration> {
         self.per_caller
