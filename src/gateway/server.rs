@@ -123,9 +123,11 @@ impl ServerHandler for GatewayServer {
             }
             end += 1;
         }
+        // The cursor is the last tool returned, never a hidden one scanned past (a page that
+        // is full holds agent tools: the meta tools alone do not fill one).
         let more = agent_tools[end..].iter().any(visible);
         let next = more
-            .then(|| end.checked_sub(1).map(|last| &agent_tools[last]))
+            .then(|| page.last())
             .flatten()
             .map(|last| format!("{CURSOR_PREFIX}{}", last.name));
         let mut result = ListToolsResult::with_all_items(page).with_ttl_ms(mounted.ttl_ms());
