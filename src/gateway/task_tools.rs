@@ -241,13 +241,13 @@ pub async fn set_agent_paused(
 ) -> CallToolResult {
     let run = async {
         let text = required_string_arg(args, "agent_name", "the agent's name or tool name")?;
-        let (agent, tool_name) = match gateway.tasks().queue_named(text) {
-            Some(name) if context.sees(&name) => (name, None),
-            Some(_) => {
-                return Err(TaskToolError::Queue(TaskError::NoQueue {
-                    agent: text.to_string(),
-                }));
-            }
+        // A hidden agent's queue is looked for as an agent, which answers as nonexistent.
+        let queue = gateway
+            .tasks()
+            .queue_named(text)
+            .filter(|name| context.sees(name));
+        let (agent, tool_name) = match queue {
+            Some(name) => (name, None),
             None => {
                 let agent = known_agent(gateway, text, context).await?;
                 (agent.name.clone(), Some(agent_tool_name(&agent)))

@@ -490,7 +490,17 @@ async fn a_caller_sees_only_what_its_policy_allows_and_the_rest_does_not_exist()
     assert_eq!(info["server_info"]["total_agents"], json!(2), "{info}");
 
     // The recruiter behaves exactly as an agent that does not exist, in every tool.
-    let pairs: [(&str, Value, Value); 6] = [
+    // Bob gives the recruiter a queue, so a hidden queue exists too.
+    let queued = structured(
+        &call(
+            &bob,
+            "pause_agent_queue",
+            json!({"agent_name": "recruiter.hr.acme"}),
+        )
+        .await,
+    );
+    assert_eq!(queued["success"], json!(true), "{queued}");
+    let pairs: [(&str, Value, Value); 8] = [
         (
             "get_agent_details",
             json!({"agent_name": "recruiter.hr.acme"}),
@@ -520,6 +530,16 @@ async fn a_caller_sees_only_what_its_policy_allows_and_the_rest_does_not_exist()
             "get_queue_stats",
             json!({"agent_name": "recruiter.hr.acme"}),
             json!({"agent_name": "ghost.hr.acme"}),
+        ),
+        (
+            "resume_agent_queue",
+            json!({"agent_name": "recruiter.hr.acme"}),
+            json!({"agent_name": "ghost.hr.acme"}),
+        ),
+        (
+            "get_task_status",
+            json!({"agent_name": "recruiter.hr.acme", "task_id": "t-1"}),
+            json!({"agent_name": "ghost.hr.acme", "task_id": "t-1"}),
         ),
     ];
     for (tool, hidden, ghost) in pairs {
