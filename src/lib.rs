@@ -41,7 +41,8 @@
 //!
 //! - [`grpc`]: the `aop.v1` gRPC service, server and typed client; the core's peers over gRPC.
 //! - [`dns`]: the same zones over UDP and TCP DNS (hickory-proto wire types).
-//! - [`gateway`]: the MCP gateway for LLM hosts; [`mcp`]: MCP serving and client plumbing;
+//! - [`gateway`]: the MCP gateway for LLM hosts (with `--auth`, an OAuth 2.1 resource server:
+//!   `gateway::auth`); [`mcp`]: MCP serving and client plumbing;
 //!   [`agent`]: built-in demo agents.
 //! - [`admin`]: Prometheus metrics, health, readiness and the status page.
 //!

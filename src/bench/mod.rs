@@ -30,6 +30,7 @@ use crate::record::ServerAddress;
 use crate::resolver::{ResolveOptions, Resolver, ResolverConfig};
 use crate::tls::ClientTls;
 
+pub mod auth;
 pub mod call;
 pub mod register;
 pub mod search;

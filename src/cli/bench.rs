@@ -30,6 +30,20 @@ pub enum BenchCommand {
     #[command(after_help = "Example:\n  \
         aop bench search --server http://127.0.0.1:7100 --queries queries.txt --zone acme --duration 10s")]
     Search(SearchArgs),
+    /// What checking one bearer token costs the gateway with --auth: static tokens and JWTs
+    /// (ES256, EdDSA, RS256), in microseconds per check.
+    #[command(after_help = "Example:\n  aop bench auth --checks 5000")]
+    Auth(AuthArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AuthArgs {
+    /// Checks of each kind of token.
+    #[arg(long, default_value_t = 2000, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    checks: u64,
+    /// Print one JSON document on stdout.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -158,7 +172,24 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Call(args) => call(args).await,
         BenchCommand::Register(args) => register(args).await,
         BenchCommand::Search(args) => search(args).await,
+        BenchCommand::Auth(args) => auth(args).await,
     }
+}
+
+async fn auth(args: AuthArgs) -> anyhow::Result<ExitCode> {
+    let figures = bench::auth::run_auth(args.checks).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&figures)?);
+    } else {
+        println!(
+            "token checks ({} of each kind, budget 50 µs each):",
+            args.checks
+        );
+        for figure in &figures {
+            println!("  {:<10} {:>9.2} µs per check", figure.kind, figure.mean_us);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn search(args: SearchArgs) -> anyhow::Result<ExitCode> {

@@ -19,10 +19,13 @@ use aop::name::Name;
 #[command(after_help = "Examples:\n  \
     aop gateway --resolver http://127.0.0.1:7100 --listen 127.0.0.1:8000 --mount finance.acme\n  \
     aop gateway --stdio --mount finance.acme      (for desktop LLM hosts)\n  \
-    aop gateway --mount finance.acme --admin 127.0.0.1:8001   (status page and /metrics)\n\n\
+    aop gateway --mount finance.acme --admin 127.0.0.1:8001   (status page and /metrics)\n  \
+    aop gateway --mount acme --auth deploy/gateway-auth.toml   (OAuth 2.1 resource server)\n\n\
     MCP clients connect to http://ADDR/mcp. Browsers' requests need an allowed Origin \
     (default: loopback origins); with --token-file every request needs \
-    `Authorization: Bearer <token>`.")]
+    `Authorization: Bearer <token>`; with --auth every request needs a bearer token the \
+    auth file accepts (a JWT of its issuer or a static token), and each caller sees and \
+    calls what its policy allows.")]
 pub struct GatewayArgs {
     /// gRPC URL of the node that resolves names for the gateway.
     #[arg(long, value_name = "URL", value_parser = super::parse_url, default_value = super::DEFAULT_SERVER)]
@@ -41,8 +44,13 @@ pub struct GatewayArgs {
     #[arg(long = "allow-origin", value_name = "ORIGIN")]
     allow_origins: Vec<String>,
     /// File holding the bearer token every request must carry.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "auth")]
     token_file: Option<PathBuf>,
+    /// Authorization file (TOML): the gateway becomes an OAuth 2.1 resource server (JWT or
+    /// static bearer tokens, per-caller policies, rate limits, upstream credentials; see
+    /// docs/protocol.md §8.2). Not with --stdio, whose one local client needs none.
+    #[arg(long, value_name = "FILE", conflicts_with = "stdio")]
+    auth: Option<PathBuf>,
     /// Mounted zones are followed on Watch streams; this is the longest wait before a failed
     /// stream is reopened, and how often a zone is polled when its node offers no Watch.
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = super::parse_duration)]
@@ -128,6 +136,11 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
             );
         }
         config.guards.bearer_token = Some(Arc::from(token));
+    }
+    if let Some(path) = &args.auth {
+        let auth = gateway::auth::config::AuthConfig::load(path)?;
+        let authorizer = gateway::auth::Authorizer::new(auth, aop::clock::system()).await?;
+        config.auth = Some(authorizer);
     }
     // Bound before the gateway starts, so a taken port fails the command at once.
     let admin = match args.admin {

@@ -44,6 +44,36 @@ pub struct CallContext {
     pub progress: Option<(ProgressToken, Peer<RoleServer>)>,
     /// Cancelled when the caller cancels its request.
     pub cancel: CancellationToken,
+    /// The authenticated caller (`--auth`); `None`: no authorization, everything allowed.
+    pub caller: Option<Arc<crate::gateway::auth::Caller>>,
+}
+
+impl CallContext {
+    /// Whether the caller may see `name` (an agent it may not see does not exist for it).
+    pub fn sees(&self, name: &crate::name::Name) -> bool {
+        self.caller.as_ref().is_none_or(|caller| caller.sees(name))
+    }
+
+    /// Whether the caller may call `name`.
+    pub fn may_call(&self, name: &crate::name::Name) -> bool {
+        self.caller
+            .as_ref()
+            .is_none_or(|caller| caller.may_call(name))
+    }
+
+    /// Whether anything at or below `zone` may be seen.
+    pub fn sees_into(&self, zone: &crate::name::Name) -> bool {
+        self.caller
+            .as_ref()
+            .is_none_or(|caller| caller.policy.sees_into(zone))
+    }
+
+    /// Who submits tasks, for idempotency keys: the caller's subject, or `anonymous`.
+    pub fn subject(&self) -> &str {
+        self.caller
+            .as_ref()
+            .map_or("anonymous", |caller| caller.subject.as_str())
+    }
 }
 
 /// Backoff between attempts.

@@ -30,6 +30,10 @@ pub enum GatewayError {
     },
     #[error("no such agent: {name} ({outcome})")]
     NoSuchAgent { name: Name, outcome: &'static str },
+    /// An agent the caller sees but may not call, reached where the HTTP layer could not
+    /// refuse it with 403 first (through an alias, or as a `route_task` candidate).
+    #[error("Forbidden: this caller may not call agent {agent} (not in its policy's call list)")]
+    NotAllowed { agent: Name },
     #[error("cannot resolve {name}: {reason}")]
     Resolve { name: Name, reason: String },
     #[error("invalid arguments for {agent}: {}", problems.join("; "))]
@@ -125,6 +129,7 @@ impl GatewayError {
             GatewayError::SearchFailed { .. } => "search_failed",
             GatewayError::BreakersOpen { .. } => "breakers_open",
             GatewayError::NoSuchAgent { .. } => "no_such_agent",
+            GatewayError::NotAllowed { .. } => "forbidden",
             GatewayError::Resolve { .. } => "resolve_failed",
             GatewayError::InvalidArguments { .. } => "invalid_arguments",
             GatewayError::NoEndpoints { .. } => "no_endpoints",

@@ -14,6 +14,7 @@ use rmcp::model::{CallToolResult, JsonObject};
 use serde_json::{Value, json};
 
 use super::args::{limit_arg, required_string_arg, string_arg, strings_arg, timeout_ms_arg};
+use super::call::CallContext;
 use super::directory::Mounted;
 use super::error::GatewayError;
 use super::shapes::{NAMES, agent_info, answer, discovery_info, endpoint_health, failure};
@@ -53,12 +54,22 @@ const UNMOUNTED_PAGE_TIMEOUT: std::time::Duration = std::time::Duration::from_se
 
 /// One page of a zone the gateway does not mount, asked of the resolver node, which finds
 /// the zone's servers (recursion) like any lookup.
+///
+/// With `--auth`, a zone the caller may see nothing in is not asked for: it is an unknown
+/// zone for that caller.
 async fn unmounted_page(
     gateway: &Gateway,
     zone: &Name,
     limit: usize,
     after: &str,
+    context: &CallContext,
 ) -> Result<crate::grpc::client::AgentPage, GatewayError> {
+    if !context.sees_into(zone) {
+        return Err(GatewayError::UnknownZone {
+            zone: zone.clone(),
+            reason: "not found".into(),
+        });
+    }
     let page_size = u32::try_from(limit.min(limits::PAGE_MAX)).unwrap_or(1);
     gateway
         .resolver_client()
@@ -106,11 +117,20 @@ pub fn mounts_list(gateway: &Gateway) -> String {
 /// The agents at or below `zone` (or all mounted ones), in name order. A mounted zone the
 /// answer depends on that has never loaded is an error naming the resolver (its agents are
 /// unknown, not absent), and so is a `zone` under which the mounted zones hold nothing.
+///
+/// A `zone` the caller may see nothing in is answered as a zone that holds nothing.
 fn agents_below(
     gateway: &Gateway,
     mounted: &Mounted,
     zone: Option<&Name>,
+    context: &CallContext,
 ) -> Result<Vec<Arc<Agent>>, GatewayError> {
+    if let Some(zone) = zone.filter(|zone| !context.sees_into(zone)) {
+        return Err(GatewayError::NoSuchZone {
+            zone: zone.clone(),
+            mounts: mounts_list(gateway),
+        });
+    }
     for mount in mounted.zones.values() {
         let relevant = zone.is_none_or(|zone| {
             zone.is_at_or_below(&mount.origin) || mount.origin.is_at_or_below(zone)
@@ -168,6 +188,12 @@ fn page_after<'a>(
     (page, next)
 }
 
+/// Finds a mounted agent the caller may see (by FQDN or tool name): one it may not see is
+/// not found, exactly as one that does not exist.
+pub fn find_visible(gateway: &Gateway, text: &str, context: &CallContext) -> Option<Arc<Agent>> {
+    find_mounted(gateway, text).filter(|agent| context.sees(&agent.name))
+}
+
 /// Finds a mounted agent by FQDN (with or without a trailing dot) or tool name.
 pub fn find_mounted(gateway: &Gateway, text: &str) -> Option<Arc<Agent>> {
     let mounted = gateway.directory().current();
@@ -178,32 +204,56 @@ pub fn find_mounted(gateway: &Gateway, text: &str) -> Option<Arc<Agent>> {
     mounted.listing.by_name.get(&name).cloned()
 }
 
-pub async fn discover_agents(gateway: &Gateway, args: &JsonObject) -> CallToolResult {
+/// The agents of a zone's page the caller may see.
+fn visible(agents: &[Arc<Agent>], context: &CallContext) -> Vec<Arc<Agent>> {
+    agents
+        .iter()
+        .filter(|agent| context.sees(&agent.name))
+        .cloned()
+        .collect()
+}
+
+pub async fn discover_agents(
+    gateway: &Gateway,
+    args: &JsonObject,
+    context: &CallContext,
+) -> CallToolResult {
     let run = async || -> Result<Value, GatewayError> {
         if let Some(name) = string_arg(args, "agent_name")? {
-            let agent = find_mounted(gateway, name).ok_or_else(|| GatewayError::BadRequest {
-                field: "agent_name",
-                reason: format!(
-                    "Agent '{name}' not found in the mounted zones ({})",
-                    mounts_list(gateway)
-                ),
-            })?;
+            let agent =
+                find_visible(gateway, name, context).ok_or_else(|| GatewayError::BadRequest {
+                    field: "agent_name",
+                    reason: format!(
+                        "Agent '{name}' not found in the mounted zones ({})",
+                        mounts_list(gateway)
+                    ),
+                })?;
             return Ok(json!({"success": true, "agents": [discovery_info(&agent)]}));
         }
         let zone = zone_arg(args)?;
         let limit = limit_arg(args)?;
         let after = string_arg(args, "cursor")?;
         if let Some(zone) = zone.as_ref().filter(|zone| !mounted_covers(gateway, zone)) {
-            let page = unmounted_page(gateway, zone, limit, after.unwrap_or("")).await?;
-            let agents: Vec<Value> = page.agents.iter().map(|a| discovery_info(a)).collect();
+            let page = unmounted_page(gateway, zone, limit, after.unwrap_or(""), context).await?;
+            let seen = visible(&page.agents, context);
+            let total = if context.caller.is_some() {
+                // The zone's own count would tell a caller how many agents it cannot see.
+                seen.len() as _
+            } else {
+                page.total
+            };
+            let agents: Vec<Value> = seen.iter().map(|a| discovery_info(a)).collect();
             let next = (!page.next_cursor.is_empty()).then_some(page.next_cursor);
             return Ok(json!({
-                "success": true, "agents": agents, "total_count": page.total,
+                "success": true, "agents": agents, "total_count": total,
                 "next_cursor": next, "zone_serial": page.zone_serial, "mounted": false,
             }));
         }
         let mounted = gateway.directory().current();
-        let agents = agents_below(gateway, &mounted, zone.as_ref())?;
+        let agents = visible(
+            &agents_below(gateway, &mounted, zone.as_ref(), context)?,
+            context,
+        );
         let (page, next) = page_after(&agents, after, limit);
         let page: Vec<Value> = page.iter().map(|agent| discovery_info(agent)).collect();
         Ok(
@@ -216,16 +266,21 @@ pub async fn discover_agents(gateway: &Gateway, args: &JsonObject) -> CallToolRe
     }
 }
 
-pub fn get_agent_details(gateway: &Gateway, args: &JsonObject) -> CallToolResult {
+pub fn get_agent_details(
+    gateway: &Gateway,
+    args: &JsonObject,
+    context: &CallContext,
+) -> CallToolResult {
     let run = || -> Result<Value, GatewayError> {
         let name = required_string_arg(args, "agent_name", "the agent's name or tool name")?;
-        let agent = find_mounted(gateway, name).ok_or_else(|| GatewayError::BadRequest {
-            field: "agent_name",
-            reason: format!(
-                "Agent '{name}' not found in the mounted zones ({})",
-                mounts_list(gateway)
-            ),
-        })?;
+        let agent =
+            find_visible(gateway, name, context).ok_or_else(|| GatewayError::BadRequest {
+                field: "agent_name",
+                reason: format!(
+                    "Agent '{name}' not found in the mounted zones ({})",
+                    mounts_list(gateway)
+                ),
+            })?;
         Ok(json!({
             "success": true,
             "agent_info": agent_info(&agent),
@@ -238,7 +293,11 @@ pub fn get_agent_details(gateway: &Gateway, args: &JsonObject) -> CallToolResult
     }
 }
 
-pub fn get_agents_info(gateway: &Gateway, args: &JsonObject) -> CallToolResult {
+pub fn get_agents_info(
+    gateway: &Gateway,
+    args: &JsonObject,
+    context: &CallContext,
+) -> CallToolResult {
     let run = || -> Result<Value, GatewayError> {
         let names = strings_arg(args, "agent_names")?.unwrap_or_default();
         if names.is_empty() {
@@ -260,7 +319,7 @@ pub fn get_agents_info(gateway: &Gateway, args: &JsonObject) -> CallToolResult {
         let mut found = Vec::new();
         let mut not_found = Vec::new();
         for name in &names {
-            match find_mounted(gateway, name) {
+            match find_visible(gateway, name, context) {
                 Some(agent) => found.push(json!({
                     "agent_name": agent.name.to_string(),
                     "agent_info": agent_info(&agent),
@@ -283,19 +342,35 @@ pub fn get_agents_info(gateway: &Gateway, args: &JsonObject) -> CallToolResult {
     }
 }
 
-pub async fn list_agents(gateway: &Gateway, args: &JsonObject) -> CallToolResult {
+pub async fn list_agents(
+    gateway: &Gateway,
+    args: &JsonObject,
+    context: &CallContext,
+) -> CallToolResult {
     let run = async || -> Result<Value, GatewayError> {
         let zone = zone_arg(args)?;
         if let Some(zone) = zone.as_ref().filter(|zone| !mounted_covers(gateway, zone)) {
             let mut names: Vec<String> = Vec::new();
             let mut cursor = String::new();
             let total = loop {
-                let page = unmounted_page(gateway, zone, limits::PAGE_MAX, &cursor).await?;
-                names.extend(page.agents.iter().map(|agent| agent.name.to_string()));
+                let page =
+                    unmounted_page(gateway, zone, limits::PAGE_MAX, &cursor, context).await?;
+                names.extend(
+                    page.agents
+                        .iter()
+                        .filter(|agent| context.sees(&agent.name))
+                        .map(|agent| agent.name.to_string()),
+                );
                 cursor = page.next_cursor;
                 if cursor.is_empty() || names.len() >= UNMOUNTED_LIST_MAX {
                     break page.total;
                 }
+            };
+            // The zone's own count would tell a caller how many agents it cannot see.
+            let total = if context.caller.is_some() {
+                names.len() as _
+            } else {
+                total
             };
             let mut answer = json!({"success": true, "total_count": total, "agent_names": names});
             if !cursor.is_empty() {
@@ -309,8 +384,9 @@ pub async fn list_agents(gateway: &Gateway, args: &JsonObject) -> CallToolResult
             return Ok(answer);
         }
         let mounted = gateway.directory().current();
-        let names: Vec<String> = agents_below(gateway, &mounted, zone.as_ref())?
+        let names: Vec<String> = agents_below(gateway, &mounted, zone.as_ref(), context)?
             .iter()
+            .filter(|agent| context.sees(&agent.name))
             .map(|agent| agent.name.to_string())
             .collect();
         Ok(json!({"success": true, "total_count": names.len(), "agent_names": names}))
@@ -336,14 +412,21 @@ fn roster_entry(agent: &Agent) -> Value {
 /// `list_agent_roster` (docs/protocol.md §10.2): a page of light entries in name order. The
 /// cursor is the last name returned, so a page starts after it whatever came or went since:
 /// an agent present from the first page to the last is listed exactly once.
-pub async fn list_agent_roster(gateway: &Gateway, args: &JsonObject) -> CallToolResult {
+pub async fn list_agent_roster(
+    gateway: &Gateway,
+    args: &JsonObject,
+    context: &CallContext,
+) -> CallToolResult {
     let run = async || -> Result<Value, GatewayError> {
         let zone = zone_arg(args)?;
         let limit = limit_arg(args)?;
         let after = string_arg(args, "cursor")?;
         if let Some(zone) = zone.as_ref().filter(|zone| !mounted_covers(gateway, zone)) {
-            let page = unmounted_page(gateway, zone, limit, after.unwrap_or("")).await?;
-            let agents: Vec<Value> = page.agents.iter().map(|a| roster_entry(a)).collect();
+            let page = unmounted_page(gateway, zone, limit, after.unwrap_or(""), context).await?;
+            let agents: Vec<Value> = visible(&page.agents, context)
+                .iter()
+                .map(|a| roster_entry(a))
+                .collect();
             let mut answer = json!({"success": true, "agents": agents});
             if !page.next_cursor.is_empty() {
                 answer["next_cursor"] = json!(page.next_cursor);
@@ -351,7 +434,10 @@ pub async fn list_agent_roster(gateway: &Gateway, args: &JsonObject) -> CallTool
             return Ok(answer);
         }
         let mounted = gateway.directory().current();
-        let agents = agents_below(gateway, &mounted, zone.as_ref())?;
+        let agents = visible(
+            &agents_below(gateway, &mounted, zone.as_ref(), context)?,
+            context,
+        );
         let (page, next) = page_after(&agents, after, limit);
         let mut answer = json!({
             "success": true,
@@ -368,7 +454,8 @@ pub async fn list_agent_roster(gateway: &Gateway, args: &JsonObject) -> CallTool
     }
 }
 
-pub async fn get_server_info(gateway: &Gateway) -> CallToolResult {
+/// With `--auth`, the agents, tools and counts are those the caller may see.
+pub async fn get_server_info(gateway: &Gateway, context: &CallContext) -> CallToolResult {
     let mounted = gateway.directory().current();
     let zones: Vec<Value> = mounted
         .zones
@@ -377,12 +464,25 @@ pub async fn get_server_info(gateway: &Gateway) -> CallToolResult {
             json!({
                 "zone": zone.origin.to_string(),
                 "serial": zone.serial,
-                "agents": zone.agents.len(),
+                "agents": zone.agents.iter().filter(|agent| context.sees(&agent.name)).count(),
                 "error": zone.error,
             })
         })
         .collect();
-    let tools: Vec<&String> = mounted.listing.by_tool.keys().collect();
+    let tools: Vec<&String> = mounted
+        .listing
+        .by_tool
+        .iter()
+        .filter(|(_, agent)| context.sees(&agent.name))
+        .map(|(tool, _)| tool)
+        .collect();
+    let agent_names: Vec<String> = mounted
+        .listing
+        .by_name
+        .keys()
+        .filter(|name| context.sees(name))
+        .map(Name::to_string)
+        .collect();
     let uptime = gateway.started().elapsed().as_secs_f64();
     answer(json!({
         "success": true,
@@ -393,10 +493,10 @@ pub async fn get_server_info(gateway: &Gateway) -> CallToolResult {
             "uptime_seconds": uptime,
             "resolver": gateway.config().resolver_url,
             "mounted_zones": zones,
-            "total_agents": mounted.listing.by_name.len(),
+            "total_agents": agent_names.len(),
             "total_tools": tools.len() + NAMES.len(),
             "tools": tools,
-            "agent_names": mounted.listing.by_name.keys().map(Name::to_string).collect::<Vec<_>>(),
+            "agent_names": agent_names,
             "cache": gateway.names().stats(),
             "sessions": gateway.sessions().stats(),
             "open_breakers": gateway.breakers().open_endpoints().into_iter()
@@ -405,7 +505,13 @@ pub async fn get_server_info(gateway: &Gateway) -> CallToolResult {
     }))
 }
 
-pub async fn resolve_agent(gateway: &Gateway, args: &JsonObject) -> CallToolResult {
+/// An agent the caller may not see (asked for by its name, or reached through an alias) is
+/// answered as a name that does not exist.
+pub async fn resolve_agent(
+    gateway: &Gateway,
+    args: &JsonObject,
+    context: &CallContext,
+) -> CallToolResult {
     let run = async {
         let text =
             required_string_arg(args, "name", "the agent's name, like analyst.finance.acme")?;
@@ -413,9 +519,19 @@ pub async fn resolve_agent(gateway: &Gateway, args: &JsonObject) -> CallToolResu
             field: "name",
             reason: error.to_string(),
         })?;
+        let hidden = || GatewayError::NoSuchAgent {
+            name: name.clone(),
+            outcome: crate::answer::Outcome::NxDomain.word(),
+        };
+        if !context.sees(&name) {
+            return Err(hidden());
+        }
         let resolution = gateway.names().resolve(&name).await?;
         let answer = &resolution.answer;
         let agent = resolution.agent()?;
+        if !context.sees(&agent.name) {
+            return Err(hidden());
+        }
         Ok::<Value, GatewayError>(json!({
             "success": true,
             "name": answer.name.to_string(),

@@ -18,11 +18,17 @@
 //! that declare the MCP tasks extension (`io.modelcontextprotocol/tasks`) get agent tool calls
 //! as tasks on those queues ([`mcp_tasks`]: `tasks/get`, `tasks/update`, `tasks/cancel`).
 //!
+//! With `--auth` ([`auth`], docs/protocol.md §8.2) the gateway is an OAuth 2.1 resource
+//! server: every request carries a bearer token, each caller sees and calls what its policy
+//! allows, rate limits apply per caller and per agent, and agents get the operator's
+//! upstream credentials, never the caller's token.
+//!
 //! The gateway talks to the registry only through a resolver node's gRPC door (`--resolver`):
 //! `Resolve` for calls, `GetZone`/`ListAgents` (recursive, so any zone in the tree) for the
 //! mounted zones.
 
 pub mod args;
+pub mod auth;
 pub mod breaker;
 pub mod call;
 pub mod directory;
@@ -117,8 +123,15 @@ pub async fn start(
     config: GatewayConfig,
     listener: TcpListener,
 ) -> Result<GatewayHandle, GatewayStartError> {
-    let guards = config.guards.clone();
+    let mut guards = config.guards.clone();
+    let authorizer = config.auth.clone();
     let gateway = Gateway::new(config, clock::system())?;
+    if let Some(authorizer) = authorizer {
+        guards.auth = Some(http::SharedAuth(Arc::new(auth::http::GatewayAuth {
+            authorizer,
+            gateway: Arc::clone(&gateway),
+        })));
+    }
     let shutdown = CancellationToken::new();
     let mut tasks = start_tasks(&gateway, &shutdown).await;
     tasks.push(crate::sys::trim_memory_periodically(shutdown.child_token()));

@@ -8,7 +8,8 @@
 //! name.
 //!
 //! `route_task` is the seed's "dynamic task delegation": the task's words are the query; the
-//! candidates are tried best first, skipping agents whose every endpoint's breaker is open,
+//! candidates are tried best first, skipping agents whose every endpoint's breaker is open
+//! (and, with `--auth`, agents the caller may not call or whose rate limit is spent),
 //! and the first that succeeds answers. A failure (no endpoint answered, a business error,
 //! arguments its schema refuses) moves on to the next candidate.
 
@@ -57,7 +58,14 @@ struct Search {
 /// Searches every scope through the resolver node, in parallel, and merges the answers.
 /// When no scope answered at all (a zone that does not exist, the resolver unreachable),
 /// the search failed: an empty list would tell the caller there are no such agents.
-async fn search(gateway: &Gateway, wanted: &Search) -> Result<Found, GatewayError> {
+///
+/// With `--auth`, hits the caller may not see are left out, and the total is what is left
+/// (the federation's count would tell it how many it cannot see).
+async fn search(
+    gateway: &Gateway,
+    wanted: &Search,
+    context: &CallContext,
+) -> Result<Found, GatewayError> {
     let scopes: Vec<Name> = match &wanted.zone {
         Some(zone) => vec![zone.clone()],
         None => outermost(gateway.directory().mounts()),
@@ -104,7 +112,11 @@ async fn search(gateway: &Gateway, wanted: &Search) -> Result<Found, GatewayErro
         .into_iter()
         .map(|missed| (missed.zone, missed.reason))
         .collect();
-    let merged = search::merge(parts, wanted.limit);
+    let mut merged = search::merge(parts, wanted.limit);
+    if context.caller.is_some() {
+        merged.hits.retain(|hit| context.sees(&hit.agent.name));
+        merged.total_matches = merged.hits.len() as u64;
+    }
     Ok(Found {
         terms,
         hits: merged.hits,
@@ -144,7 +156,11 @@ fn matches_fields(hit: &Hit, fields: &[String], terms: &[String]) -> bool {
     terms.iter().any(|term| found.contains(term))
 }
 
-pub async fn search_agents(gateway: &Gateway, args: &JsonObject) -> CallToolResult {
+pub async fn search_agents(
+    gateway: &Gateway,
+    args: &JsonObject,
+    context: &CallContext,
+) -> CallToolResult {
     let run = async {
         let query = string_arg(args, "query")?
             .unwrap_or_default()
@@ -172,7 +188,7 @@ pub async fn search_agents(gateway: &Gateway, args: &JsonObject) -> CallToolResu
             capabilities,
             limit: limit_arg(args)?,
         };
-        let found = search(gateway, &wanted).await?;
+        let found = search(gateway, &wanted, context).await?;
         let terms = &found.terms;
         let restricted = fields.len() < SEARCH_FIELDS.len() && !terms.is_empty();
         let mounted = gateway.directory().current();
@@ -243,7 +259,7 @@ pub async fn route_task(
             capabilities: strings_arg(args, "capabilities")?.unwrap_or_default(),
             limit: ROUTE_CANDIDATES,
         };
-        Ok((task, timeout_ms, search(gateway, &wanted).await?))
+        Ok((task, timeout_ms, search(gateway, &wanted, context).await?))
     };
     let (task, timeout_ms, found) = match run.await {
         Ok(found) => found,
@@ -256,6 +272,19 @@ pub async fn route_task(
         .collect();
     let mut tried = Vec::new();
     for hit in &found.hits {
+        // With `--auth`: candidates the caller may not call, or whose rate limit is spent,
+        // are skipped (docs/protocol.md §8.2).
+        if !context.may_call(&hit.agent.name) {
+            tried.push(json!({"agent": hit.agent.name.to_string(), "error": "skipped: not in this caller's call list"}));
+            continue;
+        }
+        if context.caller.is_some()
+            && let Some(auth) = &gateway.config().auth
+            && auth.take_agent(&hit.agent.name).is_err()
+        {
+            tried.push(json!({"agent": hit.agent.name.to_string(), "error": "skipped: over the agent's rate limit"}));
+            continue;
+        }
         if all_breakers_open(gateway, hit) {
             tried.push(json!({"agent": hit.agent.name.to_string(), "error": "skipped: every endpoint's circuit breaker is open"}));
             continue;

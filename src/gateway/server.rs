@@ -20,6 +20,8 @@ use rmcp::model::{
 use rmcp::service::{NotificationContext, RequestContext, SubscriptionContext};
 use rmcp::{ErrorData, RoleServer, ServerHandler};
 
+use crate::gateway::auth::Caller;
+use crate::gateway::auth::policy::Policy;
 use crate::gateway::call::CallContext;
 use crate::gateway::error::GatewayError;
 use crate::gateway::metrics::ToolKind;
@@ -124,11 +126,22 @@ impl ServerHandler for GatewayServer {
     async fn list_tools(
         &self,
         request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
         let after = page_after(request.as_ref())?;
+        let caller = self.caller_of(&context);
         let mounted = self.gateway.directory().current();
         let agent_tools = &mounted.listing.tools;
+        // With `--auth`, only the agents the caller may see (docs/protocol.md §8.2).
+        let visible = |tool: &Tool| {
+            caller.as_ref().is_none_or(|caller| {
+                mounted
+                    .listing
+                    .by_tool
+                    .get(tool.name.as_ref())
+                    .is_some_and(|agent| caller.sees(&agent.name))
+            })
+        };
         let mut page: Vec<Tool> = Vec::with_capacity(TOOLS_PAGE);
         let start = match after {
             None => {
@@ -138,10 +151,18 @@ impl ServerHandler for GatewayServer {
             // Agent tools are in tool-name order.
             Some(after) => agent_tools.partition_point(|tool| tool.name.as_ref() <= after),
         };
-        let end = agent_tools.len().min(start + (TOOLS_PAGE - page.len()));
-        page.extend(agent_tools[start..end].iter().cloned());
-        let next = (end < agent_tools.len())
-            .then(|| end.checked_sub(1).map(|last| &agent_tools[last]))
+        let mut end = start;
+        while end < agent_tools.len() && page.len() < TOOLS_PAGE {
+            if visible(&agent_tools[end]) {
+                page.push(agent_tools[end].clone());
+            }
+            end += 1;
+        }
+        // The cursor is the last tool returned, never a hidden one scanned past (a page that
+        // is full holds agent tools: the meta tools alone do not fill one).
+        let more = agent_tools[end..].iter().any(visible);
+        let next = more
+            .then(|| page.last())
             .flatten()
             .map(|last| format!("{CURSOR_PREFIX}{}", last.name));
         let mut result = ListToolsResult::with_all_items(page).with_ttl_ms(mounted.ttl_ms());
@@ -236,6 +257,26 @@ fn result_label(result: &CallToolResult, error: &'static str) -> &'static str {
 }
 
 impl GatewayServer {
+    /// The authenticated caller of a request (`--auth`): what the HTTP layer put in the
+    /// request's extensions, which rmcp hands over with the request's parts. With `--auth`
+    /// and no caller (which the HTTP layer never lets through), a caller that sees nothing.
+    fn caller_of(&self, context: &RequestContext<RoleServer>) -> Option<Arc<Caller>> {
+        let auth = self.gateway.config().auth.as_ref()?;
+        let found = context
+            .extensions
+            .get::<http::request::Parts>()
+            .and_then(|parts| parts.extensions.get::<Arc<Caller>>())
+            .cloned();
+        Some(found.unwrap_or_else(|| {
+            tracing::warn!(file = %auth.config().file.display(), "a request reached the gateway without a caller; it sees nothing");
+            Arc::new(Caller {
+                subject: "anonymous".into(),
+                scopes: Vec::new(),
+                policy: Arc::new(Policy::nothing("anonymous")),
+            })
+        }))
+    }
+
     async fn call_tool_in_span(
         &self,
         request: CallToolRequestParams,
@@ -248,6 +289,7 @@ impl GatewayServer {
                 .get_progress_token()
                 .map(|token| (token, context.peer.clone())),
             cancel: context.ct.clone(),
+            caller: self.caller_of(&context),
         };
         if let Some(result) =
             dispatch::meta_tool(&self.gateway, &request.name, &arguments, &call_context).await
@@ -255,7 +297,8 @@ impl GatewayServer {
             let outcome = result_label(&result, "error");
             return (Ok(result.into()), Some(ToolKind::Meta), outcome);
         }
-        let Some(agent) = meta::find_mounted(&self.gateway, &request.name) else {
+        // An agent the caller may not see is an unknown tool, as one that does not exist.
+        let Some(agent) = meta::find_visible(&self.gateway, &request.name, &call_context) else {
             let error = GatewayError::UnknownTool {
                 tool: request.name.to_string(),
             };

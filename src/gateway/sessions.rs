@@ -139,6 +139,9 @@ type Slot = Arc<OnceCell<Arc<AgentSession>>>;
 
 pub struct AgentSessions {
     http: reqwest::Client,
+    /// What to send as `Authorization: Bearer` to agents by URL prefix (`--auth`'s
+    /// `[[upstream_credential]]`); the longest matching prefix wins, none: no header.
+    credentials: Vec<(String, String)>,
     // std Mutex: held to find or insert a slot, never across an await.
     slots: Mutex<HashMap<String, Slot>>,
     opened: AtomicU64,
@@ -155,9 +158,25 @@ impl AgentSessions {
             .unwrap_or_else(|_| reqwest::Client::new());
         AgentSessions {
             http,
+            credentials: Vec::new(),
             slots: Mutex::new(HashMap::new()),
             opened: AtomicU64::new(0),
         }
+    }
+
+    /// Sends `bearer` to agents whose URL starts with `prefix` (the longest prefix wins).
+    pub fn with_credentials(mut self, credentials: Vec<(String, String)>) -> AgentSessions {
+        self.credentials = credentials;
+        self
+    }
+
+    /// The bearer for the agent at `url`, if a credential's prefix matches it.
+    fn credential_for(&self, url: &str) -> Option<&str> {
+        self.credentials
+            .iter()
+            .filter(|(prefix, _)| url.starts_with(prefix.as_str()))
+            .max_by_key(|(prefix, _)| prefix.len())
+            .map(|(_, bearer)| bearer.as_str())
     }
 
     fn slot(&self, url: &str) -> Slot {
@@ -199,6 +218,8 @@ impl AgentSessions {
         let mut config = StreamableHttpClientTransportConfig::with_uri(url)
             .max_concurrent_requests(CALLS_PER_SESSION);
         config.retry_config = Arc::new(backoff);
+        // Never the caller's token: only what the operator configured for this URL.
+        config.auth_header = self.credential_for(url).map(str::to_string);
         let transport = StreamableHttpClientTransport::with_client(self.http.clone(), config);
         let opening = AgentClient::default().serve(transport);
         let service = match tokio::time::timeout(CONNECT_TIMEOUT, opening).await {

@@ -43,6 +43,9 @@ pub struct GatewayConfig {
     /// What the link to an `https://` resolver trusts and presents (default: the system
     /// roots, no client certificate).
     pub resolver_tls: Option<Arc<crate::tls::ClientTls>>,
+    /// `--auth`: callers are authenticated and authorized (docs/protocol.md §8.2), and
+    /// agents get the upstream credentials it names; `None`: every caller may do everything.
+    pub auth: Option<Arc<super::auth::Authorizer>>,
 }
 
 impl GatewayConfig {
@@ -57,6 +60,7 @@ impl GatewayConfig {
             guards: HttpGuards::default(),
             tasks: TaskConfig::default(),
             resolver_tls: None,
+            auth: None,
         }
     }
 }
@@ -149,7 +153,19 @@ impl Gateway {
             peers: GrpcPeers::new(pool),
             names: NameCache::new(client, config.cache_capacity),
             caller: Caller {
-                sessions: AgentSessions::new(),
+                sessions: AgentSessions::new().with_credentials(
+                    config
+                        .auth
+                        .as_ref()
+                        .map(|auth| {
+                            auth.config()
+                                .upstream
+                                .iter()
+                                .map(|c| (c.url_prefix.clone(), c.bearer.clone()))
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                ),
                 breakers: Arc::new(Breakers::new(config.breaker, clock)),
                 validators: Validators::new(),
                 retry: config.retry,
@@ -250,8 +266,24 @@ impl Gateway {
         let span = tracing::info_span!("agent_call", agent = %name);
         let started = Instant::now();
         let call = async {
+            // An agent the caller may not see does not exist for it (docs/protocol.md §8.2).
+            let hidden = || GatewayError::NoSuchAgent {
+                name: name.clone(),
+                outcome: crate::answer::Outcome::NxDomain.word(),
+            };
+            if !context.sees(name) {
+                return Err(hidden());
+            }
             let resolution = self.names.resolve(name).await?;
             let agent = Arc::clone(resolution.agent()?);
+            if !context.sees(&agent.name) {
+                return Err(hidden());
+            }
+            if !context.may_call(&agent.name) {
+                return Err(GatewayError::NotAllowed {
+                    agent: agent.name.clone(),
+                });
+            }
             self.caller
                 .call(agent, arguments, timeout_ms, context)
                 .await

@@ -24,10 +24,6 @@ use super::tasks::{QueueStats, RunOutcome, TaskError, TaskRunner};
 use crate::name::Name;
 use crate::record::Agent;
 
-/// Who submits, for idempotency keys: every caller is anonymous until the gateway
-/// authenticates callers (then the token's subject goes here).
-const ANONYMOUS: &str = "anonymous";
-
 /// Why a task tool call failed: its arguments, or the queue.
 #[derive(Debug, thiserror::Error)]
 enum TaskToolError {
@@ -37,12 +33,22 @@ enum TaskToolError {
     Queue(#[from] TaskError),
     #[error("Agent '{agent}' not found: {reason}")]
     UnknownAgent { agent: String, reason: String },
+    /// Reached only through an alias the caller may call whose target it may not (the
+    /// HTTP layer refuses direct calls with 403).
+    #[error("Forbidden: this caller may not call agent '{agent}' (not in its policy's call list)")]
+    NotAllowed { agent: String },
 }
 
 /// An agent a task may be submitted to: a mounted one (by full name or tool name), or any
 /// agent of the federation by full name.
-async fn known_agent(gateway: &Gateway, text: &str) -> Result<Arc<Agent>, TaskToolError> {
-    if let Some(agent) = find_mounted(gateway, text) {
+///
+/// An agent the caller may not see is answered as one that does not exist.
+async fn known_agent(
+    gateway: &Gateway,
+    text: &str,
+    context: &CallContext,
+) -> Result<Arc<Agent>, TaskToolError> {
+    if let Some(agent) = find_mounted(gateway, text).filter(|agent| context.sees(&agent.name)) {
         return Ok(agent);
     }
     let unknown = |reason: String| TaskToolError::UnknownAgent {
@@ -59,26 +65,37 @@ async fn known_agent(gateway: &Gateway, text: &str) -> Result<Arc<Agent>, TaskTo
         .resolve(&name)
         .await
         .map_err(|error| unknown(error.to_string()))?;
-    resolution
+    let agent = resolution
         .agent()
         .cloned()
-        .map_err(|error| unknown(error.to_string()))
+        .map_err(|error| unknown(error.to_string()))?;
+    if !context.sees(&agent.name) || !context.sees(&name) {
+        return Err(unknown(
+            GatewayError::NoSuchAgent {
+                name,
+                outcome: crate::answer::Outcome::NxDomain.word(),
+            }
+            .to_string(),
+        ));
+    }
+    Ok(agent)
 }
 
 /// The queue `agent_name` names: a queue's full or tool name, else a mounted agent's, else
 /// the name as given (the queue then says it has none).
-fn queue_of(gateway: &Gateway, text: &str) -> Result<Name, TaskToolError> {
-    if let Some(name) = gateway.tasks().queue_named(text) {
-        return Ok(name);
+/// A queue the caller may not see is answered as one that does not exist.
+fn queue_of(gateway: &Gateway, text: &str, context: &CallContext) -> Result<Name, TaskToolError> {
+    let found = gateway
+        .tasks()
+        .queue_named(text)
+        .or_else(|| find_mounted(gateway, text).map(|agent| agent.name.clone()))
+        .or_else(|| Name::parse(text).ok());
+    match found {
+        Some(name) if context.sees(&name) => Ok(name),
+        _ => Err(TaskToolError::Queue(TaskError::NoQueue {
+            agent: Name::parse(text).map_or(text.to_string(), |name| name.to_string()),
+        })),
     }
-    if let Some(agent) = find_mounted(gateway, text) {
-        return Ok(agent.name.clone());
-    }
-    Name::parse(text).map_err(|_| {
-        TaskToolError::Queue(TaskError::NoQueue {
-            agent: text.to_string(),
-        })
-    })
 }
 
 /// `priority`: an integer from 0 to [`PRIORITY_MAX`], 0 when absent.
@@ -99,7 +116,10 @@ fn priority_arg(args: &JsonObject) -> Result<u32, GatewayError> {
     }
 }
 
-fn idempotency_arg(args: &JsonObject) -> Result<Option<IdempotencyKey>, GatewayError> {
+fn idempotency_arg(
+    args: &JsonObject,
+    caller: &str,
+) -> Result<Option<IdempotencyKey>, GatewayError> {
     let Some(key) = string_arg(args, "idempotency_key")? else {
         return Ok(None);
     };
@@ -111,7 +131,7 @@ fn idempotency_arg(args: &JsonObject) -> Result<Option<IdempotencyKey>, GatewayE
         });
     }
     Ok(Some(IdempotencyKey {
-        caller: ANONYMOUS.into(),
+        caller: caller.into(),
         key: key.to_string(),
     }))
 }
@@ -132,13 +152,25 @@ fn arguments_arg(args: &JsonObject) -> Result<JsonObject, GatewayError> {
 }
 
 /// `submit_task`: `{success, task_id}` once the task is queued (and on disk).
-pub async fn submit_task(gateway: &Gateway, args: &JsonObject) -> CallToolResult {
+///
+/// The idempotency key is the caller's (its subject with `--auth`): the same key from two
+/// callers names two tasks.
+pub async fn submit_task(
+    gateway: &Gateway,
+    args: &JsonObject,
+    context: &CallContext,
+) -> CallToolResult {
     let run = async {
         let text = required_string_arg(args, "agent_name", "the agent's name or tool name")?;
         let arguments = arguments_arg(args)?;
         let priority = priority_arg(args)?;
-        let idempotency = idempotency_arg(args)?;
-        let agent = known_agent(gateway, text).await?;
+        let idempotency = idempotency_arg(args, context.subject())?;
+        let agent = known_agent(gateway, text, context).await?;
+        if !context.may_call(&agent.name) {
+            return Err(TaskToolError::NotAllowed {
+                agent: agent.name.to_string(),
+            });
+        }
         gateway.validators().check(&agent, &arguments)?;
         let task_id = gateway
             .tasks()
@@ -171,10 +203,14 @@ fn stats_json(stats: &QueueStats) -> Value {
     serde_json::to_value(stats).unwrap_or_default()
 }
 
-pub fn get_queue_stats(gateway: &Gateway, args: &JsonObject) -> CallToolResult {
+pub fn get_queue_stats(
+    gateway: &Gateway,
+    args: &JsonObject,
+    context: &CallContext,
+) -> CallToolResult {
     let run = || {
         if let Some(text) = string_arg(args, "agent_name")? {
-            let agent = queue_of(gateway, text)?;
+            let agent = queue_of(gateway, text, context)?;
             let stats = gateway.tasks().stats(&agent)?;
             return Ok::<Value, TaskToolError>(json!({
                 "success": true,
@@ -182,7 +218,8 @@ pub fn get_queue_stats(gateway: &Gateway, args: &JsonObject) -> CallToolResult {
                 "stats": stats_json(&stats),
             }));
         }
-        let all = gateway.tasks().all_stats();
+        let mut all = gateway.tasks().all_stats();
+        all.retain(|(name, _)| context.sees(name));
         let stats: Map<String, Value> = all
             .iter()
             .map(|(name, stats)| (name.to_string(), stats_json(stats)))
@@ -201,16 +238,27 @@ pub async fn set_agent_paused(
     gateway: &Gateway,
     args: &JsonObject,
     paused: bool,
+    context: &CallContext,
 ) -> CallToolResult {
     let run = async {
         let text = required_string_arg(args, "agent_name", "the agent's name or tool name")?;
-        let (agent, tool_name) = match gateway.tasks().queue_named(text) {
+        // A hidden agent's queue is looked for as an agent, which answers as nonexistent.
+        let queue = gateway
+            .tasks()
+            .queue_named(text)
+            .filter(|name| context.sees(name));
+        let (agent, tool_name) = match queue {
             Some(name) => (name, None),
             None => {
-                let agent = known_agent(gateway, text).await?;
+                let agent = known_agent(gateway, text, context).await?;
                 (agent.name.clone(), Some(agent_tool_name(&agent)))
             }
         };
+        if !context.may_call(&agent) {
+            return Err(TaskToolError::NotAllowed {
+                agent: agent.to_string(),
+            });
+        }
         let changed = gateway
             .tasks()
             .set_paused(&agent, tool_name.as_deref(), paused)
@@ -237,10 +285,19 @@ pub async fn set_agent_paused(
     }
 }
 
-pub async fn clear_agent_queue(gateway: &Gateway, args: &JsonObject) -> CallToolResult {
+pub async fn clear_agent_queue(
+    gateway: &Gateway,
+    args: &JsonObject,
+    context: &CallContext,
+) -> CallToolResult {
     let run = async {
         let text = required_string_arg(args, "agent_name", "the agent's name or tool name")?;
-        let agent = queue_of(gateway, text)?;
+        let agent = queue_of(gateway, text, context)?;
+        if !context.may_call(&agent) {
+            return Err(TaskToolError::NotAllowed {
+                agent: agent.to_string(),
+            });
+        }
         let cleared = gateway.tasks().clear(&agent).await?;
         Ok::<Value, TaskToolError>(json!({
             "success": true,
@@ -255,11 +312,15 @@ pub async fn clear_agent_queue(gateway: &Gateway, args: &JsonObject) -> CallTool
     }
 }
 
-pub fn get_task_status(gateway: &Gateway, args: &JsonObject) -> CallToolResult {
+pub fn get_task_status(
+    gateway: &Gateway,
+    args: &JsonObject,
+    context: &CallContext,
+) -> CallToolResult {
     let run = || {
         let text = required_string_arg(args, "agent_name", "the agent's name or tool name")?;
         let task_id = required_string_arg(args, "task_id", "the task_id submit_task returned")?;
-        let agent = queue_of(gateway, text)?;
+        let agent = queue_of(gateway, text, context)?;
         let record = gateway.tasks().task(&agent, task_id)?;
         Ok::<Value, TaskToolError>(json!({"success": true, "task": record.to_json()}))
     };
@@ -269,11 +330,20 @@ pub fn get_task_status(gateway: &Gateway, args: &JsonObject) -> CallToolResult {
     }
 }
 
-pub async fn cancel_task(gateway: &Gateway, args: &JsonObject) -> CallToolResult {
+pub async fn cancel_task(
+    gateway: &Gateway,
+    args: &JsonObject,
+    context: &CallContext,
+) -> CallToolResult {
     let run = async {
         let text = required_string_arg(args, "agent_name", "the agent's name or tool name")?;
         let task_id = required_string_arg(args, "task_id", "the task_id submit_task returned")?;
-        let agent = queue_of(gateway, text)?;
+        let agent = queue_of(gateway, text, context)?;
+        if !context.may_call(&agent) {
+            return Err(TaskToolError::NotAllowed {
+                agent: agent.to_string(),
+            });
+        }
         gateway.tasks().cancel(&agent, task_id).await?;
         Ok::<Value, TaskToolError>(json!({
             "success": true,
@@ -293,11 +363,19 @@ pub async fn cancel_task(gateway: &Gateway, args: &JsonObject) -> CallToolResult
     }
 }
 
-/// `pause_all_queues` / `resume_all_queues`: every agent that has a queue.
-pub async fn set_all_paused(gateway: &Gateway, paused: bool) -> CallToolResult {
+/// `pause_all_queues` / `resume_all_queues`: every agent that has a queue (with `--auth`,
+/// every such agent the caller may call).
+pub async fn set_all_paused(
+    gateway: &Gateway,
+    paused: bool,
+    context: &CallContext,
+) -> CallToolResult {
     let mut results = Map::new();
     let mut changed_count = 0;
     for agent in gateway.tasks().agents() {
+        if !context.may_call(&agent) {
+            continue;
+        }
         match gateway.tasks().set_paused(&agent, None, paused).await {
             Ok(changed) => {
                 changed_count += usize::from(changed);
@@ -325,11 +403,16 @@ pub async fn set_all_paused(gateway: &Gateway, paused: bool) -> CallToolResult {
     answer(value)
 }
 
-pub async fn clear_all_queues(gateway: &Gateway) -> CallToolResult {
+/// `clear_all_queues`: every agent that has a queue (with `--auth`, every such agent the
+/// caller may call).
+pub async fn clear_all_queues(gateway: &Gateway, context: &CallContext) -> CallToolResult {
     let mut results = Map::new();
     let mut total = 0;
     let mut failed = Vec::new();
     for agent in gateway.tasks().agents() {
+        if !context.may_call(&agent) {
+            continue;
+        }
         match gateway.tasks().clear(&agent).await {
             Ok(cleared) => {
                 total += cleared;
@@ -361,9 +444,11 @@ impl TaskRunner for Gateway {
         cancel: CancellationToken,
     ) -> BoxFuture<'_, RunOutcome> {
         Box::pin(async move {
+            // The caller was checked when the task was submitted.
             let context = CallContext {
                 progress: None,
                 cancel,
+                caller: None,
             };
             match self.call_by_name(&agent, arguments, None, &context).await {
                 Ok(outcome) => {

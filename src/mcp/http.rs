@@ -2,8 +2,9 @@
 //!
 //! Both the built-in agents and the gateway serve MCP this way, so the body limit and checks
 //! ([`super::body`]: bad JSON, batches and non-messages are JSON-RPC errors, not rmcp's 415),
-//! Origin and Host checks (DNS-rebinding protection), the optional bearer token and graceful
-//! shutdown are written once. rmcp's `StreamableHttpService` speaks both protocol eras: the
+//! Origin and Host checks (DNS-rebinding protection), the optional bearer token, the optional
+//! authorization ([`McpAuth`], which the gateway's `--auth` plugs in) and graceful shutdown
+//! are written once. rmcp's `StreamableHttpService` speaks both protocol eras: the
 //! 2025 session era (`Mcp-Session-Id`, SSE streams) and the stateless 2026-07-28 era.
 
 use std::collections::HashMap;
@@ -17,6 +18,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::serve::ListenerExt;
+use futures::future::BoxFuture;
 use rmcp::ServerHandler;
 use rmcp::model::{ClientJsonRpcMessage, ClientRequest};
 use rmcp::transport::streamable_http_server::session::SessionId;
@@ -40,6 +42,34 @@ pub const LOOPBACK_ORIGINS: [&str; 6] = [
     "https://[::1]:*",
 ];
 
+/// Authorization of an MCP door beyond one shared bearer token: the gateway's OAuth
+/// resource server (`crate::gateway::auth`) plugs in here, so this module serves it without
+/// knowing tokens or policies.
+pub trait McpAuth: Send + Sync + 'static {
+    /// Routes served beside `/mcp` that need no token (the protected-resource metadata).
+    fn public_routes(&self) -> Router;
+    /// Every request to `/mcp`, before its body is read: the request to go on with (the
+    /// caller's identity in its extensions), or the answer that refuses it.
+    fn authenticate(&self, request: Request) -> BoxFuture<'_, Result<Request, Response>>;
+    /// The one JSON-RPC message of an authenticated POST: `None` lets it through, or the
+    /// answer that refuses it (403, 429).
+    fn authorize(
+        &self,
+        parts: &axum::http::request::Parts,
+        message: &ClientJsonRpcMessage,
+    ) -> Option<Response>;
+}
+
+/// The authorization of a door, shared by its middleware.
+#[derive(Clone)]
+pub struct SharedAuth(pub Arc<dyn McpAuth>);
+
+impl std::fmt::Debug for SharedAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SharedAuth")
+    }
+}
+
 /// How an MCP HTTP door is guarded.
 #[derive(Debug, Clone, Default)]
 pub struct HttpGuards {
@@ -53,6 +83,9 @@ pub struct HttpGuards {
     pub sessions: Option<Bounds>,
     /// A session with no traffic for this long is closed; `None`: [`SESSION_IDLE`].
     pub session_idle: Option<Duration>,
+    /// When set, every request to `/mcp` is authenticated and every tool call authorized
+    /// by it (and `bearer_token` must be unset).
+    pub auth: Option<SharedAuth>,
 }
 
 /// Sessions an MCP door keeps at once: each holds a handler, channels and buffers (tens of
@@ -167,19 +200,26 @@ where
         owners: std::sync::Mutex::new(HashMap::new()),
     });
     let service = StreamableHttpService::new(move || Ok(factory()), sessions, config);
-    let router = Router::new()
+    let auth = guards.auth.clone();
+    let mut router = Router::new()
         .nest_service("/mcp", service)
         .layer(middleware::from_fn_with_state(gate, limit_sessions))
+        .layer(middleware::from_fn_with_state(auth.clone(), authorize))
         .layer(middleware::from_fn(check_body))
         .layer(middleware::from_fn(deleted_is_ok))
         .layer(middleware::from_fn_with_state(
             guards.bearer_token.clone(),
             require_bearer,
         ))
-        .layer(middleware::from_fn_with_state(
-            (check_host, local_addr.ip()),
-            loopback_host,
-        ));
+        .layer(middleware::from_fn_with_state(auth.clone(), authenticate));
+    // Added after the layers above: the metadata needs no token.
+    if let Some(auth) = &auth {
+        router = router.merge(auth.0.public_routes());
+    }
+    let router = router.layer(middleware::from_fn_with_state(
+        (check_host, local_addr.ip()),
+        loopback_host,
+    ));
     let stop = shutdown.clone();
     // Responses go out in several writes (headers, SSE events); without TCP_NODELAY, Nagle
     // and the peer's delayed ACK add 40 ms to every call.
@@ -253,10 +293,12 @@ impl SessionGate {
 }
 
 /// What [`check_body`] found in a POST body, for the layers inside it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct CheckedBody {
     /// The message is an `initialize` request.
     initialize: bool,
+    /// The message itself (authorization reads a tool call's target from it).
+    message: Arc<ClientJsonRpcMessage>,
 }
 
 /// Reads every POST body declared JSON (bounded by the MCP body limit) and refuses, with the
@@ -282,7 +324,10 @@ async fn check_body(request: Request, next: Next) -> Response {
         ClientJsonRpcMessage::Request(request)
             if matches!(request.request, ClientRequest::InitializeRequest(_))
     );
-    parts.extensions.insert(CheckedBody { initialize });
+    parts.extensions.insert(CheckedBody {
+        initialize,
+        message: Arc::new(message),
+    });
     next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
         .await
 }
@@ -385,6 +430,39 @@ async fn loopback_host(
             (StatusCode::FORBIDDEN, refused.to_string()).into_response()
         }
     }
+}
+
+/// With [`HttpGuards::auth`], authenticates every request before anything else reads it.
+async fn authenticate(
+    State(auth): State<Option<SharedAuth>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(auth) = auth else {
+        return next.run(request).await;
+    };
+    match auth.0.authenticate(request).await {
+        Ok(request) => next.run(request).await,
+        Err(refusal) => refusal,
+    }
+}
+
+/// With [`HttpGuards::auth`], authorizes the one message of a POST (read by [`check_body`]).
+async fn authorize(
+    State(auth): State<Option<SharedAuth>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(auth) = auth else {
+        return next.run(request).await;
+    };
+    let (parts, body) = request.into_parts();
+    if let Some(checked) = parts.extensions.get::<CheckedBody>()
+        && let Some(refusal) = auth.0.authorize(&parts, &checked.message)
+    {
+        return refusal;
+    }
+    next.run(Request::from_parts(parts, body)).await
 }
 
 async fn require_bearer(

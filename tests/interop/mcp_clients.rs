@@ -11,7 +11,10 @@
 //!   AOP server needs `mcp<2`).
 //!
 //! Each test starts a node, built-in agents and a gateway in this process on free ports, and
-//! runs the Python programs in `tests/clients/` as child processes with a deadline.
+//! runs the Python programs in `tests/clients/` as child processes with a deadline. The
+//! `--auth` tests (tests/clients/mcp_sdk_auth.py) run the gateway as an OAuth resource
+//! server: once with a static token the client is given, once with the SDK's own OAuth client
+//! getting a JWT from a tiny authorization server run here (`tiny_as`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
@@ -413,6 +416,306 @@ endpoints = [{{ url = "{}", tool = "sleeper" }}]
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     gateway.shutdown().await;
+}
+
+/// A gateway with `--auth` over three agents of finance.acme: alice sees the analyst and the
+/// forecaster, may call the analyst only, and does not see the secret agent. `auth` is the
+/// auth file after its `[resource]` table (`{url}` is the gateway's URL).
+struct AuthGateway {
+    gateway: GatewayHandle,
+    url: String,
+    analyst: aop::agent::BuiltinAgent,
+    _servers: Vec<aop::mcp::http::McpHttpServer>,
+    _node: NodeHandle,
+}
+
+async fn start_auth_gateway(dir: &Path, issuer: &str, auth: &str) -> AuthGateway {
+    let (analyst, server) = agent(AgentKind::Analyst, "analyst").await;
+    let (_echo, echo_server) = agent(AgentKind::Echo, "echo").await;
+    let agents = format!(
+        r#"
+[[agent]]
+name = "analyst"
+endpoints = [{{ url = "{}", tool = "analyst" }}]
+
+[[agent]]
+name = "forecaster"
+endpoints = [{{ url = "{}", tool = "echo" }}]
+
+[[agent]]
+name = "secret"
+endpoints = [{{ url = "{}", tool = "echo" }}]
+"#,
+        server.url(),
+        echo_server.url(),
+        echo_server.url()
+    );
+    let node = start_node(&zone_text(&agents)).await;
+    let listener = free_listener().await;
+    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+    std::fs::write(
+        dir.join("auth.toml"),
+        format!(
+            r#"
+[resource]
+url = "{url}"
+authorization_servers = ["{issuer}"]
+scopes_supported = ["agents:read", "agents:call"]
+
+[[policy]]
+subject = "alice"
+see = ["analyst.finance.acme", "forecaster.finance.acme"]
+call = ["analyst.finance.acme"]
+{auth}
+"#
+        ),
+    )
+    .unwrap();
+    let auth = aop::gateway::auth::config::AuthConfig::load(&dir.join("auth.toml"))
+        .expect("the auth file");
+    let mut config = GatewayConfig::new(node.grpc_url());
+    config.mounts = vec![Name::parse("finance.acme").unwrap()];
+    config.auth = Some(
+        aop::gateway::auth::Authorizer::new(auth, aop::clock::system())
+            .await
+            .expect("the authorizer"),
+    );
+    let gateway = gateway::start(config, listener)
+        .await
+        .expect("start the gateway");
+    AuthGateway {
+        gateway,
+        url,
+        analyst,
+        _servers: vec![server, echo_server],
+        _node: node,
+    }
+}
+
+/// The checks `mcp_sdk_auth.py` makes of alice's view, with `how` (`--token T` or `--oauth`).
+async fn run_auth_client(python: &str, gateway: &AuthGateway, how: &[&str], dir: &Path) {
+    let mut args = vec!["--url", gateway.url.as_str()];
+    args.extend_from_slice(how);
+    args.extend_from_slice(&[
+        "--visible",
+        "analyst_finance_acme",
+        "forecaster_finance_acme",
+        "discover_agents",
+        "--hidden",
+        "secret_finance_acme",
+        "--forbidden",
+        "forecaster_finance_acme",
+        "--call",
+        "analyst_finance_acme",
+        "--task",
+        "1 2 3",
+    ]);
+    let output = run_python(python, &client_script("mcp_sdk_auth.py"), &args, dir).await;
+    let log = transcript(&output);
+    assert!(output.status.success(), "{log}");
+    let results = json_lines(&output, "RESULT ");
+    assert_eq!(results.len(), 1, "{log}");
+    assert_eq!(results[0]["failures"], 0, "{log}");
+    assert_eq!(
+        results[0]["metadata"]["resource"],
+        json!(gateway.url),
+        "{log}"
+    );
+    assert_eq!(gateway.analyst.calls(), 1, "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "interop stage: needs AOP_INTEROP_MCP_PYTHON (a Python with mcp==2.3.0)"]
+async fn the_official_mcp_python_sdk_meets_the_gateway_with_auth() {
+    const TOKEN: &str = "interop-alice-static-token-0123456789";
+    let python = python(MCP_PYTHON);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("alice.token"), TOKEN).unwrap();
+    let gateway = start_auth_gateway(
+        dir.path(),
+        "https://idp.example",
+        "[[static_token]]\ntoken_file = \"alice.token\"\nsubject = \"alice\"\n",
+    )
+    .await;
+    run_auth_client(&python, &gateway, &["--token", TOKEN], dir.path()).await;
+    gateway.gateway.shutdown().await;
+}
+
+/// A tiny OAuth 2.1 authorization server for one user, alice: RFC 8414 metadata, dynamic
+/// client registration (RFC 7591), the authorization endpoint (which approves at once and
+/// redirects with a code bound to the PKCE challenge), the token endpoint (which checks the
+/// verifier and issues an ES256 JWT for the requested resource) and its JWKS.
+mod tiny_as {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+
+    use axum::extract::{Form, Query, State};
+    use axum::http::{StatusCode, header};
+    use axum::response::IntoResponse;
+    use axum::routing::{get, post};
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use serde_json::{Value, json};
+    use sha2::Digest;
+
+    struct Inner {
+        issuer: String,
+        key: jsonwebtoken::EncodingKey,
+        jwks: Value,
+        /// code -> (PKCE challenge, resource asked for).
+        codes: Mutex<HashMap<String, (String, String)>>,
+        issued: std::sync::atomic::AtomicU64,
+    }
+
+    #[derive(Clone)]
+    pub struct TinyAs(Arc<Inner>);
+
+    impl TinyAs {
+        pub fn issuer(&self) -> &str {
+            &self.0.issuer
+        }
+
+        pub fn issued(&self) -> u64 {
+            self.0.issued.load(std::sync::atomic::Ordering::SeqCst)
+        }
+    }
+
+    pub async fn start() -> TinyAs {
+        let listener = crate::support::free_listener().await;
+        let issuer = format!("http://{}/as", listener.local_addr().unwrap());
+        let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let raw = pair.public_key_raw().to_vec();
+        let jwks = json!({"keys": [{
+            "kty": "EC", "crv": "P-256", "alg": "ES256", "use": "sig", "kid": "as-1",
+            "x": URL_SAFE_NO_PAD.encode(&raw[1..33]), "y": URL_SAFE_NO_PAD.encode(&raw[33..65]),
+        }]});
+        let state = TinyAs(Arc::new(Inner {
+            issuer,
+            key: jsonwebtoken::EncodingKey::from_ec_der(&pair.serialize_der()),
+            jwks,
+            codes: Mutex::new(HashMap::new()),
+            issued: std::sync::atomic::AtomicU64::new(0),
+        }));
+        let app = axum::Router::new()
+            .route("/.well-known/oauth-authorization-server/as", get(metadata))
+            .route("/.well-known/openid-configuration/as", get(metadata))
+            .route("/as/.well-known/openid-configuration", get(metadata))
+            .route("/as/register", post(register))
+            .route("/as/authorize", get(authorize))
+            .route("/as/token", post(token))
+            .route("/as/jwks.json", get(jwks_document))
+            .with_state(state.clone());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        state
+    }
+
+    async fn metadata(State(s): State<TinyAs>) -> impl IntoResponse {
+        let issuer = &s.0.issuer;
+        axum::Json(json!({
+            "issuer": issuer,
+            "authorization_endpoint": format!("{issuer}/authorize"),
+            "token_endpoint": format!("{issuer}/token"),
+            "registration_endpoint": format!("{issuer}/register"),
+            "jwks_uri": format!("{issuer}/jwks.json"),
+            "response_types_supported": ["code"],
+            "grant_types_supported": ["authorization_code", "refresh_token"],
+            "code_challenge_methods_supported": ["S256"],
+            "token_endpoint_auth_methods_supported": ["none"],
+            "scopes_supported": ["agents:read", "agents:call"],
+        }))
+    }
+
+    async fn jwks_document(State(s): State<TinyAs>) -> impl IntoResponse {
+        axum::Json(s.0.jwks.clone())
+    }
+
+    async fn register(axum::Json(mut request): axum::Json<Value>) -> impl IntoResponse {
+        request["client_id"] = json!("interop-client");
+        request["client_id_issued_at"] = json!(aop::clock::system_unix_ms() / 1000);
+        (StatusCode::CREATED, axum::Json(request))
+    }
+
+    async fn authorize(
+        State(s): State<TinyAs>,
+        Query(query): Query<HashMap<String, String>>,
+    ) -> impl IntoResponse {
+        let field = |key: &str| query.get(key).cloned().unwrap_or_default();
+        if field("code_challenge_method") != "S256" || field("code_challenge").is_empty() {
+            return (StatusCode::BAD_REQUEST, "PKCE S256 required").into_response();
+        }
+        let code = format!("code-{}", s.0.codes.lock().unwrap().len() + 1);
+        s.0.codes
+            .lock()
+            .unwrap()
+            .insert(code.clone(), (field("code_challenge"), field("resource")));
+        let location = format!(
+            "{}?code={code}&state={}",
+            field("redirect_uri"),
+            url::form_urlencoded::byte_serialize(field("state").as_bytes()).collect::<String>()
+        );
+        (StatusCode::FOUND, [(header::LOCATION, location)]).into_response()
+    }
+
+    async fn token(
+        State(s): State<TinyAs>,
+        Form(form): Form<HashMap<String, String>>,
+    ) -> impl IntoResponse {
+        let field = |key: &str| form.get(key).cloned().unwrap_or_default();
+        let Some((challenge, resource)) = s.0.codes.lock().unwrap().remove(&field("code")) else {
+            return (
+                StatusCode::BAD_REQUEST,
+                axum::Json(json!({"error": "invalid_grant"})),
+            )
+                .into_response();
+        };
+        let verified =
+            URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(field("code_verifier").as_bytes()));
+        if verified != challenge || resource.is_empty() {
+            return (
+                StatusCode::BAD_REQUEST,
+                axum::Json(json!({"error": "invalid_grant"})),
+            )
+                .into_response();
+        }
+        let now = aop::clock::system_unix_ms() / 1000;
+        let claims = json!({"iss": s.0.issuer, "aud": resource, "sub": "alice", "exp": now + 600,
+                            "iat": now, "scope": "agents:read agents:call"});
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+        header.kid = Some("as-1".into());
+        let access = jsonwebtoken::encode(&header, &claims, &s.0.key).unwrap();
+        s.0.issued.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        axum::Json(
+            json!({"access_token": access, "token_type": "Bearer", "expires_in": 600,
+                          "scope": "agents:read agents:call"}),
+        )
+        .into_response()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "interop stage: needs AOP_INTEROP_MCP_PYTHON (a Python with mcp==2.3.0)"]
+async fn the_official_mcp_python_sdk_gets_its_token_through_the_oauth_flow() {
+    let python = python(MCP_PYTHON);
+    let authorization_server = tiny_as::start().await;
+    let issuer = authorization_server.issuer().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let gateway = start_auth_gateway(
+        dir.path(),
+        &issuer,
+        &format!(
+            "[jwt]\nissuer = \"{issuer}\"\njwks_url = \"{issuer}/jwks.json\"\nalgorithms = [\"ES256\"]\nleeway_s = 5\n"
+        ),
+    )
+    .await;
+    run_auth_client(&python, &gateway, &["--oauth"], dir.path()).await;
+    assert_eq!(
+        authorization_server.issued(),
+        1,
+        "one token, issued by the flow"
+    );
+    gateway.gateway.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

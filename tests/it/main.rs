@@ -13,6 +13,7 @@ mod federation;
 mod fuzz_inputs;
 mod gateway;
 mod gateway_admin;
+mod gateway_auth;
 mod gateway_tasks;
 mod gateway_watch;
 mod health;
