@@ -370,17 +370,24 @@ pub struct Caller {
 
 impl Caller {
     /// Calls `agent` with `arguments`, within `timeout_ms` (at most the agent's own).
+    /// `marked_down` gives, when asked, the agent's endpoints that its zone's probes marked
+    /// down (which answers leave out): tried once the others failed in this call.
     pub async fn call(
         &self,
         agent: Arc<Agent>,
         arguments: JsonObject,
         timeout_ms: Option<u64>,
         context: &CallContext,
+        marked_down: &(dyn Fn() -> Vec<Endpoint> + Sync),
     ) -> Result<CallOutcome, GatewayError> {
         self.validators.check(&agent, &arguments)?;
         // Endpoints the zone's probes found down are skipped before any call fails; when
-        // every endpoint is down they are all tried (docs/protocol.md §9.1).
+        // every endpoint is down they are all tried (docs/protocol.md §9.1). A probe's
+        // verdict is a few samples, taken from the primary's host before this call: once the
+        // other endpoints failed in this call, a down one is tried before going back to one
+        // that just failed.
         let agent = crate::record::as_answered(&agent);
+        let last_resort: std::cell::OnceCell<Vec<Endpoint>> = std::cell::OnceCell::new();
         if agent.endpoints.is_empty() {
             return Err(GatewayError::NoEndpoints {
                 agent: agent.name.clone(),
@@ -420,11 +427,16 @@ impl Caller {
             // call: docs/protocol.md §9.3), before going again to one this call saw fail.
             // Otherwise a replica that just died, its breaker not yet open, would take every
             // retry while its recovered sibling waited out its breaker.
-            let fresh = choose(
-                &agent.endpoints,
-                |endpoint| permits(endpoint) && !tried.contains(&endpoint.url),
-                &[],
-            );
+            let untried = |endpoint: &Endpoint| permits(endpoint) && !tried.contains(&endpoint.url);
+            let fresh = choose(&agent.endpoints, untried, &[]).or_else(|| {
+                let down = last_resort.get_or_init(|| {
+                    marked_down()
+                        .into_iter()
+                        .filter(|e| !agent.endpoints.iter().any(|shown| shown.url == e.url))
+                        .collect()
+                });
+                choose(down, untried, &[])
+            });
             let pick = match fresh {
                 Some(endpoint) => Some(Pick::Permitted(endpoint)),
                 None => match self.early_probe(&agent, &tried, probed_early) {

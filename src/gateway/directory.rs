@@ -196,6 +196,29 @@ impl Directory {
         &self.mounts
     }
 
+    /// The endpoints of a mounted agent that its zone's probes marked down, from the zone
+    /// as the Watch stream keeps it: the resolver's answers leave them out (docs/protocol.md
+    /// §9.1), and the call path keeps them as a last resort. Empty for an agent outside the
+    /// mounts. A scan of the agent's zone: called only once a call's other endpoints failed.
+    pub fn endpoints_marked_down(&self, agent: &Name) -> Vec<crate::record::Endpoint> {
+        let current = self.current();
+        let zone = current
+            .zones
+            .values()
+            .filter(|zone| agent.is_at_or_below(&zone.origin))
+            .max_by_key(|zone| zone.origin.label_count());
+        zone.and_then(|zone| zone.agents.iter().find(|a| a.name == *agent))
+            .map(|record| {
+                record
+                    .endpoints
+                    .iter()
+                    .filter(|e| e.health.state == crate::record::HealthState::Down)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     pub fn current(&self) -> Arc<Mounted> {
         self.current.load_full()
     }

@@ -284,8 +284,9 @@ impl Gateway {
                     agent: agent.name.clone(),
                 });
             }
+            let marked_down = || self.directory.endpoints_marked_down(name);
             self.caller
-                .call(agent, arguments, timeout_ms, context)
+                .call(agent, arguments, timeout_ms, context, &marked_down)
                 .await
         };
         let result = tracing::Instrument::instrument(call, span.clone()).await;
