@@ -25,6 +25,11 @@
 # The load generator shares the machine's cores with every node: read the ratios and the cpu
 # columns along with the absolute figures.
 #
+# Fleet features, to measure what they cost a resolver's answers (run once with each):
+#   HEALTH (1): 0 starts every node with --health-probes 0; by default C probes the
+#           endpoints of its AGENTS agents (docs/protocol.md §9.1; they lead to closed ports).
+#   GOSSIP (0): 1 puts A, B, C and every R in one gossip group on loopback (§9.2), so R
+#           orders servers by membership liveness.
 # Environment: DURATION (10s), WARM (3s), AGENTS (100000), HOT (10000), ZIPF ("1.0 1.2"; empty
 # skips), SEED (1: zone contents and Zipf draws), LOAD_DEADLINE seconds (120), QUIET_WAIT
 # seconds (120: how long to wait for other work on the machine to stop before each
@@ -63,10 +68,29 @@ rm -f "$OUT"/rec-*.json "$OUT"/rec-*.cpu "$OUT"/rec-*.log "$OUT"/rec-*.err "$OUT
 source "$ROOT/bench/lib.sh"
 
 # start_node ID PORT LOG ARG...: starts `aop node` in the background; its pid in NODE_PID.
+HEALTH=${HEALTH:-1}
+GOSSIP=${GOSSIP:-0}
+GOSSIP_KEY=$OUT/rec-gossip.key
+GOSSIP_SEED=
+if [[ $GOSSIP == 1 ]]; then
+    head -c 32 /dev/urandom | base64 >"$GOSSIP_KEY"
+fi
 start_node() {
-    local id=$1 port=$2 log_file=$3
+    local id=$1 port=$2 log_file=$3 fleet=() gossip
     shift 3
-    "$AOP" --log-format json node --grpc "127.0.0.1:$port" --node-id "$id" "$@" >"$log_file" 2>&1 &
+    if [[ $HEALTH == 0 ]]; then
+        fleet+=(--health-probes 0)
+    fi
+    if [[ $GOSSIP == 1 ]]; then
+        gossip=127.0.0.1:$(free_port)
+        fleet+=(--gossip "$gossip" --gossip-key "$GOSSIP_KEY")
+        if [[ -n $GOSSIP_SEED ]]; then
+            fleet+=(--gossip-seed "$GOSSIP_SEED")
+        else
+            GOSSIP_SEED=$gossip
+        fi
+    fi
+    "$AOP" --log-format json node --grpc "127.0.0.1:$port" --node-id "$id" "${fleet[@]}" "$@" >"$log_file" 2>&1 &
     NODE_PID=$!
     PIDS+=("$NODE_PID")
 }

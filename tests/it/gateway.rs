@@ -492,17 +492,23 @@ async fn a_dead_endpoints_breaker_opens_and_calls_go_to_the_live_one() {
     gateway.shutdown().await;
 }
 
-/// docs/protocol.md §9.3: when every endpoint of an agent has its breaker open, the gateway
-/// probes the one open longest instead of failing at once, so a replica that has come back is
-/// used again at once. (The chaos run of issue 17: coder-1 back while its breaker was open,
-/// coder-2 killed, calls refused with "every endpoint: circuit breaker open" for 2 s.)
-/// Breakers stay open for an hour here: only the early probe can reach the first replica.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_recovered_replica_is_called_while_its_breaker_is_still_open() {
-    // Held but not listening: calls to it are refused until it comes back.
+/// Two replicas of analyst: the first's port held but not listening, the second an agent;
+/// a gateway whose breakers stay open for an hour (only an early probe reaches an open
+/// endpoint), called until the first replica's breaker opened.
+struct FirstReplicaOpen {
+    first_port: ReservedPort,
+    first_url: String,
+    _second_agent: aop::agent::BuiltinAgent,
+    second: aop::mcp::http::McpHttpServer,
+    _node: NodeHandle,
+    gateway: GatewayHandle,
+    client: Client,
+}
+
+async fn first_replica_open() -> FirstReplicaOpen {
     let first_port = ReservedPort::new();
     let first_url = format!("http://{}/mcp", first_port.addr());
-    let (_second_agent, second) = agent(AgentKind::Analyst, "analyst").await;
+    let (second_agent, second) = agent(AgentKind::Analyst, "analyst").await;
     let node = start_node(&zone_text(
         1,
         &analyst_zone(&[first_url.clone(), second.url()]),
@@ -528,6 +534,33 @@ async fn a_recovered_replica_is_called_while_its_breaker_is_still_open() {
             break;
         }
     }
+    FirstReplicaOpen {
+        first_port,
+        first_url,
+        _second_agent: second_agent,
+        second,
+        _node: node,
+        gateway,
+        client,
+    }
+}
+
+/// docs/protocol.md §9.3: when every endpoint of an agent has its breaker open, the gateway
+/// probes the one open longest instead of failing at once, so a replica that has come back is
+/// used again at once. (The chaos run of issue 17: coder-1 back while its breaker was open,
+/// coder-2 killed, calls refused with "every endpoint: circuit breaker open" for 2 s.)
+/// Breakers stay open for an hour here: only the early probe can reach the first replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recovered_replica_is_called_while_its_breaker_is_still_open() {
+    let FirstReplicaOpen {
+        first_port,
+        first_url,
+        second,
+        gateway,
+        client,
+        ..
+    } = first_replica_open().await;
+    let breakers = gateway.gateway.breakers();
     // The second goes away too: calls fail until its breaker opens as well.
     let second_url = second.url();
     second.shutdown().await;
@@ -571,33 +604,16 @@ async fn a_recovered_replica_is_called_while_its_breaker_is_still_open() {
 /// that has just died while its breaker is still closed.
 #[tokio::test]
 async fn a_retry_goes_to_a_recovered_replica_before_the_one_that_just_failed() {
-    let first_port = ReservedPort::new();
-    let first_url = format!("http://{}/mcp", first_port.addr());
-    let (_second_agent, second) = agent(AgentKind::Analyst, "analyst").await;
+    let FirstReplicaOpen {
+        first_port,
+        first_url,
+        second,
+        gateway,
+        client,
+        ..
+    } = first_replica_open().await;
     let second_url = second.url();
-    let node = start_node(&zone_text(
-        1,
-        &analyst_zone(&[first_url.clone(), second_url.clone()]),
-    ))
-    .await;
-    let mut config = GatewayConfig::new(node.grpc_url());
-    config.mounts = vec![Name::parse("finance.acme").unwrap()];
-    config.poll_interval = Duration::from_secs(3600);
-    config.breaker.open_for = Duration::from_secs(3600);
-    config.breaker.open_max = Duration::from_secs(3600);
-    let gateway = gateway::start(config, free_listener().await)
-        .await
-        .expect("start the gateway");
-    let client = connect(&gateway).await;
     let breakers = gateway.gateway.breakers();
-    for i in 0.. {
-        assert!(i < 200, "the first replica's breaker never opened");
-        let result = call(&client, "analyst_finance_acme", json!({"task": "x"})).await;
-        assert_ne!(result.is_error, Some(true), "call {i}: {}", text(&result));
-        if breakers.state(&first_url) == BreakerState::Open {
-            break;
-        }
-    }
     // The first comes back; the second dies, its breaker closed: the next call tries the
     // second (not yet known dead), then the first, open, before the second again.
     let first_agent = aop::agent::BuiltinAgent::new(AgentKind::Analyst, "analyst");
