@@ -22,14 +22,14 @@ use aop::node::NodeHandle;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use rmcp::ServiceExt;
 use rmcp::model::{CallToolRequestParams, CallToolResult};
-use rmcp::service::RunningService;
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
-use rmcp::{RoleClient, ServiceExt};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
+use crate::support::mcp::{Client, call};
 use crate::support::{bind, eventually, free_listener, zone};
 
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -37,8 +37,6 @@ const ISSUER: &str = "https://idp.test";
 const ALICE_TOKEN: &str = "alice-static-token-0123456789";
 const CAROL_TOKEN: &str = "carol-static-token-0123456789";
 const UPSTREAM_TOKEN: &str = "upstream-secret-for-the-analyst";
-
-type Client = RunningService<RoleClient, ()>;
 
 /// An ES256 signing key and its public JWK.
 struct SigningKey {
@@ -287,19 +285,6 @@ async fn connect(url: &str, token: &str) -> Client {
         .await
         .expect("handshake in time")
         .expect("MCP handshake")
-}
-
-async fn call(client: &Client, tool: &str, arguments: Value) -> CallToolResult {
-    let Value::Object(arguments) = arguments else {
-        panic!("arguments must be an object");
-    };
-    tokio::time::timeout(
-        DEADLINE,
-        client.call_tool(CallToolRequestParams::new(tool.to_string()).with_arguments(arguments)),
-    )
-    .await
-    .expect("answer in time")
-    .expect("a tool result")
 }
 
 fn structured(result: &CallToolResult) -> Value {

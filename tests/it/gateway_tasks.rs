@@ -25,13 +25,12 @@ use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::{ClientLifecycleMode, ClientServiceExt, RoleClient, ServiceError, ServiceExt};
 use serde_json::{Value, json};
 
+use crate::support::mcp::{Client, call};
 use crate::support::process::NodeProcess;
 use crate::support::{AOP, agent, bind, eventually, free_addr, free_listener, zone};
 
 const DEADLINE: Duration = Duration::from_secs(30);
 const ZONE: &str = "finance.acme";
-
-type Client = RunningService<RoleClient, ()>;
 
 fn zone_text(agents: &str) -> String {
     format!(
@@ -87,19 +86,6 @@ async fn start_gateway(
 async fn connect(url: &str) -> Client {
     let transport = StreamableHttpClientTransport::from_uri(url.to_string());
     ().serve(transport).await.expect("MCP handshake")
-}
-
-async fn call(client: &Client, tool: &str, arguments: Value) -> CallToolResult {
-    let Value::Object(arguments) = arguments else {
-        panic!("arguments must be an object");
-    };
-    tokio::time::timeout(
-        DEADLINE,
-        client.call_tool(CallToolRequestParams::new(tool.to_string()).with_arguments(arguments)),
-    )
-    .await
-    .expect("answer in time")
-    .expect("a tool result, not a protocol error")
 }
 
 /// The answer's structured content, after checking the text block says the same.

@@ -10,6 +10,7 @@
 pub mod exposition;
 pub mod federation;
 pub mod link;
+pub mod mcp;
 pub mod net;
 pub mod process;
 pub mod raw;
