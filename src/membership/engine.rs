@@ -198,6 +198,9 @@ pub struct Engine {
     seeds: Vec<SocketAddr>,
     next_seed_announce: Instant,
     counters: Arc<GossipCounters>,
+    /// Set by [`Engine::leave`]: foca then reports this member defunct, which is the leave
+    /// itself, not the group declaring it down.
+    leaving: bool,
 }
 
 impl Engine {
@@ -243,6 +246,7 @@ impl Engine {
             seeds: seeds.into_iter().filter(|seed| *seed != addr).collect(),
             next_seed_announce: now,
             counters: Arc::new(GossipCounters::default()),
+            leaving: false,
             settings,
         };
         engine.advance(now);
@@ -351,6 +355,7 @@ impl Engine {
     /// Tells the group this member leaves (a clean shutdown), so it is down at once rather
     /// than after a suspicion.
     pub fn leave(&mut self, now: Instant) {
+        self.leaving = true;
         self.pending.now = Some(now);
         if let Err(error) = self.foca.leave_cluster(&mut self.pending) {
             tracing::debug!(%error, "gossip leave");
@@ -446,6 +451,9 @@ impl Engine {
                     }
                 }
                 OwnedNotification::Idle => tracing::info!("gossip: no live peer"),
+                OwnedNotification::Defunct if self.leaving => {
+                    tracing::info!("gossip: left the group")
+                }
                 OwnedNotification::Defunct => {
                     tracing::warn!("gossip: this member is declared down")
                 }
