@@ -30,6 +30,10 @@
 #           endpoints of its AGENTS agents (docs/protocol.md §9.1; they lead to closed ports).
 #   GOSSIP (0): 1 puts A, B, C and every R in one gossip group on loopback (§9.2), so R
 #           orders servers by membership liveness.
+#   C_NICE (0): the nice level of C. In a real fleet the primary that probes runs on its own
+#           host; here it shares 2 cores with R and the load generator, so its 10,000 probes a
+#           second take their cores. C_NICE=19 gives C only what R and the generator leave,
+#           which shows what health costs R's answers themselves rather than the machine.
 # Environment: DURATION (10s), WARM (3s), AGENTS (100000), HOT (10000), ZIPF ("1.0 1.2"; empty
 # skips), SEED (1: zone contents and Zipf draws), LOAD_DEADLINE seconds (120), QUIET_WAIT
 # seconds (120: how long to wait for other work on the machine to stop before each
@@ -70,14 +74,18 @@ source "$ROOT/bench/lib.sh"
 # start_node ID PORT LOG ARG...: starts `aop node` in the background; its pid in NODE_PID.
 HEALTH=${HEALTH:-1}
 GOSSIP=${GOSSIP:-0}
+C_NICE=${C_NICE:-0}
 GOSSIP_KEY=$OUT/rec-gossip.key
 GOSSIP_SEED=
 if [[ $GOSSIP == 1 ]]; then
     head -c 32 /dev/urandom | base64 >"$GOSSIP_KEY"
 fi
 start_node() {
-    local id=$1 port=$2 log_file=$3 fleet=() gossip
+    local id=$1 port=$2 log_file=$3 fleet=() gossip nice_level=0
     shift 3
+    if [[ $id == C-* ]]; then
+        nice_level=$C_NICE
+    fi
     if [[ $HEALTH == 0 ]]; then
         fleet+=(--health-probes 0)
     fi
@@ -90,7 +98,7 @@ start_node() {
             GOSSIP_SEED=$gossip
         fi
     fi
-    "$AOP" --log-format json node --grpc "127.0.0.1:$port" --node-id "$id" "${fleet[@]}" "$@" >"$log_file" 2>&1 &
+    nice -n "$nice_level" "$AOP" --log-format json node --grpc "127.0.0.1:$port" --node-id "$id" "${fleet[@]}" "$@" >"$log_file" 2>&1 &
     NODE_PID=$!
     PIDS+=("$NODE_PID")
 }
