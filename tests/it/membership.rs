@@ -268,7 +268,10 @@ fn a_dead_member_is_known_to_every_live_member_within_10_s() {
 
 #[test]
 fn no_member_is_declared_dead_during_30_s_of_30_percent_loss() {
-    for (size, seed) in [(3, 11), (10, 12), (50, 13)] {
+    // (3, 101): a suspicion refuted in time still made foca tell the member it was down
+    // (`Engine::is_stale_suspicion`); it rejoined under a new generation and its old one was
+    // declared dead at 16 s.
+    for (size, seed) in [(3, 11), (3, 101), (10, 12), (50, 13)] {
         assert_eq!(
             false_death_under_loss(size, seed),
             None,
@@ -284,30 +287,38 @@ fn no_member_is_declared_dead_during_30_s_of_30_percent_loss() {
 #[ignore = "a sweep over many seeds: minutes; run on demand"]
 fn the_guarantees_hold_over_many_seeds() {
     let seeds = 100..120;
+    let mut broken = Vec::new();
     for size in [3, 10, 50] {
-        let mut times: Vec<Duration> = seeds
-            .clone()
-            .map(|seed| {
-                detection_time(size, seed)
-                    .unwrap_or_else(|| panic!("{size} members, seed {seed}: not known in 10 s"))
-            })
-            .collect();
-        times.sort();
-        println!(
-            "{size} members, {} seeds: a dead member known to all in {:?} (median), {:?} (max)",
-            times.len(),
-            times[times.len() / 2],
-            times[times.len() - 1]
-        );
+        let mut times = Vec::new();
         for seed in seeds.clone() {
-            let death = false_death_under_loss(size, seed);
-            assert_eq!(death, None, "{size} members, seed {seed}: false death");
+            match detection_time(size, seed) {
+                Some(took) => times.push(took),
+                None => broken.push(format!("{size} members, seed {seed}: not known in 10 s")),
+            }
+        }
+        times.sort();
+        if let (Some(median), Some(max)) = (times.get(times.len() / 2), times.last()) {
+            println!(
+                "{size} members, {} seeds: a dead member known to all in {median:?} (median), \
+                 {max:?} (max)",
+                times.len()
+            );
+        }
+        let mut deaths = 0;
+        for seed in seeds.clone() {
+            if let Some(death) = false_death_under_loss(size, seed) {
+                deaths += 1;
+                broken.push(format!(
+                    "{size} members, seed {seed}: (viewer, member, at) {death:?} declared dead"
+                ));
+            }
         }
         println!(
-            "{size} members, {} seeds: no false death in 30 s at 30% loss",
+            "{size} members, {} seeds: {deaths} with a false death in 30 s at 30% loss",
             seeds.end - seeds.start
         );
     }
+    assert!(broken.is_empty(), "{broken:#?}");
 }
 
 #[test]
