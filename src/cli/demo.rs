@@ -112,7 +112,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         println!();
         println!(
             "TLS: every gRPC door speaks TLS with a certificate of the demo's CA; clients give \
-             --ca {} (or AOP_CA={})",
+             --ca {} (or AOP_CA={}). The status pages and the MCP gateway speak HTTPS with it: \
+             curl --cacert {}, or trust the CA in the MCP host (SSL_CERT_FILE, \
+             NODE_EXTRA_CA_CERTS)",
+            tls.ca.display(),
             tls.ca.display(),
             tls.ca.display()
         );
@@ -172,8 +175,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         );
     }
     if let Some(admin) = demo.nodes.first().and_then(|node| node.handle.admin_url()) {
+        let cacert = tls
+            .as_ref()
+            .map(|tls| format!("--cacert {} ", tls.ca.display()))
+            .unwrap_or_default();
         println!(
-            "  curl -s {admin}metrics | grep ^aop_queries_total    # the root's query counters"
+            "  curl -s {cacert}{admin}metrics | grep ^aop_queries_total    # the root's query counters"
         );
     }
     println!();

@@ -32,6 +32,7 @@ use rmcp::{ClientHandler, ErrorData, RoleClient, ServiceError, ServiceExt};
 use tokio::sync::OnceCell;
 
 use crate::peer::{FailureKind, PeerFailure, error_chain};
+use crate::tls::ClientTls;
 
 /// How long opening a session (TCP connect and MCP handshake) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -139,6 +140,8 @@ type Slot = Arc<OnceCell<Arc<AgentSession>>>;
 
 pub struct AgentSessions {
     http: reqwest::Client,
+    /// The extra CA `https://` agents are verified against, named when one fails to verify.
+    ca: Option<std::path::PathBuf>,
     /// What to send as `Authorization: Bearer` to agents by URL prefix (`--auth`'s
     /// `[[upstream_credential]]`); the longest matching prefix wins, none: no header.
     credentials: Vec<(String, String)>,
@@ -148,16 +151,30 @@ pub struct AgentSessions {
 }
 
 impl AgentSessions {
+    /// Sessions whose `https://` agents are verified against the system roots.
     pub fn new() -> AgentSessions {
+        AgentSessions::with_tls(None)
+    }
+
+    /// Sessions whose `https://` agents are verified against what `tls` trusts (none: the
+    /// system roots); every call, task and listing of an agent goes through this client.
+    pub fn with_tls(tls: Option<Arc<ClientTls>>) -> AgentSessions {
+        let config = match &tls {
+            Some(tls) => tls.http_config(),
+            None => ClientTls::system_http_config(),
+        };
         let http = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(CALLS_PER_SESSION)
             .tcp_nodelay(true)
+            .tls_backend_preconfigured(config)
             .build()
-            .unwrap_or_else(|_| reqwest::Client::new());
+            // reqwest fails a build only for a TLS backend it does not know.
+            .expect("an HTTP client over a rustls configuration builds");
         AgentSessions {
             http,
+            ca: tls.and_then(|tls| tls.files().ca.clone()),
             credentials: Vec::new(),
             slots: Mutex::new(HashMap::new()),
             opened: AtomicU64::new(0),
@@ -232,7 +249,7 @@ impl AgentSessions {
             Ok(Err(error)) => {
                 return Err(failure(format!(
                     "cannot open an MCP session: {}",
-                    plain_reason(&error)
+                    plain_reason(&error, self.ca.as_deref())
                 )));
             }
             Ok(Ok(service)) => service,
@@ -242,7 +259,7 @@ impl AgentSessions {
             Ok(Err(error)) => {
                 return Err(failure(format!(
                     "cannot list its tools: {}",
-                    plain_reason(&error)
+                    plain_reason(&error, self.ca.as_deref())
                 )));
             }
             Err(_) => return Err(failure("no tools/list answer in time".into())),
@@ -292,9 +309,9 @@ impl Default for AgentSessions {
 }
 
 /// What went wrong with an MCP transport, in the caller's terms: "connection refused", "HTTP
-/// 404 Not Found", "timed out", never the library's type names (rmcp prints its transport's
-/// full generic type in its messages).
-fn plain_reason(error: &(dyn std::error::Error + 'static)) -> String {
+/// 404 Not Found", "timed out", why a certificate does not verify, never the library's type
+/// names (rmcp prints its transport's full generic type in its messages).
+fn plain_reason(error: &(dyn std::error::Error + 'static), ca: Option<&std::path::Path>) -> String {
     // rmcp's handshake error holds its transport error in a field it does not expose as
     // the source: start the walk there.
     let start: &(dyn std::error::Error + 'static) =
@@ -306,6 +323,9 @@ fn plain_reason(error: &(dyn std::error::Error + 'static)) -> String {
     let mut deepest = error;
     while let Some(current) = source {
         if let Some(http) = current.downcast_ref::<reqwest::Error>() {
+            if let Some(reason) = crate::tls::failure_reason(http, ca) {
+                return reason;
+            }
             if let Some(status) = http.status() {
                 return format!("HTTP {status}");
             }

@@ -857,7 +857,7 @@ async fn foreign_origins_and_missing_tokens_are_refused() {
     config.guards.bearer_token = Some(Arc::from("s3cret"));
     let gateway = gateway::start(config, free_listener().await).await.unwrap();
     let url = gateway.url().unwrap();
-    let http = reqwest::Client::new();
+    let http = crate::support::http();
     let initialize = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
         "params": {"protocolVersion": "2025-06-18", "capabilities": {},
                    "clientInfo": {"name": "t", "version": "1"}}});
@@ -901,7 +901,7 @@ async fn every_loopback_host_is_answered_and_other_hosts_refused() {
     let gateway = start_gateway(&node).await;
     // `aop agent serve` serves its agent through the same door.
     let (_agent, agent_server) = agent(AgentKind::Echo, "echo").await;
-    let http = reqwest::Client::new();
+    let http = crate::support::http();
     let initialize = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
         "params": {"protocolVersion": "2025-06-18", "capabilities": {},
                    "clientInfo": {"name": "t", "version": "1"}}});
@@ -1389,7 +1389,7 @@ async fn post_raw(
     body: String,
     session: Option<&str>,
 ) -> reqwest::Response {
-    let mut request = reqwest::Client::new()
+    let mut request = crate::support::http()
         .post(url)
         .header("content-type", content_type)
         .header("accept", "application/json, text/event-stream")
@@ -1531,7 +1531,7 @@ async fn bad_json_batches_and_deep_nesting_are_http_400_with_json_rpc_errors() {
     let response = post_raw(&url, "text/plain", ping.to_string(), None).await;
     assert_eq!(response.status(), 415);
     // The header checks come first: a foreign origin hears 403 whatever its body.
-    let response = reqwest::Client::new()
+    let response = crate::support::http()
         .post(&url)
         .header("content-type", "application/json")
         .header("accept", "application/json, text/event-stream")

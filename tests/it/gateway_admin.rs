@@ -68,7 +68,9 @@ async fn serve_admin(gateway: &GatewayHandle) -> (String, CancellationToken) {
 }
 
 async fn get(url: &str) -> (u16, String, String) {
-    let response = reqwest::get(url)
+    let response = crate::support::http()
+        .get(url)
+        .send()
         .await
         .unwrap_or_else(|e| panic!("{url}: {e}"));
     let status = response.status().as_u16();
@@ -250,7 +252,7 @@ async fn readyz_names_a_mounted_zone_not_listed_yet_and_foreign_hosts_are_refuse
         .next()
         .unwrap()
         .to_string();
-    let http = reqwest::Client::new();
+    let http = crate::support::http();
     for (host, expected) in [
         (format!("127.0.1.5:{port}"), 200),
         (format!("localhost:{port}"), 200),

@@ -280,7 +280,7 @@ bearer_file = "analyst.token"
 
 async fn connect(url: &str, token: &str) -> Client {
     let config = StreamableHttpClientTransportConfig::with_uri(url.to_string()).auth_header(token);
-    let transport = StreamableHttpClientTransport::from_config(config);
+    let transport = StreamableHttpClientTransport::with_client(crate::support::http(), config);
     tokio::time::timeout(DEADLINE, ().serve(transport))
         .await
         .expect("handshake in time")
@@ -306,7 +306,7 @@ async fn tool_names(client: &Client) -> Vec<String> {
 
 /// POSTs one JSON-RPC message to /mcp with `token` (none: no header).
 async fn post(url: &str, token: Option<&str>, message: Value) -> reqwest::Response {
-    let mut request = reqwest::Client::new()
+    let mut request = crate::support::http()
         .post(url)
         .header("accept", "application/json, text/event-stream")
         .header("content-type", "application/json")
@@ -342,7 +342,7 @@ async fn wait_for_tools(client: &Client, tool: &str) {
 #[tokio::test]
 async fn metadata_documents_and_every_kind_of_401() {
     let env = start(Keys::File, "").await;
-    let http = reqwest::Client::new();
+    let http = crate::support::http();
     for path in [
         "/.well-known/oauth-protected-resource",
         "/.well-known/oauth-protected-resource/mcp",
