@@ -212,7 +212,7 @@ impl SwarmsServer {
 type Client = RunningService<RoleClient, ()>;
 
 async fn connect(gateway: &GatewayHandle) -> Client {
-    let transport = StreamableHttpClientTransport::from_uri(gateway.url().unwrap());
+    let transport = crate::support::mcp::transport(gateway.url().unwrap());
     ().serve(transport).await.expect("MCP handshake")
 }
 

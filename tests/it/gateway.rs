@@ -19,7 +19,6 @@ use rmcp::model::{
     JsonObject, ProgressNotificationParam,
 };
 use rmcp::service::{NotificationContext, RunningService};
-use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::{ClientHandler, RoleClient, ServiceExt};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -115,7 +114,7 @@ async fn connect(gateway: &GatewayHandle) -> Client {
         list_changed: list_tx,
         progress: progress_tx,
     };
-    let transport = StreamableHttpClientTransport::from_uri(gateway.url().unwrap());
+    let transport = crate::support::mcp::transport(gateway.url().unwrap());
     let service = observer.serve(transport).await.expect("MCP handshake");
     Client {
         service,
@@ -1080,7 +1079,7 @@ async fn the_2026_era_hears_list_changed_through_subscriptions_listen() {
     let (_analyst, server) = agent(AgentKind::Analyst, "analyst").await;
     let node = start_node(&zone_text(1, &analyst_zone(&[server.url()]))).await;
     let gateway = start_gateway(&node).await;
-    let transport = StreamableHttpClientTransport::from_uri(gateway.url().unwrap());
+    let transport = crate::support::mcp::transport(gateway.url().unwrap());
     let client = ClientConfig::new(
         ClientCapabilities::default(),
         Implementation::new("gateway-test-2026", "1"),

@@ -121,7 +121,7 @@ endpoints = [{{ url = "{ghost_url}", tool = "ghost" }}]
     assert_eq!(get(&format!("{admin}healthz")).await.2, "ok\n");
 
     let transport =
-        rmcp::transport::StreamableHttpClientTransport::from_uri(gateway.url().unwrap());
+        crate::support::mcp::transport(gateway.url().unwrap());
     let client = ().serve(transport).await.expect("MCP handshake");
     let call = |tool: &str, arguments: Value| {
         let request = CallToolRequestParams::new(tool.to_string()).with_arguments(args(arguments));

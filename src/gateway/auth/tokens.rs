@@ -222,13 +222,8 @@ impl TokenVerifier {
 
     /// Checks `token`.
     pub async fn verify(&self, token: &str) -> Result<Verified, InvalidToken> {
-        if token.len() > TOKEN_MAX_BYTES {
-            return Err(InvalidToken(format!(
-                "the token is over the limit of {TOKEN_MAX_BYTES} bytes"
-            )));
-        }
-        if let Some(found) = self.check_static(token) {
-            return Ok(found);
+        if let Some(answer) = self.remembered(token) {
+            return answer;
         }
         match &self.jwt {
             Some(jwt) if token.split('.').count() == 3 => jwt.verify(token).await,
@@ -239,6 +234,23 @@ impl TokenVerifier {
                 "the token is not a static token of this gateway".into(),
             )),
         }
+    }
+
+    /// What can be said of `token` without a signature check: too long, a static token, or
+    /// a JWT verified before (or expired since); `None` when only [`TokenVerifier::verify`]
+    /// can tell.
+    pub fn remembered(&self, token: &str) -> Option<Result<Verified, InvalidToken>> {
+        if token.len() > TOKEN_MAX_BYTES {
+            return Some(Err(InvalidToken(format!(
+                "the token is over the limit of {TOKEN_MAX_BYTES} bytes"
+            ))));
+        }
+        if let Some(found) = self.check_static(token) {
+            return Some(Ok(found));
+        }
+        let jwt = self.jwt.as_ref()?;
+        jwt.cache
+            .get(&VerifiedTokens::key(token), jwt.clock.unix_ms())
     }
 
     /// JWT signature checks done since start: a token answered from the cache adds none.
@@ -417,3 +429,6 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     }
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
+
+#[cfg(test)]
+mod tests;
