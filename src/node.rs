@@ -529,6 +529,12 @@ impl GrpcListener {
     pub fn serve_with(self, options: ServeOptions) -> Result<NodeHandle, NodeError> {
         let node_id = options.node_id.unwrap_or_else(|| self.addr.to_string());
         let advertised_url = self.advertised_url(options.advertise)?;
+        // Built before anything starts, so its failure leaves nothing running. https://
+        // endpoints are probed with the node's own trust (system roots plus --ca).
+        let probe = match options.health_probes {
+            Some(_) => Some(McpProbe::with_tls(options.client_tls.clone())?),
+            None => None,
+        };
         let store = match options.store {
             Some(store) => store,
             None => Arc::new(Store::in_memory()?),
@@ -565,12 +571,11 @@ impl GrpcListener {
         let started = std::time::Instant::now();
         crate::sys::trim_memory_periodically(shutdown.child_token());
         let probe_counts = Arc::new(ProbeCounts::default());
-        if let Some(concurrency) = options.health_probes {
+        if let (Some(concurrency), Some(probe)) = (options.health_probes, probe) {
             Prober {
                 authority: authority.clone(),
                 catalog: Arc::clone(&catalog),
-                // https:// endpoints: the node's own trust (system roots plus --ca).
-                probe: Arc::new(McpProbe::with_tls(options.client_tls.clone())),
+                probe: Arc::new(probe),
                 concurrency,
                 counts: Arc::clone(&probe_counts),
             }

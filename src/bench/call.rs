@@ -79,10 +79,9 @@ pub async fn run_call(bench: CallBench) -> Result<CallReport, CallBenchError> {
         .tcp_nodelay(true);
     // https:// gateways: the system roots plus --ca (reqwest's own default TLS would need a
     // process-wide crypto provider).
-    let builder = builder.tls_backend_preconfigured(match &bench.tls {
-        Some(tls) => tls.http_config(),
-        None => crate::tls::ClientTls::system_http_config(),
-    });
+    let config = crate::tls::ClientTls::http_config_or_system(bench.tls.as_deref())
+        .map_err(|error| CallBenchError::Client(error.to_string()))?;
+    let builder = builder.tls_backend_preconfigured(config);
     let http = builder
         .build()
         .map_err(|error| CallBenchError::Client(crate::peer::error_chain(&error)))?;

@@ -32,7 +32,7 @@ use rmcp::{ClientHandler, ErrorData, RoleClient, ServiceError, ServiceExt};
 use tokio::sync::OnceCell;
 
 use crate::peer::{FailureKind, PeerFailure, error_chain};
-use crate::tls::ClientTls;
+use crate::tls::{ClientTls, TlsError};
 
 /// How long opening a session (TCP connect and MCP handshake) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -151,18 +151,10 @@ pub struct AgentSessions {
 }
 
 impl AgentSessions {
-    /// Sessions whose `https://` agents are verified against the system roots.
-    pub fn new() -> AgentSessions {
-        AgentSessions::with_tls(None)
-    }
-
     /// Sessions whose `https://` agents are verified against what `tls` trusts (none: the
     /// system roots); every call, task and listing of an agent goes through this client.
-    pub fn with_tls(tls: Option<Arc<ClientTls>>) -> AgentSessions {
-        let config = match &tls {
-            Some(tls) => tls.http_config(),
-            None => ClientTls::system_http_config(),
-        };
+    pub fn with_tls(tls: Option<Arc<ClientTls>>) -> Result<AgentSessions, TlsError> {
+        let config = ClientTls::http_config_or_system(tls.as_deref())?;
         let http = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .pool_idle_timeout(Duration::from_secs(90))
@@ -170,15 +162,17 @@ impl AgentSessions {
             .tcp_nodelay(true)
             .tls_backend_preconfigured(config)
             .build()
-            // reqwest fails a build only for a TLS backend it does not know.
-            .expect("an HTTP client over a rustls configuration builds");
-        AgentSessions {
+            .map_err(|error| TlsError::Rejected {
+                what: "the HTTP client for agents".into(),
+                reason: error_chain(&error),
+            })?;
+        Ok(AgentSessions {
             http,
             ca: tls.and_then(|tls| tls.files().ca.clone()),
             credentials: Vec::new(),
             slots: Mutex::new(HashMap::new()),
             opened: AtomicU64::new(0),
-        }
+        })
     }
 
     /// Sends `bearer` to agents whose URL starts with `prefix` (the longest prefix wins).
@@ -299,12 +293,6 @@ impl AgentSessions {
                 session.service.cancellation_token().cancel();
             }
         }
-    }
-}
-
-impl Default for AgentSessions {
-    fn default() -> Self {
-        AgentSessions::new()
     }
 }
 

@@ -81,6 +81,8 @@ pub enum GatewayStartError {
         addr: String,
         source: std::io::Error,
     },
+    #[error("TLS to agents: {0}")]
+    AgentTls(#[from] crate::tls::TlsError),
 }
 
 /// Client sessions (2025 era) to tell when the tool list changes.
@@ -157,7 +159,7 @@ impl Gateway {
             peers: GrpcPeers::new(pool),
             names: NameCache::new(client, config.cache_capacity),
             caller: Caller {
-                sessions: AgentSessions::with_tls(config.agent_tls.clone()).with_credentials(
+                sessions: AgentSessions::with_tls(config.agent_tls.clone())?.with_credentials(
                     config
                         .auth
                         .as_ref()

@@ -23,7 +23,7 @@ pub const ANSWER_MAX_BYTES: usize = 64 * 1024;
 
 const SESSION_HEADER: &str = "mcp-session-id";
 
-use crate::tls::ClientTls;
+use crate::tls::{ClientTls, TlsError};
 
 /// Probes over HTTP with one shared connection pool.
 #[derive(Clone)]
@@ -33,30 +33,18 @@ pub struct McpProbe {
 }
 
 impl McpProbe {
-    /// Probes trusting the system roots only.
-    pub fn new() -> McpProbe {
-        McpProbe::with_tls(None)
-    }
-
     /// Probes `https://` endpoints trusting what `tls` trusts (none: the system roots).
-    pub fn with_tls(tls: Option<Arc<ClientTls>>) -> McpProbe {
-        let config = match &tls {
-            Some(tls) => tls.http_config(),
-            None => ClientTls::system_http_config(),
-        };
+    pub fn with_tls(tls: Option<Arc<ClientTls>>) -> Result<McpProbe, TlsError> {
+        let config = ClientTls::http_config_or_system(tls.as_deref())?;
         let http = reqwest::Client::builder()
             .pool_idle_timeout(Duration::from_secs(30))
             .tls_backend_preconfigured(config)
             .build()
-            // reqwest fails a build only for a TLS backend it does not know.
-            .expect("an HTTP client over a rustls configuration builds");
-        McpProbe { http, tls }
-    }
-}
-
-impl Default for McpProbe {
-    fn default() -> McpProbe {
-        McpProbe::new()
+            .map_err(|error| TlsError::Rejected {
+                what: "the HTTP client of endpoint probes".into(),
+                reason: crate::peer::error_chain(&error),
+            })?;
+        Ok(McpProbe { http, tls })
     }
 }
 

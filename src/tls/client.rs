@@ -67,14 +67,15 @@ impl ClientTls {
         Ok(Arc::clone(SYSTEM.get_or_init(|| system)))
     }
 
-    /// [`ClientTls::http_config`] of [`ClientTls::system`]: what an HTTP client given no
-    /// `--ca` trusts. Building it reads no file, and ring supports the safe default protocol
-    /// versions, so it cannot fail; reqwest's own default TLS would need a process-wide
-    /// crypto provider, which this project never installs.
-    pub fn system_http_config() -> ClientConfig {
-        ClientTls::system()
-            .expect("the system roots' TLS settings build (no file is read)")
-            .http_config()
+    /// [`ClientTls::http_config`] of `tls`, or of [`ClientTls::system`] when none is given:
+    /// what an HTTP client trusts. Every HTTP client of the project is given one, because
+    /// reqwest's own default TLS would need a process-wide crypto provider, which this
+    /// project never installs.
+    pub fn http_config_or_system(tls: Option<&ClientTls>) -> Result<ClientConfig, TlsError> {
+        match tls {
+            Some(tls) => Ok(tls.http_config()),
+            None => Ok(ClientTls::system()?.http_config()),
+        }
     }
 
     /// Re-reads the files; on error the settings in force stay.

@@ -120,8 +120,7 @@ endpoints = [{{ url = "{ghost_url}", tool = "ghost" }}]
     assert_eq!(get(&format!("{admin}readyz")).await.2, "ready\n");
     assert_eq!(get(&format!("{admin}healthz")).await.2, "ok\n");
 
-    let transport =
-        crate::support::mcp::transport(gateway.url().unwrap());
+    let transport = crate::support::mcp::transport(gateway.url().unwrap());
     let client = ().serve(transport).await.expect("MCP handshake");
     let call = |tool: &str, arguments: Value| {
         let request = CallToolRequestParams::new(tool.to_string()).with_arguments(args(arguments));

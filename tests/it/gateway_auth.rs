@@ -909,7 +909,9 @@ async fn invalid_tokens_from_one_address_are_limited_without_locking_out_verifie
     // A valid token never checked before needs a check: refused the same way.
     let fresh = env.bob();
     assert_eq!(
-        post(&env.url(), Some(&fresh), initialize.clone()).await.status(),
+        post(&env.url(), Some(&fresh), initialize.clone())
+            .await
+            .status(),
         429
     );
     // What needs no signature check passes.

@@ -69,9 +69,7 @@ async fn a_request_id_follows_a_query_from_node_to_node() {
         ClientCapabilities::default(),
         Implementation::new("request-id-test", "1"),
     )
-    .serve(crate::support::mcp::transport(
-        gateway.url().unwrap(),
-    ))
+    .serve(crate::support::mcp::transport(gateway.url().unwrap()))
     .await
     .expect("MCP handshake");
     let before: Vec<String> = seen(finance).into_iter().map(|(id, _)| id).collect();

@@ -17,7 +17,9 @@ pub type Client = RunningService<RoleClient, ()>;
 const DEADLINE: Duration = Duration::from_secs(30);
 
 /// An rmcp client transport to `url` over the tests' HTTP client ([`super::http`]).
-pub fn transport(url: impl Into<std::sync::Arc<str>>) -> StreamableHttpClientTransport<reqwest::Client> {
+pub fn transport(
+    url: impl Into<std::sync::Arc<str>>,
+) -> StreamableHttpClientTransport<reqwest::Client> {
     StreamableHttpClientTransport::with_client(
         super::http(),
         StreamableHttpClientTransportConfig::with_uri(url),

@@ -122,7 +122,11 @@ async fn a_remembered_token_is_verified_again_after_the_hold() {
     assert_eq!(verifier.signature_checks(), 1);
     clock.advance(Duration::from_secs(1));
     verifier.verify(&token).await.unwrap();
-    assert_eq!(verifier.signature_checks(), 2, "checked again after the hold");
+    assert_eq!(
+        verifier.signature_checks(),
+        2,
+        "checked again after the hold"
+    );
     verifier.verify(&token).await.unwrap();
     assert_eq!(verifier.signature_checks(), 2, "and remembered anew");
 }
@@ -144,6 +148,9 @@ async fn new_keys_forget_every_remembered_token() {
     let rotated = Signer::generate("k2");
     verifier.replace_keys(KeySet::parse(&rotated.jwks).unwrap());
     let error = verifier.verify(&token).await.unwrap_err();
-    assert!(error.0.contains("is not among the issuer's keys"), "{error}");
+    assert!(
+        error.0.contains("is not among the issuer's keys"),
+        "{error}"
+    );
     verifier.verify(&rotated.token("bob", 3600)).await.unwrap();
 }
