@@ -404,3 +404,71 @@ async fn the_gateways_certificate_reloads_for_new_connections_only() {
     let _ = admin_task.await;
     gateway.shutdown().await;
 }
+
+/// `aop gateway --tls-cert --tls-key --admin`: both doors speak HTTPS with the certificate,
+/// and SIGHUP makes the process re-read it (the CLI's reload), which new connections see.
+#[tokio::test]
+async fn aop_gateway_serves_https_and_rereads_its_certificate_on_sighup() {
+    let (first, second) = (Pki::new(), Pki::new());
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = write_cert(&first, dir.path(), "gateway", "localhost");
+    let agent = serve_agent("forecaster", None).await;
+    let node = finance_node(&[("forecaster", agent.url())]).await;
+    let (listen, admin) = (free_addr().to_string(), free_addr().to_string());
+    let mut gateway = NodeProcess::spawn_command(&[
+        AOP,
+        "gateway",
+        "--resolver",
+        &node.grpc_url(),
+        "--mount",
+        "finance.acme",
+        "--listen",
+        &listen,
+        "--admin",
+        &admin,
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ]);
+    let line = gateway.line_containing("MCP gateway listening").await;
+    assert!(line.contains(&format!("https://{listen}/mcp")), "{line}");
+    let url = format!("https://{listen}/mcp");
+    let admin_healthz = format!("https://{admin}/healthz");
+    eventually(DEADLINE, "the admin endpoint answers over HTTPS", || {
+        let (http, url) = (first.http_client(), admin_healthz.clone());
+        async move {
+            get(&http, &url)
+                .await
+                .is_ok_and(|(status, _)| status == 200)
+        }
+    })
+    .await;
+    let client = connect(&url, first.http_client())
+        .await
+        .expect("MCP over HTTPS");
+    wait_for_tool(&client, "forecaster_finance_acme").await;
+
+    write_cert(&second, dir.path(), "gateway", "localhost");
+    gateway.signal(libc::SIGHUP);
+    gateway
+        .line_containing("TLS certificates and keys re-read")
+        .await;
+    let next = connect(&url, second.http_client())
+        .await
+        .expect("a new session trusting the new CA");
+    assert!(
+        tool_names(&next)
+            .await
+            .contains(&"forecaster_finance_acme".to_string())
+    );
+    let (status, _) = get(&second.http_client(), &admin_healthz).await.unwrap();
+    assert_eq!(status, 200);
+    assert!(get(&first.http_client(), &admin_healthz).await.is_err());
+    // A broken file is refused and the certificate in force stays.
+    std::fs::write(dir.path().join("gateway.key"), "not a key").unwrap();
+    gateway.signal(libc::SIGHUP);
+    gateway.line_containing("TLS files not reloaded").await;
+    let (status, _) = get(&second.http_client(), &admin_healthz).await.unwrap();
+    assert_eq!(status, 200);
+}
