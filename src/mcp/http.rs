@@ -3,8 +3,9 @@
 //! Both the built-in agents and the gateway serve MCP this way, so the body limit and checks
 //! ([`super::body`]: bad JSON, batches and non-messages are JSON-RPC errors, not rmcp's 415),
 //! Origin and Host checks (DNS-rebinding protection), the optional bearer token, the optional
-//! authorization ([`McpAuth`], which the gateway's `--auth` plugs in) and graceful shutdown
-//! are written once. rmcp's `StreamableHttpService` speaks both protocol eras: the
+//! authorization ([`McpAuth`], which the gateway's `--auth` plugs in), HTTPS (the
+//! `tls::HttpListener` with [`HttpGuards::tls`], the gateway's `--tls-cert`) and graceful
+//! shutdown are written once. rmcp's `StreamableHttpService` speaks both protocol eras: the
 //! 2025 session era (`Mcp-Session-Id`, SSE streams) and the stateless 2026-07-28 era.
 
 use std::collections::HashMap;
