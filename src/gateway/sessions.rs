@@ -31,6 +31,7 @@ use rmcp::transport::streamable_http_client::{
 use rmcp::{ClientHandler, ErrorData, RoleClient, ServiceError, ServiceExt};
 use tokio::sync::OnceCell;
 
+use crate::mcp::https::HttpsClient;
 use crate::peer::{FailureKind, PeerFailure, error_chain};
 use crate::tls::{ClientTls, TlsError};
 
@@ -139,9 +140,9 @@ pub struct SessionStats {
 type Slot = Arc<OnceCell<Arc<AgentSession>>>;
 
 pub struct AgentSessions {
-    http: reqwest::Client,
-    /// The extra CA `https://` agents are verified against, named when one fails to verify.
-    ca: Option<std::path::PathBuf>,
+    /// Every session's HTTP client; it follows `--ca` and `--client-cert` reloads for
+    /// sessions opened after them.
+    http: HttpsClient,
     /// What to send as `Authorization: Bearer` to agents by URL prefix (`--auth`'s
     /// `[[upstream_credential]]`); the longest matching prefix wins, none: no header.
     credentials: Vec<(String, String)>,
@@ -154,21 +155,15 @@ impl AgentSessions {
     /// Sessions whose `https://` agents are verified against what `tls` trusts (none: the
     /// system roots); every call, task and listing of an agent goes through this client.
     pub fn with_tls(tls: Option<Arc<ClientTls>>) -> Result<AgentSessions, TlsError> {
-        let config = ClientTls::http_config_or_system(tls.as_deref())?;
-        let http = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(CALLS_PER_SESSION)
-            .tcp_nodelay(true)
-            .tls_backend_preconfigured(config)
-            .build()
-            .map_err(|error| TlsError::Rejected {
-                what: "the HTTP client for agents".into(),
-                reason: error_chain(&error),
-            })?;
+        let http = HttpsClient::new(tls, |builder| {
+            builder
+                .connect_timeout(CONNECT_TIMEOUT)
+                .pool_idle_timeout(Duration::from_secs(90))
+                .pool_max_idle_per_host(CALLS_PER_SESSION)
+                .tcp_nodelay(true)
+        })?;
         Ok(AgentSessions {
             http,
-            ca: tls.and_then(|tls| tls.files().ca.clone()),
             credentials: Vec::new(),
             slots: Mutex::new(HashMap::new()),
             opened: AtomicU64::new(0),
@@ -231,7 +226,7 @@ impl AgentSessions {
         config.retry_config = Arc::new(backoff);
         // Never the caller's token: only what the operator configured for this URL.
         config.auth_header = self.credential_for(url).map(str::to_string);
-        let transport = StreamableHttpClientTransport::with_client(self.http.clone(), config);
+        let transport = StreamableHttpClientTransport::with_client(self.http.get(), config);
         let opening = AgentClient::default().serve(transport);
         let service = match tokio::time::timeout(CONNECT_TIMEOUT, opening).await {
             Err(_) => {
@@ -243,7 +238,7 @@ impl AgentSessions {
             Ok(Err(error)) => {
                 return Err(failure(format!(
                     "cannot open an MCP session: {}",
-                    plain_reason(&error, self.ca.as_deref())
+                    plain_reason(&error, self.http.ca())
                 )));
             }
             Ok(Ok(service)) => service,
@@ -253,7 +248,7 @@ impl AgentSessions {
             Ok(Err(error)) => {
                 return Err(failure(format!(
                     "cannot list its tools: {}",
-                    plain_reason(&error, self.ca.as_deref())
+                    plain_reason(&error, self.http.ca())
                 )));
             }
             Err(_) => return Err(failure("no tools/list answer in time".into())),

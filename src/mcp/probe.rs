@@ -23,28 +23,25 @@ pub const ANSWER_MAX_BYTES: usize = 64 * 1024;
 
 const SESSION_HEADER: &str = "mcp-session-id";
 
+use super::https::HttpsClient;
 use crate::tls::{ClientTls, TlsError};
 
 /// Probes over HTTP with one shared connection pool.
 #[derive(Clone)]
 pub struct McpProbe {
-    http: reqwest::Client,
-    tls: Option<Arc<ClientTls>>,
+    http: Arc<HttpsClient>,
 }
 
 impl McpProbe {
-    /// Probes `https://` endpoints trusting what `tls` trusts (none: the system roots).
+    /// Probes `https://` endpoints trusting what `tls` trusts (none: the system roots),
+    /// following its reloads.
     pub fn with_tls(tls: Option<Arc<ClientTls>>) -> Result<McpProbe, TlsError> {
-        let config = ClientTls::http_config_or_system(tls.as_deref())?;
-        let http = reqwest::Client::builder()
-            .pool_idle_timeout(Duration::from_secs(30))
-            .tls_backend_preconfigured(config)
-            .build()
-            .map_err(|error| TlsError::Rejected {
-                what: "the HTTP client of endpoint probes".into(),
-                reason: crate::peer::error_chain(&error),
-            })?;
-        Ok(McpProbe { http, tls })
+        let http = HttpsClient::new(tls, |builder| {
+            builder.pool_idle_timeout(Duration::from_secs(30))
+        })?;
+        Ok(McpProbe {
+            http: Arc::new(http),
+        })
     }
 }
 
@@ -52,8 +49,8 @@ impl McpProbe {
     /// `Ok` when `url` answered `initialize` within `timeout`; else why not. (The node hands
     /// this to `health::Prober` as its `Probe`.)
     pub fn probe(&self, url: &str, timeout: Duration) -> BoxFuture<'static, Result<(), String>> {
-        let http = self.http.clone();
-        let ca = self.tls.as_ref().and_then(|tls| tls.files().ca.clone());
+        let http = self.http.get();
+        let ca = self.http.ca().map(std::path::Path::to_path_buf);
         let url = url.to_string();
         Box::pin(async move {
             match tokio::time::timeout(timeout, initialize(&http, &url, ca.as_deref())).await {

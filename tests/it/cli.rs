@@ -862,13 +862,7 @@ fn demo_over_tls_prints_its_ca_and_its_examples_work_as_printed() {
         demo.seen
             .iter()
             .find_map(|line| line.trim().strip_prefix(prefix))
-            .map(|rest| {
-                rest.trim()
-                    .split_whitespace()
-                    .next()
-                    .unwrap_or("")
-                    .to_string()
-            })
+            .map(|rest| rest.split_whitespace().next().unwrap_or("").to_string())
             .unwrap_or_else(|| panic!("no line starting {prefix:?}: {:?}", demo.seen))
     };
     let gateway_page = https_after("gateway ");

@@ -193,7 +193,16 @@ async fn the_gateway_verifies_https_agents_against_its_ca() {
     let rogue = serve_agent("rogue", Some(other.https("rogue"))).await;
     assert!(trusted.url().starts_with("https://"), "{}", trusted.url());
     let node = finance_node(&[("trusted", trusted.url()), ("rogue", rogue.url())]).await;
-    let gateway = start_gateway(&node, None, Some(pki.client(None))).await;
+    // The gateway's --ca: a file of its own, so the test can change it.
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::copy(pki.ca(), &ca_file).unwrap();
+    let agent_tls = ClientTls::load(aop::tls::ClientTlsFiles {
+        ca: Some(ca_file.clone()),
+        ..aop::tls::ClientTlsFiles::default()
+    })
+    .unwrap();
+    let gateway = start_gateway(&node, None, Some(Arc::clone(&agent_tls))).await;
     let client = connect(&gateway.url().unwrap(), crate::support::http())
         .await
         .expect("MCP session");
@@ -215,6 +224,24 @@ async fn the_gateway_verifies_https_agents_against_its_ca() {
         !text.contains("error sending request"),
         "not the HTTP client's words: {text}"
     );
+    assert!(
+        text.contains(ca_file.to_str().unwrap()),
+        "the CA in use is named: {text}"
+    );
+
+    // Both CAs in the --ca file, then the reload SIGHUP does: the next session verifies.
+    let mut both = std::fs::read_to_string(pki.ca()).unwrap();
+    both.push_str(&std::fs::read_to_string(other.ca()).unwrap());
+    std::fs::write(&ca_file, both).unwrap();
+    agent_tls.reload().expect("the new CA file loads");
+    let result = call(
+        &client,
+        "rogue_finance_acme",
+        json!({"task": "trusted now"}),
+    )
+    .await;
+    assert_ne!(result.is_error, Some(true), "{result:?}");
+    assert!(text_of(&result).contains("trusted now"), "{result:?}");
     gateway.shutdown().await;
 }
 
