@@ -170,6 +170,18 @@ async fn an_mcp_client_lists_and_calls_agents_through_an_https_gateway() {
         tls_reason(&untrusted)
     );
 
+    // The DNS-rebinding guard holds over TLS: a Host that is not a loopback name is 403.
+    let rebound = pki
+        .http_client()
+        .post(&url)
+        .header("host", "rebind.example")
+        .header("accept", "application/json, text/event-stream")
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "ping"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rebound.status(), 403);
+
     // The gateway still serves: a new session, and the first one.
     let next = connect(&url, pki.http_client())
         .await
@@ -391,6 +403,15 @@ async fn the_gateways_certificate_reloads_for_new_connections_only() {
         .await
         .unwrap();
     assert_eq!(status, 200);
+    // The admin endpoint's Host check holds over TLS too.
+    let rebound = first
+        .http_client()
+        .get(format!("{admin_url}status.json"))
+        .header("host", "rebind.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rebound.status(), 403);
 
     write_cert(&second, dir.path(), "gateway", "localhost");
     tls.reload().expect("the new files load");
