@@ -17,7 +17,9 @@
 //!
 //! With TLS (`aop demo --tls`), the demo makes a development CA and one certificate for
 //! 127.0.0.1 and localhost in a directory it is given: every gRPC door speaks TLS with it,
-//! every node presents it to the others, and the gateway's link to the root trusts the CA.
+//! every node presents it to the others, the gateway's link to the root trusts the CA, and
+//! the admin endpoints and the MCP gateway speak HTTPS with the same certificate (the demo's
+//! agents stay plaintext: their URLs come from the zone files).
 //!
 //! Every zone gets a fresh update key named `demo` (kept in memory, handed to the zone's
 //! primary; `aop demo` writes them to files for `aop register --key-file`), so live
@@ -91,6 +93,8 @@ pub struct DemoTls {
     /// The CA certificate clients give as `--ca`.
     pub ca: PathBuf,
     server: Arc<ServerTls>,
+    /// The same certificate for the HTTP doors (admin endpoints, the gateway).
+    https: Arc<ServerTls>,
     client: Arc<ClientTls>,
 }
 
@@ -100,22 +104,33 @@ impl DemoTls {
     pub fn create(dir: &Path) -> Result<DemoTls, TlsError> {
         let (ca, _) = issue::write_ca(dir)?;
         let (cert, key) = issue::write_issued(dir, "node", &Subject::default().or_loopback(), dir)?;
-        let server = ServerTls::grpc(ServerTlsFiles {
+        let files = ServerTlsFiles {
             cert: cert.clone(),
             key: key.clone(),
             client_ca: None,
-        })?;
+        };
+        let server = ServerTls::grpc(files.clone())?;
+        let https = ServerTls::https(files)?;
         let client = ClientTls::load(ClientTlsFiles {
             ca: Some(ca.clone()),
             cert: Some(cert),
             key: Some(key),
         })?;
-        Ok(DemoTls { ca, server, client })
+        Ok(DemoTls {
+            ca,
+            server,
+            https,
+            client,
+        })
     }
 
     /// What a client of the demo trusts (its CA).
     pub fn client(&self) -> Arc<ClientTls> {
         Arc::clone(&self.client)
+    }
+
+    fn https(&self) -> Arc<ServerTls> {
+        Arc::clone(&self.https)
     }
 }
 
@@ -251,7 +266,11 @@ pub async fn start_with(
         let dns = SocketAddr::from((Ipv4Addr::LOCALHOST, port(DNS_PORT_OFFSET, index)));
         dns_listeners.push(DnsListener::bind(dns).await.map_err(NodeError::from)?);
         let admin = SocketAddr::from((Ipv4Addr::LOCALHOST, port(ADMIN_PORT_OFFSET, index)));
-        admin_listeners.push(AdminListener::bind(admin).await?);
+        admin_listeners.push(
+            AdminListener::bind(admin)
+                .await?
+                .tls(tls.map(DemoTls::https)),
+        );
     }
     let assigned: HashMap<&str, ServerAddress> = written
         .iter()
@@ -424,9 +443,13 @@ pub async fn start_with(
     let mut config = GatewayConfig::new(root_url);
     config.mounts = mounts;
     config.resolver_tls = tls.map(DemoTls::client);
+    config.agent_tls = tls.map(DemoTls::client);
+    config.guards.tls = tls.map(DemoTls::https);
     let gateway = gateway::start(config, listener).await?;
     let status_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port(GATEWAY_STATUS_PORT_OFFSET, 0)));
-    let status_listener = AdminListener::bind(status_addr).await?;
+    let status_listener = AdminListener::bind(status_addr)
+        .await?
+        .tls(tls.map(DemoTls::https));
     let shutdown = CancellationToken::new();
     let gateway_status = GatewayStatusPage {
         url: status_listener.url(),

@@ -20,6 +20,8 @@
 //! - [`peer`]: the one classification of another party's failure, and whether to retry.
 //! - [`admission`]: bounds in total and per client (connections, streams, sessions).
 //! - [`rebinding`]: which `Host` headers the HTTP doors answer (DNS-rebinding protection).
+//! - [`tls`]: rustls settings of every TLS link (servers, clients, reloads on SIGHUP), the
+//!   HTTP doors' listener (plaintext or HTTPS), the development CA of `aop cert`.
 //!
 //! The core:
 //!

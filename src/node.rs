@@ -132,24 +132,45 @@ pub struct NodeTlsFiles {
 #[derive(Debug, Clone)]
 pub struct NodeTls {
     pub server: Option<Arc<ServerTls>>,
+    /// The admin endpoint's HTTPS settings: the door's certificate and key, ALPN
+    /// `http/1.1`, no client certificate asked for (browsers and scrapers read it).
+    pub admin: Option<Arc<ServerTls>>,
     pub client: Arc<ClientTls>,
 }
 
 impl NodeTls {
     pub fn load(files: &NodeTlsFiles) -> Result<NodeTls, TlsError> {
         let server = files.server.clone().map(ServerTls::grpc).transpose()?;
+        let admin = files
+            .server
+            .as_ref()
+            .map(|server| {
+                ServerTls::https(ServerTlsFiles {
+                    cert: server.cert.clone(),
+                    key: server.key.clone(),
+                    client_ca: None,
+                })
+            })
+            .transpose()?;
         let client = ClientTls::load(ClientTlsFiles {
             ca: files.ca.clone(),
             cert: files.server.as_ref().map(|s| s.cert.clone()),
             key: files.server.as_ref().map(|s| s.key.clone()),
         })?;
-        Ok(NodeTls { server, client })
+        Ok(NodeTls {
+            server,
+            admin,
+            client,
+        })
     }
 
     /// Re-reads every file (SIGHUP): new connections use the new ones, open ones stay.
     pub fn reload(&self) -> Result<(), TlsError> {
         if let Some(server) = &self.server {
             server.reload()?;
+        }
+        if let Some(admin) = &self.admin {
+            admin.reload()?;
         }
         self.client.reload()
     }
@@ -368,7 +389,8 @@ pub async fn start_with_tls(config: NodeConfig) -> Result<(NodeHandle, NodeTls),
         Some(addr) => Some(
             AdminListener::bind(addr)
                 .await?
-                .allow_hosts(config.admin_allow_hosts),
+                .allow_hosts(config.admin_allow_hosts)
+                .tls(tls.admin.clone()),
         ),
         None => None,
     };
@@ -507,6 +529,12 @@ impl GrpcListener {
     pub fn serve_with(self, options: ServeOptions) -> Result<NodeHandle, NodeError> {
         let node_id = options.node_id.unwrap_or_else(|| self.addr.to_string());
         let advertised_url = self.advertised_url(options.advertise)?;
+        // Built before anything starts, so its failure leaves nothing running. https://
+        // endpoints are probed with the node's own trust (system roots plus --ca).
+        let probe = match options.health_probes {
+            Some(_) => Some(McpProbe::with_tls(options.client_tls.clone())?),
+            None => None,
+        };
         let store = match options.store {
             Some(store) => store,
             None => Arc::new(Store::in_memory()?),
@@ -543,11 +571,11 @@ impl GrpcListener {
         let started = std::time::Instant::now();
         crate::sys::trim_memory_periodically(shutdown.child_token());
         let probe_counts = Arc::new(ProbeCounts::default());
-        if let Some(concurrency) = options.health_probes {
+        if let (Some(concurrency), Some(probe)) = (options.health_probes, probe) {
             Prober {
                 authority: authority.clone(),
                 catalog: Arc::clone(&catalog),
-                probe: Arc::new(McpProbe::new()),
+                probe: Arc::new(probe),
                 concurrency,
                 counts: Arc::clone(&probe_counts),
             }
@@ -603,9 +631,10 @@ impl GrpcListener {
             None => None,
         };
         let (membership, membership_task) = membership.unzip();
-        let (admin_addr, admin_task) = match options.admin {
+        let (admin_url, admin_addr, admin_task) = match options.admin {
             Some(listener) => {
                 let addr = listener.local_addr();
+                let url = listener.url();
                 let view = NodeView {
                     node_id: node_id.clone(),
                     grpc_url: advertised_url.clone(),
@@ -622,11 +651,12 @@ impl GrpcListener {
                     health_probes: Arc::clone(&probe_counts),
                 };
                 (
+                    Some(url),
                     Some(addr),
                     Some(listener.serve_node(view, shutdown.child_token())),
                 )
             }
-            None => (None, None),
+            None => (None, None, None),
         };
         let served = crate::grpc::server::serve(
             self.listener,
@@ -658,6 +688,7 @@ impl GrpcListener {
             dns_addr,
             dns_task,
             dns_counters,
+            admin_url,
             admin_addr,
             admin_task,
             recent,
@@ -682,6 +713,7 @@ pub struct NodeHandle {
     dns_addr: Option<SocketAddr>,
     dns_task: Option<JoinHandle<()>>,
     dns_counters: Arc<DnsCounters>,
+    admin_url: Option<String>,
     admin_addr: Option<SocketAddr>,
     admin_task: Option<JoinHandle<()>>,
     recent: Arc<RecentQueries>,
@@ -739,9 +771,10 @@ impl NodeHandle {
         self.admin_addr
     }
 
-    /// The status page's URL (`http://ADDR/`), if the node has an admin endpoint.
+    /// The status page's URL (`http://ADDR/`, `https://` with a certificate), if the node
+    /// has an admin endpoint.
     pub fn admin_url(&self) -> Option<String> {
-        self.admin_addr.map(|addr| format!("http://{addr}/"))
+        self.admin_url.clone()
     }
 
     /// The last queries of every door of this node.

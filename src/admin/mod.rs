@@ -1,5 +1,6 @@
 //! The admin endpoint (`aop node --admin ADDR`): what an operator needs to see a node at
-//! work, over plain HTTP, read-only.
+//! work, read-only; over HTTPS when the process has a certificate (a node's `--tls-cert`, a
+//! gateway's), with the same certificate, re-read on SIGHUP with it.
 //!
 //! | path | what |
 //! | --- | --- |
@@ -35,13 +36,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::connect_info::{ConnectInfo, Connected};
+use axum::extract::connect_info::ConnectInfo;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::serve::IncomingStream;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -54,6 +54,7 @@ use std::time::Instant;
 
 use crate::grpc::observe::GrpcMetrics;
 use crate::telemetry::RecentQueries;
+use crate::tls::{HttpListener, HttpPeer, ServerTls};
 
 const INDEX_HTML: &str = include_str!("page/index.html");
 const APP_JS: &str = include_str!("page/app.js");
@@ -98,6 +99,8 @@ pub struct AdminListener {
     addr: SocketAddr,
     /// Host names (or addresses) answered besides loopback and the address reached.
     allowed_hosts: Vec<String>,
+    /// With a certificate, the endpoint speaks HTTPS only.
+    tls: Option<Arc<ServerTls>>,
 }
 
 impl AdminListener {
@@ -109,7 +112,14 @@ impl AdminListener {
             listener,
             addr,
             allowed_hosts: Vec::new(),
+            tls: None,
         })
+    }
+
+    /// Serves HTTPS only, with `tls`'s certificate (the process's own, reloaded with it).
+    pub fn tls(mut self, tls: Option<Arc<ServerTls>>) -> AdminListener {
+        self.tls = tls;
+        self
     }
 
     /// Answers requests whose `Host` is one of `hosts` too (names a management network or a
@@ -123,9 +133,10 @@ impl AdminListener {
         self.addr
     }
 
-    /// The status page's URL.
+    /// The status page's URL (`https://` with a certificate).
     pub fn url(&self) -> String {
-        format!("http://{}/", self.addr)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}/", self.addr)
     }
 
     /// Serves a node's admin endpoint until `shutdown`.
@@ -139,6 +150,7 @@ impl AdminListener {
     }
 
     fn serve(self, routes: Router, shutdown: CancellationToken) -> JoinHandle<()> {
+        let url = self.url();
         let router = routes
             .route("/", get(|| page(INDEX_HTML, "text/html; charset=utf-8")))
             .route(
@@ -171,9 +183,16 @@ impl AdminListener {
             );
         }
         tokio::spawn(async move {
-            tracing::info!(url = %format!("http://{addr}/"), "admin endpoint listening (status page, /metrics, /healthz, /readyz)");
-            let service = router.into_make_service_with_connect_info::<Reached>();
-            if let Err(error) = axum::serve(self.listener, service)
+            let listener = match HttpListener::new(self.listener, self.tls) {
+                Ok(listener) => listener,
+                Err(error) => {
+                    tracing::warn!(%error, "admin endpoint cannot serve");
+                    return;
+                }
+            };
+            tracing::info!(%url, "admin endpoint listening (status page, /metrics, /healthz, /readyz)");
+            let service = router.into_make_service_with_connect_info::<HttpPeer>();
+            if let Err(error) = axum::serve(listener, service)
                 .with_graceful_shutdown(shutdown.cancelled_owned())
                 .await
             {
@@ -183,28 +202,11 @@ impl AdminListener {
     }
 }
 
-/// The local address a connection reached (on a wildcard bind, the interface's address):
-/// a request may name it in `Host`.
-#[derive(Debug, Clone, Copy)]
-struct Reached(SocketAddr);
-
-impl Connected<IncomingStream<'_, TcpListener>> for Reached {
-    fn connect_info(stream: IncomingStream<'_, TcpListener>) -> Reached {
-        // Unknown: the unspecified address, which no Host matches.
-        Reached(
-            stream
-                .io()
-                .local_addr()
-                .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0))),
-        )
-    }
-}
-
 /// DNS-rebinding protection: 403, naming the Host, unless the request names this endpoint
 /// by a loopback name or address, the address it reached, or an allowed name.
 async fn check_host(
     State(allowed): State<Arc<[String]>>,
-    ConnectInfo(Reached(local)): ConnectInfo<Reached>,
+    ConnectInfo(HttpPeer { local, .. }): ConnectInfo<HttpPeer>,
     request: Request,
     next: Next,
 ) -> Response {

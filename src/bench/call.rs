@@ -23,6 +23,8 @@ pub enum CallBenchError {
     Zero { flag: &'static str },
     #[error("cannot open an MCP session with {url}: {reason}")]
     Connect { url: String, reason: String },
+    #[error("cannot make an HTTP client: {0}")]
+    Client(String),
 }
 
 /// What to call and how hard.
@@ -38,6 +40,8 @@ pub struct CallBench {
     pub duration: Duration,
     pub timeout: Duration,
     pub progress: bool,
+    /// What an `https://` gateway is verified against (none: the system roots).
+    pub tls: Option<std::sync::Arc<crate::tls::ClientTls>>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -70,11 +74,17 @@ pub async fn run_call(bench: CallBench) -> Result<CallReport, CallBenchError> {
     if bench.sessions == 0 {
         return Err(CallBenchError::Zero { flag: "sessions" });
     }
-    let http = reqwest::Client::builder()
+    let builder = reqwest::Client::builder()
         .pool_max_idle_per_host(bench.concurrency)
-        .tcp_nodelay(true)
+        .tcp_nodelay(true);
+    // https:// gateways: the system roots plus --ca (reqwest's own default TLS would need a
+    // process-wide crypto provider).
+    let config = crate::tls::ClientTls::http_config_or_system(bench.tls.as_deref())
+        .map_err(|error| CallBenchError::Client(error.to_string()))?;
+    let builder = builder.tls_backend_preconfigured(config);
+    let http = builder
         .build()
-        .unwrap_or_else(|_| reqwest::Client::new());
+        .map_err(|error| CallBenchError::Client(crate::peer::error_chain(&error)))?;
     let mut sessions = Vec::with_capacity(bench.sessions);
     for _ in 0..bench.sessions {
         let session = McpClient::connect(&bench.url, &http, "aop-bench")

@@ -15,7 +15,7 @@ use aop::keys::UpdateKey;
     after_help = "Port plan from --port-base B: node i serves gRPC on B+i, DNS on B+100+i and \
     its admin endpoint (status page, /metrics, /healthz, /readyz) on B+200+i (node 0 is the \
     root, then one node per distinct `servers` entry of the zone files, zones in name order); \
-    demo agents on B+300+j; the MCP gateway on http://127.0.0.1:B+900/mcp and its status page \
+    demo agents on B+300+j; the MCP gateway on http://127.0.0.1:B+900/mcp (https:// with --tls) and its status page \
     on B+901. --port-base 0 takes free ports from the OS. Ctrl-C stops everything."
 )]
 pub struct DemoArgs {
@@ -25,8 +25,9 @@ pub struct DemoArgs {
     /// Directory of zone files.
     #[arg(long, default_value = "zones", value_name = "DIR")]
     zones: PathBuf,
-    /// Every gRPC door and link over TLS, with a CA the demo makes (in a private temporary
-    /// directory, removed when it stops); prints the --ca clients need.
+    /// Every gRPC door and link over TLS, and the status pages and the MCP gateway over
+    /// HTTPS, with a CA the demo makes (in a private temporary directory, removed when it
+    /// stops); prints the --ca clients need.
     #[arg(long)]
     tls: bool,
 }
@@ -112,7 +113,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         println!();
         println!(
             "TLS: every gRPC door speaks TLS with a certificate of the demo's CA; clients give \
-             --ca {} (or AOP_CA={})",
+             --ca {} (or AOP_CA={}). The status pages and the MCP gateway speak HTTPS with it: \
+             curl --cacert {}, or trust the CA in the MCP host (SSL_CERT_FILE, \
+             NODE_EXTRA_CA_CERTS)",
+            tls.ca.display(),
             tls.ca.display(),
             tls.ca.display()
         );
@@ -172,8 +176,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         );
     }
     if let Some(admin) = demo.nodes.first().and_then(|node| node.handle.admin_url()) {
+        let cacert = tls
+            .as_ref()
+            .map(|tls| format!("--cacert {} ", tls.ca.display()))
+            .unwrap_or_default();
         println!(
-            "  curl -s {admin}metrics | grep ^aop_queries_total    # the root's query counters"
+            "  curl -s {cacert}{admin}metrics | grep ^aop_queries_total    # the root's query counters"
         );
     }
     println!();

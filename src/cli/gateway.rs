@@ -14,14 +14,17 @@ use aop::admin::AdminListener;
 use aop::admin::gateway::GatewayView;
 use aop::gateway::{self, Gateway, GatewayConfig};
 use aop::name::Name;
+use aop::tls::{ServerTls, ServerTlsFiles};
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  \
     aop gateway --resolver http://127.0.0.1:7100 --listen 127.0.0.1:8000 --mount finance.acme\n  \
     aop gateway --stdio --mount finance.acme      (for desktop LLM hosts)\n  \
     aop gateway --mount finance.acme --admin 127.0.0.1:8001   (status page and /metrics)\n  \
-    aop gateway --mount acme --auth deploy/gateway-auth.toml   (OAuth 2.1 resource server)\n\n\
-    MCP clients connect to http://ADDR/mcp. Browsers' requests need an allowed Origin \
+    aop gateway --mount acme --auth deploy/gateway-auth.toml   (OAuth 2.1 resource server)\n  \
+    aop gateway --mount acme --tls-cert certs/gw.pem --tls-key certs/gw.key --ca certs/ca.pem   \
+    (HTTPS; https:// agents are verified against the system roots plus --ca)\n\n\
+    MCP clients connect to http://ADDR/mcp (https:// with --tls-cert). Browsers' requests need an allowed Origin \
     (default: loopback origins); with --token-file every request needs \
     `Authorization: Bearer <token>`; with --auth every request needs a bearer token the \
     auth file accepts (a JWT of its issuer or a static token), and each caller sees and \
@@ -33,6 +36,19 @@ pub struct GatewayArgs {
     /// Listen address of the Streamable HTTP endpoint (/mcp).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8000")]
     listen: SocketAddr,
+    /// Certificate chain (PEM) of the MCP endpoint: with --tls-key it speaks HTTPS only
+    /// (https://ADDR/mcp), and so does --admin, with the same certificate. Re-read on SIGHUP
+    /// (new connections use the new one). `aop cert issue` makes one.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tls_key",
+        conflicts_with = "stdio"
+    )]
+    tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Serve one MCP session on stdin/stdout instead of HTTP (for desktop LLM hosts).
     #[arg(long)]
     stdio: bool,
@@ -106,6 +122,8 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
     config.tasks.ttl = args.task_ttl;
     // An https:// resolver: the --ca and --client-cert/--client-key of this process.
     config.resolver_tls = Some(super::client_tls()?);
+    // https:// agents: verified against the system roots plus the same --ca.
+    config.agent_tls = Some(super::client_tls()?);
     for origin in &args.allow_origins {
         if !(origin == "null" || origin.starts_with("http://") || origin.starts_with("https://")) {
             bail!(
@@ -125,6 +143,15 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
         config.guards.sessions = Some(aop::admission::Bounds { total, per_client });
     }
     config.guards.session_idle = Some(args.session_idle);
+    let server_tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(ServerTls::https(ServerTlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            client_ca: None,
+        })?),
+        _ => None,
+    };
+    config.guards.tls = server_tls.clone();
     if let Some(path) = &args.token_file {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read --token-file {}", path.display()))?;
@@ -147,7 +174,8 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
         Some(addr) => Some(
             AdminListener::bind(addr)
                 .await?
-                .allow_hosts(args.admin_allow_hosts.clone()),
+                .allow_hosts(args.admin_allow_hosts.clone())
+                .tls(server_tls.clone()),
         ),
         None => None,
     };
@@ -183,7 +211,10 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
         );
         admin.serve_gateway(GatewayView::of(&handle), stop_admin.clone())
     });
-    stop_signal.await;
+    tokio::select! {
+        () = stop_signal => {}
+        () = reload_on_sighup(server_tls) => {}
+    }
     tracing::info!("gateway stopping");
     stop_admin.cancel();
     if let Some(task) = admin_task {
@@ -191,4 +222,35 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
     }
     handle.shutdown().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Re-reads the HTTPS certificate and key (of /mcp and --admin) and the client side's CA
+/// and certificate on every SIGHUP: new connections use them, open ones keep theirs. A
+/// reload that fails keeps the files read before. Runs until the gateway stops.
+async fn reload_on_sighup(server: Option<Arc<ServerTls>>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP; TLS files are not reloaded");
+            std::future::pending::<()>().await;
+            return;
+        };
+        while hangups.recv().await.is_some() {
+            let client = super::client_tls().map_err(|error| error.to_string());
+            let result = server
+                .as_ref()
+                .map_or(Ok(()), |server| server.reload().map_err(|e| e.to_string()))
+                .and_then(|()| {
+                    client.and_then(|client| client.reload().map_err(|e| e.to_string()))
+                });
+            match result {
+                Ok(()) => tracing::info!("SIGHUP: TLS certificates and keys re-read"),
+                Err(error) => {
+                    tracing::error!(%error, "TLS files not reloaded; still using the ones read before")
+                }
+            }
+        }
+    }
+    std::future::pending::<()>().await;
 }

@@ -40,7 +40,7 @@ pub struct NodeArgs {
     dns: Option<SocketAddr>,
     /// Admin endpoint listen address: /metrics (Prometheus), /healthz, /readyz and a status
     /// page at / (for example 127.0.0.1:7300; read-only, bind it to loopback); none by
-    /// default.
+    /// default. With --tls-cert it speaks HTTPS only, with the same certificate.
     #[arg(long, value_name = "ADDR")]
     admin: Option<SocketAddr>,
     /// Host name the admin endpoint answers (repeatable), besides loopback names and
@@ -84,7 +84,7 @@ pub struct NodeArgs {
     max_connections_per_client: Option<u32>,
     /// Certificate chain (PEM) of the gRPC door: with --tls-key it speaks TLS only (ALPN h2;
     /// its URL is https://ADDR), and this node presents it to nodes that ask for a client
-    /// certificate. Re-read on SIGHUP.
+    /// certificate; --admin serves HTTPS with it too. Re-read on SIGHUP.
     #[arg(long, value_name = "FILE", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
     /// The private key (PEM) of --tls-cert.

@@ -23,6 +23,10 @@
 //! allows, rate limits apply per caller and per agent, and agents get the operator's
 //! upstream credentials, never the caller's token.
 //!
+//! With `--tls-cert`/`--tls-key` the MCP door speaks HTTPS only (`GatewayConfig::guards`
+//! `.tls`), and `https://` agents are called over TLS trusting the system roots plus `--ca`
+//! (`GatewayConfig::agent_tls`, in [`sessions`]).
+//!
 //! The gateway talks to the registry only through a resolver node's gRPC door (`--resolver`):
 //! `Resolve` for calls, `GetZone`/`ListAgents` (recursive, so any zone in the tree) for the
 //! mounted zones.
@@ -70,7 +74,7 @@ pub struct GatewayHandle {
 }
 
 impl GatewayHandle {
-    /// `http://ADDR/mcp`, when serving HTTP.
+    /// `http://ADDR/mcp` (`https://` with a certificate), when serving HTTP.
     pub fn url(&self) -> Option<String> {
         self.http.as_ref().map(McpHttpServer::url)
     }

@@ -31,7 +31,9 @@ use rmcp::transport::streamable_http_client::{
 use rmcp::{ClientHandler, ErrorData, RoleClient, ServiceError, ServiceExt};
 use tokio::sync::OnceCell;
 
+use crate::mcp::https::HttpsClient;
 use crate::peer::{FailureKind, PeerFailure, error_chain};
+use crate::tls::{ClientTls, TlsError};
 
 /// How long opening a session (TCP connect and MCP handshake) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -138,7 +140,9 @@ pub struct SessionStats {
 type Slot = Arc<OnceCell<Arc<AgentSession>>>;
 
 pub struct AgentSessions {
-    http: reqwest::Client,
+    /// Every session's HTTP client; it follows `--ca` and `--client-cert` reloads for
+    /// sessions opened after them.
+    http: HttpsClient,
     /// What to send as `Authorization: Bearer` to agents by URL prefix (`--auth`'s
     /// `[[upstream_credential]]`); the longest matching prefix wins, none: no header.
     credentials: Vec<(String, String)>,
@@ -148,20 +152,22 @@ pub struct AgentSessions {
 }
 
 impl AgentSessions {
-    pub fn new() -> AgentSessions {
-        let http = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(CALLS_PER_SESSION)
-            .tcp_nodelay(true)
-            .build()
-            .unwrap_or_else(|_| reqwest::Client::new());
-        AgentSessions {
+    /// Sessions whose `https://` agents are verified against what `tls` trusts (none: the
+    /// system roots); every call, task and listing of an agent goes through this client.
+    pub fn with_tls(tls: Option<Arc<ClientTls>>) -> Result<AgentSessions, TlsError> {
+        let http = HttpsClient::new(tls, |builder| {
+            builder
+                .connect_timeout(CONNECT_TIMEOUT)
+                .pool_idle_timeout(Duration::from_secs(90))
+                .pool_max_idle_per_host(CALLS_PER_SESSION)
+                .tcp_nodelay(true)
+        })?;
+        Ok(AgentSessions {
             http,
             credentials: Vec::new(),
             slots: Mutex::new(HashMap::new()),
             opened: AtomicU64::new(0),
-        }
+        })
     }
 
     /// Sends `bearer` to agents whose URL starts with `prefix` (the longest prefix wins).
@@ -220,7 +226,7 @@ impl AgentSessions {
         config.retry_config = Arc::new(backoff);
         // Never the caller's token: only what the operator configured for this URL.
         config.auth_header = self.credential_for(url).map(str::to_string);
-        let transport = StreamableHttpClientTransport::with_client(self.http.clone(), config);
+        let transport = StreamableHttpClientTransport::with_client(self.http.get(), config);
         let opening = AgentClient::default().serve(transport);
         let service = match tokio::time::timeout(CONNECT_TIMEOUT, opening).await {
             Err(_) => {
@@ -232,7 +238,7 @@ impl AgentSessions {
             Ok(Err(error)) => {
                 return Err(failure(format!(
                     "cannot open an MCP session: {}",
-                    plain_reason(&error)
+                    plain_reason(&error, self.http.ca())
                 )));
             }
             Ok(Ok(service)) => service,
@@ -242,7 +248,7 @@ impl AgentSessions {
             Ok(Err(error)) => {
                 return Err(failure(format!(
                     "cannot list its tools: {}",
-                    plain_reason(&error)
+                    plain_reason(&error, self.http.ca())
                 )));
             }
             Err(_) => return Err(failure("no tools/list answer in time".into())),
@@ -285,16 +291,10 @@ impl AgentSessions {
     }
 }
 
-impl Default for AgentSessions {
-    fn default() -> Self {
-        AgentSessions::new()
-    }
-}
-
 /// What went wrong with an MCP transport, in the caller's terms: "connection refused", "HTTP
-/// 404 Not Found", "timed out", never the library's type names (rmcp prints its transport's
-/// full generic type in its messages).
-fn plain_reason(error: &(dyn std::error::Error + 'static)) -> String {
+/// 404 Not Found", "timed out", why a certificate does not verify, never the library's type
+/// names (rmcp prints its transport's full generic type in its messages).
+fn plain_reason(error: &(dyn std::error::Error + 'static), ca: Option<&std::path::Path>) -> String {
     // rmcp's handshake error holds its transport error in a field it does not expose as
     // the source: start the walk there.
     let start: &(dyn std::error::Error + 'static) =
@@ -306,6 +306,9 @@ fn plain_reason(error: &(dyn std::error::Error + 'static)) -> String {
     let mut deepest = error;
     while let Some(current) = source {
         if let Some(http) = current.downcast_ref::<reqwest::Error>() {
+            if let Some(reason) = crate::tls::failure_reason(http, ca) {
+                return reason;
+            }
             if let Some(status) = http.status() {
                 return format!("HTTP {status}");
             }

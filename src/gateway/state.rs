@@ -43,6 +43,9 @@ pub struct GatewayConfig {
     /// What the link to an `https://` resolver trusts and presents (default: the system
     /// roots, no client certificate).
     pub resolver_tls: Option<Arc<crate::tls::ClientTls>>,
+    /// What calls to `https://` agent endpoints trust (`--ca` beside the system roots) and
+    /// present when an agent asks for a client certificate; default: the system roots.
+    pub agent_tls: Option<Arc<crate::tls::ClientTls>>,
     /// `--auth`: callers are authenticated and authorized (docs/protocol.md §8.2), and
     /// agents get the upstream credentials it names; `None`: every caller may do everything.
     pub auth: Option<Arc<super::auth::Authorizer>>,
@@ -60,6 +63,7 @@ impl GatewayConfig {
             guards: HttpGuards::default(),
             tasks: TaskConfig::default(),
             resolver_tls: None,
+            agent_tls: None,
             auth: None,
         }
     }
@@ -77,6 +81,8 @@ pub enum GatewayStartError {
         addr: String,
         source: std::io::Error,
     },
+    #[error("TLS to agents: {0}")]
+    AgentTls(#[from] crate::tls::TlsError),
 }
 
 /// Client sessions (2025 era) to tell when the tool list changes.
@@ -153,7 +159,7 @@ impl Gateway {
             peers: GrpcPeers::new(pool),
             names: NameCache::new(client, config.cache_capacity),
             caller: Caller {
-                sessions: AgentSessions::new().with_credentials(
+                sessions: AgentSessions::with_tls(config.agent_tls.clone())?.with_credentials(
                     config
                         .auth
                         .as_ref()

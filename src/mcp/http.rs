@@ -3,8 +3,9 @@
 //! Both the built-in agents and the gateway serve MCP this way, so the body limit and checks
 //! ([`super::body`]: bad JSON, batches and non-messages are JSON-RPC errors, not rmcp's 415),
 //! Origin and Host checks (DNS-rebinding protection), the optional bearer token, the optional
-//! authorization ([`McpAuth`], which the gateway's `--auth` plugs in) and graceful shutdown
-//! are written once. rmcp's `StreamableHttpService` speaks both protocol eras: the
+//! authorization ([`McpAuth`], which the gateway's `--auth` plugs in), HTTPS (the
+//! `tls::HttpListener` with [`HttpGuards::tls`], the gateway's `--tls-cert`) and graceful
+//! shutdown are written once. rmcp's `StreamableHttpService` speaks both protocol eras: the
 //! 2025 session era (`Mcp-Session-Id`, SSE streams) and the stateless 2026-07-28 era.
 
 use std::collections::HashMap;
@@ -17,7 +18,6 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::serve::ListenerExt;
 use futures::future::BoxFuture;
 use rmcp::ServerHandler;
 use rmcp::model::{ClientJsonRpcMessage, ClientRequest};
@@ -31,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 use super::body;
 use crate::admission::Bounds;
 use crate::record::limits;
+use crate::tls::{HttpListener, HttpPeer, ServerTls};
 
 /// Origins allowed when none are configured: pages served from this machine.
 pub const LOOPBACK_ORIGINS: [&str; 6] = [
@@ -86,6 +87,9 @@ pub struct HttpGuards {
     /// When set, every request to `/mcp` is authenticated and every tool call authorized
     /// by it (and `bearer_token` must be unset).
     pub auth: Option<SharedAuth>,
+    /// When set, the door speaks HTTPS only (`--tls-cert`/`--tls-key`), with the
+    /// certificate in force when each connection's handshake starts.
+    pub tls: Option<Arc<ServerTls>>,
 }
 
 /// Sessions an MCP door keeps at once: each holds a handler, channels and buffers (tens of
@@ -101,6 +105,8 @@ pub const SESSION_IDLE: Duration = Duration::from_secs(300);
 /// A running MCP HTTP listener.
 pub struct McpHttpServer {
     pub local_addr: SocketAddr,
+    /// `https` or `http`.
+    scheme: &'static str,
     sessions: OpenSessions,
     shutdown: CancellationToken,
     task: JoinHandle<std::io::Result<()>>,
@@ -118,9 +124,9 @@ impl OpenSessions {
 }
 
 impl McpHttpServer {
-    /// The URL clients use: `http://ADDR/mcp`.
+    /// The URL clients use: `http://ADDR/mcp`, or `https://` over TLS.
     pub fn url(&self) -> String {
-        format!("http://{}/mcp", self.local_addr)
+        format!("{}://{}/mcp", self.scheme, self.local_addr)
     }
 
     /// Stops accepting, ends every session and waits for the listener to close.
@@ -221,21 +227,20 @@ where
         loopback_host,
     ));
     let stop = shutdown.clone();
-    // Responses go out in several writes (headers, SSE events); without TCP_NODELAY, Nagle
-    // and the peer's delayed ACK add 40 ms to every call.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
+    // Plaintext or TLS; either way with TCP_NODELAY (responses go out in several writes).
+    let listener = HttpListener::new(listener, guards.tls.clone())?;
+    let scheme = listener.scheme();
     let task = tokio::spawn(async move {
         axum::serve(
             listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
+            router.into_make_service_with_connect_info::<HttpPeer>(),
         )
         .with_graceful_shutdown(async move { stop.cancelled().await })
         .await
     });
     Ok(McpHttpServer {
         local_addr,
+        scheme,
         sessions: open_sessions,
         shutdown,
         task,
@@ -378,7 +383,7 @@ async fn refuse(
 /// limit; sessions that end (idle, DELETE) give their place back.
 async fn limit_sessions(
     State(gate): State<Arc<SessionGate>>,
-    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<SocketAddr>,
+    axum::extract::ConnectInfo(HttpPeer { remote: peer, .. }): axum::extract::ConnectInfo<HttpPeer>,
     request: Request,
     next: Next,
 ) -> Response {

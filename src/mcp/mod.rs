@@ -7,12 +7,15 @@
 //!   `tools/call` whose `arguments` is not an object), so handlers answer invalid params.
 //! - [`http`]: serving a handler over Streamable HTTP at `/mcp`, with the body limit,
 //!   Origin/Host checks, the optional bearer token and graceful shutdown.
+//! - [`https`]: the HTTP client of agent calls and probes, over rustls with `--ca`,
+//!   following its reloads.
 //! - [`probe`]: the endpoint health probe, one `initialize` request (docs/protocol.md §9.1).
 //! - [`tool_name`]: agent names as tool names LLM APIs accept, and back.
 
 pub mod body;
 pub mod client;
 pub mod http;
+pub mod https;
 pub mod params;
 pub mod probe;
 pub mod tool_name;

@@ -7,7 +7,11 @@
 //! seconds opens 10,000 of these a second, and a session with its worker task for each would
 //! cost many times more. The answer may come as JSON or as an SSE stream (both are
 //! Streamable HTTP); at most [`ANSWER_MAX_BYTES`] of it are read.
+//!
+//! `https://` endpoints are probed over TLS trusting what the node trusts (the system roots
+//! plus its `--ca`); a certificate that does not verify is the probe's failure, in words.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -19,26 +23,25 @@ pub const ANSWER_MAX_BYTES: usize = 64 * 1024;
 
 const SESSION_HEADER: &str = "mcp-session-id";
 
+use super::https::HttpsClient;
+use crate::tls::{ClientTls, TlsError};
+
 /// Probes over HTTP with one shared connection pool.
 #[derive(Clone)]
 pub struct McpProbe {
-    http: reqwest::Client,
+    http: Arc<HttpsClient>,
 }
 
 impl McpProbe {
-    pub fn new() -> McpProbe {
-        McpProbe {
-            http: reqwest::Client::builder()
-                .pool_idle_timeout(Duration::from_secs(30))
-                .build()
-                .unwrap_or_default(),
-        }
-    }
-}
-
-impl Default for McpProbe {
-    fn default() -> McpProbe {
-        McpProbe::new()
+    /// Probes `https://` endpoints trusting what `tls` trusts (none: the system roots),
+    /// following its reloads.
+    pub fn with_tls(tls: Option<Arc<ClientTls>>) -> Result<McpProbe, TlsError> {
+        let http = HttpsClient::new(tls, |builder| {
+            builder.pool_idle_timeout(Duration::from_secs(30))
+        })?;
+        Ok(McpProbe {
+            http: Arc::new(http),
+        })
     }
 }
 
@@ -46,10 +49,11 @@ impl McpProbe {
     /// `Ok` when `url` answered `initialize` within `timeout`; else why not. (The node hands
     /// this to `health::Prober` as its `Probe`.)
     pub fn probe(&self, url: &str, timeout: Duration) -> BoxFuture<'static, Result<(), String>> {
-        let http = self.http.clone();
+        let http = self.http.get();
+        let ca = self.http.ca().map(std::path::Path::to_path_buf);
         let url = url.to_string();
         Box::pin(async move {
-            match tokio::time::timeout(timeout, initialize(&http, &url)).await {
+            match tokio::time::timeout(timeout, initialize(&http, &url, ca.as_deref())).await {
                 Ok(result) => result,
                 Err(_) => Err(format!("no answer within {timeout:?}")),
             }
@@ -57,7 +61,11 @@ impl McpProbe {
     }
 }
 
-async fn initialize(http: &reqwest::Client, url: &str) -> Result<(), String> {
+async fn initialize(
+    http: &reqwest::Client,
+    url: &str,
+    ca: Option<&std::path::Path>,
+) -> Result<(), String> {
     let request = json!({
         "jsonrpc": "2.0",
         "id": 1,
@@ -74,7 +82,10 @@ async fn initialize(http: &reqwest::Client, url: &str) -> Result<(), String> {
         .json(&request)
         .send()
         .await
-        .map_err(|error| crate::peer::error_chain(&error))?;
+        .map_err(|error| {
+            crate::tls::failure_reason(&error, ca)
+                .unwrap_or_else(|| crate::peer::error_chain(&error))
+        })?;
     let status = response.status();
     let session = response
         .headers()

@@ -67,6 +67,17 @@ impl ClientTls {
         Ok(Arc::clone(SYSTEM.get_or_init(|| system)))
     }
 
+    /// [`ClientTls::http_config`] of `tls`, or of [`ClientTls::system`] when none is given:
+    /// what an HTTP client trusts. Every HTTP client of the project is given one, because
+    /// reqwest's own default TLS would need a process-wide crypto provider, which this
+    /// project never installs.
+    pub fn http_config_or_system(tls: Option<&ClientTls>) -> Result<ClientConfig, TlsError> {
+        match tls {
+            Some(tls) => Ok(tls.http_config()),
+            None => Ok(ClientTls::system()?.http_config()),
+        }
+    }
+
     /// Re-reads the files; on error the settings in force stay.
     pub fn reload(&self) -> Result<(), TlsError> {
         let config = build(&self.files)?;
@@ -88,6 +99,15 @@ impl ClientTls {
     pub fn config_without_alpn(&self) -> ClientConfig {
         let mut config = (*self.config()).clone();
         config.alpn_protocols.clear();
+        config
+    }
+
+    /// The same trust and client certificate for an HTTP/1.1 client (reqwest, which is
+    /// built here without HTTP/2): ALPN `http/1.1`. A copy of the settings in force now; the
+    /// client built from it keeps them.
+    pub fn http_config(&self) -> ClientConfig {
+        let mut config = (*self.config()).clone();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
         config
     }
 
@@ -166,6 +186,34 @@ fn build(files: &ClientTlsFiles) -> Result<ClientConfig, TlsError> {
     };
     config.alpn_protocols = vec![b"h2".to_vec()];
     Ok(config)
+}
+
+/// Why a request failed in TLS, in words, when it did: the first rustls error in `error`'s
+/// chain of sources (an HTTP client's error holds it in an `io::Error` deep down), described
+/// as [`TlsFailure`]s are. `ca` is the extra CA the client trusted, named in the advice.
+pub fn failure_reason(
+    error: &(dyn std::error::Error + 'static),
+    ca: Option<&Path>,
+) -> Option<String> {
+    let mut current = Some(error);
+    while let Some(error) = current {
+        if let Some(tls) = error.downcast_ref::<rustls::Error>() {
+            return Some(describe(tls, ca));
+        }
+        if let Some(failure) = error.downcast_ref::<TlsFailure>() {
+            return Some(failure.reason.clone());
+        }
+        // An io::Error's `source` is its inner error's source, skipping the inner error
+        // itself (where TLS libraries put the rustls error): step into it instead.
+        current = match error
+            .downcast_ref::<io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => error.source(),
+        };
+    }
+    None
 }
 
 /// Why a TLS session failed, in words an operator can act on.

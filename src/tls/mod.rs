@@ -13,12 +13,19 @@
 //!   wants a client certificate) instead of a transport error.
 //! - [`issue`]: a development CA and certificates signed by it (`aop cert`, `aop demo
 //!   --tls`, tests).
+//! - [`listener`]: the listener of the HTTP doors (MCP gateway, agents, admin endpoint),
+//!   plaintext or HTTPS with a [`ServerTls`], handshakes off the accept path.
+//!
+//! HTTP clients (the gateway calling agents, the node probing endpoints) use
+//! [`ClientTls::http_config`] in reqwest, and [`failure_reason`] to say why a call's TLS
+//! failed instead of reqwest's "error sending request".
 //!
 //! Only the ring provider is compiled in, and it is named explicitly everywhere rather than
 //! installed as a process default, so a library user's own default cannot change ours.
 
 pub mod client;
 pub mod issue;
+pub mod listener;
 pub mod server;
 
 use std::path::{Path, PathBuf};
@@ -28,7 +35,8 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-pub use client::{ClientTls, ClientTlsFiles, TlsClientStream, TlsFailure};
+pub use client::{ClientTls, ClientTlsFiles, TlsClientStream, TlsFailure, failure_reason};
+pub use listener::{HttpListener, HttpPeer};
 pub use server::{ServerTls, ServerTlsFiles};
 
 #[derive(Debug, thiserror::Error)]

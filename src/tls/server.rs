@@ -39,9 +39,11 @@ impl ServerTls {
         ServerTls::load(files, vec![b"h2".to_vec()])
     }
 
-    /// The settings of an HTTPS endpoint (HTTP/2 or HTTP/1.1).
+    /// The settings of an HTTPS endpoint: ALPN `http/1.1` only, since the HTTP doors are
+    /// served by axum built with HTTP/1.1 alone (a client offered `h2` would speak a
+    /// protocol the server does not).
     pub fn https(files: ServerTlsFiles) -> Result<Arc<ServerTls>, TlsError> {
-        ServerTls::load(files, vec![b"h2".to_vec(), b"http/1.1".to_vec()])
+        ServerTls::load(files, vec![b"http/1.1".to_vec()])
     }
 
     fn load(files: ServerTlsFiles, alpn: Vec<Vec<u8>>) -> Result<Arc<ServerTls>, TlsError> {

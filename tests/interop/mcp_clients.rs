@@ -26,7 +26,6 @@ use aop::name::Name;
 use aop::node::NodeHandle;
 use rmcp::model::{CallToolRequestParams, CallToolResult};
 use rmcp::service::RunningService;
-use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::{RoleClient, ServiceExt};
 use serde_json::{Value, json};
 
@@ -212,7 +211,7 @@ impl SwarmsServer {
 type Client = RunningService<RoleClient, ()>;
 
 async fn connect(gateway: &GatewayHandle) -> Client {
-    let transport = StreamableHttpClientTransport::from_uri(gateway.url().unwrap());
+    let transport = crate::support::mcp::transport(gateway.url().unwrap());
     ().serve(transport).await.expect("MCP handshake")
 }
 

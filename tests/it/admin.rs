@@ -101,7 +101,9 @@ async fn start_node() -> Node {
 }
 
 async fn get(url: &str) -> (u16, String, String) {
-    let response = reqwest::get(url)
+    let response = crate::support::http()
+        .get(url)
+        .send()
         .await
         .unwrap_or_else(|e| panic!("{url}: {e}"));
     let status = response.status().as_u16();
@@ -473,7 +475,11 @@ async fn status_json_lists_zones_agents_and_the_request_ids_returned() {
     assert_eq!(recent[0]["request_id"].as_str().unwrap().len(), 16);
 
     // The page and its parts are served, with their types and headers.
-    let response = reqwest::get(&node.admin).await.unwrap();
+    let response = crate::support::http()
+        .get(&node.admin)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(
         response.headers()["content-security-policy"],
         "default-src 'self'; frame-ancestors 'none'"
@@ -559,7 +565,7 @@ async fn readyz_waits_for_a_secondary_until_its_primary_answers() {
 
 /// GET `url` with `host` as the Host header.
 async fn get_as(url: &str, host: &str) -> (u16, String) {
-    let response = reqwest::Client::new()
+    let response = crate::support::http()
         .get(url)
         .header("host", host)
         .send()

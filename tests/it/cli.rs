@@ -857,6 +857,49 @@ fn demo_over_tls_prints_its_ca_and_its_examples_work_as_printed() {
         .unwrap();
     assert!(output.status.success(), "{}", stderr(&output));
 
+    // The status pages and the gateway speak HTTPS with the demo's certificate.
+    let https_after = |prefix: &str| {
+        demo.seen
+            .iter()
+            .find_map(|line| line.trim().strip_prefix(prefix))
+            .map(|rest| rest.split_whitespace().next().unwrap_or("").to_string())
+            .unwrap_or_else(|| panic!("no line starting {prefix:?}: {:?}", demo.seen))
+    };
+    let gateway_page = https_after("gateway ");
+    let gateway_mcp = https_after("MCP gateway:");
+    assert!(gateway_page.starts_with("https://"), "{gateway_page}");
+    assert!(gateway_mcp.starts_with("https://"), "{gateway_mcp}");
+    let tls = aop::tls::ClientTls::load(aop::tls::ClientTlsFiles {
+        ca: Some(ca.clone().into()),
+        ..aop::tls::ClientTlsFiles::default()
+    })
+    .unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let status = runtime.block_on(async {
+        let http = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls.http_config())
+            .build()
+            .unwrap();
+        let healthz = http
+            .get(format!("{gateway_page}healthz"))
+            .send()
+            .await
+            .unwrap();
+        let mcp = http
+            .post(&gateway_mcp)
+            .header("accept", "application/json, text/event-stream")
+            .json(
+                &serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+                "params": {"protocolVersion": "2025-11-25", "capabilities": {},
+                           "clientInfo": {"name": "t", "version": "1"}}}),
+            )
+            .send()
+            .await
+            .unwrap();
+        (healthz.status().as_u16(), mcp.status().as_u16())
+    });
+    assert_eq!(status, (200, 200));
+
     demo.interrupt();
     assert!(demo.wait_exit().success());
     assert!(

@@ -19,7 +19,6 @@ use rmcp::model::{
     JsonObject, ProgressNotificationParam,
 };
 use rmcp::service::{NotificationContext, RunningService};
-use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::{ClientHandler, RoleClient, ServiceExt};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -115,7 +114,7 @@ async fn connect(gateway: &GatewayHandle) -> Client {
         list_changed: list_tx,
         progress: progress_tx,
     };
-    let transport = StreamableHttpClientTransport::from_uri(gateway.url().unwrap());
+    let transport = crate::support::mcp::transport(gateway.url().unwrap());
     let service = observer.serve(transport).await.expect("MCP handshake");
     Client {
         service,
@@ -857,7 +856,7 @@ async fn foreign_origins_and_missing_tokens_are_refused() {
     config.guards.bearer_token = Some(Arc::from("s3cret"));
     let gateway = gateway::start(config, free_listener().await).await.unwrap();
     let url = gateway.url().unwrap();
-    let http = reqwest::Client::new();
+    let http = crate::support::http();
     let initialize = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
         "params": {"protocolVersion": "2025-06-18", "capabilities": {},
                    "clientInfo": {"name": "t", "version": "1"}}});
@@ -901,7 +900,7 @@ async fn every_loopback_host_is_answered_and_other_hosts_refused() {
     let gateway = start_gateway(&node).await;
     // `aop agent serve` serves its agent through the same door.
     let (_agent, agent_server) = agent(AgentKind::Echo, "echo").await;
-    let http = reqwest::Client::new();
+    let http = crate::support::http();
     let initialize = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
         "params": {"protocolVersion": "2025-06-18", "capabilities": {},
                    "clientInfo": {"name": "t", "version": "1"}}});
@@ -1080,7 +1079,7 @@ async fn the_2026_era_hears_list_changed_through_subscriptions_listen() {
     let (_analyst, server) = agent(AgentKind::Analyst, "analyst").await;
     let node = start_node(&zone_text(1, &analyst_zone(&[server.url()]))).await;
     let gateway = start_gateway(&node).await;
-    let transport = StreamableHttpClientTransport::from_uri(gateway.url().unwrap());
+    let transport = crate::support::mcp::transport(gateway.url().unwrap());
     let client = ClientConfig::new(
         ClientCapabilities::default(),
         Implementation::new("gateway-test-2026", "1"),
@@ -1389,7 +1388,7 @@ async fn post_raw(
     body: String,
     session: Option<&str>,
 ) -> reqwest::Response {
-    let mut request = reqwest::Client::new()
+    let mut request = crate::support::http()
         .post(url)
         .header("content-type", content_type)
         .header("accept", "application/json, text/event-stream")
@@ -1531,7 +1530,7 @@ async fn bad_json_batches_and_deep_nesting_are_http_400_with_json_rpc_errors() {
     let response = post_raw(&url, "text/plain", ping.to_string(), None).await;
     assert_eq!(response.status(), 415);
     // The header checks come first: a foreign origin hears 403 whatever its body.
-    let response = reqwest::Client::new()
+    let response = crate::support::http()
         .post(&url)
         .header("content-type", "application/json")
         .header("accept", "application/json, text/event-stream")

@@ -68,7 +68,9 @@ async fn serve_admin(gateway: &GatewayHandle) -> (String, CancellationToken) {
 }
 
 async fn get(url: &str) -> (u16, String, String) {
-    let response = reqwest::get(url)
+    let response = crate::support::http()
+        .get(url)
+        .send()
         .await
         .unwrap_or_else(|e| panic!("{url}: {e}"));
     let status = response.status().as_u16();
@@ -118,8 +120,7 @@ endpoints = [{{ url = "{ghost_url}", tool = "ghost" }}]
     assert_eq!(get(&format!("{admin}readyz")).await.2, "ready\n");
     assert_eq!(get(&format!("{admin}healthz")).await.2, "ok\n");
 
-    let transport =
-        rmcp::transport::StreamableHttpClientTransport::from_uri(gateway.url().unwrap());
+    let transport = crate::support::mcp::transport(gateway.url().unwrap());
     let client = ().serve(transport).await.expect("MCP handshake");
     let call = |tool: &str, arguments: Value| {
         let request = CallToolRequestParams::new(tool.to_string()).with_arguments(args(arguments));
@@ -250,7 +251,7 @@ async fn readyz_names_a_mounted_zone_not_listed_yet_and_foreign_hosts_are_refuse
         .next()
         .unwrap()
         .to_string();
-    let http = reqwest::Client::new();
+    let http = crate::support::http();
     for (host, expected) in [
         (format!("127.0.1.5:{port}"), 200),
         (format!("localhost:{port}"), 200),

@@ -146,6 +146,11 @@ enum Keys {
 /// Starts agents, the node and a gateway whose auth file has the callers above plus
 /// `extra` (a `[rate_limit]` section, say).
 async fn start(keys: Keys, extra: &str) -> Env {
+    start_on(keys, extra, aop::clock::system()).await
+}
+
+/// [`start`], the authorizer reading time from `clock`.
+async fn start_on(keys: Keys, extra: &str, clock: Arc<dyn aop::clock::Clock>) -> Env {
     let dir = tempfile::tempdir().unwrap();
     let analyst_listener = free_listener().await;
     let analyst_url = format!("http://{}/mcp", analyst_listener.local_addr().unwrap());
@@ -255,7 +260,7 @@ bearer_file = "analyst.token"
     let path = dir.path().join("auth.toml");
     std::fs::write(&path, text).unwrap();
     let config = AuthConfig::load(&path).expect("a valid auth file");
-    let authorizer = Authorizer::new(config, aop::clock::system())
+    let authorizer = Authorizer::new(config, clock)
         .await
         .expect("the authorizer starts");
     let mut gateway_config = GatewayConfig::new(node.grpc_url());
@@ -280,7 +285,7 @@ bearer_file = "analyst.token"
 
 async fn connect(url: &str, token: &str) -> Client {
     let config = StreamableHttpClientTransportConfig::with_uri(url.to_string()).auth_header(token);
-    let transport = StreamableHttpClientTransport::from_config(config);
+    let transport = StreamableHttpClientTransport::with_client(crate::support::http(), config);
     tokio::time::timeout(DEADLINE, ().serve(transport))
         .await
         .expect("handshake in time")
@@ -306,7 +311,7 @@ async fn tool_names(client: &Client) -> Vec<String> {
 
 /// POSTs one JSON-RPC message to /mcp with `token` (none: no header).
 async fn post(url: &str, token: Option<&str>, message: Value) -> reqwest::Response {
-    let mut request = reqwest::Client::new()
+    let mut request = crate::support::http()
         .post(url)
         .header("accept", "application/json, text/event-stream")
         .header("content-type", "application/json")
@@ -342,7 +347,7 @@ async fn wait_for_tools(client: &Client, tool: &str) {
 #[tokio::test]
 async fn metadata_documents_and_every_kind_of_401() {
     let env = start(Keys::File, "").await;
-    let http = reqwest::Client::new();
+    let http = crate::support::http();
     for path in [
         "/.well-known/oauth-protected-resource",
         "/.well-known/oauth-protected-resource/mcp",
@@ -873,6 +878,51 @@ async fn keys_from_a_jwks_url_are_refetched_when_the_issuer_rotates() {
     let answer = post(&env.url(), Some(&env.bob()), initialize.clone()).await;
     assert_eq!(answer.status(), 401);
     assert!(www_authenticate(&answer).contains("is not among the issuer's keys"));
+    env.shutdown().await;
+}
+
+/// Invalid tokens cost a signature check each, so one client address may send only so many:
+/// past the limit its tokens that need a check get 429 with `Retry-After` and no check,
+/// while tokens verified before and static tokens still pass; the limit refills with time.
+#[tokio::test]
+async fn invalid_tokens_from_one_address_are_limited_without_locking_out_verified_ones() {
+    use aop::gateway::auth::FAILED_CHECKS_PER_ADDRESS;
+    let clock = aop::clock::ManualClock::new();
+    let env = start_on(Keys::File, "", clock.clone()).await;
+    let initialize = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}});
+    let remembered = env.bob();
+    let answer = post(&env.url(), Some(&remembered), initialize.clone()).await;
+    assert_eq!(answer.status(), 200, "{}", answer.text().await.unwrap());
+    // Signed by another key under the same kid: a signature check that fails.
+    let forged = SigningKey::generate("key-1").token(&env.resource, json!({}));
+    for _ in 0..FAILED_CHECKS_PER_ADDRESS.requests {
+        let answer = post(&env.url(), Some(&forged), initialize.clone()).await;
+        assert_eq!(answer.status(), 401);
+        assert!(www_authenticate(&answer).contains("signature does not verify"));
+    }
+    let limited = post(&env.url(), Some(&forged), initialize.clone()).await;
+    assert_eq!(limited.status(), 429);
+    assert_eq!(limited.headers()["retry-after"], "1");
+    let body = limited.text().await.unwrap();
+    assert!(body.contains("invalid tokens"), "{body}");
+    // A valid token never checked before needs a check: refused the same way.
+    let fresh = env.bob();
+    assert_eq!(
+        post(&env.url(), Some(&fresh), initialize.clone())
+            .await
+            .status(),
+        429
+    );
+    // What needs no signature check passes.
+    let answer = post(&env.url(), Some(&remembered), initialize.clone()).await;
+    assert_eq!(answer.status(), 200, "{}", answer.text().await.unwrap());
+    let answer = post(&env.url(), Some(ALICE_TOKEN), initialize.clone()).await;
+    assert_eq!(answer.status(), 200, "{}", answer.text().await.unwrap());
+    // A second later the address may have one token checked again.
+    clock.advance(Duration::from_secs(1));
+    let answer = post(&env.url(), Some(&fresh), initialize.clone()).await;
+    assert_eq!(answer.status(), 200, "{}", answer.text().await.unwrap());
     env.shutdown().await;
 }
 

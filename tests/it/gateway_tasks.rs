@@ -21,7 +21,6 @@ use rmcp::model::{
     UpdateTaskParams,
 };
 use rmcp::service::RunningService;
-use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::{ClientLifecycleMode, ClientServiceExt, RoleClient, ServiceError, ServiceExt};
 use serde_json::{Value, json};
 
@@ -84,7 +83,7 @@ async fn start_gateway(
 }
 
 async fn connect(url: &str) -> Client {
-    let transport = StreamableHttpClientTransport::from_uri(url.to_string());
+    let transport = crate::support::mcp::transport(url.to_string());
     ().serve(transport).await.expect("MCP handshake")
 }
 
@@ -549,7 +548,7 @@ type TasksClient = RunningService<RoleClient, ClientConfig>;
 
 /// A 2026-07-28 client that declares the MCP tasks extension (in every request's `_meta`).
 async fn connect_tasks(url: &str) -> TasksClient {
-    let transport = StreamableHttpClientTransport::from_uri(url.to_string());
+    let transport = crate::support::mcp::transport(url.to_string());
     ClientConfig::new(
         ClientCapabilities::builder().enable_tasks().build(),
         Implementation::new("gateway-tasks-test", "1"),
@@ -783,7 +782,7 @@ async fn agent_tool_calls_run_as_mcp_tasks_on_the_queue_for_clients_that_declare
         ClientCapabilities::builder().enable_tasks().build(),
         Implementation::new("gateway-tasks-test-2025", "1"),
     )
-    .serve(StreamableHttpClientTransport::from_uri(url.clone()))
+    .serve(crate::support::mcp::transport(url.clone()))
     .await
     .expect("initialize");
     let echoed = match session

@@ -118,7 +118,9 @@ async fn a_dead_endpoint_leaves_grpc_and_dns_answers_and_when_all_are_dead_all_c
     )
     .await;
     assert_eq!(txt_urls(dns_addr, name).await, [format!("url={live}")]);
-    let text = reqwest::get(&metrics_url)
+    let text = crate::support::http()
+        .get(&metrics_url)
+        .send()
         .await
         .unwrap()
         .text()

@@ -17,6 +17,7 @@ mod gateway_auth;
 mod gateway_tasks;
 mod gateway_watch;
 mod health;
+mod https;
 mod membership;
 mod node_grpc;
 mod overload;

@@ -575,7 +575,11 @@ async fn after_a_full_disk_writes_recover_without_a_restart_and_readyz_says_so()
         "{}",
         status.message()
     );
-    let ready = reqwest::get(format!("{admin_url}readyz")).await.unwrap();
+    let ready = crate::support::http()
+        .get(format!("{admin_url}readyz"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(ready.status().as_u16(), 503);
     let body = ready.text().await.unwrap();
     assert!(body.contains("store: cannot write"), "{body}");
@@ -584,7 +588,11 @@ async fn after_a_full_disk_writes_recover_without_a_restart_and_readyz_says_so()
     register("after.rel.test")
         .await
         .expect("writes again once there is room");
-    let ready = reqwest::get(format!("{admin_url}readyz")).await.unwrap();
+    let ready = crate::support::http()
+        .get(format!("{admin_url}readyz"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(ready.status().as_u16(), 200);
     assert_eq!(
         answer(&mut client, "after.rel.test").await,
@@ -771,7 +779,7 @@ async fn one_client_cannot_hold_down_the_dns_tcp_door() {
 /// Opens an MCP session (a 2025-era `initialize`) from the loopback address `source`: the
 /// HTTP status and, when opened, the session id.
 async fn initialize_from(source: [u8; 4], url: &str) -> (u16, Option<String>, String) {
-    let client = reqwest::Client::builder()
+    let client = crate::support::http_builder()
         .local_address(std::net::IpAddr::from(source))
         .build()
         .unwrap();
@@ -821,7 +829,7 @@ async fn gateway_sessions_are_bounded_per_client_and_in_total() {
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("limit of 6 sessions"), "{body}");
     // A session closed gives its place back.
-    let closed = reqwest::Client::new()
+    let closed = crate::support::http()
         .delete(&url)
         .header("mcp-session-id", &first_client[0])
         .send()

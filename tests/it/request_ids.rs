@@ -8,7 +8,6 @@ use aop::name::Name;
 use aop::node::NodeHandle;
 use rmcp::ServiceExt;
 use rmcp::model::{CallToolRequestParams, ClientCapabilities, ClientConfig, Implementation};
-use rmcp::transport::StreamableHttpClientTransport;
 use serde_json::json;
 
 use crate::support::{AgentSpec, FederationBuilder, ZoneSpec, connect, free_listener};
@@ -70,9 +69,7 @@ async fn a_request_id_follows_a_query_from_node_to_node() {
         ClientCapabilities::default(),
         Implementation::new("request-id-test", "1"),
     )
-    .serve(StreamableHttpClientTransport::from_uri(
-        gateway.url().unwrap(),
-    ))
+    .serve(crate::support::mcp::transport(gateway.url().unwrap()))
     .await
     .expect("MCP handshake");
     let before: Vec<String> = seen(finance).into_iter().map(|(id, _)| id).collect();

@@ -3,7 +3,6 @@
 //! client of another CA and a client without a certificate under mTLS are told; recursion
 //! across a federation of TLS nodes; a SIGHUP that swaps a node's certificate.
 
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,66 +11,13 @@ use aop::answer::Outcome;
 use aop::grpc::connect_with;
 use aop::node::{GrpcListener, NodeHandle, ServeOptions};
 use aop::record::ServerAddress;
-use aop::tls::issue::{self, Subject};
-use aop::tls::{ClientTls, ClientTlsFiles, ServerTls, ServerTlsFiles};
+use aop::tls::{ClientTls, ClientTlsFiles};
 
+use crate::support::pki::Pki;
 use crate::support::process::NodeProcess;
 use crate::support::{AOP, bind, eventually, free_addr, zone};
 
 const TIMEOUT: Option<Duration> = Some(Duration::from_secs(5));
-
-/// A CA and certificates signed by it, in a temporary directory.
-struct Pki {
-    dir: tempfile::TempDir,
-}
-
-impl Pki {
-    fn new() -> Pki {
-        let dir = tempfile::tempdir().unwrap();
-        issue::write_ca(dir.path()).unwrap();
-        Pki { dir }
-    }
-
-    fn ca(&self) -> PathBuf {
-        self.dir.path().join("ca.pem")
-    }
-
-    /// `NAME.pem`/`NAME.key` for 127.0.0.1 and the DNS names given.
-    fn issue(&self, name: &str, dns: &[&str]) -> (PathBuf, PathBuf) {
-        let subject = Subject {
-            dns: dns.iter().map(|d| d.to_string()).collect(),
-            ips: vec![IpAddr::from([127, 0, 0, 1])],
-        };
-        issue::write_issued(self.dir.path(), name, &subject, self.dir.path()).unwrap()
-    }
-
-    fn server(&self, name: &str, client_ca: bool) -> Arc<ServerTls> {
-        let (cert, key) = self.issue(name, &[]);
-        ServerTls::grpc(ServerTlsFiles {
-            cert,
-            key,
-            client_ca: client_ca.then(|| self.ca()),
-        })
-        .unwrap()
-    }
-
-    /// A client trusting this CA, presenting a certificate named `identity` if given.
-    fn client(&self, identity: Option<&str>) -> Arc<ClientTls> {
-        let (cert, key) = match identity {
-            Some(name) => {
-                let (cert, key) = self.issue(name, &[name]);
-                (Some(cert), Some(key))
-            }
-            None => (None, None),
-        };
-        ClientTls::load(ClientTlsFiles {
-            ca: Some(self.ca()),
-            cert,
-            key,
-        })
-        .unwrap()
-    }
-}
 
 /// Zone acme, served at `url`, with one agent.
 fn acme(url: &str) -> String {

@@ -44,6 +44,15 @@ impl Buckets {
 
     /// Takes one token of `key`'s bucket, or says how long until one is there.
     pub fn take(&self, key: &str) -> Result<(), Duration> {
+        self.refill(key, true)
+    }
+
+    /// Whether `key`'s bucket holds a token now (none taken), or how long until it does.
+    pub fn check(&self, key: &str) -> Result<(), Duration> {
+        self.refill(key, false)
+    }
+
+    fn refill(&self, key: &str, take: bool) -> Result<(), Duration> {
         let now = self.clock.now();
         let capacity = f64::from(self.limit.requests);
         let rate = self.rate_per_s();
@@ -65,7 +74,9 @@ impl Buckets {
         bucket.tokens = (bucket.tokens + refilled).min(capacity);
         bucket.at = now;
         if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
+            if take {
+                bucket.tokens -= 1.0;
+            }
             Ok(())
         } else {
             Err(Duration::from_secs_f64((1.0 - bucket.tokens) / rate))
@@ -106,6 +117,25 @@ mod tests {
         clock.advance(Duration::from_secs(1));
         assert_eq!(buckets.take("alice"), Ok(()));
         assert!(buckets.take("alice").is_err());
+    }
+
+    #[test]
+    fn a_check_takes_nothing() {
+        let clock = ManualClock::new();
+        let buckets = Buckets::new(
+            BucketLimit {
+                requests: 1,
+                per_s: 1,
+            },
+            clock.clone(),
+        );
+        for _ in 0..3 {
+            assert_eq!(buckets.check("peer"), Ok(()));
+        }
+        assert_eq!(buckets.take("peer"), Ok(()));
+        assert!(buckets.check("peer").is_err());
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(buckets.check("peer"), Ok(()));
     }
 
     #[test]

@@ -27,7 +27,7 @@ use rmcp::model::{ClientJsonRpcMessage, ClientRequest, JsonObject, RequestId};
 use serde_json::{Value, json};
 
 use super::bucket::retry_after_s;
-use super::{Authorizer, Caller};
+use super::{AuthError, Authorizer, Caller};
 use crate::gateway::meta::find_mounted;
 use crate::gateway::shapes::{CALL_AGENT, NAMES, ROUTE_TASK};
 use crate::gateway::state::Gateway;
@@ -36,6 +36,7 @@ use crate::gateway::task_shapes::{
 };
 use crate::mcp::http::McpAuth;
 use crate::name::Name;
+use crate::tls::HttpPeer;
 
 /// The metadata path of RFC 9728 (a resource's path is appended to it).
 pub const METADATA_PATH: &str = "/.well-known/oauth-protected-resource";
@@ -241,11 +242,23 @@ impl McpAuth for GatewayAuth {
             let Some(token) = bearer(&request) else {
                 return Err(self.unauthorized(None));
             };
+            let address = request
+                .extensions()
+                .get::<axum::extract::ConnectInfo<HttpPeer>>()
+                .map(|peer| peer.0.remote.ip());
             let caller = self
                 .authorizer
-                .authenticate(token)
+                .authenticate(token, address)
                 .await
-                .map_err(|invalid| self.unauthorized(Some(("invalid_token", invalid.0))))?;
+                .map_err(|error| match error {
+                    AuthError::Invalid(invalid) => {
+                        self.unauthorized(Some(("invalid_token", invalid.0)))
+                    }
+                    AuthError::TooManyFailures { address, wait } => {
+                        tracing::debug!(%address, "token not checked: too many invalid tokens from this address");
+                        too_many(None, error.to_string(), wait)
+                    }
+                })?;
             if let Err(wait) = self.authorizer.take_caller(&caller.subject) {
                 let limit = self.authorizer.config().per_caller;
                 let message = match limit {

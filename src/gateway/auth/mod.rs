@@ -6,7 +6,8 @@
 //! - [`tokens`]: who a bearer token is (static development tokens, JWTs verified locally
 //!   against the issuer's keys, [`jwks`], refetched on key rotation).
 //! - [`policy`]: what a caller may see and call (first `[[policy]]` matching its subject).
-//! - [`bucket`]: the per-caller and per-agent token buckets of `[rate_limit]`.
+//! - [`bucket`]: the per-caller and per-agent token buckets of `[rate_limit]`, and the
+//!   bound on failed token checks per client address ([`FAILED_CHECKS_PER_ADDRESS`]).
 //! - [`http`]: the HTTP side: the RFC 9728 metadata documents, 401 before anything reads the
 //!   request, 403 and 429 for a tool call decided from its JSON-RPC body before rmcp sees it.
 //!
@@ -31,6 +32,8 @@ use bucket::Buckets;
 use config::AuthConfig;
 use policy::Policy;
 use tokens::{InvalidToken, JwksStartError, TokenVerifier};
+
+pub use tokens::Verified;
 
 /// An authenticated caller: its subject and the policy that applies to it.
 #[derive(Debug, Clone)]
@@ -57,6 +60,35 @@ pub struct Authorizer {
     policies: Vec<Arc<Policy>>,
     per_caller: Option<Buckets>,
     per_agent: Option<Buckets>,
+    /// Tokens that failed their check, per client address ([`FAILED_CHECKS_PER_ADDRESS`]).
+    failures: Buckets,
+}
+
+/// Failed token checks one client address may cause: a burst of 20, then one a second.
+/// Past it the address's tokens that need a signature check get 429 without one (tokens
+/// verified before, and static tokens, still pass): invalid tokens cost a signature check
+/// each, and must not be a free way to burn the gateway's CPU.
+pub const FAILED_CHECKS_PER_ADDRESS: config::BucketLimit = config::BucketLimit {
+    requests: 20,
+    per_s: 20,
+};
+
+/// Why a request's token gets no caller.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error(transparent)]
+    Invalid(#[from] InvalidToken),
+    /// The client address is past [`FAILED_CHECKS_PER_ADDRESS`]; retry after `wait`.
+    #[error(
+        "Too many requests: {address} sent more than {} invalid tokens at {} per second; \
+         its tokens are not checked until the limit refills",
+        FAILED_CHECKS_PER_ADDRESS.requests,
+        FAILED_CHECKS_PER_ADDRESS.requests / FAILED_CHECKS_PER_ADDRESS.per_s
+    )]
+    TooManyFailures {
+        address: std::net::IpAddr,
+        wait: Duration,
+    },
 }
 
 impl std::fmt::Debug for Authorizer {
@@ -87,6 +119,7 @@ impl Authorizer {
             policies,
             per_caller,
             per_agent,
+            failures: Buckets::new(FAILED_CHECKS_PER_ADDRESS, clock),
         }))
     }
 
@@ -94,9 +127,30 @@ impl Authorizer {
         &self.config
     }
 
-    /// The caller a bearer token stands for.
-    pub async fn authenticate(&self, token: &str) -> Result<Arc<Caller>, InvalidToken> {
-        let verified = self.verifier.verify(token).await?;
+    /// The caller a bearer token stands for, sent from `address` (when known): a token
+    /// that needs a signature check is checked only while the address is within
+    /// [`FAILED_CHECKS_PER_ADDRESS`], and a failed check counts against it.
+    pub async fn authenticate(
+        &self,
+        token: &str,
+        address: Option<std::net::IpAddr>,
+    ) -> Result<Arc<Caller>, AuthError> {
+        let verified = match self.verifier.remembered(token) {
+            Some(answer) => answer?,
+            None => {
+                let key = address.map(|address| address.to_string());
+                if let (Some(address), Some(key)) = (address, &key)
+                    && let Err(wait) = self.failures.check(key)
+                {
+                    return Err(AuthError::TooManyFailures { address, wait });
+                }
+                let checked = self.verifier.verify(token).await;
+                if let (Err(_), Some(key)) = (&checked, &key) {
+                    let _ = self.failures.take(key);
+                }
+                checked?
+            }
+        };
         let policy = self
             .policies
             .iter()

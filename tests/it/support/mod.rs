@@ -2,8 +2,8 @@
 //! ports, listeners and a server that never answers (`net`), a federation of real nodes
 //! built from zone specs (`federation`), a TCP proxy that can cut, slow down or partition
 //! the path to a node (`link`), gRPC calls with hand-written protobuf bytes (`raw`), waiting
-//! on a condition with a deadline (`wait`), and the admin endpoints' metrics parsed
-//! (`exposition`).
+//! on a condition with a deadline (`wait`), the admin endpoints' metrics parsed
+//! (`exposition`), and a CA with certificates for tests over TLS (`pki`).
 //!
 //! The interop binary (`tests/interop/`) uses this module too, through a `#[path]`.
 
@@ -12,6 +12,7 @@ pub mod federation;
 pub mod link;
 pub mod mcp;
 pub mod net;
+pub mod pki;
 pub mod process;
 pub mod raw;
 pub mod wait;
@@ -48,4 +49,20 @@ pub async fn agent(kind: AgentKind, tool: &str) -> (BuiltinAgent, McpHttpServer)
         .serve_http(free_listener().await)
         .expect("serve the agent");
     (agent, server)
+}
+
+/// An HTTP client builder for tests (reqwest over rustls with the ring provider, trusting
+/// the system roots): reqwest's own default TLS would need a process-wide crypto provider,
+/// which the project never installs.
+pub fn http_builder() -> reqwest::ClientBuilder {
+    reqwest::Client::builder().tls_backend_preconfigured(
+        aop::tls::ClientTls::system()
+            .expect("the system roots load")
+            .http_config(),
+    )
+}
+
+/// A plain HTTP client for tests ([`http_builder`]).
+pub fn http() -> reqwest::Client {
+    http_builder().build().expect("an HTTP client")
 }
