@@ -4,7 +4,9 @@
 #
 #   bench/register.sh                 # COUNT=20000 CONCURRENCY=64, then 1,000 changes at 1 in flight
 #
-# Prints the commands it runs. Both nodes keep their stores under bench/out/register/.
+# Prints the commands it runs. Both nodes keep their stores under bench/out/register/. The
+# primary starts with --health-probes 0: the registered agents' endpoints point at a closed
+# port (127.0.0.1:9), and probing them would be measured too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 COUNT=${COUNT:-20000}
@@ -28,7 +30,7 @@ run $AOP key new bench-key --zone bench --out "$OUT/bench.key" > "$OUT/node-line
 # Waits until the node at $1 serves the zone itself (a dump asked of a node that does not may
 # come from the zone's other servers; transferred_from says which answered).
 wait_dump() { for _ in $(seq 300); do $AOP zone dump --server "$1" bench --json 2>/dev/null | grep -q "\"transferred_from\": \"$1\"" && return 0; sleep 0.1; done; echo "no zone at $1" >&2; exit 1; }
-run $AOP node --zone "$OUT/bench.toml" --grpc 127.0.0.1:$P --data-dir "$OUT/primary" --update-key "$OUT/bench.key" 2> "$OUT/primary.log" &
+run $AOP node --zone "$OUT/bench.toml" --grpc 127.0.0.1:$P --data-dir "$OUT/primary" --update-key "$OUT/bench.key" --health-probes 0 2> "$OUT/primary.log" &
 PRIMARY=$!
 trap 'kill $PRIMARY ${SECONDARY:-} 2>/dev/null || true' EXIT
 wait_dump http://127.0.0.1:$P

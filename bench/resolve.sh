@@ -9,11 +9,14 @@
 # and `aop bench resolve --no-recurse` at 128 in flight over 4 connections and at 8 in flight
 # over 1 connection, against the node and against the bare server. Everything it writes
 # goes to bench/out/ (gitignored). The load generator shares the machine's cores with the
-# server: read the registry/bare ratios, not the absolute figures.
+# server: read the registry/bare ratios, not the absolute figures. Nodes start with
+# --health-probes 0: the generated zone's endpoints point at closed ports, and probing them
+# (10,000 probes a second at 100,000 agents) would be measured too. What one Resolve costs,
+# free of the machine's noise, is bench/instructions.sh's to count.
 #
 # Environment: DURATION (10s), WARMUP (1s; 0 skips), AGENTS (100000), SEED (1),
 # LOAD_DEADLINE seconds (120), QUIET_WAIT seconds (120: how long to wait for other work on the
-# machine to stop before each measurement).
+# machine to stop before each measurement), CARGO_TARGET_DIR (where the release binaries are built).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -25,8 +28,9 @@ AGENTS=${AGENTS:-100000}
 SEED=${SEED:-1}
 LOAD_DEADLINE=${LOAD_DEADLINE:-120}
 QUIET_WAIT=${QUIET_WAIT:-120}
-AOP=$ROOT/target/release/aop
-BARE=$ROOT/target/release/examples/bare_resolve_server
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+AOP=$TARGET/release/aop
+BARE=$TARGET/release/examples/bare_resolve_server
 ZONE=$OUT/bench-$AGENTS.toml
 NAMES=$OUT/names-$AGENTS.txt
 TINY_ZONE=$ROOT/zones/finance.acme.toml
@@ -75,7 +79,8 @@ log "starting aop node on $URL"
 wait_quiet "the load-time measurement"
 LOAD_M0=$(machine_ticks) LOAD_G0=$(proc_ticks $$)
 START_NS=$(now_ns)
-"$AOP" --log-format json node --zone "$ZONE" --grpc "127.0.0.1:$PORT" >"$OUT/node.log" 2>&1 &
+"$AOP" --log-format json node --zone "$ZONE" --grpc "127.0.0.1:$PORT" \
+    --health-probes 0 >"$OUT/node.log" 2>&1 &
 NODE=$!
 PIDS+=("$NODE")
 wait_resolvable "$NODE" "$OUT/node.log" "$URL" "$PROBE"
@@ -94,7 +99,8 @@ stop "$NODE"
 PORT=$(free_port)
 URL=http://127.0.0.1:$PORT
 log "starting aop node on $URL with $TINY_ZONE (memory baseline)"
-"$AOP" --log-format json node --zone "$TINY_ZONE" --grpc "127.0.0.1:$PORT" >"$OUT/node-tiny.log" 2>&1 &
+"$AOP" --log-format json node --zone "$TINY_ZONE" --grpc "127.0.0.1:$PORT" \
+    --health-probes 0 >"$OUT/node-tiny.log" 2>&1 &
 TINY=$!
 PIDS+=("$TINY")
 wait_resolvable "$TINY" "$OUT/node-tiny.log" "$URL" analyst.finance.acme

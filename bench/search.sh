@@ -11,7 +11,8 @@
 # Queries are 1-3 words drawn from the generator's vocabulary (some very common, such as
 # "assistant", which every description holds). Latency is per search, client side, at
 # CONCURRENCY in flight over 2 connections; the load generator shares the 2 cores with the
-# nodes. Everything goes to bench/out/ (gitignored).
+# nodes. Nodes start with --health-probes 0: the generated agents' endpoints point at closed
+# ports, and probing them would be measured too. Everything goes to bench/out/ (gitignored).
 #
 # Environment: DURATION (10s), AGENTS (100000), AGENTS_PER_LEVEL (10000), CONCURRENCY (4),
 # SEED (1), LOAD_DEADLINE seconds (180), QUIET_WAIT seconds (60).
@@ -74,7 +75,7 @@ zone=$OUT/one-$AGENTS.toml
 python3 bench/gen_zone.py --agents "$AGENTS" --origin bench --server "http://127.0.0.1:$port" \
     --seed "$SEED" --out "$zone"
 log "node with $AGENTS agents on :$port"
-"$AOP" node --zone "$zone" --grpc "127.0.0.1:$port" >"$OUT/one.log" 2>&1 &
+"$AOP" node --zone "$zone" --grpc "127.0.0.1:$port" --health-probes 0 >"$OUT/one.log" 2>&1 &
 PIDS+=($!); one=$!
 t0=$(now_ns)
 wait_searchable "$one" "$OUT/one.log" "http://127.0.0.1:$port" bench
@@ -91,7 +92,7 @@ printf '\n[[delegation]]\nzone = "l2"\nservers = [{ grpc = "http://127.0.0.1:%s"
 printf '\n[[delegation]]\nzone = "l3"\nservers = [{ grpc = "http://127.0.0.1:%s" }]\n' "$p3" >>"$OUT/l2.toml"
 for level in 1 2 3; do
     port_var=p$level
-    "$AOP" node --zone "$OUT/l$level.toml" --grpc "127.0.0.1:${!port_var}" >"$OUT/l$level.log" 2>&1 &
+    "$AOP" node --zone "$OUT/l$level.toml" --grpc "127.0.0.1:${!port_var}" --health-probes 0 >"$OUT/l$level.log" 2>&1 &
     PIDS+=($!)
 done
 wait_searchable "${PIDS[-1]}" "$OUT/l1.log" "http://127.0.0.1:$p1" l1

@@ -112,14 +112,20 @@ impl Catalog {
 
     /// The authoritative answer for `name` from the closest enclosing zone.
     pub fn lookup(&self, name: &Name) -> Result<Answer, CatalogError> {
-        let zone = self
-            .find_zone(name)
+        self.answer(name)
             .ok_or_else(|| CatalogError::NotAuthoritative {
                 name: name.clone(),
                 served: self.served_list(),
-            })?;
+            })
+    }
+
+    /// [`Catalog::lookup`] without the error: `None` when no zone served here encloses
+    /// `name`, for callers that go elsewhere then (the resolver) and would only drop the
+    /// error's text.
+    pub fn answer(&self, name: &Name) -> Option<Answer> {
+        let zone = self.find_zone(name)?;
         let found = zone.lookup(name);
-        Ok(Answer {
+        Some(Answer {
             name: name.clone(),
             outcome: found.outcome,
             aliases: found.aliases,

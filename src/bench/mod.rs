@@ -94,6 +94,9 @@ pub struct ResolveBench {
     pub concurrency: usize,
     pub connections: usize,
     pub duration: Duration,
+    /// Stop after this many requests (sent), if the duration has not run out first: a fixed
+    /// amount of work, to count what the server spends per request (`bench/instructions.sh`).
+    pub requests: Option<u64>,
     pub recursive: bool,
     pub pick: NamePick,
     pub target: Target,
@@ -179,6 +182,9 @@ pub async fn run_resolve(bench: ResolveBench) -> Result<BenchReport, BenchError>
             flag: "connections",
         });
     }
+    if bench.requests == Some(0) {
+        return Err(BenchError::Zero { flag: "requests" });
+    }
     let mut clients = Vec::with_capacity(bench.connections);
     for _ in 0..bench.connections {
         clients.push(connect_to(&bench.server, &bench.tls).await?);
@@ -198,6 +204,8 @@ pub async fn run_resolve(bench: ResolveBench) -> Result<BenchReport, BenchError>
     let names: Arc<[String]> = bench.names.into();
     let upstream = Arc::new(GrpcPeers::default());
     let completed = Arc::new(AtomicU64::new(0));
+    // Requests sent so far, against `bench.requests`.
+    let issued = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let deadline = started + bench.duration;
 
@@ -225,6 +233,8 @@ pub async fn run_resolve(bench: ResolveBench) -> Result<BenchReport, BenchError>
         let mut client = clients[worker % clients.len()].clone();
         let names = Arc::clone(&names);
         let completed = Arc::clone(&completed);
+        let issued = Arc::clone(&issued);
+        let limit = bench.requests;
         let upstream = Arc::clone(&upstream);
         let cold_root = cold_root.clone();
         let recursive = bench.recursive;
@@ -237,6 +247,9 @@ pub async fn run_resolve(bench: ResolveBench) -> Result<BenchReport, BenchError>
                 error_samples: Vec::new(),
             };
             while Instant::now() < deadline {
+                if limit.is_some_and(|limit| issued.fetch_add(1, Ordering::Relaxed) >= limit) {
+                    break;
+                }
                 let name = &names[picker.next()];
                 let outcome = match &cold_root {
                     None => {

@@ -146,6 +146,10 @@ pub struct ResolveArgs {
     /// How long to run.
     #[arg(long, default_value = "10s", value_parser = super::parse_duration, value_name = "D")]
     duration: Duration,
+    /// Stop after N requests (or at --duration, whichever comes first): a fixed amount of
+    /// work, to count what the server spends per request.
+    #[arg(long, value_name = "N")]
+    requests: Option<u64>,
     /// Non-recursive queries (the node's authoritative data only).
     #[arg(long)]
     no_recurse: bool,
@@ -281,6 +285,7 @@ async fn resolve(args: ResolveArgs) -> anyhow::Result<ExitCode> {
         concurrency: args.concurrency,
         connections: args.connections,
         duration: args.duration,
+        requests: args.requests,
         recursive: !args.no_recurse,
         pick: args.zipf.map_or(NamePick::InTurn, NamePick::Zipf),
         target: args

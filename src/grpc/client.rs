@@ -74,8 +74,10 @@ impl tower::Service<http::Request<tonic::body::Body>> for TracedChannel {
     fn call(&mut self, mut request: http::Request<tonic::body::Body>) -> Self::Future {
         if !request.headers().contains_key(REQUEST_ID_HEADER)
             && let Some(id) = RequestId::current()
-            && let Ok(value) = http::HeaderValue::from_str(&id.to_string())
+            && let Ok(mut value) = http::HeaderValue::from_str(&id.to_string())
         {
+            // Never indexed by HPACK: ids do not repeat (see `grpc::observe`).
+            value.set_sensitive(true);
             request.headers_mut().insert(REQUEST_ID_HEADER, value);
         }
         tower::Service::call(&mut self.0, request)

@@ -63,7 +63,8 @@ where
                 inner: body,
                 remaining: limit + FRAME_HEADER_BYTES,
                 limit,
-                header: Vec::with_capacity(FRAME_HEADER_BYTES),
+                header: [0; FRAME_HEADER_BYTES],
+                header_len: 0,
             })
         });
         self.inner.call(request)
@@ -77,7 +78,8 @@ pin_project_lite::pin_project! {
         remaining: usize,
         limit: usize,
         // The first message's frame header, gathered across data frames.
-        header: Vec<u8>,
+        header: [u8; FRAME_HEADER_BYTES],
+        header_len: usize,
     }
 }
 
@@ -100,11 +102,13 @@ impl Body for LimitedBody {
         match this.inner.poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
-                    if this.header.len() < FRAME_HEADER_BYTES {
-                        let wanted = FRAME_HEADER_BYTES - this.header.len();
-                        this.header
-                            .extend_from_slice(&data[..wanted.min(data.len())]);
-                        if let [_, a, b, c, d] = this.header[..] {
+                    if *this.header_len < FRAME_HEADER_BYTES {
+                        let at = *this.header_len;
+                        let wanted = (FRAME_HEADER_BYTES - at).min(data.len());
+                        this.header[at..at + wanted].copy_from_slice(&data[..wanted]);
+                        *this.header_len += wanted;
+                        if *this.header_len == FRAME_HEADER_BYTES {
+                            let [_, a, b, c, d] = *this.header;
                             let declared = u32::from_be_bytes([a, b, c, d]) as usize;
                             if declared > *this.limit {
                                 return Poll::Ready(Some(Err(too_large(*this.limit))));
@@ -174,12 +178,10 @@ where
             http::Request<tonic::body::Body>,
             Response = http::Response<tonic::body::Body>,
         >,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
 {
     type Response = http::Response<tonic::body::Body>;
     type Error = S::Error;
-    type Future = futures::future::BoxFuture<'static, Result<Self::Response, S::Error>>;
+    type Future = InFlight<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -187,21 +189,61 @@ where
 
     fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
         match std::sync::Arc::clone(&self.permits).try_acquire_owned() {
-            Ok(permit) => {
-                let future = self.inner.call(request);
-                Box::pin(async move {
-                    let response = future.await;
-                    drop(permit);
-                    response
-                })
-            }
+            Ok(permit) => InFlight::Admitted {
+                inner: self.inner.call(request),
+                permit: Some(permit),
+            },
             Err(_) => {
                 let status = Status::resource_exhausted(format!(
                     "this node is at its limit of {} requests in flight (--max-concurrent); retry shortly or ask another server",
                     self.limit
                 ));
-                Box::pin(std::future::ready(Ok(status.into_http())))
+                InFlight::Refused {
+                    response: Some(status.into_http()),
+                }
             }
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A request past [`InFlightLimit`]: the inner service's future holding its permit until
+    /// the response starts, or the refusal. A type of its own, not a boxed future: this is on
+    /// every request's path.
+    #[project = InFlightProjection]
+    pub enum InFlight<F> {
+        Admitted {
+            #[pin]
+            inner: F,
+            permit: Option<tokio::sync::OwnedSemaphorePermit>,
+        },
+        Refused {
+            response: Option<http::Response<tonic::body::Body>>,
+        },
+    }
+}
+
+impl<F, E> Future for InFlight<F>
+where
+    F: Future<Output = Result<http::Response<tonic::body::Body>, E>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        match self.project() {
+            InFlightProjection::Admitted { inner, permit } => {
+                let response = std::task::ready!(inner.poll(cx));
+                // The place is given back as the response starts.
+                permit.take();
+                Poll::Ready(response)
+            }
+            InFlightProjection::Refused { response } => match response.take() {
+                Some(response) => Poll::Ready(Ok(response)),
+                // Polled again after it answered: a caller's bug, answered as tonic would.
+                None => Poll::Ready(Ok(
+                    Status::internal("a refused request was polled twice").into_http()
+                )),
+            },
         }
     }
 }

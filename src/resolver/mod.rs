@@ -332,8 +332,9 @@ impl Resolver {
     ) -> Result<Answer, ResolveError> {
         let mut walk = self.walk(options);
         let mut chain: Vec<Arc<Alias>> = Vec::new();
-        // Every name on the chain so far; meeting one again is a loop.
-        let mut seen: Vec<Name> = vec![name.clone()];
+        // Every name on the chain after `name` so far; meeting one again, or `name`, is a
+        // loop. Empty (no allocation) for the usual answer without aliases.
+        let mut seen: Vec<Name> = Vec::new();
         let mut current = name.clone();
         let mut ttl = u32::MAX;
         let mut stale = false;
@@ -342,8 +343,9 @@ impl Resolver {
             ttl = ttl.min(answer.ttl);
             stale |= answer.stale;
             for alias in &answer.aliases {
-                if seen.contains(&alias.target) {
-                    let mut shown = seen.clone();
+                if alias.target == *name || seen.contains(&alias.target) {
+                    let mut shown = vec![name.clone()];
+                    shown.extend(seen.iter().cloned());
                     shown.push(alias.target.clone());
                     return Err(ResolveError::AliasLoop { chain: shown });
                 }
@@ -372,6 +374,26 @@ impl Resolver {
     /// One name, without chasing an out-of-zone alias: cache, then the tree.
     async fn resolve_name(&self, name: &Name, walk: &mut Walk) -> Result<Answer, ResolveError> {
         let started = Instant::now();
+        // This node's own final answer needs none of the machinery below (the caches, the
+        // table of walks in flight, the deadline timer): it is what the walk would start
+        // from and return. A referral, a cut inside our own zone, goes on through them.
+        if let Some(answer) = self.catalog.answer(name)
+            && !matches!(answer.outcome, Outcome::Referral(_))
+        {
+            walk.step(|| {
+                self.own_step(
+                    answer.zone.clone(),
+                    answer.outcome.word(),
+                    started,
+                    Provenance {
+                        cached: false,
+                        authoritative: true,
+                    },
+                    None,
+                )
+            });
+            return Ok(answer);
+        }
         if let Some(answer) = self.cache.fresh_answer(name).await {
             walk.step(|| {
                 self.own_step(
@@ -450,7 +472,7 @@ impl Resolver {
         walk: &mut Walk,
     ) -> Result<Result<Answer, Cut>, ResolveError> {
         let started = Instant::now();
-        if let Ok(answer) = self.catalog.lookup(name) {
+        if let Some(answer) = self.catalog.answer(name) {
             walk.step(|| {
                 self.own_step(
                     answer.zone.clone(),

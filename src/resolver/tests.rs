@@ -149,6 +149,63 @@ async fn a_dead_server_is_skipped_for_its_sibling() {
     );
 }
 
+/// (hits, misses) over every cache level.
+async fn cache_lookups(resolver: &Resolver) -> (u64, u64) {
+    resolver
+        .cache_stats()
+        .await
+        .iter()
+        .fold((0, 0), |(hits, misses), level| {
+            (hits + level.hits, misses + level.misses)
+        })
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_answer_from_the_nodes_own_zone_skips_the_caches() {
+    let world = world(Duration::from_secs(3600));
+    let remote = world
+        .resolver
+        .resolve(&name("analyst.acme"), options())
+        .await
+        .unwrap();
+    assert!(remote.authoritative, "straight from acme's server");
+    // The node starts serving acme itself (a secondary's first transfer), with newer data,
+    // while the walk's answer is still fresh in its cache.
+    world.resolver.catalog.upsert(zone(
+        r#"
+        [zone]
+        origin = "acme"
+        serial = 8
+        ttl = 60
+        servers = [{ grpc = "http://10.0.0.2:7101" }]
+        [[agent]]
+        name = "analyst"
+        description = "Numbers, revised."
+        endpoints = [{ url = "http://127.0.0.1:9/mcp" }]
+        "#,
+    ));
+    let lookups = cache_lookups(&world.resolver).await;
+    let own = world
+        .resolver
+        .resolve(&name("analyst.acme"), options())
+        .await
+        .unwrap();
+    assert!(own.authoritative && own.recursion_available);
+    assert_eq!(own.zone_serial, 8, "its own data, not the cached answer");
+    let Outcome::Answer(agent) = &own.outcome else {
+        panic!("{:?}", own.outcome)
+    };
+    assert_eq!(agent.description, "Numbers, revised.");
+    assert_eq!(own.served_by.as_ref(), "resolver");
+    assert_eq!(own.trace.len(), 1);
+    assert!(own.trace[0].authoritative && !own.trace[0].cached);
+    assert_eq!(
+        cache_lookups(&world.resolver).await,
+        lookups,
+        "no cache lookup for an answer of its own"
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn every_server_down_serves_the_expired_answer_marked_stale_within_the_window() {
     let world = world(Duration::from_secs(600));

@@ -14,4 +14,4 @@ pub use histogram::{Histogram, HistogramSnapshot, LATENCY_BOUNDS_US};
 pub use recent::{
     RECENT_QUERIES, REDACTED, RecentQueries, RecentQuery, SECRET_PARAMETERS, redact_secrets,
 };
-pub use request_id::{REQUEST_ID_MAX_LEN, RequestId};
+pub use request_id::{REQUEST_ID_MAX_LEN, RequestId, hex_digits};

@@ -52,6 +52,17 @@ impl RequestId {
     }
 }
 
+/// A generated id's 16 hex digits, as `Display` writes them, without the formatting
+/// machinery: the gRPC door writes one on every response.
+pub fn hex_digits(id: u64) -> [u8; 16] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut digits = [0u8; 16];
+    for (index, digit) in digits.iter_mut().enumerate() {
+        *digit = HEX[((id >> (60 - 4 * index)) & 0xf) as usize];
+    }
+    digits
+}
+
 impl fmt::Display for RequestId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -76,5 +87,15 @@ mod tests {
         assert!(RequestId::from_client(b"new\nline").is_none());
         assert!(RequestId::from_client(&[b'a'; 65]).is_none());
         assert_eq!(RequestId::Generated(0xab).to_string(), "00000000000000ab");
+    }
+
+    #[test]
+    fn hex_digits_are_the_text_of_a_generated_id() {
+        for id in [0, 0xab, 0x0123_4567_89ab_cdef, u64::MAX] {
+            assert_eq!(
+                std::str::from_utf8(&hex_digits(id)).unwrap(),
+                RequestId::Generated(id).to_string()
+            );
+        }
     }
 }
