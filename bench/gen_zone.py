@@ -86,6 +86,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--dns", metavar="ADDR", help="the zone's server's DNS door (servers[].dns), e.g. 127.0.0.1:53"
     )
+    parser.add_argument(
+        "--health-interval",
+        metavar="DURATION",
+        help="the zone's endpoint health interval ([zone] health), e.g. 600s; default: the node's (10s)",
+    )
     args = parser.parse_args(argv)
     if args.agents < 0:
         parser.error("--agents must be >= 0")
@@ -109,6 +114,8 @@ def main(argv: list[str]) -> int:
             out.write('contact = "bench@example.invalid"\n')
             dns = f", dns = {toml_str(args.dns)}" if args.dns else ""
             out.write(f"servers = [{{ grpc = {toml_str(args.server)}{dns} }}]\n")
+            if args.health_interval:
+                out.write(f"health = {{ interval = {toml_str(args.health_interval)} }}\n")
             for index in range(args.agents):
                 label = f"agent-{index:0{width}d}"
                 tags = rng.sample(TAGS, rng.randint(1, 3))

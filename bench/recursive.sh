@@ -30,6 +30,8 @@
 #           endpoints of its AGENTS agents (docs/protocol.md §9.1; they lead to closed ports).
 #   GOSSIP (0): 1 puts A, B, C and every R in one gossip group on loopback (§9.2), so R
 #           orders servers by membership liveness.
+#   HEALTH_INTERVAL (empty): the health interval of C's zone (e.g. 600s: 167 probes a second
+#           instead of 10,000), to see health in the answers without the probing's load.
 #   C_NICE (0): the nice level of C. In a real fleet the primary that probes runs on its own
 #           host; here it shares 2 cores with R and the load generator, so its 10,000 probes a
 #           second take their cores. C_NICE=19 gives C only what R and the generator leave,
@@ -261,6 +263,7 @@ EOF
 
 log "generating $AGENTS agents of bench.org (C, $URL_C) into $LEAF_ZONE"
 python3 "$ROOT/bench/gen_zone.py" --agents "$AGENTS" --origin bench.org --seed "$SEED" \
+    ${HEALTH_INTERVAL:+--health-interval "$HEALTH_INTERVAL"} \
     --server "$URL_C" --out "$LEAF_ZONE" --names "$NAMES_ALL"
 head -n "$HOT" "$NAMES_ALL" >"$NAMES_HOT"
 PROBE=$(head -n 1 "$NAMES_ALL")
