@@ -456,3 +456,33 @@ async fn a_replayed_update_is_refused_after_a_restart_too() {
         .unwrap_err();
     assert!(matches!(error, AuthError::Replayed { .. }), "{error}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn each_published_snapshot_names_what_changed_since_the_one_before() {
+    let pair = pair().await;
+    pair.eventually("the first transfer", |p| p.secondary.serial() == Some(1))
+        .await;
+    let first = pair.primary.catalog.zone(&origin()).unwrap();
+    assert_eq!(first.serial(), 1);
+    let serial = pair.register("planner", 3600).await;
+    pair.eventually("replicated", |p| p.secondary.serial() == Some(serial))
+        .await;
+    for node in [&pair.primary, &pair.secondary] {
+        let zone = node.catalog.zone(&origin()).unwrap();
+        let lineage = zone.lineage().expect("a change has a lineage");
+        assert_eq!(lineage.parent_serial, 1);
+        let changed: Vec<&str> = lineage.changed.iter().map(Name::as_str).collect();
+        assert_eq!(changed, ["planner.finance.acme"]);
+    }
+    // A deregistration too.
+    let deregistered = pair
+        .primary
+        .authority
+        .deregister(origin(), Name::parse("planner.finance.acme").unwrap(), None)
+        .await;
+    assert!(deregistered.is_ok(), "{deregistered:?}");
+    let zone = pair.primary.catalog.zone(&origin()).unwrap();
+    let lineage = zone.lineage().expect("a lineage");
+    assert_eq!(lineage.parent_serial, serial);
+    assert_eq!(lineage.changed.len(), 1);
+}

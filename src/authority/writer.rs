@@ -20,7 +20,7 @@ use crate::name::Name;
 use crate::record::serial_newer;
 use crate::store::{StoreError, ZoneWrite};
 use crate::wire::pb;
-use crate::zone::ZoneSnapshot;
+use crate::zone::{Lineage, ZoneSnapshot};
 
 /// Where an update's outcome goes: what it did and the zone's serial after it.
 type Answer<T> = oneshot::Sender<Result<(T, u32), UpdateError>>;
@@ -127,6 +127,9 @@ pub(super) struct Writer {
     dirty: BTreeSet<Name>,
     /// When each secondary zone last heard from its primary (Unix ms), as committed.
     refreshed: HashMap<Name, u64>,
+    /// Names changed in zones whose last snapshot failed to build: the next published
+    /// snapshot's lineage must carry them too.
+    unpublished: HashMap<Name, Vec<Name>>,
 }
 
 impl Writer {
@@ -142,6 +145,7 @@ impl Writer {
             served,
             dirty: BTreeSet::new(),
             refreshed,
+            unpublished: HashMap::new(),
         }
     }
 
@@ -281,7 +285,14 @@ impl Writer {
             .map(|s| s.zone.clone())
             .collect();
         for zone in &changed {
-            self.publish(zone);
+            let mut names: Vec<Name> = staged
+                .iter()
+                .filter(|s| s.changed && &s.zone == zone)
+                .flat_map(|s| s.names.iter().cloned())
+                .collect();
+            names.sort_unstable();
+            names.dedup();
+            self.publish(zone, names);
         }
         for staged in &staged {
             if let Some(at) = staged.write.refreshed_unix_ms {
@@ -584,17 +595,36 @@ impl Writer {
         }
     }
 
-    /// Builds and serves the zone's new snapshot.
-    fn publish(&mut self, zone: &Name) {
+    /// Builds and serves the zone's new snapshot, linked to the one it replaces by the names
+    /// the batch changed (see [`Lineage`]).
+    fn publish(&mut self, zone: &Name, mut changed: Vec<Name>) {
         let Some(live) = self.zones.get(zone) else {
             return;
         };
         if !self.served.contains(zone) {
             return;
         }
+        if let Some(earlier) = self.unpublished.remove(zone) {
+            changed.extend(earlier);
+            changed.sort_unstable();
+            changed.dedup();
+        }
+        let catalog = &self.authority.shared.catalog;
+        let previous = catalog.zone(zone).ok().map(|snapshot| snapshot.serial());
         match live.snapshot() {
-            Ok(snapshot) => self.authority.shared.catalog.upsert(snapshot),
+            Ok(snapshot) => {
+                let snapshot = match previous {
+                    Some(parent_serial) if parent_serial != snapshot.serial() => snapshot
+                        .with_lineage(Lineage {
+                            parent_serial,
+                            changed: changed.into(),
+                        }),
+                    _ => snapshot,
+                };
+                catalog.upsert(snapshot)
+            }
             Err(errors) => {
+                self.unpublished.insert(zone.clone(), changed);
                 tracing::error!(%zone, errors = ?errors, "a committed zone does not build; serving the previous snapshot");
             }
         }

@@ -86,10 +86,22 @@ pub struct ZoneLookup {
     pub ttl: u32,
 }
 
+/// How a snapshot differs from the one its zone served before it: that snapshot's serial and
+/// the names whose records were put or deleted in between (agents, aliases and delegated
+/// zones, each once, in name order). Structures derived from a snapshot, such as the search
+/// index, follow a change through it instead of being built again from every record.
+#[derive(Debug, Clone)]
+pub struct Lineage {
+    pub parent_serial: u32,
+    pub changed: Arc<[Name]>,
+}
+
 /// One zone's data at one serial. Immutable; share it through `Arc`.
 #[derive(Debug)]
 pub struct ZoneSnapshot {
     header: ZoneHeader,
+    /// Set by the authority when it publishes a change to a zone it served already.
+    lineage: Option<Lineage>,
     entries: HashMap<Name, Entry>,
     delegations: HashMap<Name, Arc<Delegation>>,
     /// Names with no record of their own but with records below them (RFC 8020).
@@ -264,6 +276,7 @@ impl ZoneSnapshot {
 
         Ok(ZoneSnapshot {
             header,
+            lineage: None,
             entries,
             delegations,
             empty_non_terminals,
@@ -275,6 +288,17 @@ impl ZoneSnapshot {
 
     pub fn header(&self) -> &ZoneHeader {
         &self.header
+    }
+
+    /// What changed since the zone's previous snapshot, when the authority knows.
+    pub fn lineage(&self) -> Option<&Lineage> {
+        self.lineage.as_ref()
+    }
+
+    /// This snapshot, marked as following the one at `lineage.parent_serial`.
+    pub fn with_lineage(mut self, lineage: Lineage) -> ZoneSnapshot {
+        self.lineage = Some(lineage);
+        self
     }
 
     pub fn origin(&self) -> &Name {
@@ -389,6 +413,7 @@ impl ZoneSnapshot {
             .collect();
         ZoneSnapshot {
             header,
+            lineage: None,
             entries: self.entries.clone(),
             delegations,
             empty_non_terminals: self.empty_non_terminals.clone(),
@@ -422,6 +447,7 @@ impl ZoneSnapshot {
             .collect();
         ZoneSnapshot {
             header: self.header.clone(),
+            lineage: None,
             entries,
             delegations: self.delegations.clone(),
             empty_non_terminals: self.empty_non_terminals.clone(),
