@@ -226,6 +226,17 @@ impl Name {
         Some(&self.0[..self.0.len() - origin.0.len() - 1])
     }
 
+    /// The ancestor of `self` one label below `zone` (`b.acme` for `a.b.acme` below `acme`),
+    /// `self` when it is one label below; `None` unless `self` is strictly below `zone`.
+    pub fn branch_below(&self, zone: &Name) -> Option<Name> {
+        if !self.is_strictly_below(zone) {
+            return None;
+        }
+        label_suffixes(&self.0)
+            .find(|suffix| suffix.split_once('.').map_or("", |(_, rest)| rest) == zone.as_str())
+            .map(|suffix| self.ancestor(suffix))
+    }
+
     /// `label.self`, validated.
     pub fn child(&self, label: &str) -> Result<Name, NameError> {
         Name::parse_relative(label, self)
@@ -429,6 +440,26 @@ mod tests {
                 prop_assert!(name.is_at_or_below(&zone));
             }
         }
+    }
+
+    #[test]
+    fn the_branch_below_a_zone_is_one_label_under_it() {
+        let name = |t: &str| Name::parse(t).unwrap();
+        let deep = name("a.b.finance.acme");
+        assert_eq!(deep.branch_below(&name("acme")), Some(name("finance.acme")));
+        assert_eq!(
+            deep.branch_below(&name("finance.acme")),
+            Some(name("b.finance.acme"))
+        );
+        assert_eq!(
+            deep.branch_below(&name("b.finance.acme")),
+            Some(deep.clone())
+        );
+        assert_eq!(deep.branch_below(&Name::root()), Some(name("acme")));
+        assert_eq!(deep.branch_below(&deep), None);
+        assert_eq!(deep.branch_below(&name("other")), None);
+        // A suffix that is not at a label boundary is not a zone above.
+        assert_eq!(name("xacme").branch_below(&name("acme")), None);
     }
 
     #[test]

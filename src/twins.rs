@@ -30,6 +30,8 @@ pub enum Link {
     Down,
     /// Requests vanish: the caller waits out its timeout.
     BlackHole,
+    /// Requests arrive and are answered this much later (within the caller's timeout).
+    Slow(Duration),
 }
 
 /// The links to every server, by URL, and what the test counts of them.
@@ -92,8 +94,16 @@ impl Links {
 
     /// Crosses the link to `url`: an error as the transport would give it, or delivery.
     async fn cross(&self, url: &str, timeout: Duration) -> Result<(), PeerFailure> {
-        match self.link(url) {
-            Link::Up => {
+        let link = self.link(url);
+        if let Link::Slow(delay) = link {
+            if delay >= timeout {
+                tokio::time::sleep(timeout).await;
+                return Err(PeerFailure::new(url, FailureKind::Timeout(timeout), ""));
+            }
+            tokio::time::sleep(delay).await;
+        }
+        match link {
+            Link::Up | Link::Slow(_) => {
                 *self
                     .delivered
                     .lock()

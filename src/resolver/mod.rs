@@ -13,7 +13,11 @@
 //!   deadline, which shrinks as it travels to every hop.
 //! - Coalescing: concurrent resolutions of one name share one walk through the tree (moka's
 //!   `try_get_with` on an in-flight map), so a burst of identical cold queries costs one
-//!   upstream query per hop.
+//!   upstream query per hop. Concurrent walks for different names share the questions they
+//!   ask on the way: a question to a zone's servers is shared by every walk that would ask
+//!   that zone about a name under the same child label (`*.b.acme` asked of `acme`), and a
+//!   referral it brings back serves each of them whose name lies under it. A cold start with
+//!   many names under one zone cut then costs one walk to the cut, not one per name.
 //!
 //! The resolver asks other nodes through the [`Upstream`] trait, implemented over gRPC in
 //! `grpc::upstream`; it never sees a wire format.
@@ -179,6 +183,9 @@ pub struct Resolver {
     servers: ServerSelector,
     /// Resolutions in flight, so concurrent misses for one name share one walk.
     in_flight: moka::future::Cache<Name, Answer>,
+    /// Questions to a zone's servers in flight, by (zone, the branch one label below it that
+    /// the name asked lies in), so concurrent walks under one cut share the walk to it.
+    questions: moka::future::Cache<(Name, Name), Answer>,
     /// Upstream queries that failed, indexed as `FailureKind::LABELS`.
     upstream_failures: [std::sync::atomic::AtomicU64; FailureKind::LABELS.len()],
 }
@@ -205,6 +212,12 @@ impl Resolver {
             cache: ResolverCache::new(&config.cache, Arc::clone(&clock)),
             servers: ServerSelector::new(clock),
             in_flight: moka::future::Cache::builder().max_capacity(100_000).build(),
+            // A question outlives its walk only if the walk was dropped between its answer
+            // and its removal; the time bound keeps such an answer from being reused later.
+            questions: moka::future::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(config.max_time)
+                .build(),
             catalog,
             config,
             upstream,
@@ -577,7 +590,7 @@ impl Resolver {
             Err(cut) => cut,
         };
         for _ in 0..=self.config.max_referrals {
-            let answer = self.query_zone(&cut, name, walk).await?;
+            let answer = self.ask_zone(&cut, name, walk).await?;
             let answer = self.alias_into_child(answer).await;
             match &answer.outcome {
                 Outcome::Referral(delegation) => {
@@ -599,6 +612,53 @@ impl Resolver {
             name: name.clone(),
             limit: self.config.max_referrals,
         })
+    }
+
+    /// Asks the servers of `cut` about `name`, or waits for the same question another walk is
+    /// asking: one whose name lies under the same branch one label below the cut. Its answer
+    /// serves this walk too when it is a referral to a zone this name lies in (what a zone's
+    /// servers say about a cut does not depend on the name asked); anything else (a final
+    /// answer about the other name, a failure, a referral elsewhere) and this walk asks for
+    /// itself. A traced walk always asks for itself, so its trace is its own.
+    async fn ask_zone(
+        &self,
+        cut: &Cut,
+        name: &Name,
+        walk: &mut Walk,
+    ) -> Result<Answer, ResolveError> {
+        let branch = match name.branch_below(&cut.zone) {
+            Some(branch) if walk.trace.is_none() => branch,
+            _ => return self.query_zone(cut, name, walk).await,
+        };
+        let key = (cut.zone.clone(), branch);
+        let mut asked_here = false;
+        // No deadline of its own: every walk runs under its caller's deadline already
+        // (`resolve_name`), which also bounds the wait for another walk's question.
+        let result = self
+            .questions
+            .try_get_with(key.clone(), async {
+                asked_here = true;
+                self.query_zone(cut, name, walk).await
+            })
+            .await;
+        if asked_here {
+            // The cut learnt is cached before the question is cleared, so a walk starting in
+            // between finds one or the other.
+            if let Ok(answer) = &result
+                && let Outcome::Referral(delegation) = &answer.outcome
+                && answer.aliases.is_empty()
+            {
+                self.cache
+                    .put_delegation(Arc::clone(delegation), answer.ttl)
+                    .await;
+            }
+            self.questions.invalidate(&key).await;
+            return result.map_err(|error| ResolveError::clone(&error));
+        }
+        match result {
+            Ok(answer) if referral_serves(&answer, cut, name) => Ok(answer),
+            _ => self.query_zone(cut, name, walk).await,
+        }
     }
 
     /// Asks the servers of one zone, best first, until one gives a usable answer. Each
@@ -765,6 +825,17 @@ fn check_answer(
         check_referral(delegation, cut, towards).map_err(bad)?;
     }
     Ok(answer)
+}
+
+/// True when `answer`, got for another name from the servers of `cut`, is a referral that
+/// leads from the cut towards `name` (and not through an alias, which is about its target).
+fn referral_serves(answer: &Answer, cut: &Cut, name: &Name) -> bool {
+    match &answer.outcome {
+        Outcome::Referral(delegation) => {
+            answer.aliases.is_empty() && check_referral(delegation, cut, name).is_ok()
+        }
+        _ => false,
+    }
 }
 
 fn check_referral(delegation: &Delegation, cut: &Cut, name: &Name) -> Result<(), String> {

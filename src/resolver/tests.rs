@@ -449,3 +449,125 @@ async fn a_stale_answer_arrives_before_the_callers_deadline() {
         Duration::from_secs(1) - STALE_ANSWER_MARGIN
     );
 }
+
+const FINANCE: &str = "http://10.0.0.4:7102";
+
+/// Root -> `acme` (one server, holding the agent `desk.acme`) -> `finance.acme` (one server,
+/// holding `agent0` .. `agent{count}`), every link answering after 20 ms, nothing cached.
+fn deep_world(count: usize) -> (Resolver, Arc<Links>) {
+    let root = zone(&format!(
+        r#"
+        [zone]
+        origin = "."
+        serial = 1
+        servers = [{{ grpc = "{ROOT}" }}]
+        [[delegation]]
+        zone = "acme"
+        servers = [{{ grpc = "{ACME_1}" }}]
+        "#
+    ));
+    let acme = zone(&format!(
+        r#"
+        [zone]
+        origin = "acme"
+        serial = 1
+        servers = [{{ grpc = "{ACME_1}" }}]
+        [[agent]]
+        name = "desk"
+        endpoints = [{{ url = "http://127.0.0.1:9/mcp" }}]
+        [[delegation]]
+        zone = "finance"
+        servers = [{{ grpc = "{FINANCE}" }}]
+        "#
+    ));
+    let mut finance = format!(
+        r#"
+        [zone]
+        origin = "finance.acme"
+        serial = 1
+        servers = [{{ grpc = "{FINANCE}" }}]
+        "#
+    );
+    for i in 0..count {
+        finance.push_str(&format!(
+            "[[agent]]\nname = \"agent{i}\"\nendpoints = [{{ url = \"http://127.0.0.1:9/mcp\" }}]\n"
+        ));
+    }
+    let links = Links::new();
+    let upstream = MemoryUpstream::new(Arc::clone(&links));
+    upstream.add(ROOT, Arc::new(Catalog::new("root", vec![root])));
+    upstream.add(ACME_1, Arc::new(Catalog::new("acme", vec![acme])));
+    upstream.add(
+        FINANCE,
+        Arc::new(Catalog::new("finance", vec![zone(&finance)])),
+    );
+    for url in [ROOT, ACME_1, FINANCE] {
+        links.set(url, Link::Slow(Duration::from_millis(20)));
+    }
+    let config = ResolverConfig {
+        roots: vec![ServerAddress::new(ROOT, None).unwrap()],
+        ..ResolverConfig::default()
+    };
+    let resolver = Resolver::new(
+        Arc::new(Catalog::new("resolver", Vec::new())),
+        config,
+        upstream,
+        ManualClock::new() as Arc<dyn Clock>,
+    );
+    (resolver, links)
+}
+
+fn untraced() -> ResolveOptions {
+    ResolveOptions {
+        deadline: None,
+        trace: false,
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn concurrent_cold_misses_under_one_cut_share_one_walk_to_it() {
+    let (resolver, links) = deep_world(50);
+    let names: Vec<Name> = (0..50)
+        .map(|i| name(&format!("agent{i}.finance.acme")))
+        .collect();
+    let answers =
+        futures::future::join_all(names.iter().map(|n| resolver.resolve(n, untraced()))).await;
+    for (asked, answer) in names.iter().zip(answers) {
+        let answer = answer.unwrap_or_else(|e| panic!("{asked}: {e}"));
+        assert_eq!(&answer.name, asked);
+        let Outcome::Answer(agent) = &answer.outcome else {
+            panic!("{asked}: {:?}", answer.outcome)
+        };
+        assert_eq!(&agent.name, asked);
+    }
+    // One question to the root and one to acme for all fifty; each name its own final one.
+    assert_eq!(links.delivered(ROOT), 1);
+    assert_eq!(links.delivered(ACME_1), 1);
+    assert_eq!(links.delivered(FINANCE), 50);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_shared_question_whose_answer_is_not_a_referral_is_asked_again() {
+    let (resolver, links) = deep_world(1);
+    // Both names are asked of acme under the branch `desk.acme`: the answer about `desk.acme`
+    // (its agent) says nothing about `a.desk.acme`, which acme must answer itself.
+    let desk = name("desk.acme");
+    let below = name("a.desk.acme");
+    let (desk_answer, below_answer) = futures::future::join(
+        resolver.resolve(&desk, untraced()),
+        resolver.resolve(&below, untraced()),
+    )
+    .await;
+    let desk_answer = desk_answer.unwrap();
+    assert!(matches!(desk_answer.outcome, Outcome::Answer(_)));
+    assert_eq!(desk_answer.name, desk);
+    let below_answer = below_answer.unwrap();
+    assert_eq!(below_answer.name, below);
+    assert!(
+        matches!(below_answer.outcome, Outcome::NxDomain),
+        "{:?}",
+        below_answer.outcome
+    );
+    assert_eq!(links.delivered(ROOT), 1);
+    assert_eq!(links.delivered(ACME_1), 2);
+}
