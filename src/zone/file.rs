@@ -6,6 +6,14 @@
 //! field is checked with the rules of [`crate::record`], each error is pinned to the span of
 //! the value (or key) at fault, and walking goes on. Structural rules (duplicates, occlusion,
 //! alias loops) come from [`ZoneSnapshot::build`] and are pinned to the record they name.
+//!
+//! A large file is first read in pieces ([`read_in_pieces`]): toml's spanned tree of a whole
+//! 280 MB file (a million agents) takes about 6 GB and most of the load time, so a file of
+//! [`PIECES_FROM`] bytes or more is cut at `[[agent]]` headers into pieces of about
+//! [`PIECE_BYTES`], each parsed, read and dropped on its own, several at once. The pieces path
+//! only ever accepts: at the first thing it does not like (any error, a layout the cut could
+//! change the meaning of), the file is read whole as above, which finds and reports every
+//! error. So both paths accept the same files and build the same zone.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -95,8 +103,23 @@ pub fn load(path: &Path) -> Result<ZoneSnapshot, ZoneFileError> {
     parse(path, &text)
 }
 
+/// Zone files at least this large are read in pieces first ([`read_in_pieces`]).
+pub const PIECES_FROM: usize = 8 << 20;
+/// About how much text each piece of a large zone file holds.
+pub const PIECE_BYTES: usize = 2 << 20;
+
 /// Checks zone file text; `path` is used in messages only.
 pub fn parse(path: &Path, text: &str) -> Result<ZoneSnapshot, ZoneFileError> {
+    if text.len() >= PIECES_FROM
+        && let Some(snapshot) = read_in_pieces(text, PIECE_BYTES)
+    {
+        return Ok(snapshot);
+    }
+    parse_whole(path, text)
+}
+
+/// Checks zone file text read as one TOML document: every error, with its place.
+fn parse_whole(path: &Path, text: &str) -> Result<ZoneSnapshot, ZoneFileError> {
     let mut reader = Reader::new(text);
     let snapshot = reader.read_zone();
     if let (false, Some(snapshot)) = (reader.has_errors(), snapshot) {
@@ -828,5 +851,297 @@ fn placeholder_header(origin: Name) -> ZoneHeader {
         contact: String::new(),
         servers: Vec::new(),
         health: HealthSettings::DEFAULT,
+    }
+}
+
+/// What one piece of a large zone file held, or `None` when it could not be read cleanly.
+#[derive(Default)]
+struct Piece {
+    agents: Vec<Arc<Agent>>,
+    aliases: Vec<Arc<Alias>>,
+    delegations: Vec<Arc<Delegation>>,
+}
+
+/// A large, valid zone file read piece by piece; `None` sends the caller to the whole-file
+/// reader (which reports the errors, or reads a layout the pieces path leaves alone).
+///
+/// The file is cut only at lines that are exactly `[[agent]]` (or `[[agent]]` and a comment),
+/// and only when it holds no multi-line string, the one place such a line could be text
+/// rather than a header. A cut there starts a new document whose tables mean what they meant
+/// in the whole file: `[[agent]]` appends to the array of agents, sub-tables such as
+/// `[agent.metadata]` belong to the piece's last agent as they belonged to the file's. What
+/// one document accepts and the whole file would refuse is ruled out by hand: `[zone]` must be
+/// in the first piece (everything before the first cut) and nowhere else, `agent` may not
+/// appear there, and `alias` and `delegation` may each appear in one piece only (two pieces
+/// could define them twice, or as an array in one and an array of tables in another).
+pub(crate) fn read_in_pieces(text: &str, piece_bytes: usize) -> Option<ZoneSnapshot> {
+    if text.contains("\"\"\"") || text.contains("'''") {
+        return None;
+    }
+    let pieces = cut_at_agents(text, piece_bytes);
+    let (first, rest) = pieces.split_first()?;
+
+    let preamble = DeTable::parse(first).ok()?;
+    let preamble = preamble.get_ref();
+    if preamble.contains_key("agent") {
+        return None;
+    }
+    let mut reader = Reader::new(first);
+    reader.reject_unknown_keys(preamble, "the file", &["zone", "alias", "delegation"]);
+    let zone = preamble.get("zone")?;
+    let table = reader.table(zone, "[zone]")?;
+    let (origin, header) = reader.read_header(table, &zone.span());
+    let (origin, header) = (origin?, header?);
+    let mut records = ZoneRecords::default();
+    let mut alias_pieces = usize::from(preamble.contains_key("alias"));
+    let mut delegation_pieces = usize::from(preamble.contains_key("delegation"));
+    let head = reader.read_piece(preamble, &origin);
+    if reader.has_errors() {
+        return None;
+    }
+    let mut read = vec![head];
+
+    // Several pieces at once, each parsed, read and dropped by one thread; results kept in
+    // file order.
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 4)
+        .min(rest.len().max(1));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let failed = std::sync::atomic::AtomicBool::new(false);
+    let read_some = || {
+        let mut done: Vec<(usize, Piece, bool, bool)> = Vec::new();
+        loop {
+            if failed.load(std::sync::atomic::Ordering::Relaxed) {
+                return done;
+            }
+            let index = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let Some(piece) = rest.get(index) else {
+                return done;
+            };
+            match read_one_piece(piece, &origin) {
+                Some(outcome) => done.push((index, outcome.0, outcome.1, outcome.2)),
+                None => {
+                    failed.store(true, std::sync::atomic::Ordering::Relaxed);
+                    return done;
+                }
+            }
+        }
+    };
+    let mut results: Vec<(usize, Piece, bool, bool)> = std::thread::scope(|scope| {
+        let others: Vec<_> = (1..workers).map(|_| scope.spawn(read_some)).collect();
+        let mut all = read_some();
+        for other in others {
+            all.extend(
+                other
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            );
+        }
+        all
+    });
+    if failed.into_inner() || results.len() != rest.len() {
+        return None;
+    }
+    results.sort_unstable_by_key(|(index, ..)| *index);
+    for (_, piece, has_alias, has_delegation) in results {
+        alias_pieces += usize::from(has_alias);
+        delegation_pieces += usize::from(has_delegation);
+        read.push(piece);
+    }
+    if alias_pieces > 1 || delegation_pieces > 1 {
+        return None;
+    }
+    for piece in read {
+        records.agents.extend(piece.agents);
+        records.aliases.extend(piece.aliases);
+        records.delegations.extend(piece.delegations);
+    }
+    ZoneSnapshot::build(header, records).ok()
+}
+
+/// One piece after the first: its records, and whether it held aliases and delegations.
+fn read_one_piece(text: &str, origin: &Name) -> Option<(Piece, bool, bool)> {
+    let root = DeTable::parse(text).ok()?;
+    let root = root.get_ref();
+    let mut reader = Reader::new(text);
+    reader.reject_unknown_keys(root, "the file", &["agent", "alias", "delegation"]);
+    let piece = reader.read_piece(root, origin);
+    if reader.has_errors() {
+        return None;
+    }
+    Some((
+        piece,
+        root.contains_key("alias"),
+        root.contains_key("delegation"),
+    ))
+}
+
+impl Reader<'_> {
+    /// The agents, aliases and delegations of one piece (errors go to the reader).
+    fn read_piece(&mut self, root: &DeTable<'_>, origin: &Name) -> Piece {
+        let mut piece = Piece::default();
+        for (table, span) in self.array_of_tables(root, "agent") {
+            if let Some((agent, _)) = self.read_agent(table, &span, origin) {
+                piece.agents.push(Arc::new(agent));
+            }
+        }
+        for (table, span) in self.array_of_tables(root, "alias") {
+            if let Some((alias, _)) = self.read_alias(table, &span, origin) {
+                piece.aliases.push(Arc::new(alias));
+            }
+        }
+        for (table, span) in self.array_of_tables(root, "delegation") {
+            if let Some((delegation, _)) = self.read_delegation(table, &span, origin) {
+                piece.delegations.push(Arc::new(delegation));
+            }
+        }
+        piece
+    }
+}
+
+/// The text cut at `[[agent]]` header lines: first everything before the first one, then
+/// pieces of at least `piece_bytes` (the last one may be shorter), each starting at a header.
+fn cut_at_agents(text: &str, piece_bytes: usize) -> Vec<&str> {
+    let mut cuts = Vec::new();
+    let mut from = 0;
+    while let Some(found) = text[from..].find("[[agent]]") {
+        let at = from + found;
+        from = at + "[[agent]]".len();
+        let line_start = at == 0 || text.as_bytes()[at - 1] == b'\n';
+        let rest_of_line = text[from..].split('\n').next().unwrap_or("").trim();
+        if !line_start || !(rest_of_line.is_empty() || rest_of_line.starts_with('#')) {
+            continue;
+        }
+        // The first header always cuts (it ends the preamble); later ones once the current
+        // piece is long enough.
+        let piece_start = cuts.last().copied().unwrap_or(0);
+        if cuts.is_empty() || at - piece_start >= piece_bytes {
+            cuts.push(at);
+            from = (at + piece_bytes).min(text.len()).max(from);
+            // Move to a char boundary before searching from the middle of the text.
+            while !text.is_char_boundary(from) {
+                from += 1;
+            }
+        }
+    }
+    let mut pieces = Vec::with_capacity(cuts.len() + 1);
+    let mut start = 0;
+    for cut in cuts {
+        pieces.push(&text[start..cut]);
+        start = cut;
+    }
+    pieces.push(&text[start..]);
+    pieces
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn agents(count: usize, label: &str) -> String {
+        let mut text = String::new();
+        for i in 0..count {
+            text.push_str(&format!(
+                "[[agent]]{}\nname = \"{label}{i}\"\ndescription = \"Agent {i}.\"\ntags = [\"t{}\"]\n\
+                 endpoints = [{{ url = \"http://127.0.0.1:9/mcp\", weight = {} }}]\n",
+                if i % 3 == 0 { "   # a comment" } else { "" },
+                i % 5,
+                i % 7,
+            ));
+            if i % 4 == 0 {
+                text.push_str(&format!("[agent.metadata]\nowner = \"team-{i}\"\n\n"));
+            }
+            if i % 6 == 0 {
+                text.push_str("input_schema = { type = \"object\" }\n");
+            }
+        }
+        text
+    }
+
+    const HEADER: &str = "[zone]\norigin = \"big.example\"\nserial = 3\n\
+        servers = [{ grpc = \"http://127.0.0.1:7100\" }]\n\n";
+    const TAIL: &str = "[[alias]]\nname = \"front\"\ntarget = \"a1\"\n\n\
+        [[alias]]\nname = \"back\"\ntarget = \"a2\"\n\n\
+        [[delegation]]\nzone = \"child\"\nservers = [{ grpc = \"http://127.0.0.1:7101\" }]\n";
+
+    fn whole(text: &str) -> Result<ZoneSnapshot, ZoneFileError> {
+        parse_whole(Path::new("big.toml"), text)
+    }
+
+    fn same(a: &ZoneSnapshot, b: &ZoneSnapshot) -> bool {
+        a.header() == b.header() && format!("{:?}", a.records()) == format!("{:?}", b.records())
+    }
+
+    #[test]
+    fn the_cuts_fall_on_agent_headers_and_keep_every_byte() {
+        let text = format!("{HEADER}{}{TAIL}", agents(200, "a"));
+        let pieces = cut_at_agents(&text, 500);
+        assert!(pieces.len() > 10, "{} pieces", pieces.len());
+        assert_eq!(pieces.concat(), text);
+        assert!(!pieces[0].contains("[[agent]]"));
+        for piece in &pieces[1..] {
+            assert!(piece.starts_with("[[agent]]"), "{piece:.40}");
+        }
+        for piece in &pieces[1..pieces.len() - 1] {
+            assert!(piece.len() >= 500);
+        }
+    }
+
+    #[test]
+    fn a_file_read_in_pieces_is_the_file_read_whole() {
+        for piece_bytes in [1, 300, 5_000, 1 << 20] {
+            let text = format!("{HEADER}{}{TAIL}", agents(300, "a"));
+            let pieces = read_in_pieces(&text, piece_bytes).expect("read in pieces");
+            let whole = whole(&text).expect("valid");
+            assert_eq!(pieces.agent_count(), 300);
+            assert!(same(&pieces, &whole), "piece size {piece_bytes}");
+        }
+        // Aliases and delegations before the first agent, and CRLF line ends.
+        let text = format!("{HEADER}{TAIL}{}", agents(50, "a")).replace('\n', "\r\n");
+        let pieces = read_in_pieces(&text, 200).expect("read in pieces");
+        assert!(same(&pieces, &whole(&text).expect("valid")));
+    }
+
+    /// Whatever the pieces path refuses goes to the whole-file reader; it must refuse every
+    /// file the whole-file reader refuses, and the layouts a cut could change the meaning of.
+    #[test]
+    fn the_pieces_path_leaves_errors_and_unsafe_layouts_to_the_whole_file_reader() {
+        let many = agents(40, "a");
+        let cases = [
+            // Errors the whole-file reader reports.
+            format!("{HEADER}{many}[[agent]]\nname = \"Bad_Label\"\nendpoints = []\n"),
+            format!("{HEADER}{many}[[agent]]\nname = \"x\"\nunknown = 1\n"),
+            format!("{HEADER}{many}[[agent]]\nname = \"a3\"\n"),
+            format!("{HEADER}{many}[[agent]\n"),
+            format!("{HEADER}{many}{}", agents(1, "a")),
+            format!("{HEADER}{many}[[alias]]\nname = \"a1\"\ntarget = \"a2\"\n"),
+            // Layouts one piece would accept and the whole file refuses.
+            format!("{HEADER}{many}[zone]\norigin = \"other\"\n"),
+            format!("{HEADER}alias = []\n{many}[[alias]]\nname = \"x\"\ntarget = \"a1\"\n"),
+            format!("{HEADER}agent = []\n{many}"),
+        ];
+        for text in &cases {
+            assert!(whole(text).is_err(), "the whole file is refused: {text:.0}");
+            assert!(
+                read_in_pieces(text, 100).is_none(),
+                "{}",
+                &text[text.len() - 60..]
+            );
+        }
+        // Valid, but left to the whole-file reader: a multi-line string (a header line could
+        // be text inside it), aliases in two places.
+        let valid = [
+            format!(
+                "{HEADER}{many}[[agent]]\nname = \"m\"\ndescription = '''\n[[agent]]\n'''\nendpoints = [{{ url = \"http://127.0.0.1:9/mcp\" }}]\n"
+            ),
+            format!(
+                "{HEADER}[[alias]]\nname = \"x\"\ntarget = \"a1\"\n{many}[[alias]]\nname = \"y\"\ntarget = \"a2\"\n"
+            ),
+        ];
+        for text in &valid {
+            assert!(whole(text).is_ok(), "{:?}", whole(text).err());
+            assert!(read_in_pieces(text, 100).is_none());
+        }
     }
 }
