@@ -8,8 +8,9 @@
 # The federation, on loopback: A serves the root zone, which delegates `org` to B; B serves
 # `org`, which delegates `bench.org` to C; C serves `bench.org` with AGENTS generated agents
 # (bench/gen_zone.py). R serves no zone and resolves from its root hint (A), its caches empty.
-# `aop bench resolve --requests AGENTS` then asks R for every agent once, in order, at
-# CONCURRENCY in flight: every lookup is a miss at R. It prints the Resolve questions A, B and
+# `aop bench resolve --requests AGENTS` then makes AGENTS lookups of the zone's names,
+# CONCURRENCY in flight, starting with R's caches empty (each of its workers takes the names in
+# turn from its own place in the list, so the workers' runs overlap and some names repeat). It prints the Resolve questions A, B and
 # C answered (their /metrics, aop_queries_total of the gRPC door, before and after the burst).
 # A resolver that shares the walk to a cut asks A and B a handful of times; one that walks
 # from the root for each name asks them up to once per name in flight.
@@ -110,9 +111,10 @@ echo "+ aop bench resolve --server http://${GRPC[R]} --names $OUT/cold-names.txt
 python3 - "$OUT/cold-bench.json" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
-lat = r.get("latency_ms") or r.get("latency") or {}
-print(f"R answered {r.get('requests')} names, {r.get('errors')} errors, "
-      f"{r.get('throughput_per_s', r.get('throughput'))} /s, latency {lat}")
+lat = r["latency_us"]
+print(f"R answered {r['requests']} lookups ({r['errors']} errors) in {r['elapsed_s']:.2f} s, "
+      f"{r['throughput_per_s']:,.0f}/s, p50 {lat['p50'] / 1000:.1f} ms, p99 {lat['p99'] / 1000:.1f} ms "
+      f"(the root's pause included), R's cache hit ratio {r['cache_hit_ratio']:.3f}")
 PY
 for node in A B C; do
     echo "questions to $node: $(($(questions $node) - BEFORE[$node]))"

@@ -53,6 +53,14 @@ pub const CHANGE_LOG_MAX: u64 = 10_000;
 /// The file inside a data directory.
 pub const STORE_FILE: &str = "aop.redb";
 
+/// redb's page cache for a store file. redb's default (1 GiB) keeps a second copy of a large
+/// zone's records in memory after the commit that seeds it, while the node holds the zone
+/// decoded anyway and reads the store in full only at start; the OS page cache serves those
+/// reads. 64 MiB holds the pages a commit of a batch of updates touches many times over.
+const FILE_CACHE_BYTES: usize = 64 << 20;
+/// The same for a store in memory, whose backend holds every page already.
+const MEMORY_CACHE_BYTES: usize = 4 << 20;
+
 const ZONES: TableDefinition<&str, &[u8]> = TableDefinition::new("zones");
 const RECORDS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("records");
 const CHANGES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("changes");
@@ -209,6 +217,7 @@ fn open_file_checked(path: &Path) -> Result<Database, StoreError> {
     }
     let mut builder = Database::builder();
     builder.set_check_integrity_on_open(true);
+    builder.set_cache_size(FILE_CACHE_BYTES);
     let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| builder.create(&path)));
     match opened {
         Ok(Ok(db)) => Ok(db),
@@ -412,6 +421,7 @@ impl Store {
         let path = self.path.clone();
         let db = match &self.source {
             Source::Memory => Database::builder()
+                .set_cache_size(MEMORY_CACHE_BYTES)
                 .create_with_backend(redb::backends::InMemoryBackend::new())
                 .map_err(|error| StoreError::Io {
                     path,
