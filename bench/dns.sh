@@ -15,7 +15,7 @@
 #   1. correctness: bench/dns_compare.py digs the three servers for a handful of names of
 #      each kind and compares rcode, flags, answer/authority/additional sets (TTLs included,
 #      so the RFC 2308 negative SOA TTL counts) with NSD's;
-#   2. load: `dnsperf -c 4 -q 200 -l LENGTH` and `-q 8` against each server; queries/s,
+#   2. load: `dnsperf -c 4 -q 200 -l LENGTH` and `-q 16` against each server; queries/s,
 #      lost, latency from dnsperf, and the server's CPU time over the run (utime+stime of
 #      its processes in /proc/PID/stat) per completed query;
 #   3. with PERF=1 (default), one more run against aop under `perf record -g`, top symbols.
@@ -26,7 +26,10 @@
 # the tools installed by cargo go to bench/out/tools/.
 #
 # Environment: LENGTH seconds per measured run (10), WARMUP seconds of dnsperf before each
-# (1; 0 skips), SIZES ("1000 100000"), INFLIGHT ("200 8"), CLIENTS (4), SEED (1),
+# (1; 0 skips), SIZES ("1000 100000"), INFLIGHT ("200 16": the low point is 16, not 8: below
+# 16 in flight per dnsperf thread, dnsperf 2.10's receiver loses wake-ups of its sender and
+# idles 100 ms at a time with nothing in flight, against any server; README "The -q 8 puzzle",
+# bench/dnsperf-q8-fix.patch), CLIENTS (4), SEED (1),
 # CHECKS agents sampled per kind for the correctness checks (4), PERF (1), NSD_MINIMAL (yes:
 # NSD's `minimal-responses`, so that like aop and hickory-dns it does not add the NS set and
 # glue to positive answers; `no` is NSD's own default), LOAD_DEADLINE
@@ -42,7 +45,7 @@ TOOLS=$ROOT/bench/out/tools
 LENGTH=${LENGTH:-10}
 WARMUP=${WARMUP:-1}
 SIZES=${SIZES:-1000 100000}
-INFLIGHT=${INFLIGHT:-200 8}
+INFLIGHT=${INFLIGHT:-200 16}
 CLIENTS=${CLIENTS:-4}
 SEED=${SEED:-1}
 CHECKS=${CHECKS:-4}
