@@ -357,9 +357,7 @@ impl ZoneSnapshot {
         let mut slots: BTreeMap<Name, Slot> = BTreeMap::new();
         for change in changes {
             let name = change.name();
-            let slot = slots
-                .entry(name.clone())
-                .or_insert_with(|| self.slot(name));
+            let slot = slots.entry(name.clone()).or_insert_with(|| self.slot(name));
             match change {
                 RecordChange::Put(LiveRecord::Agent(live)) => {
                     slot.agent = Some(Arc::clone(&live.agent));
@@ -407,7 +405,8 @@ impl ZoneSnapshot {
                     });
                     continue;
                 }
-                next.delegations.insert(name.clone(), Arc::clone(delegation));
+                next.delegations
+                    .insert(name.clone(), Arc::clone(delegation));
                 next.delegation_order.insert(name.clone());
                 count_below(&mut next.below, name, &origin, 1);
             }
@@ -749,8 +748,7 @@ impl ZoneSnapshot {
                 }
                 None => {
                     // No entry here: any name counted below makes this an empty non-terminal.
-                    let outcome = if self.below.contains_key(&current)
-                        || current == *self.origin()
+                    let outcome = if self.below.contains_key(&current) || current == *self.origin()
                     {
                         Outcome::NoData
                     } else {

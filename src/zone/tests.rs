@@ -112,7 +112,10 @@ fn assert_same(derived: &ZoneSnapshot, built: &ZoneSnapshot, probes: &[Name], st
     };
     assert_eq!(delegations(derived), delegations(built), "{context}");
     let aliases = |zone: &ZoneSnapshot| -> Vec<Alias> {
-        zone.aliases().into_iter().map(|a| Alias::clone(a)).collect()
+        zone.aliases()
+            .into_iter()
+            .map(|a| Alias::clone(a))
+            .collect()
     };
     assert_eq!(aliases(derived), aliases(built), "{context}");
     assert_eq!(derived.entries.len(), built.entries.len(), "{context}");
