@@ -15,7 +15,7 @@
 # `aop bench register --count THROUGHPUT --concurrency CONCURRENCY` gives registrations/s
 # (fsync on every commit). One node at a time.
 #
-# Environment: SIZES, COUNT (500), THROUGHPUT (5000; 0 skips), CONCURRENCY (64), SEED (1),
+# Environment: SIZES, COUNT (500), WARMUP (20 registrations before the count), THROUGHPUT (5000; 0 skips), CONCURRENCY (64), SEED (1),
 # NODE_BIN (default: the release aop built here), AOP (the client; default that release aop),
 # CARGO_TARGET_DIR, SKIP_BUILD (1: use the binary already there), LOAD_DEADLINE seconds (600).
 # Writes bench/out/change_cost/ (gitignored).
@@ -26,6 +26,7 @@ ROOT=$PWD
 OUT=$ROOT/bench/out/change_cost
 SIZES=${SIZES:-0 1000 100000}
 COUNT=${COUNT:-500}
+WARMUP=${WARMUP:-20}
 THROUGHPUT=${THROUGHPUT:-5000}
 CONCURRENCY=${CONCURRENCY:-64}
 SEED=${SEED:-1}
@@ -80,12 +81,13 @@ for agents in $SIZES; do
     load_s=$(awk -v ns=$(($(now_ns) - start)) 'BEGIN { printf "%.1f", ns / 1e9 }')
     # A few changes first, so one-time work (a first snapshot, connections) is not counted.
     "$AOP" bench register --server "$url" --zone bench --key-file "$OUT/bench.key" \
-        --count 20 --concurrency 1 >"$OUT/warmup-$agents.txt"
+        --count "$WARMUP" --concurrency 1 >"$OUT/warmup-$agents.txt"
     t0=$(proc_ticks "$node")
     "$AOP" bench register --server "$url" --zone bench --key-file "$OUT/bench.key" \
         --count "$COUNT" --concurrency 1 >"$OUT/serial-$agents.txt"
     t1=$(proc_ticks "$node")
     cpu=$(awk -v t=$((t1 - t0)) -v hz="$HZ" -v n="$COUNT" 'BEGIN { printf "%.2f", t * 1000 / hz / n }')
+    log "$agents agents: $((t1 - t0)) ticks of node CPU for $COUNT registrations: $cpu ms each"
     rate=-
     if ((THROUGHPUT > 0)); then
         "$AOP" bench register --server "$url" --zone bench --key-file "$OUT/bench.key" \
