@@ -13,7 +13,7 @@
 # --data-dir; once it answers, the node's CPU (utime+stime from /proc/PID/stat) is read
 # around `aop bench register --concurrency 1 --count COUNT`, and divided by COUNT. Then
 # `aop bench register --count THROUGHPUT --concurrency CONCURRENCY` gives registrations/s
-# (fsync on every commit). One node at a time.
+# (fsync on every commit), and the node's peak RSS (VmHWM). One node at a time.
 #
 # Environment: SIZES, COUNT (500), WARMUP (20 registrations before the count), THROUGHPUT (5000; 0 skips), CONCURRENCY (64), SEED (1),
 # NODE_BIN (default: the release aop built here), AOP (the client; default that release aop),
@@ -47,7 +47,7 @@ fi
 rm -f "$OUT/bench.key"
 "$AOP" key new bench-key --zone bench --out "$OUT/bench.key" >/dev/null 2>&1
 
-printf '%-10s %12s %14s %14s\n' agents load_s cpu_ms_per_reg regs_per_s
+printf '%-10s %8s %14s %12s %14s\n' agents load_s cpu_ms_per_reg regs_per_s peak_rss_mib
 for agents in $SIZES; do
     port=$(free_port)
     url=http://127.0.0.1:$port
@@ -94,6 +94,7 @@ for agents in $SIZES; do
             --count "$THROUGHPUT" --concurrency "$CONCURRENCY" >"$OUT/throughput-$agents.txt"
         rate=$(grep -oE '[0-9.]+/s' "$OUT/throughput-$agents.txt" | head -1 || true)
     fi
+    peak=$(($(hwm_kib "$node") / 1024))
     stop "$node"
-    printf '%-10s %12s %14s %14s\n' "$agents" "$load_s" "$cpu" "$rate"
+    printf '%-10s %8s %14s %12s %14s\n' "$agents" "$load_s" "$cpu" "$rate" "$peak"
 done
