@@ -26,7 +26,8 @@
 //! The core:
 //!
 //! - [`wire`]: the protobuf messages and the one codec to and from domain types.
-//! - [`zone`]: an immutable zone snapshot and its authoritative lookup; zone files
+//! - [`zone`]: an immutable zone snapshot (persistent maps: the next one is derived from a
+//!   change in O(changed records)) and its authoritative lookup; zone files
 //!   ([`zone::file`]) and the spanned-TOML reader ([`zone::spanned`]).
 //! - [`catalog`]: the zones one node serves, and the closest enclosing zone of a name.
 //! - [`authority`]: live zones: updates, leases, reloads, the durable writer, replication.

@@ -7,8 +7,13 @@
 //! Each operation returns an [`Edit`]: the records put and deleted and the leases written.
 //! An edit that changes records becomes one step of the zone's serial ([`LiveZone::seal`])
 //! and one entry of the change log; a renewal only writes a lease.
+//!
+//! Its maps are persistent (`imbl`): cloning a zone is O(1), so a secondary can keep the
+//! zone as it was while it tries a transfer's changes, whatever the zone's size.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use imbl::{OrdMap, OrdSet};
 use std::sync::Arc;
 
 use crate::name::Name;
@@ -145,12 +150,12 @@ pub struct LiveZone {
     /// The serial of the zone file last loaded (primaries).
     pub file_serial: u32,
     pub role: Role,
-    agents: BTreeMap<Name, LiveAgent>,
-    aliases: BTreeMap<Name, Arc<Alias>>,
-    delegations: BTreeMap<Name, Arc<Delegation>>,
-    leases: HashMap<(Name, String), Lease>,
+    agents: OrdMap<Name, LiveAgent>,
+    aliases: OrdMap<Name, Arc<Alias>>,
+    delegations: OrdMap<Name, Arc<Delegation>>,
+    leases: imbl::HashMap<(Name, String), Lease>,
     /// Leases by expiry, for the next one due.
-    expiries: BTreeSet<(u64, Name, String)>,
+    expiries: OrdSet<(u64, Name, String)>,
 }
 
 impl LiveZone {
@@ -183,11 +188,11 @@ impl LiveZone {
             header,
             file_serial: 0,
             role,
-            agents: BTreeMap::new(),
-            aliases: BTreeMap::new(),
-            delegations: BTreeMap::new(),
-            leases: HashMap::new(),
-            expiries: BTreeSet::new(),
+            agents: OrdMap::new(),
+            aliases: OrdMap::new(),
+            delegations: OrdMap::new(),
+            leases: imbl::HashMap::new(),
+            expiries: OrdSet::new(),
         }
     }
 
@@ -248,9 +253,9 @@ impl LiveZone {
 
     /// The provenance and leases of the agents named (those the zone holds), in the order
     /// asked.
-    pub fn describe(&self, names: &[Name]) -> Vec<AgentSource> {
+    pub fn describe<'a>(&self, names: impl IntoIterator<Item = &'a Name>) -> Vec<AgentSource> {
         names
-            .iter()
+            .into_iter()
             .filter_map(|name| self.agents.get(name))
             .map(|live| AgentSource {
                 name: live.agent.name.clone(),
@@ -331,7 +336,7 @@ impl LiveZone {
 
     /// The earliest lease end, if any endpoint has a lease.
     pub fn next_expiry(&self) -> Option<u64> {
-        self.expiries.first().map(|(at, _, _)| *at)
+        self.expiries.get_min().map(|(at, _, _)| *at)
     }
 
     /// Turns an edit into the next serial: the header moves on and the change is returned
@@ -365,10 +370,9 @@ impl LiveZone {
                 zone: self.origin().clone(),
             });
         }
-        if let Some(cut) = self
-            .delegations
-            .keys()
-            .find(|zone| name.is_at_or_below(zone))
+        if let Some((cut, _)) = name
+            .self_and_ancestors()
+            .find_map(|suffix| self.delegations.get_key_value(suffix))
         {
             return Err(UpdateError::Occluded {
                 name: name.clone(),
@@ -737,8 +741,11 @@ impl LiveZone {
         }
         // What the probes concluded about the endpoints the file keeps carries over too
         // (unless the file turned probing off for the agent).
-        for (name, next_agent) in next.agents.iter_mut() {
-            let Some(current) = self.agents.get(name) else {
+        let names: Vec<Name> = next.agents.keys().cloned().collect();
+        for name in &names {
+            let (Some(current), Some(next_agent)) =
+                (self.agents.get(name), next.agents.get_mut(name))
+            else {
                 continue;
             };
             let concluded = |url: &str| {

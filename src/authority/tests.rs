@@ -486,3 +486,72 @@ async fn each_published_snapshot_names_what_changed_since_the_one_before() {
     assert_eq!(lineage.parent_serial, serial);
     assert_eq!(lineage.changed.len(), 1);
 }
+
+/// An incremental transfer is checked against the snapshot the secondary serves, derived
+/// through the transfer's changes: one that breaks a structural rule is refused and leaves
+/// the zone as it was; the next good one is served.
+#[tokio::test(start_paused = true)]
+async fn an_incremental_transfer_that_breaks_the_zone_is_refused_and_the_zone_kept() {
+    use crate::record::{
+        Delegation, LiveRecord, RecordChange, RecordKind, ServerAddress, ZoneChange,
+    };
+    let pair = pair().await;
+    let serial = pair.register("planner", 3600).await;
+    pair.eventually("replicated", |p| p.secondary.serial() == Some(serial))
+        .await;
+    let step = |changes: Vec<RecordChange>| {
+        let mut header = pair
+            .secondary
+            .catalog
+            .zone(&origin())
+            .unwrap()
+            .header()
+            .clone();
+        header.serial = serial + 1;
+        TransferData::Changes(vec![ZoneChange {
+            from_serial: serial,
+            serial: serial + 1,
+            changes,
+            header,
+        }])
+    };
+    // A delegation at the name of an agent: the agent would be occluded.
+    let occluding = step(vec![RecordChange::Put(LiveRecord::Delegation(Arc::new(
+        Delegation {
+            zone: Name::parse("analyst.finance.acme").unwrap(),
+            servers: vec![ServerAddress {
+                grpc: "http://10.0.9.9:7102".into(),
+                dns: None,
+            }],
+            ttl: None,
+        },
+    )))]);
+    let refused = pair
+        .secondary
+        .authority
+        .apply_transfer(origin(), occluding)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, UpdateError::Transfer { .. }) && refused.to_string().contains("occluded"),
+        "{refused}"
+    );
+    assert_eq!(pair.secondary.serial(), Some(serial), "kept its copy");
+    assert!(pair.secondary.has_agent("analyst.finance.acme"));
+    // The same serial step, without the fault, is taken and served.
+    let good = step(vec![RecordChange::Delete {
+        kind: RecordKind::Agent,
+        name: Name::parse("planner.finance.acme").unwrap(),
+    }]);
+    pair.secondary
+        .authority
+        .apply_transfer(origin(), good)
+        .await
+        .unwrap();
+    assert_eq!(pair.secondary.serial(), Some(serial + 1));
+    assert!(!pair.secondary.has_agent("planner.finance.acme"));
+    assert!(pair.secondary.has_agent("analyst.finance.acme"));
+    let zone = pair.secondary.catalog.zone(&origin()).unwrap();
+    let lineage = zone.lineage().expect("a change has a lineage");
+    assert_eq!(lineage.parent_serial, serial);
+}

@@ -2,6 +2,11 @@
 //! [`LiveZone`], commits the batch to the store in one durable transaction, and only then
 //! publishes snapshots, drops cached answers, wakes watchers, NOTIFYs secondaries and
 //! answers the callers. It also expires leases on a primary, at the time the clock says.
+//!
+//! A published snapshot is derived from the zone's previous one and the batch's record
+//! changes ([`ZoneSnapshot::apply`]), so a change costs what it changes whatever the zone's
+//! size; only whole-zone operations (a full transfer, a zone read back after a failed commit)
+//! build one from every record.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -17,7 +22,7 @@ use super::serve::News;
 use super::{Applied, Authority, BATCH_MAX, ReloadResult, TransferData, UpdateError, ZoneStatus};
 use super::{notify, zone_status};
 use crate::name::Name;
-use crate::record::serial_newer;
+use crate::record::{RecordChange, ZoneChange, serial_newer};
 use crate::store::{StoreError, ZoneWrite};
 use crate::wire::pb;
 use crate::zone::{Lineage, ZoneSnapshot};
@@ -130,6 +135,8 @@ pub(super) struct Writer {
     /// Names changed in zones whose last snapshot failed to build: the next published
     /// snapshot's lineage must carry them too.
     unpublished: HashMap<Name, Vec<Name>>,
+    /// The snapshot each zone last published: what the next one is derived from.
+    published: HashMap<Name, ZoneSnapshot>,
 }
 
 impl Writer {
@@ -146,6 +153,7 @@ impl Writer {
             dirty: BTreeSet::new(),
             refreshed,
             unpublished: HashMap::new(),
+            published: HashMap::new(),
         }
     }
 
@@ -292,7 +300,12 @@ impl Writer {
                 .collect();
             names.sort_unstable();
             names.dedup();
-            self.publish(zone, names);
+            let steps: Vec<&ZoneWrite> = staged
+                .iter()
+                .filter(|s| s.changed && &s.zone == zone)
+                .map(|s| &s.write)
+                .collect();
+            self.publish(zone, names, &steps);
         }
         for staged in &staged {
             if let Some(at) = staged.write.refreshed_unix_ms {
@@ -554,13 +567,12 @@ impl Writer {
                     write.header = step.header;
                     names.extend(edit.names);
                 }
-                if let Err(errors) = live.snapshot() {
+                let base = self.published.get(&zone).cloned().or_else(|| {
+                    let served = self.authority.shared.catalog.zone(&zone).ok()?;
+                    Some(ZoneSnapshot::clone(&served))
+                });
+                if let Err(reason) = next_snapshot(base.as_ref(), live, &[&write]) {
                     *live = before;
-                    let reason = errors
-                        .iter()
-                        .map(|e| e.error.to_string())
-                        .collect::<Vec<_>>()
-                        .join("; ");
                     let _ = reply.send(Err(UpdateError::Transfer {
                         zone,
                         primary,
@@ -595,9 +607,10 @@ impl Writer {
         }
     }
 
-    /// Builds and serves the zone's new snapshot, linked to the one it replaces by the names
-    /// the batch changed (see [`Lineage`]).
-    fn publish(&mut self, zone: &Name, mut changed: Vec<Name>) {
+    /// Serves the zone's new snapshot, derived from the one it published last through the
+    /// batch's `steps` (or built from every record when it cannot be), linked to the one it
+    /// replaces by the names the batch changed (see [`Lineage`]).
+    fn publish(&mut self, zone: &Name, mut changed: Vec<Name>, steps: &[&ZoneWrite]) {
         let Some(live) = self.zones.get(zone) else {
             return;
         };
@@ -610,9 +623,16 @@ impl Writer {
             changed.dedup();
         }
         let catalog = &self.authority.shared.catalog;
-        let previous = catalog.zone(zone).ok().map(|snapshot| snapshot.serial());
-        match live.snapshot() {
+        let served = catalog.zone(zone).ok();
+        let previous = served.as_ref().map(|snapshot| snapshot.serial());
+        let base = self
+            .published
+            .get(zone)
+            .cloned()
+            .or_else(|| served.map(|snapshot| ZoneSnapshot::clone(&snapshot)));
+        match next_snapshot(base.as_ref(), live, steps) {
             Ok(snapshot) => {
+                self.published.insert(zone.clone(), snapshot.clone());
                 let snapshot = match previous {
                     Some(parent_serial) if parent_serial != snapshot.serial() => snapshot
                         .with_lineage(Lineage {
@@ -625,7 +645,7 @@ impl Writer {
             }
             Err(errors) => {
                 self.unpublished.insert(zone.clone(), changed);
-                tracing::error!(%zone, errors = ?errors, "a committed zone does not build; serving the previous snapshot");
+                tracing::error!(%zone, %errors, "a committed zone does not build; serving the previous snapshot");
             }
         }
     }
@@ -693,6 +713,67 @@ impl Writer {
         }
         Ok(())
     }
+}
+
+/// The zone's next snapshot: derived from `base` through the record changes of `steps` when
+/// they follow on from it serial by serial (O(changed records)), else built from every
+/// record of `live`. An error says which structural rules the zone breaks.
+fn next_snapshot(
+    base: Option<&ZoneSnapshot>,
+    live: &LiveZone,
+    steps: &[&ZoneWrite],
+) -> Result<ZoneSnapshot, String> {
+    let joined = |errors: Vec<String>| errors.join("; ");
+    if let Some(base) = base
+        && let Some(changes) = follows_on(base, live, steps)
+    {
+        match base.apply(live.header.clone(), changes) {
+            Ok(snapshot) => return Ok(snapshot),
+            Err(errors) => {
+                let derived = joined(errors.iter().map(ToString::to_string).collect());
+                // The derivation checks what `build` checks; should they ever disagree, the
+                // build of every record decides.
+                return match live.snapshot() {
+                    Ok(snapshot) => {
+                        tracing::error!(zone = %live.origin(), refused = %derived, "a derived snapshot was refused but the whole zone builds; serving the build");
+                        Ok(snapshot)
+                    }
+                    Err(_) => Err(derived),
+                };
+            }
+        }
+    }
+    live.snapshot()
+        .map_err(|errors| joined(errors.iter().map(|e| e.error.to_string()).collect()))
+}
+
+/// The record changes that take `base` to `live`'s serial, in order, when `steps` hold them
+/// all: one change-log entry after another from `base`'s serial, and no whole-zone write.
+fn follows_on<'s>(
+    base: &ZoneSnapshot,
+    live: &LiveZone,
+    steps: &[&'s ZoneWrite],
+) -> Option<Vec<&'s RecordChange>> {
+    let mut serial = base.serial();
+    let mut changes = Vec::new();
+    for step in steps {
+        if step.clear {
+            return None;
+        }
+        for change in &step.changes {
+            let ZoneChange {
+                from_serial,
+                serial: to,
+                ..
+            } = change;
+            if *from_serial != serial {
+                return None;
+            }
+            serial = *to;
+            changes.extend(change.changes.iter());
+        }
+    }
+    (serial == live.header.serial && base.origin() == live.origin()).then_some(changes)
 }
 
 /// Seals an edit into its zone's next serial and the store rows to commit.

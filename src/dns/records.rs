@@ -208,7 +208,12 @@ pub fn alias_cname(alias: &Alias, ttl: u32) -> Record {
 
 /// `agents=analyst:mcp,writer:mcp,...`: the zone's single-label agents, whole entries only
 /// within one 255-byte string (the full list is on gRPC and MCP).
-pub fn index_txt(owner: &DnsName, origin: &Name, agents: &[Name], ttl: u32) -> Record {
+pub fn index_txt<'a>(
+    owner: &DnsName,
+    origin: &Name,
+    agents: impl IntoIterator<Item = &'a Name>,
+    ttl: u32,
+) -> Record {
     let mut text = String::from("agents=");
     let mut first = true;
     for name in agents {

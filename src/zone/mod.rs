@@ -1,9 +1,12 @@
 //! An immutable zone snapshot and the authoritative lookup in it.
 //!
-//! A [`ZoneSnapshot`] is built once from checked records ([`ZoneSnapshot::build`] enforces
-//! the structural rules: names inside the origin, no duplicates, nothing occluded by a
+//! A [`ZoneSnapshot`] is built from checked records ([`ZoneSnapshot::build`] enforces the
+//! structural rules: names inside the origin, no duplicates, nothing occluded by a
 //! delegation, no alias loops) and then only read, so readers share it through an `Arc`
-//! without locks; a change builds the next snapshot. [`ZoneSnapshot::lookup`] follows the
+//! without locks. A change does not build the zone again: [`ZoneSnapshot::apply`] derives
+//! the next snapshot from the previous one, checking only the names the change touches, and
+//! shares the rest through persistent maps (`imbl`), so a change costs what it changes
+//! while publication stays the swap of one immutable snapshot for the next. [`ZoneSnapshot::lookup`] follows the
 //! shape of RFC 1034 section 4.3.2 for our record kinds: a delegation cut at or above the name
 //! gives a referral, an exact match gives the agent or follows the alias, and a miss is NODATA
 //! when names exist below (an empty non-terminal) and NXDOMAIN otherwise.
@@ -13,14 +16,19 @@
 pub mod dump;
 pub mod file;
 pub mod spanned;
+#[cfg(test)]
+mod tests;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use crate::answer::Outcome;
 use crate::name::Name;
 use crate::record::limits::ALIAS_CHAIN_MAX;
-use crate::record::{self, Agent, Alias, Delegation, Endpoint, ServerAddress, ZoneHeader};
+use crate::record::{
+    self, Agent, Alias, Delegation, Endpoint, LiveRecord, RecordChange, RecordKind, ServerAddress,
+    ZoneHeader,
+};
 
 /// Which record of the input a structural error is about (index into its list).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +63,8 @@ pub enum ZoneError {
         "alias chain from {name} follows more than {ALIAS_CHAIN_MAX} aliases (limit {ALIAS_CHAIN_MAX})"
     )]
     AliasChainTooLong { name: Name },
+    #[error("a change cannot move zone {from} to another origin ({to})")]
+    OriginChanged { from: Name, to: Name },
 }
 
 /// A structural error and the record it is about.
@@ -96,21 +106,70 @@ pub struct Lineage {
     pub changed: Arc<[Name]>,
 }
 
+/// The zone's agent names in order: what paged listings walk. A persistent ordered set, so
+/// the snapshot after a change shares all but the changed path with the one before it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AgentNames(imbl::OrdSet<Name>);
+
+impl AgentNames {
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = &Name> + '_ {
+        self.0.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The last name in order.
+    pub fn last(&self) -> Option<&Name> {
+        self.0.get_max()
+    }
+}
+
+impl<'a> IntoIterator for &'a AgentNames {
+    type Item = &'a Name;
+    type IntoIter = imbl::ordset::Iter<'a, Name, imbl::shared_ptr::DefaultSharedPtr>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
 /// One zone's data at one serial. Immutable; share it through `Arc`.
-#[derive(Debug)]
+///
+/// Its maps are persistent (`imbl`): [`ZoneSnapshot::apply`] derives the next snapshot from
+/// this one in O(changed records · log N), sharing everything the change did not touch, so a
+/// registration into a zone of a million agents costs what it changes, not what the zone
+/// holds. Cloning a snapshot is O(1).
+#[derive(Debug, Clone)]
 pub struct ZoneSnapshot {
     header: ZoneHeader,
     /// Set by the authority when it publishes a change to a zone it served already.
     lineage: Option<Lineage>,
-    entries: HashMap<Name, Entry>,
-    delegations: HashMap<Name, Arc<Delegation>>,
-    /// Names with no record of their own but with records below them (RFC 8020).
-    empty_non_terminals: HashSet<Name>,
+    entries: imbl::HashMap<Name, Entry>,
+    delegations: imbl::HashMap<Name, Arc<Delegation>>,
+    /// For every name strictly below the origin with records below it (agents, aliases,
+    /// delegated zones): how many. A name here without an entry of its own is an empty
+    /// non-terminal (RFC 8020); counts, not a set, so a delete knows when the last name
+    /// below is gone.
+    below: imbl::HashMap<Name, u32>,
     /// Agent names in order, for paged listings.
-    agent_order: Vec<Name>,
+    agent_order: AgentNames,
     /// Delegated zones in order.
-    delegation_order: Vec<Name>,
+    delegation_order: imbl::OrdSet<Name>,
     alias_count: usize,
+}
+
+/// The records one name holds, as a derivation collects them.
+#[derive(Debug, Clone, Default)]
+struct Slot {
+    agent: Option<Arc<Agent>>,
+    alias: Option<Arc<Alias>>,
+    delegation: Option<Arc<Delegation>>,
 }
 
 impl ZoneSnapshot {
@@ -122,9 +181,8 @@ impl ZoneSnapshot {
     ) -> Result<ZoneSnapshot, Vec<StructureError>> {
         let origin = header.origin.clone();
         let mut errors = Vec::new();
-        let mut entries: HashMap<Name, Entry> =
-            HashMap::with_capacity(records.agents.len() + records.aliases.len());
-        let mut delegations: HashMap<Name, Arc<Delegation>> = HashMap::new();
+        let mut entries: imbl::HashMap<Name, Entry> = imbl::HashMap::new();
+        let mut delegations: imbl::HashMap<Name, Arc<Delegation>> = imbl::HashMap::new();
         let mut delegation_index: HashMap<Name, usize> = HashMap::new();
         let mut kinds: HashMap<Name, &'static str> = HashMap::new();
 
@@ -256,22 +314,10 @@ impl ZoneSnapshot {
         }
 
         agent_order.sort_unstable();
-        let mut delegation_order: Vec<Name> = delegations.keys().cloned().collect();
-        delegation_order.sort_unstable();
-        let mut empty_non_terminals: HashSet<Name> = HashSet::new();
-        let origin_len = origin.as_str().len();
+        let delegation_order: imbl::OrdSet<Name> = delegations.keys().cloned().collect();
+        let mut below: imbl::HashMap<Name, u32> = imbl::HashMap::new();
         for name in entries.keys().chain(delegations.keys()) {
-            // Borrowed suffixes: a name is allocated only when it is a new empty
-            // non-terminal, not for every ancestor of every record.
-            for ancestor in name.self_and_ancestors().skip(1) {
-                if ancestor.len() <= origin_len
-                    || entries.contains_key(ancestor)
-                    || empty_non_terminals.contains(ancestor)
-                {
-                    break;
-                }
-                empty_non_terminals.insert(name.ancestor(ancestor));
-            }
+            count_below(&mut below, name, &origin, 1);
         }
 
         Ok(ZoneSnapshot {
@@ -279,11 +325,207 @@ impl ZoneSnapshot {
             lineage: None,
             entries,
             delegations,
-            empty_non_terminals,
-            agent_order,
+            below,
+            agent_order: AgentNames(agent_order.into_iter().collect()),
             delegation_order,
             alias_count,
         })
+    }
+
+    /// The snapshot after `changes` (in order) with `header`, derived from this one in
+    /// O(changed records · log N): only the names the changes touch are checked against the
+    /// structural rules [`ZoneSnapshot::build`] enforces (inside the origin, one kind of
+    /// record per name, nothing at or below a delegation, alias chains without loops and
+    /// within the limit), and the result holds exactly what `build` would make of the same
+    /// records. A change that breaks a rule is refused with every broken rule found.
+    ///
+    /// Alias chains are checked again, all of them, only when the change puts an alias: an
+    /// agent or delegation can end a chain sooner, never lengthen or close one.
+    pub fn apply<'c>(
+        &self,
+        header: ZoneHeader,
+        changes: impl IntoIterator<Item = &'c RecordChange>,
+    ) -> Result<ZoneSnapshot, Vec<ZoneError>> {
+        let origin = self.origin().clone();
+        if header.origin != origin {
+            return Err(vec![ZoneError::OriginChanged {
+                from: origin,
+                to: header.origin,
+            }]);
+        }
+        // Each touched name's records after the changes, applied in order.
+        let mut slots: BTreeMap<Name, Slot> = BTreeMap::new();
+        for change in changes {
+            let name = change.name();
+            let slot = slots.entry(name.clone()).or_insert_with(|| self.slot(name));
+            match change {
+                RecordChange::Put(LiveRecord::Agent(live)) => {
+                    slot.agent = Some(Arc::clone(&live.agent));
+                }
+                RecordChange::Put(LiveRecord::Alias(alias)) => slot.alias = Some(Arc::clone(alias)),
+                RecordChange::Put(LiveRecord::Delegation(delegation)) => {
+                    slot.delegation = Some(Arc::clone(delegation));
+                }
+                RecordChange::Delete { kind, .. } => match kind {
+                    RecordKind::Agent => slot.agent = None,
+                    RecordKind::Alias => slot.alias = None,
+                    RecordKind::Delegation => slot.delegation = None,
+                },
+            }
+        }
+
+        let mut next = self.clone();
+        next.header = header;
+        next.lineage = None;
+        // Out with what the touched names held before...
+        for name in slots.keys() {
+            if let Some(entry) = next.entries.remove(name) {
+                match entry {
+                    Entry::Agent(_) => {
+                        next.agent_order.0.remove(name);
+                    }
+                    Entry::Alias(_) => next.alias_count -= 1,
+                }
+                count_below(&mut next.below, name, &origin, -1);
+            }
+            if next.delegations.remove(name).is_some() {
+                next.delegation_order.remove(name);
+                count_below(&mut next.below, name, &origin, -1);
+            }
+        }
+        // ...in with what they hold now, each checked on its own.
+        let mut errors = Vec::new();
+        let mut puts_alias = false;
+        for (name, slot) in &slots {
+            if let Some(delegation) = &slot.delegation {
+                if !name.is_strictly_below(&origin) {
+                    errors.push(ZoneError::DelegationNotBelowOrigin {
+                        zone: name.clone(),
+                        origin: origin.clone(),
+                    });
+                    continue;
+                }
+                next.delegations
+                    .insert(name.clone(), Arc::clone(delegation));
+                next.delegation_order.insert(name.clone());
+                count_below(&mut next.below, name, &origin, 1);
+            }
+            let entry = match (&slot.agent, &slot.alias) {
+                (None, None) => continue,
+                (Some(_), Some(_)) => {
+                    errors.push(ZoneError::Duplicate {
+                        name: name.clone(),
+                        first_kind: "an agent",
+                    });
+                    continue;
+                }
+                (Some(agent), None) => Entry::Agent(Arc::clone(agent)),
+                (None, Some(alias)) => {
+                    if *name == origin {
+                        errors.push(ZoneError::AliasAtOrigin { name: name.clone() });
+                        continue;
+                    }
+                    puts_alias = true;
+                    Entry::Alias(Arc::clone(alias))
+                }
+            };
+            if !name.is_at_or_below(&origin) {
+                errors.push(ZoneError::OutsideOrigin {
+                    name: name.clone(),
+                    origin: origin.clone(),
+                });
+                continue;
+            }
+            if slot.delegation.is_some() {
+                // The entry sits at the delegation's own name: the child zone's data.
+                errors.push(ZoneError::Occluded {
+                    name: name.clone(),
+                    delegation: name.clone(),
+                });
+                continue;
+            }
+            match &entry {
+                Entry::Agent(_) => {
+                    next.agent_order.0.insert(name.clone());
+                }
+                Entry::Alias(_) => next.alias_count += 1,
+            }
+            next.entries.insert(name.clone(), entry);
+            count_below(&mut next.below, name, &origin, 1);
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        // Delegations against the zone as it now is: nothing at or below a delegated zone.
+        for (name, slot) in &slots {
+            if slot.delegation.is_some() {
+                if let Some(cut) = find_cut(&next.delegations, name.as_str(), &origin, true) {
+                    errors.push(ZoneError::Occluded {
+                        name: name.clone(),
+                        delegation: cut.zone.clone(),
+                    });
+                }
+                if next.below.contains_key(name) {
+                    errors.push(ZoneError::Occluded {
+                        name: next.first_below(name),
+                        delegation: name.clone(),
+                    });
+                }
+            } else if (slot.agent.is_some() || slot.alias.is_some())
+                && let Some(cut) = find_cut(&next.delegations, name.as_str(), &origin, false)
+            {
+                errors.push(ZoneError::Occluded {
+                    name: name.clone(),
+                    delegation: cut.zone.clone(),
+                });
+            }
+        }
+        if puts_alias {
+            let mut aliases: Vec<Name> = next
+                .entries
+                .iter()
+                .filter(|(_, entry)| matches!(entry, Entry::Alias(_)))
+                .map(|(name, _)| name.clone())
+                .collect();
+            aliases.sort_unstable();
+            let items: Vec<(usize, Name)> = aliases.into_iter().enumerate().collect();
+            errors.extend(
+                check_alias_chains(&next.entries, &items)
+                    .into_iter()
+                    .map(|e| e.error),
+            );
+        }
+        if errors.is_empty() {
+            Ok(next)
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// The records `name` holds in this snapshot.
+    fn slot(&self, name: &Name) -> Slot {
+        let mut slot = Slot {
+            delegation: self.delegations.get(name).cloned(),
+            ..Slot::default()
+        };
+        match self.entries.get(name) {
+            Some(Entry::Agent(agent)) => slot.agent = Some(Arc::clone(agent)),
+            Some(Entry::Alias(alias)) => slot.alias = Some(Arc::clone(alias)),
+            None => {}
+        }
+        slot
+    }
+
+    /// The first name (in order) with a record strictly below `zone`: what a refused
+    /// delegation names. A scan of the zone, on the error path only.
+    fn first_below(&self, zone: &Name) -> Name {
+        self.entries
+            .keys()
+            .chain(self.delegations.keys())
+            .filter(|name| name.is_strictly_below(zone))
+            .min()
+            .cloned()
+            .unwrap_or_else(|| zone.clone())
     }
 
     pub fn header(&self) -> &ZoneHeader {
@@ -310,7 +552,7 @@ impl ZoneSnapshot {
     }
 
     pub fn agent_count(&self) -> usize {
-        self.agent_order.len()
+        self.agent_order.0.len()
     }
 
     pub fn alias_count(&self) -> usize {
@@ -318,7 +560,7 @@ impl ZoneSnapshot {
     }
 
     /// The zone's own agents in name order (not those of delegated children).
-    pub fn agent_names(&self) -> &[Name] {
+    pub fn agent_names(&self) -> &AgentNames {
         &self.agent_order
     }
 
@@ -339,7 +581,7 @@ impl ZoneSnapshot {
 
     /// True when the name has no record but records exist below it (RFC 8020).
     pub fn is_empty_non_terminal(&self, name: &str) -> bool {
-        self.empty_non_terminals.contains(name)
+        self.below.contains_key(name) && !self.entries.contains_key(name)
     }
 
     /// The delegation at or above `name` (canonical text at or below the origin, which may
@@ -370,13 +612,18 @@ impl ZoneSnapshot {
     }
 
     /// Agents whose names sort after `after` (or from the start), at most `limit` of them.
-    pub fn agents_page(&self, after: Option<&str>, limit: usize) -> &[Name] {
+    pub fn agents_page(&self, after: Option<&str>, limit: usize) -> Vec<Name> {
+        use std::ops::Bound;
         let start = match after {
-            None => 0,
-            Some(after) => self.agent_order.partition_point(|n| n.as_str() <= after),
+            None => Bound::Unbounded,
+            Some(after) => Bound::Excluded(after),
         };
-        let end = (start + limit).min(self.agent_order.len());
-        &self.agent_order[start..end]
+        self.agent_order
+            .0
+            .range::<_, str>((start, Bound::Unbounded))
+            .take(limit)
+            .cloned()
+            .collect()
     }
 
     /// The zone's records, shared: agents and aliases in name order, then delegations.
@@ -386,6 +633,7 @@ impl ZoneSnapshot {
         ZoneRecords {
             agents: self
                 .agent_order
+                .0
                 .iter()
                 .filter_map(|name| self.agent(name.as_str()).cloned())
                 .collect(),
@@ -416,7 +664,7 @@ impl ZoneSnapshot {
             lineage: None,
             entries: self.entries.clone(),
             delegations,
-            empty_non_terminals: self.empty_non_terminals.clone(),
+            below: self.below.clone(),
             agent_order: self.agent_order.clone(),
             delegation_order: self.delegation_order.clone(),
             alias_count: self.alias_count,
@@ -450,7 +698,7 @@ impl ZoneSnapshot {
             lineage: None,
             entries,
             delegations: self.delegations.clone(),
-            empty_non_terminals: self.empty_non_terminals.clone(),
+            below: self.below.clone(),
             agent_order: self.agent_order.clone(),
             delegation_order: self.delegation_order.clone(),
             alias_count: self.alias_count,
@@ -499,8 +747,8 @@ impl ZoneSnapshot {
                     current = target;
                 }
                 None => {
-                    let outcome = if self.empty_non_terminals.contains(&current)
-                        || current == *self.origin()
+                    // No entry here: any name counted below makes this an empty non-terminal.
+                    let outcome = if self.below.contains_key(&current) || current == *self.origin()
                     {
                         Outcome::NoData
                     } else {
@@ -517,10 +765,33 @@ impl ZoneSnapshot {
     }
 }
 
+/// Adds `by` to the count of names below each ancestor of `name` strictly below `origin`,
+/// forgetting an ancestor whose count reaches zero.
+fn count_below(below: &mut imbl::HashMap<Name, u32>, name: &Name, origin: &Name, by: i32) {
+    let origin_len = origin.as_str().len();
+    for ancestor in name.self_and_ancestors().skip(1) {
+        if ancestor.len() <= origin_len {
+            break;
+        }
+        match below.get_mut(ancestor) {
+            Some(count) => {
+                *count = count.saturating_add_signed(by);
+                if *count == 0 {
+                    below.remove(ancestor);
+                }
+            }
+            None if by > 0 => {
+                below.insert(name.ancestor(ancestor), by.unsigned_abs());
+            }
+            None => {}
+        }
+    }
+}
+
 /// The delegation at or above `name` (strictly above when `strict`), strictly below
 /// `origin`, if any. `name` is canonical text, which may hold labels no agent name can.
 fn find_cut<'d>(
-    delegations: &'d HashMap<Name, Arc<Delegation>>,
+    delegations: &'d imbl::HashMap<Name, Arc<Delegation>>,
     name: &str,
     origin: &Name,
     strict: bool,
@@ -538,7 +809,7 @@ fn find_cut<'d>(
 /// Reports each in-zone alias loop once (at its first alias in input order) and every chain
 /// longer than the limit.
 fn check_alias_chains(
-    entries: &HashMap<Name, Entry>,
+    entries: &imbl::HashMap<Name, Entry>,
     aliases: &[(usize, Name)],
 ) -> Vec<StructureError> {
     let position: HashMap<&Name, usize> = aliases.iter().map(|(i, n)| (n, *i)).collect();
