@@ -153,7 +153,12 @@ pub struct LiveZone {
     agents: OrdMap<Name, LiveAgent>,
     aliases: OrdMap<Name, Arc<Alias>>,
     delegations: OrdMap<Name, Arc<Delegation>>,
-    leases: imbl::HashMap<(Name, String), Lease>,
+    leases: imbl::GenericHashMap<
+        (Name, String),
+        Lease,
+        crate::zone::NameHasher,
+        imbl::shared_ptr::DefaultSharedPtr,
+    >,
     /// Leases by expiry, for the next one due.
     expiries: OrdSet<(u64, Name, String)>,
 }
@@ -191,7 +196,7 @@ impl LiveZone {
             agents: OrdMap::new(),
             aliases: OrdMap::new(),
             delegations: OrdMap::new(),
-            leases: imbl::HashMap::new(),
+            leases: imbl::GenericHashMap::default(),
             expiries: OrdSet::new(),
         }
     }

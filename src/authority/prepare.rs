@@ -28,6 +28,9 @@ pub struct PreparedAuthority {
     served: BTreeSet<Name>,
     /// When each secondary zone last heard from its primary (Unix ms).
     refreshed: HashMap<Name, u64>,
+    /// Zones seeded from their file just now: the file's own snapshot is the zone's (cloning
+    /// one is O(1)), so a large zone is not built a second time from the live copy.
+    seeded: HashMap<Name, ZoneSnapshot>,
 }
 
 impl PreparedAuthority {
@@ -57,6 +60,7 @@ impl PreparedAuthority {
         let mut zones = HashMap::new();
         let mut served = BTreeSet::new();
         let mut refreshed = HashMap::new();
+        let mut seeded = HashMap::new();
         let mut writes = Vec::new();
         let now = config.clock.unix_ms();
         for file in &config.primaries {
@@ -67,6 +71,7 @@ impl PreparedAuthority {
             let zone = match held {
                 None => {
                     let zone = LiveZone::from_file(file);
+                    seeded.insert(origin.clone(), file.clone());
                     writes.push(zone.full_write());
                     tracing::info!(zone = %origin, serial = file.serial(), "zone seeded from its file");
                     zone
@@ -148,6 +153,7 @@ impl PreparedAuthority {
             zones,
             served,
             refreshed,
+            seeded,
         })
     }
 
@@ -155,6 +161,10 @@ impl PreparedAuthority {
     pub fn snapshots(&self) -> Result<Vec<ZoneSnapshot>, AuthorityError> {
         let mut out = Vec::new();
         for origin in &self.served {
+            if let Some(file) = self.seeded.get(origin) {
+                out.push(file.clone());
+                continue;
+            }
             if let Some(zone) = self.zones.get(origin) {
                 let snapshot = zone.snapshot().map_err(|errors| AuthorityError::Stored {
                     path: self.config.store.path().display().to_string(),
@@ -184,6 +194,7 @@ impl PreparedAuthority {
             zones,
             served,
             refreshed,
+            seeded: _,
         } = self;
         let keys = KeyRing::new(config.keys, Arc::clone(&config.clock))?;
         // Nonces accepted before a restart: their replay is refused as before it.
