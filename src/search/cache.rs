@@ -109,7 +109,11 @@ impl std::fmt::Debug for ZoneIndexes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let zones = self.shared.zones();
         f.debug_map()
-            .entries(zones.iter().map(|(origin, zone)| (origin, zone.slot.serial)))
+            .entries(
+                zones
+                    .iter()
+                    .map(|(origin, zone)| (origin, zone.slot.serial)),
+            )
             .finish()
     }
 }
@@ -251,9 +255,7 @@ impl ZoneIndexes {
                                 &mut zone.compaction,
                                 Compaction::Idle,
                             ) {
-                                Compaction::Done { source, compacted } => {
-                                    Some((source, compacted))
-                                }
+                                Compaction::Done { source, compacted } => Some((source, compacted)),
                                 other => {
                                     zone.compaction = other;
                                     None
@@ -417,7 +419,9 @@ mod tests {
         let mut index = Arc::clone(&indexes.get(&snapshot(1, 100)));
         for step in 1..=4_u32 {
             let before = 100 + 300 * (step as usize - 1);
-            let added: Vec<String> = (before..before + 300).map(|i| format!("a{i}.acme")).collect();
+            let added: Vec<String> = (before..before + 300)
+                .map(|i| format!("a{i}.acme"))
+                .collect();
             let added: Vec<&str> = added.iter().map(String::as_str).collect();
             index = indexes.get(&following(step + 1, before + 300, step, &added));
         }
@@ -425,11 +429,16 @@ mod tests {
         assert!(index.overlay_size() > index.overlay_bound());
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
         while indexes.counts().compactions == 0 {
-            assert!(std::time::Instant::now() < deadline, "no compaction in 60 s");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no compaction in 60 s"
+            );
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
         let latest = snapshot(5, 1_300);
-        let compacted = indexes.built(&latest).expect("the compacted index, same serial");
+        let compacted = indexes
+            .built(&latest)
+            .expect("the compacted index, same serial");
         assert_eq!(compacted.overlay_size(), 0);
         let fresh = ZoneIndex::build(&latest);
         let query = crate::search::SearchQuery {
@@ -480,7 +489,11 @@ mod tests {
         assert_eq!(derived.overlay_size(), 1, "derived from serial 1's overlay");
         let three = indexes.get(&following(3, 12, 2, &["a11.acme"]));
         assert_eq!(three.len(), 12);
-        assert_eq!(three.overlay_size(), 2, "compacted at 1, then the changes of 2 and 3");
+        assert_eq!(
+            three.overlay_size(),
+            2,
+            "compacted at 1, then the changes of 2 and 3"
+        );
         assert_eq!(indexes.counts().compactions, 1);
         let query = crate::search::SearchQuery {
             limit: 20,
@@ -489,7 +502,10 @@ mod tests {
         .analyze();
         let fresh = ZoneIndex::build(&snapshot(3, 12));
         let names = |r: crate::search::ZoneResult| {
-            r.hits.iter().map(|h| h.agent.name.to_string()).collect::<Vec<_>>()
+            r.hits
+                .iter()
+                .map(|h| h.agent.name.to_string())
+                .collect::<Vec<_>>()
         };
         assert_eq!(names(three.search(&query)), names(fresh.search(&query)));
     }

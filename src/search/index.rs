@@ -446,7 +446,9 @@ impl ZoneIndex {
             .iter()
             .flatten()
             .map(|doc| Arc::clone(&doc.agent));
-        let documents = base.chain(overlay).map(|agent| (agent, self.origin.clone()));
+        let documents = base
+            .chain(overlay)
+            .map(|agent| (agent, self.origin.clone()));
         ZoneIndex::from_documents(self.origin.clone(), self.serial, documents)
     }
 
@@ -494,7 +496,10 @@ impl ZoneIndex {
     pub fn term_count(&self) -> usize {
         let overlay = &self.overlay;
         let in_base = |term: &str| {
-            self.base.postings.get(term).map_or(0, |list| list.len() as u64)
+            self.base
+                .postings
+                .get(term)
+                .map_or(0, |list| list.len() as u64)
                 > overlay.deleted_df.get(term).copied().unwrap_or(0)
         };
         self.base
@@ -502,7 +507,11 @@ impl ZoneIndex {
             .keys()
             .filter(|term| in_base(term))
             .count()
-            + overlay.postings.keys().filter(|term| !in_base(term)).count()
+            + overlay
+                .postings
+                .keys()
+                .filter(|term| !in_base(term))
+                .count()
     }
 
     /// Runs a query: the zone's statistics for its terms, the number of agents that match,
@@ -578,7 +587,11 @@ impl ZoneIndex {
         let mut overlay: Vec<&[DocId]> = Vec::new();
         for (values, base_map, overlay_map) in [
             (query.tags(), &self.base.tags, &self.overlay.tags),
-            (query.capabilities(), &self.base.capabilities, &self.overlay.capabilities),
+            (
+                query.capabilities(),
+                &self.base.capabilities,
+                &self.overlay.capabilities,
+            ),
         ] {
             for value in values {
                 let in_base = base_map.get(value.as_str()).map_or(&[][..], Vec::as_slice);
@@ -705,8 +718,7 @@ impl ZoneIndex {
             for posting in *overlay {
                 let slot = posting.doc as usize;
                 let length = self.overlay.live(posting.doc).map_or(0, |doc| doc.length);
-                overlay_scores[slot] +=
-                    bm25::term_score(idf, f64::from(posting.tf), norm(length));
+                overlay_scores[slot] += bm25::term_score(idf, f64::from(posting.tf), norm(length));
             }
         }
         // Every matching document scores above 0: idf > 0 and a matching tf >= 1.

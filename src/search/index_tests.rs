@@ -218,7 +218,11 @@ fn assert_same_answers(got: &ZoneIndex, fresh: &ZoneIndex, query: &SearchQuery, 
     assert_eq!(names(&a), names(&b), "{context}: hits for {query:?}");
     for (x, y) in a.hits.iter().zip(&b.hits) {
         assert_eq!(x.agent, y.agent, "{context}: {}", x.agent.name);
-        assert!((x.score - y.score).abs() < 1e-9, "{context}: {} scores", x.agent.name);
+        assert!(
+            (x.score - y.score).abs() < 1e-9,
+            "{context}: {} scores",
+            x.agent.name
+        );
         assert_eq!(x.score.to_bits(), y.score.to_bits(), "{context}: same bits");
         assert_eq!(x.term_freqs, y.term_freqs, "{context}: {}", x.agent.name);
         assert_eq!(x.length, y.length, "{context}: {}", x.agent.name);
@@ -313,7 +317,9 @@ fn an_index_following_changes_answers_as_one_built_from_scratch() {
             parent_serial: parent,
             changed: changed.into(),
         });
-        index = index.follow_snapshot(&next).expect("the snapshot follows the index");
+        index = index
+            .follow_snapshot(&next)
+            .expect("the snapshot follows the index");
         derived += 1;
         let fresh = ZoneIndex::build(&next);
         assert_eq!(index.len(), fresh.len());
@@ -354,7 +360,11 @@ fn an_index_following_changes_answers_as_one_built_from_scratch() {
         changed: Vec::new().into(),
     });
     assert!(index.follow_snapshot(&unrelated).is_none());
-    assert!(index.follow_snapshot(&snapshot(serial + 1, &agents)).is_none());
+    assert!(
+        index
+            .follow_snapshot(&snapshot(serial + 1, &agents))
+            .is_none()
+    );
 }
 
 /// The same index, for a test to keep as the source of a compaction.
@@ -382,10 +392,12 @@ fn a_compaction_is_rebased_only_onto_a_descendant() {
     assert!(compacted.rebase(&one, &two).is_none());
     // Derived from serial 1: rebased.
     let followed = one
-        .follow_snapshot(&zone("bench", 2, agents[1..].to_vec()).with_lineage(Lineage {
-            parent_serial: 1,
-            changed: vec![agents[0].name.clone()].into(),
-        }))
+        .follow_snapshot(
+            &zone("bench", 2, agents[1..].to_vec()).with_lineage(Lineage {
+                parent_serial: 1,
+                changed: vec![agents[0].name.clone()].into(),
+            }),
+        )
         .expect("follows");
     let rebased = compacted.rebase(&one, &followed).expect("descends");
     assert_eq!((rebased.serial(), rebased.len()), (2, 49));
