@@ -14,6 +14,10 @@
 //!
 //! Callers that ask for the same serial at the same time share one derivation or build: each
 //! (zone, serial) has one slot whose `OnceLock` the first caller fills while the others wait.
+//! A derivation whose previous serial's slot is still being filled waits for it (a
+//! millisecond, or a build in full) rather than building in full itself. So that nobody waits
+//! forever, a slot is always filled, with [`Made::Failed`] when making it panicked (a bug):
+//! callers of that serial then build their own index, uncached.
 //!
 //! Each derivation adds to the overlay. Once an index's overlay passes
 //! [`ZoneIndex::overlay_bound`], a background thread compacts it ([`ZoneIndex::compacted`]:
@@ -34,15 +38,32 @@ use crate::zone::ZoneSnapshot;
 
 /// Where the index of a slot comes from, taken by whichever caller fills the slot.
 struct Basis {
-    /// The index of the serial the snapshot follows.
-    previous: Arc<ZoneIndex>,
-    /// A finished compaction (and the index it compacted), to bring up to `previous` first.
+    /// The slot of the serial the snapshot follows (filled, or being filled).
+    previous: Arc<Slot>,
+    /// A finished compaction (and the index it compacted), to bring the previous index up to
+    /// first.
     compaction: Option<(Arc<ZoneIndex>, ZoneIndex)>,
+}
+
+/// What filling a slot gave.
+enum Made {
+    Index(Arc<ZoneIndex>),
+    /// Making it panicked.
+    Failed,
+}
+
+impl Made {
+    fn index(&self) -> Option<&Arc<ZoneIndex>> {
+        match self {
+            Made::Index(index) => Some(index),
+            Made::Failed => None,
+        }
+    }
 }
 
 struct Slot {
     serial: u32,
-    index: OnceLock<Arc<ZoneIndex>>,
+    index: OnceLock<Made>,
     basis: Mutex<Option<Basis>>,
 }
 
@@ -57,8 +78,13 @@ impl Slot {
 
     fn filled(index: ZoneIndex) -> Slot {
         let slot = Slot::new(index.serial(), None);
-        let _ = slot.index.set(Arc::new(index));
+        let _ = slot.index.set(Made::Index(Arc::new(index)));
         slot
+    }
+
+    /// The slot's index, once made.
+    fn made(&self) -> Option<&Arc<ZoneIndex>> {
+        self.index.get().and_then(Made::index)
     }
 }
 
@@ -142,6 +168,17 @@ impl Shared {
         else {
             return self.build(snapshot);
         };
+        // Every slot is filled by the caller that made it, and filling never panics: the
+        // wait ends.
+        let Made::Index(previous) = previous.index.wait() else {
+            return self.build(snapshot);
+        };
+        let changed = snapshot
+            .lineage()
+            .map_or(0, |lineage| lineage.changed.len());
+        if changed > previous.overlay_bound() {
+            return self.build(snapshot);
+        }
         let rebased = compaction.and_then(|(source, compacted)| {
             let rebased = compacted.rebase(&source, &previous)?;
             self.compactions.fetch_add(1, Ordering::Relaxed);
@@ -170,8 +207,7 @@ impl Shared {
             // Only the zone's current index, and one compaction at a time.
             let current = zone
                 .slot
-                .index
-                .get()
+                .made()
                 .is_some_and(|current| Arc::ptr_eq(current, index));
             if !current || !matches!(zone.compaction, Compaction::Idle) {
                 return;
@@ -206,7 +242,7 @@ impl Shared {
         let Some(compacted) = compacted else {
             return;
         };
-        match zone.slot.index.get() {
+        match zone.slot.made() {
             Some(current) => {
                 if let Some(rebased) = compacted.rebase(&source, current) {
                     zone.slot = Arc::new(Slot::filled(rebased));
@@ -244,13 +280,8 @@ impl ZoneIndexes {
                     let basis = snapshot
                         .lineage()
                         .filter(|lineage| lineage.parent_serial == zone.slot.serial)
-                        .and_then(|_| zone.slot.index.get())
-                        .filter(|previous| {
-                            let changed = snapshot.lineage().map_or(0, |l| l.changed.len());
-                            changed <= previous.overlay_bound()
-                        })
-                        .map(|previous| Basis {
-                            previous: Arc::clone(previous),
+                        .map(|_| Basis {
+                            previous: Arc::clone(&zone.slot),
                             compaction: match std::mem::replace(
                                 &mut zone.compaction,
                                 Compaction::Idle,
@@ -279,14 +310,21 @@ impl ZoneIndexes {
                 }
             }
         };
-        // A build that panics leaves the slot empty (its basis spent); the next caller
-        // builds in full.
-        let index = Arc::clone(
-            slot.index
-                .get_or_init(|| Arc::new(shared.make(&slot, snapshot))),
-        );
-        shared.compact_if_due(&index);
-        index
+        let made = slot.index.get_or_init(|| {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                shared.make(&slot, snapshot)
+            }))
+            .map_or(Made::Failed, |index| Made::Index(Arc::new(index)))
+        });
+        match made {
+            Made::Index(index) => {
+                shared.compact_if_due(index);
+                Arc::clone(index)
+            }
+            // Making this serial's index panicked (a bug): once more, uncached, so that the
+            // panic reaches this caller (a blocking task's `JoinError`, see `federate`).
+            Made::Failed => Arc::new(shared.build(snapshot)),
+        }
     }
 
     /// The index of `snapshot` when it is already made (no waiting, no building): lets an
@@ -297,7 +335,7 @@ impl ZoneIndexes {
         if zone.slot.serial != snapshot.serial() {
             return None;
         }
-        zone.slot.index.get().cloned()
+        zone.slot.made().cloned()
     }
 
     /// Drops the index of a zone this node no longer serves. True when there was one.
@@ -473,10 +511,11 @@ mod tests {
         {
             let mut zones = indexes.shared.zones();
             let zone = zones.get_mut(&name("acme")).unwrap();
+            let previous = Arc::clone(&zone.slot);
             zone.slot = Arc::new(Slot::new(
                 2,
                 Some(Basis {
-                    previous: Arc::clone(&one),
+                    previous,
                     compaction: None,
                 }),
             ));
@@ -508,6 +547,46 @@ mod tests {
                 .collect::<Vec<_>>()
         };
         assert_eq!(names(three.search(&query)), names(fresh.search(&query)));
+    }
+
+    /// A snapshot that follows a serial whose index is still being made waits for it and
+    /// derives, instead of building in full.
+    #[test]
+    fn a_derivation_waits_for_the_previous_serial_being_made() {
+        let indexes = ZoneIndexes::new();
+        indexes.get(&snapshot(1, 10));
+        let two = following(2, 11, 1, &["a10.acme"]);
+        let three = following(3, 12, 2, &["a11.acme"]);
+        // Serial 2's slot is in place but not filled yet.
+        let slot_two = {
+            let mut zones = indexes.shared.zones();
+            let zone = zones.get_mut(&name("acme")).unwrap();
+            let previous = Arc::clone(&zone.slot);
+            zone.slot = Arc::new(Slot::new(
+                2,
+                Some(Basis {
+                    previous,
+                    compaction: None,
+                }),
+            ));
+            Arc::clone(&zone.slot)
+        };
+        let made = std::thread::scope(|scope| {
+            let waiting = scope.spawn(|| indexes.get(&three));
+            slot_two
+                .index
+                .get_or_init(|| Made::Index(Arc::new(indexes.shared.make(&slot_two, &two))));
+            waiting.join().expect("no panic")
+        });
+        assert_eq!((made.serial(), made.len(), made.overlay_size()), (3, 12, 2));
+        assert_eq!(
+            indexes.counts(),
+            IndexCounts {
+                builds: 1,
+                derivations: 2,
+                compactions: 0
+            }
+        );
     }
 
     #[test]
