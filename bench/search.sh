@@ -18,9 +18,10 @@
 #
 # Environment: DURATION (10s), AGENTS (100000), AGENTS_PER_LEVEL (10000), CONCURRENCY (4),
 # CHURN changes per second (20; 0 skips the churn run), SEED (1), LOAD_DEADLINE seconds
-# (180), QUIET_WAIT seconds (60). NODE_AOP: another aop binary for the nodes (an older
-# build, to compare; the load generator stays this tree's release build, which has
-# `bench search --churn`).
+# (180), QUIET_WAIT seconds (60), THREE_LEVELS (1; 0 skips run 2). AOP: an aop binary
+# already built (default: this tree's release build, built first, under CARGO_TARGET_DIR
+# when set). NODE_AOP: another aop binary for the nodes only (an older build, to compare;
+# the load generator stays AOP, which has `bench search --churn`).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -34,13 +35,16 @@ SEED=${SEED:-1}
 LOAD_DEADLINE=${LOAD_DEADLINE:-180}
 QUIET_WAIT=${QUIET_WAIT:-60}
 CHURN=${CHURN:-20}
-AOP=$ROOT/target/release/aop
-NODE_AOP=${NODE_AOP:-$AOP}
+THREE_LEVELS=${THREE_LEVELS:-1}
 mkdir -p "$OUT"
 source "$ROOT/bench/lib.sh"
 
-log "building the release binary"
-cargo build --release --quiet
+if [[ -z ${AOP:-} ]]; then
+    log "building the release binary"
+    cargo build --release --quiet
+    AOP=${CARGO_TARGET_DIR:-$ROOT/target}/release/aop
+fi
+NODE_AOP=${NODE_AOP:-$AOP}
 
 QUERIES=$OUT/queries.txt
 python3 - "$QUERIES" "$SEED" <<'PY'
@@ -83,7 +87,7 @@ port=$(free_port)
 zone=$OUT/one-$AGENTS.toml
 python3 bench/gen_zone.py --agents "$AGENTS" --origin bench --server "http://127.0.0.1:$port" \
     --seed "$SEED" --out "$zone"
-rm -rf "$OUT/one-data"
+rm -rf "$OUT/one-data" "$OUT/bench.key"
 "$AOP" key new bench-key --zone bench --out "$OUT/bench.key" >/dev/null 2>&1
 log "node with $AGENTS agents on :$port (store in $OUT/one-data, accepting updates signed with $OUT/bench.key)"
 "$NODE_AOP" node --zone "$zone" --grpc "127.0.0.1:$port" --data-dir "$OUT/one-data" \
@@ -99,6 +103,9 @@ fi
 stop "$one"
 
 # 2. Three levels, one node each.
+if ((THREE_LEVELS == 0)); then
+    exit 0
+fi
 p1=$(free_port); p2=$(free_port); p3=$(free_port)
 python3 bench/gen_zone.py --agents "$AGENTS_PER_LEVEL" --origin l1 --server "http://127.0.0.1:$p1" --seed 11 --out "$OUT/l1.toml"
 python3 bench/gen_zone.py --agents "$AGENTS_PER_LEVEL" --origin l2.l1 --server "http://127.0.0.1:$p2" --seed 12 --out "$OUT/l2.toml"

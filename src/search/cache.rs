@@ -16,7 +16,7 @@
 //! (zone, serial) has one slot whose `OnceLock` the first caller fills while the others wait.
 //! A derivation whose previous serial's slot is still being filled waits for it (a
 //! millisecond, or a build in full) rather than building in full itself. So that nobody waits
-//! forever, a slot is always filled, with [`Made::Failed`] when making it panicked (a bug):
+//! forever, a slot is always filled, marked failed when making it panicked (a bug):
 //! callers of that serial then build their own index, uncached.
 //!
 //! Each derivation adds to the overlay. Once an index's overlay passes

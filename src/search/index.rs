@@ -12,11 +12,11 @@
 //!   or replaced since.
 //!
 //! A registration publishes a snapshot whose [`Lineage`](crate::zone::Lineage) names what it
-//! changed; [`ZoneIndex::follow`] derives the next serial's index from this one by copying
-//! the overlay and applying those names: O(overlay + changed), not O(zone). The overlay grows
-//! with every change, so [`ZoneIndexes`](super::ZoneIndexes) compacts it on a background
-//! thread once it passes [`ZoneIndex::overlay_bound`] ([`ZoneIndex::compacted`]: a new base
-//! from the live documents), while searches keep using the overlaid index.
+//! changed; [`ZoneIndex::follow_snapshot`] derives the next serial's index from this one by
+//! copying the overlay and applying those names: O(overlay + changed), not O(zone). The
+//! overlay grows with every change, so [`ZoneIndexes`](super::ZoneIndexes) compacts it on a
+//! background thread once it passes [`ZoneIndex::overlay_bound`] ([`ZoneIndex::compacted`]:
+//! a new base from the live documents), while searches keep using the overlaid index.
 //!
 //! # Exact statistics
 //!

@@ -536,4 +536,67 @@ fn bench_100k_agents() {
         );
     }
     println!("mean matches per mixed query: {}", matched / QUERIES as u64);
+
+    // Following changes one at a time (a third new agents, a third replaced, a third
+    // deregistered), up to the overlay's bound, as a node derives serial after serial.
+    let bound = index.overlay_bound();
+    let mut current = index;
+    let mut derive = hdrhistogram::Histogram::<u64>::new(3).expect("a histogram");
+    let mut rng = StdRng::seed_from_u64(3);
+    let mut next_id = AGENTS;
+    for serial in 2..(bound as u32 + 2) {
+        let (name, agent) = match serial % 3 {
+            0 => {
+                let agent = generator.agent(&mut rng, next_id);
+                next_id += 1;
+                (agent.name.clone(), Some(Arc::new(agent)))
+            }
+            1 => {
+                let mut agent = generator.agent(&mut rng, 0);
+                agent.name = name(&format!("a{:06}.bench", rng.random_range(0..AGENTS)));
+                (agent.name.clone(), Some(Arc::new(agent)))
+            }
+            _ => (
+                name(&format!("a{:06}.bench", rng.random_range(0..AGENTS))),
+                None,
+            ),
+        };
+        let step = Step {
+            serial,
+            changed: vec![name].into(),
+        };
+        let started = Instant::now();
+        current = current.follow(std::slice::from_ref(&step), |_| agent.clone());
+        derive.record(micros(started.elapsed())).expect("in range");
+    }
+    let started = Instant::now();
+    let compacted = current.compacted();
+    let compaction = started.elapsed();
+    println!(
+        "{} changes followed one at a time: p50 {} µs, p99 {} µs, max {} µs per change; \
+         overlay {} (bound {bound}); compaction {compaction:?}",
+        derive.len(),
+        derive.value_at_quantile(0.5),
+        derive.value_at_quantile(0.99),
+        derive.max(),
+        current.overlay_size(),
+    );
+    for (what, index) in [
+        ("with the overlay full", &current),
+        ("compacted", &compacted),
+    ] {
+        let mut latency = hdrhistogram::Histogram::<u64>::new(3).expect("a histogram");
+        for q in &queries {
+            let started = Instant::now();
+            let result = index.search(q);
+            latency.record(micros(started.elapsed())).expect("in range");
+            std::hint::black_box(result);
+        }
+        println!(
+            "mixed queries {what}: p50 {} µs, p99 {} µs, max {} µs",
+            latency.value_at_quantile(0.5),
+            latency.value_at_quantile(0.99),
+            latency.max(),
+        );
+    }
 }
