@@ -42,7 +42,7 @@ struct Basis {
     previous: Arc<Slot>,
     /// A finished compaction (and the index it compacted), to bring the previous index up to
     /// first.
-    compaction: Option<(Arc<ZoneIndex>, ZoneIndex)>,
+    compaction: Option<(Arc<ZoneIndex>, Box<ZoneIndex>)>,
 }
 
 /// What filling a slot gave.
@@ -95,7 +95,7 @@ enum Compaction {
     /// Finished while the zone's slot was being filled: the next derivation starts from it.
     Done {
         source: Arc<ZoneIndex>,
-        compacted: ZoneIndex,
+        compacted: Box<ZoneIndex>,
     },
 }
 
@@ -180,11 +180,11 @@ impl Shared {
             return self.build(snapshot);
         }
         let rebased = compaction.and_then(|(source, compacted)| {
-            let rebased = compacted.rebase(&source, &previous)?;
+            let rebased = compacted.rebase(&source, previous)?;
             self.compactions.fetch_add(1, Ordering::Relaxed);
             Some(rebased)
         });
-        let previous = rebased.as_ref().unwrap_or(&previous);
+        let previous = rebased.as_ref().unwrap_or(previous);
         match previous.follow_snapshot(snapshot) {
             Some(index) => {
                 self.derivations.fetch_add(1, Ordering::Relaxed);
@@ -249,7 +249,12 @@ impl Shared {
                     self.compactions.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            None => zone.compaction = Compaction::Done { source, compacted },
+            None => {
+                zone.compaction = Compaction::Done {
+                    source,
+                    compacted: Box::new(compacted),
+                }
+            }
         }
     }
 }
