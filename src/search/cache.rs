@@ -435,7 +435,7 @@ mod tests {
         let two = following(2, 11, 1, &["a10.acme"]);
         let derived = indexes.get(&two);
         assert_eq!((derived.serial(), derived.len()), (2, 11));
-        assert_eq!(derived.overlay_size(), 1);
+        assert_eq!(derived.overlay_size(), 2, "one document, one step");
         assert!(Arc::ptr_eq(&derived, &indexes.built(&two).unwrap()));
         let three = following(3, 9, 2, &["a10.acme", "a9.acme"]);
         assert_eq!(indexes.get(&three).len(), 9);
@@ -494,7 +494,7 @@ mod tests {
         assert_eq!((a.stats, a.matches), (b.stats, b.matches));
         // The next change derives from the compacted index.
         let next = indexes.get(&following(6, 1_301, 5, &["a1300.acme"]));
-        assert_eq!((next.overlay_size(), next.len()), (1, 1_301));
+        assert_eq!((next.overlay_size(), next.len()), (2, 1_301));
         assert_eq!(
             indexes.counts(),
             IndexCounts {
@@ -530,13 +530,13 @@ mod tests {
             .shared
             .install(Arc::clone(&one), Some(one.compacted()));
         let derived = indexes.get(&two);
-        assert_eq!(derived.overlay_size(), 1, "derived from serial 1's overlay");
+        assert_eq!(derived.overlay_size(), 2, "derived from serial 1's overlay");
         let three = indexes.get(&following(3, 12, 2, &["a11.acme"]));
         assert_eq!(three.len(), 12);
         assert_eq!(
             three.overlay_size(),
-            2,
-            "compacted at 1, then the changes of 2 and 3"
+            4,
+            "compacted at 1, then the documents and steps of 2 and 3"
         );
         assert_eq!(indexes.counts().compactions, 1);
         let query = crate::search::SearchQuery {
@@ -583,7 +583,7 @@ mod tests {
                 .get_or_init(|| Made::Index(Arc::new(indexes.shared.make(&slot_two, &two))));
             waiting.join().expect("no panic")
         });
-        assert_eq!((made.serial(), made.len(), made.overlay_size()), (3, 12, 2));
+        assert_eq!((made.serial(), made.len(), made.overlay_size()), (3, 12, 4));
         assert_eq!(
             indexes.counts(),
             IndexCounts {

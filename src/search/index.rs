@@ -419,9 +419,10 @@ impl ZoneIndex {
     }
 
     /// Changes held in the overlay: documents added or replaced since the base (including
-    /// those changed again since), plus base documents deleted.
+    /// those changed again since), base documents deleted, and lineage steps applied (a step
+    /// that touched only aliases or delegations still costs its place in the log).
     pub fn overlay_size(&self) -> usize {
-        self.overlay.docs.len() + self.overlay.deleted_count as usize
+        self.overlay.docs.len() + self.overlay.deleted_count as usize + self.overlay.steps.len()
     }
 
     /// The overlay size past which this index should be compacted: [`OVERLAY_FLOOR`] or a

@@ -544,7 +544,10 @@ fn bench_100k_agents() {
     let mut derive = hdrhistogram::Histogram::<u64>::new(3).expect("a histogram");
     let mut rng = StdRng::seed_from_u64(3);
     let mut next_id = AGENTS;
-    for serial in 2..(bound as u32 + 2) {
+    for serial in 2.. {
+        if current.overlay_size() > bound {
+            break;
+        }
         let (name, agent) = match serial % 3 {
             0 => {
                 let agent = generator.agent(&mut rng, next_id);
