@@ -23,11 +23,11 @@
 //! BM25 needs the document count, the total length and each term's document frequency. The
 //! overlay keeps what it removes from the base (count, length, and per term the base
 //! documents deleted that held it) and what it adds, so these three are always exactly those
-//! of an index built from scratch over the same agents; length norms are computed at query
-//! time against that exact average, not stored against a stale one. Scores are therefore
-//! the same bits as a fresh index's (each document's terms are summed in query-term order
-//! either way), ties are broken by name across base and overlay, and the statistics the
-//! federated merge sums ([`ZoneResult::stats`]) are exact.
+//! of an index built from scratch over the same agents; length norms are computed per serial
+//! (by its first ranked search) against that exact average, never carried over from an older
+//! serial. Scores are therefore the same bits as a fresh index's (each document's terms are
+//! summed in query-term order either way), ties are broken by name across base and overlay,
+//! and the statistics the federated merge sums ([`ZoneResult::stats`]) are exact.
 //!
 //! # Fields
 //!
@@ -48,7 +48,7 @@
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use super::analyze::{AnalyzedQuery, MemoAnalyzer, fold_value};
 use super::bm25::{self, CorpusStats};
@@ -286,6 +286,10 @@ pub struct ZoneIndex {
     serial: u32,
     base: Arc<Base>,
     overlay: Overlay,
+    /// Each base document's [`bm25::length_norm`] against this serial's exact average
+    /// length, computed by the first ranked search of this index (a pass over the base, far
+    /// less than a build) and then shared by every search of the serial.
+    norms: OnceLock<Box<[f64]>>,
 }
 
 impl fmt::Debug for ZoneIndex {
@@ -363,6 +367,7 @@ impl ZoneIndex {
             serial,
             overlay: Overlay::new(base.docs.len()),
             base: Arc::new(base),
+            norms: OnceLock::new(),
         }
     }
 
@@ -406,6 +411,7 @@ impl ZoneIndex {
             serial,
             base: Arc::clone(&self.base),
             overlay,
+            norms: OnceLock::new(),
         }
     }
 
@@ -705,16 +711,18 @@ impl ZoneIndex {
         }
         let idfs = result.stats.idfs();
         let avg_length = result.stats.avg_length();
-        // Norms against the exact average of this serial, per query: an index derived from
-        // an older one has no stored norm to go stale.
+        // Norms against the exact average of this serial: stored per index, never carried
+        // over from an older serial whose average differed.
         let norm = |length: u32| bm25::length_norm(f64::from(length), avg_length);
+        let norms = self
+            .norms
+            .get_or_init(|| self.base.docs.iter().map(|doc| norm(doc.length)).collect());
         let mut base_scores = vec![0.0_f64; self.base.docs.len()];
         let mut overlay_scores = vec![0.0_f64; self.overlay.docs.len()];
         for ((base, overlay), &idf) in lists.iter().zip(&idfs) {
             for posting in *base {
                 let doc = posting.doc as usize;
-                let length = self.base.docs[doc].length;
-                base_scores[doc] += bm25::term_score(idf, f64::from(posting.tf), norm(length));
+                base_scores[doc] += bm25::term_score(idf, f64::from(posting.tf), norms[doc]);
             }
             for posting in *overlay {
                 let slot = posting.doc as usize;
@@ -725,9 +733,6 @@ impl ZoneIndex {
         // Every matching document scores above 0: idf > 0 and a matching tf >= 1.
         let mut best = TopK::new(limit);
         let mut offer = |doc: DocRef, score: f64| {
-            if score <= 0.0 {
-                return;
-            }
             if let Some(name) = self.name_of(doc)
                 && filter.admits(name)
             {
@@ -735,11 +740,29 @@ impl ZoneIndex {
                 best.offer(Ranked { score, name, doc });
             }
         };
-        for doc in self.base_candidates(filter) {
-            offer(DocRef::Base(doc), base_scores[doc as usize]);
+        let overlay = &self.overlay;
+        match &filter.base {
+            None => {
+                for (doc, &score) in (0..).zip(&base_scores) {
+                    if score > 0.0 && !overlay.is_deleted(doc) {
+                        offer(DocRef::Base(doc), score);
+                    }
+                }
+            }
+            Some(allowed) => {
+                for &doc in allowed {
+                    let score = base_scores[doc as usize];
+                    if score > 0.0 && !overlay.is_deleted(doc) {
+                        offer(DocRef::Base(doc), score);
+                    }
+                }
+            }
         }
         for slot in self.overlay_candidates(filter) {
-            offer(DocRef::Overlay(slot), overlay_scores[slot as usize]);
+            let score = overlay_scores[slot as usize];
+            if score > 0.0 {
+                offer(DocRef::Overlay(slot), score);
+            }
         }
         result.hits = best
             .into_best_first()
@@ -859,7 +882,11 @@ impl Ord for Ranked<'_> {
     fn cmp(&self, other: &Self) -> Ordering {
         self.score
             .total_cmp(&other.score)
-            .then_with(|| other.name.cmp(self.name))
+            .then_with(|| match (self.doc, other.doc) {
+                // Base documents are numbered in name order: the same order, cheaper.
+                (DocRef::Base(a), DocRef::Base(b)) => b.cmp(&a),
+                _ => other.name.cmp(self.name),
+            })
     }
 }
 

@@ -374,6 +374,7 @@ fn clone_index(index: &ZoneIndex) -> ZoneIndex {
         serial: index.serial,
         base: Arc::clone(&index.base),
         overlay: index.overlay.clone(),
+        norms: OnceLock::new(),
     }
 }
 
