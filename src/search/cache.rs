@@ -5,8 +5,8 @@
 //!
 //! - when the snapshot's lineage says it follows the cached serial directly, the next index
 //!   is **derived** from the cached one and the names the change touched
-//!   ([`ZoneIndex::follow_snapshot`]): a copy of the small overlay, milliseconds at most, on
-//!   the caller's thread;
+//!   ([`ZoneIndex::follow_snapshot`]): a copy of the small overlay plus the changed
+//!   documents' analysis, O(overlay + changed), on the caller's thread;
 //! - otherwise (no lineage: a reload, a transfer, the first search; a gap: serials published
 //!   while nobody searched; a change list past the overlay's bound) it is **built** in full,
 //!   as before (about half a second for 100,000 agents; async callers do that on a blocking
@@ -15,7 +15,7 @@
 //! Callers that ask for the same serial at the same time share one derivation or build: each
 //! (zone, serial) has one slot whose `OnceLock` the first caller fills while the others wait.
 //! A derivation whose previous serial's slot is still being filled waits for it (a
-//! millisecond, or a build in full) rather than building in full itself. So that nobody waits
+//! derivation, or a build in full) rather than building in full itself. So that nobody waits
 //! forever, a slot is always filled, marked failed when making it panicked (a bug):
 //! callers of that serial then build their own index, uncached.
 //!
