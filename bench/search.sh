@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Search benchmark: `aop bench search` against
-#   1. one node serving one zone of 100,000 agents (the index of one zone), and
+#   1. one node serving one zone of 100,000 agents (the index of one zone), calm and then
+#      while CHURN registrations/deregistrations a second change the zone (each a new serial
+#      whose index the next search must follow), and
 #   2. a federation of three levels on loopback, one node per level (l1 -> l2.l1 -> l3.l2.l1,
 #      AGENTS_PER_LEVEL agents each), searched from the top: every search is answered by
 #      the first node, its child and its grandchild over gRPC, merged at each level.
@@ -15,7 +17,11 @@
 # ports, and probing them would be measured too. Everything goes to bench/out/ (gitignored).
 #
 # Environment: DURATION (10s), AGENTS (100000), AGENTS_PER_LEVEL (10000), CONCURRENCY (4),
-# SEED (1), LOAD_DEADLINE seconds (180), QUIET_WAIT seconds (60).
+# CHURN changes per second (20; 0 skips the churn run), SEED (1), LOAD_DEADLINE seconds
+# (180), QUIET_WAIT seconds (60), THREE_LEVELS (1; 0 skips run 2). AOP: an aop binary
+# already built (default: this tree's release build, built first, under CARGO_TARGET_DIR
+# when set). NODE_AOP: another aop binary for the nodes only (an older build, to compare;
+# the load generator stays AOP, which has `bench search --churn`).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -28,12 +34,17 @@ CONCURRENCY=${CONCURRENCY:-4}
 SEED=${SEED:-1}
 LOAD_DEADLINE=${LOAD_DEADLINE:-180}
 QUIET_WAIT=${QUIET_WAIT:-60}
-AOP=$ROOT/target/release/aop
+CHURN=${CHURN:-20}
+THREE_LEVELS=${THREE_LEVELS:-1}
 mkdir -p "$OUT"
 source "$ROOT/bench/lib.sh"
 
-log "building the release binary"
-cargo build --release --quiet
+if [[ -z ${AOP:-} ]]; then
+    log "building the release binary"
+    cargo build --release --quiet
+    AOP=${CARGO_TARGET_DIR:-$ROOT/target}/release/aop
+fi
+NODE_AOP=${NODE_AOP:-$AOP}
 
 QUERIES=$OUT/queries.txt
 python3 - "$QUERIES" "$SEED" <<'PY'
@@ -61,12 +72,14 @@ wait_searchable() {
     done
 }
 
+# run LABEL URL ZONE [EXTRA ARGS...]
 run() {
     local label=$1 url=$2 zone=$3
+    shift 3
     wait_quiet "$label"
-    log "bench $label: $CONCURRENCY in flight for $DURATION"
+    log "bench $label: $CONCURRENCY in flight for $DURATION $*"
     "$AOP" bench search --server "$url" --zone "$zone" --queries "$QUERIES" \
-        --concurrency "$CONCURRENCY" --connections 2 --duration "$DURATION" | tee "$OUT/$label.txt"
+        --concurrency "$CONCURRENCY" --connections 2 --duration "$DURATION" "$@" | tee "$OUT/$label.txt"
 }
 
 # 1. One zone, AGENTS agents.
@@ -74,16 +87,25 @@ port=$(free_port)
 zone=$OUT/one-$AGENTS.toml
 python3 bench/gen_zone.py --agents "$AGENTS" --origin bench --server "http://127.0.0.1:$port" \
     --seed "$SEED" --out "$zone"
-log "node with $AGENTS agents on :$port"
-"$AOP" node --zone "$zone" --grpc "127.0.0.1:$port" --health-probes 0 >"$OUT/one.log" 2>&1 &
+rm -rf "$OUT/one-data" "$OUT/bench.key"
+"$AOP" key new bench-key --zone bench --out "$OUT/bench.key" >/dev/null 2>&1
+log "node with $AGENTS agents on :$port (store in $OUT/one-data, accepting updates signed with $OUT/bench.key)"
+"$NODE_AOP" node --zone "$zone" --grpc "127.0.0.1:$port" --data-dir "$OUT/one-data" \
+    --update-key "$OUT/bench.key" --health-probes 0 >"$OUT/one.log" 2>&1 &
 PIDS+=($!); one=$!
 t0=$(now_ns)
 wait_searchable "$one" "$OUT/one.log" "http://127.0.0.1:$port" bench
 log "loaded and indexed in $(( ($(now_ns) - t0) / 1000000 )) ms (first search included); RSS $(rss_kib "$one") KiB"
 run "one-zone-$AGENTS" "http://127.0.0.1:$port" bench
+if ((CHURN > 0)); then
+    run "one-zone-$AGENTS-churn-$CHURN" "http://127.0.0.1:$port" bench --churn "$CHURN" --key-file "$OUT/bench.key"
+fi
 stop "$one"
 
 # 2. Three levels, one node each.
+if ((THREE_LEVELS == 0)); then
+    exit 0
+fi
 p1=$(free_port); p2=$(free_port); p3=$(free_port)
 python3 bench/gen_zone.py --agents "$AGENTS_PER_LEVEL" --origin l1 --server "http://127.0.0.1:$p1" --seed 11 --out "$OUT/l1.toml"
 python3 bench/gen_zone.py --agents "$AGENTS_PER_LEVEL" --origin l2.l1 --server "http://127.0.0.1:$p2" --seed 12 --out "$OUT/l2.toml"
@@ -92,7 +114,7 @@ printf '\n[[delegation]]\nzone = "l2"\nservers = [{ grpc = "http://127.0.0.1:%s"
 printf '\n[[delegation]]\nzone = "l3"\nservers = [{ grpc = "http://127.0.0.1:%s" }]\n' "$p3" >>"$OUT/l2.toml"
 for level in 1 2 3; do
     port_var=p$level
-    "$AOP" node --zone "$OUT/l$level.toml" --grpc "127.0.0.1:${!port_var}" --health-probes 0 >"$OUT/l$level.log" 2>&1 &
+    "$NODE_AOP" node --zone "$OUT/l$level.toml" --grpc "127.0.0.1:${!port_var}" --health-probes 0 >"$OUT/l$level.log" 2>&1 &
     PIDS+=($!)
 done
 wait_searchable "${PIDS[-1]}" "$OUT/l1.log" "http://127.0.0.1:$p1" l1

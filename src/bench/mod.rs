@@ -36,7 +36,7 @@ pub mod register;
 pub mod search;
 
 pub use call::{CallBench, CallReport, run_call};
-pub use search::{SearchBench, SearchReport, run_search};
+pub use search::{Churn, ChurnReport, SearchBench, SearchReport, run_search};
 
 /// A client of `url`, with `tls` for `https://` when given.
 pub(crate) async fn connect_to(
@@ -64,6 +64,10 @@ pub enum BenchError {
     BadRoot(String),
     #[error("{url}: {reason}")]
     Unreachable { url: String, reason: String },
+    #[error("--churn registers agents into --zone: name the zone to search and change")]
+    ChurnWithoutZone,
+    #[error("--churn {got} changes per second is out of range: 1 to {max}")]
+    ChurnRate { got: u32, max: u32 },
 }
 
 /// How the names of the file are chosen.

@@ -4,13 +4,36 @@
 //! Queries are taken in turn (each worker starting at its own offset). The report counts
 //! partial answers apart from errors: a partial answer is an answer, but a benchmark that
 //! produced many of them measured deadlines, not search.
+//!
+//! With [`Churn`], one more task registers and deregisters agents in the searched zone at a
+//! steady rate for the whole run (signed with the zone's update key), so the figures show
+//! what search costs while the zone changes under it: each change publishes a new serial
+//! that the next search's index must follow.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::bench::{BenchError, Percentiles, new_histogram, progress_bar};
-use crate::grpc::client::SearchCall;
+use crate::grpc::client::{NodeClient, SearchCall};
+use crate::grpc::pb;
+use crate::keys::UpdateKey;
+
+/// Changes made to the searched zone during the run.
+#[derive(Debug, Clone)]
+pub struct Churn {
+    /// Changes per second: registrations of new agents and, once [`CHURN_LIVE`] of them are
+    /// live, alternately the deregistration of the oldest.
+    pub per_second: u32,
+    pub key: UpdateKey,
+    /// Distinguishes the names of one run from another's.
+    pub run_id: String,
+}
+
+/// Churn agents kept live before deregistrations start.
+pub const CHURN_LIVE: usize = 32;
+/// The most changes per second asked for (the node acknowledges each after an fsync).
+pub const CHURN_MAX: u32 = 1_000;
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -28,6 +51,18 @@ pub struct SearchBench {
     /// Deadline of one search, sent as grpc-timeout.
     pub timeout: Duration,
     pub progress: bool,
+    /// Registrations and deregistrations in `zone` while searching.
+    pub churn: Option<Churn>,
+}
+
+/// What the churn task did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ChurnReport {
+    /// Changes acknowledged (each a new serial).
+    pub changes: u64,
+    pub errors: u64,
+    pub per_second: f64,
+    pub first_error: Option<String>,
 }
 
 /// What it measured.
@@ -47,6 +82,7 @@ pub struct SearchReport {
     pub error_samples: Vec<String>,
     /// Zones searched by the first answer, to show what one search covered.
     pub zones_searched: Vec<String>,
+    pub churn: Option<ChurnReport>,
 }
 
 /// Runs the search benchmark.
@@ -60,6 +96,17 @@ pub async fn run_search(bench: SearchBench) -> Result<SearchReport, BenchError> 
     ] {
         if value == 0 {
             return Err(BenchError::Zero { flag });
+        }
+    }
+    if let Some(churn) = &bench.churn {
+        if bench.zone.is_empty() {
+            return Err(BenchError::ChurnWithoutZone);
+        }
+        if !(1..=CHURN_MAX).contains(&churn.per_second) {
+            return Err(BenchError::ChurnRate {
+                got: churn.per_second,
+                max: CHURN_MAX,
+            });
         }
     }
     let mut clients = Vec::with_capacity(bench.connections);
@@ -90,6 +137,14 @@ pub async fn run_search(bench: SearchBench) -> Result<SearchReport, BenchError> 
     let started = Instant::now();
     let deadline = started + bench.duration;
     let progress = progress_bar(bench.progress, bench.duration);
+    let churn = bench.churn.clone().map(|churn| {
+        tokio::spawn(run_churn(
+            clients[0].clone(),
+            bench.zone.clone(),
+            churn,
+            deadline,
+        ))
+    });
     let mut workers = Vec::with_capacity(bench.concurrency);
     for worker in 0..bench.concurrency {
         let mut client = clients[worker % clients.len()].clone();
@@ -161,6 +216,13 @@ pub async fn run_search(bench: SearchBench) -> Result<SearchReport, BenchError> 
         }
     }
     let elapsed = started.elapsed();
+    let churn = match churn {
+        Some(task) => Some(task.await.unwrap_or_else(|error| ChurnReport {
+            first_error: Some(format!("the churn task failed: {error}")),
+            ..ChurnReport::default()
+        })),
+        None => None,
+    };
     progress.finish_and_clear();
     let requests = histogram.len() + errors;
     Ok(SearchReport {
@@ -175,5 +237,82 @@ pub async fn run_search(bench: SearchBench) -> Result<SearchReport, BenchError> 
         latency_us: Percentiles::of(&histogram),
         error_samples,
         zones_searched,
+        churn,
     })
+}
+
+/// Registers and deregisters agents in `zone` at `churn.per_second` until `deadline`, one
+/// change at a time (a change acknowledged late delays the next rather than bunching them).
+async fn run_churn(
+    mut client: NodeClient,
+    zone: String,
+    churn: Churn,
+    deadline: Instant,
+) -> ChurnReport {
+    let started = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_secs(1) / churn.per_second);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut report = ChurnReport::default();
+    let mut live = std::collections::VecDeque::new();
+    let mut next = 0_u64;
+    let mut deregister_next = false;
+    loop {
+        tick.tick().await;
+        if Instant::now() >= deadline {
+            break;
+        }
+        let outcome = if deregister_next && live.len() >= CHURN_LIVE {
+            let name = live.pop_front().unwrap_or_default();
+            let request = pb::DeregisterRequest {
+                zone: zone.clone(),
+                name,
+                url: String::new(),
+            };
+            client
+                .deregister(request, Some(&churn.key), Some(Duration::from_secs(5)))
+                .await
+                .map(|_| ())
+        } else {
+            let name = format!("churn-{}-{next}.{zone}", churn.run_id);
+            next += 1;
+            let request = pb::RegisterRequest {
+                zone: zone.clone(),
+                name: name.clone(),
+                endpoint: Some(pb::Endpoint {
+                    url: format!("http://127.0.0.1:9/mcp/churn/{next}"),
+                    tool: "churn".into(),
+                    priority: 10,
+                    weight: 1,
+                    health: None,
+                }),
+                lease_seconds: 600,
+                fields: Some(pb::AgentFields {
+                    description: Some(format!(
+                        "Churn agent {next}: forecasts invoices, reconciles payments and answers tickets"
+                    )),
+                    tags: Some(pb::Labels {
+                        items: vec!["churn".into()],
+                    }),
+                    ..pb::AgentFields::default()
+                }),
+            };
+            let sent = client
+                .register(request, Some(&churn.key), Some(Duration::from_secs(5)))
+                .await;
+            if sent.is_ok() {
+                live.push_back(name);
+            }
+            sent.map(|_| ())
+        };
+        deregister_next = !deregister_next;
+        match outcome {
+            Ok(()) => report.changes += 1,
+            Err(error) => {
+                report.errors += 1;
+                report.first_error.get_or_insert_with(|| error.to_string());
+            }
+        }
+    }
+    report.per_second = report.changes as f64 / started.elapsed().as_secs_f64().max(1e-9);
+    report
 }

@@ -28,7 +28,8 @@ pub enum BenchCommand {
     Register(RegisterArgs),
     /// Federated searches from a file of queries, C in flight over K connections.
     #[command(after_help = "Example:\n  \
-        aop bench search --server http://127.0.0.1:7100 --queries queries.txt --zone acme --duration 10s")]
+        aop bench search --server http://127.0.0.1:7100 --queries queries.txt --zone acme --duration 10s\n  \
+        aop bench search --server http://127.0.0.1:7100 --queries queries.txt --zone acme --churn 20 --key-file acme.key")]
     Search(SearchArgs),
     /// What checking one bearer token costs the gateway with --auth: static tokens and JWTs
     /// (ES256, EdDSA, RS256), in microseconds per check.
@@ -72,6 +73,14 @@ pub struct SearchArgs {
     /// Deadline of one search (zones not answering by then make the answer partial).
     #[arg(long, default_value = "1s", value_parser = super::parse_duration, value_name = "D")]
     timeout: Duration,
+    /// Changes per second to --zone during the run (registrations of new agents and
+    /// deregistrations of them, one at a time), to measure search while the zone changes;
+    /// needs --key-file.
+    #[arg(long, value_name = "N", requires = "key_file", value_parser = clap::value_parser!(u32).range(1..=1_000))]
+    churn: Option<u32>,
+    /// The zone's update key file, for --churn.
+    #[arg(long, value_name = "F")]
+    key_file: Option<PathBuf>,
     /// Print one JSON document on stdout.
     #[arg(long)]
     json: bool,
@@ -203,6 +212,14 @@ async fn auth(args: AuthArgs) -> anyhow::Result<ExitCode> {
 
 async fn search(args: SearchArgs) -> anyhow::Result<ExitCode> {
     let queries = read_lines(&args.queries, "queries")?;
+    let churn = match (args.churn, &args.key_file) {
+        (Some(per_second), Some(key_file)) => Some(bench::Churn {
+            per_second,
+            key: aop::keys::UpdateKey::load_file(key_file)?,
+            run_id: format!("{:x}", aop::clock::system_unix_ms()),
+        }),
+        _ => None,
+    };
     let report = bench::run_search(bench::SearchBench {
         tls: Some(super::client_tls()?),
         server: args.server.clone(),
@@ -214,6 +231,7 @@ async fn search(args: SearchArgs) -> anyhow::Result<ExitCode> {
         duration: args.duration,
         timeout: args.timeout,
         progress: !args.json && std::io::stderr().is_terminal(),
+        churn,
     })
     .await?;
     if args.json {
@@ -234,6 +252,15 @@ async fn search(args: SearchArgs) -> anyhow::Result<ExitCode> {
     print_latency(&report.latency_us);
     for sample in &report.error_samples {
         println!("error        {sample}");
+    }
+    if let Some(churn) = &report.churn {
+        println!(
+            "churn        {} changes ({:.1} /s), {} errors",
+            churn.changes, churn.per_second, churn.errors
+        );
+        if let Some(error) = &churn.first_error {
+            println!("churn error  {error}");
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -320,9 +320,10 @@ impl Federation {
             .collect()
     }
 
-    /// Searches the zones served here. An index not yet built for a zone's serial (the first
-    /// search after a change) is built on a blocking thread: half a second for 100,000
-    /// agents must not hold a runtime worker.
+    /// Searches the zones served here. An index not yet made for a zone's serial (the first
+    /// search after a change) is made on a blocking thread: usually derived from the
+    /// previous serial's (O(overlay + changed)), but built in full after a reload or a gap
+    /// (half a second for 100,000 agents), which must not hold a runtime worker.
     async fn search_local_indexes(
         &self,
         zones: Vec<Arc<ZoneSnapshot>>,

@@ -207,6 +207,203 @@ fn top_k_is_the_head_of_the_full_ranking() {
     }
 }
 
+/// Asserts that two indexes answer `query` alike: statistics, matches, hits in order, each
+/// hit's frequencies and length, and scores to 1e-9 (they are in fact the same bits).
+fn assert_same_answers(got: &ZoneIndex, fresh: &ZoneIndex, query: &SearchQuery, context: &str) {
+    let analyzed = query.analyze();
+    let (a, b) = (got.search(&analyzed), fresh.search(&analyzed));
+    assert_eq!(a.stats, b.stats, "{context}: statistics for {query:?}");
+    assert_eq!(a.matches, b.matches, "{context}: matches for {query:?}");
+    assert_eq!(a.serial, b.serial, "{context}");
+    assert_eq!(names(&a), names(&b), "{context}: hits for {query:?}");
+    for (x, y) in a.hits.iter().zip(&b.hits) {
+        assert_eq!(x.agent, y.agent, "{context}: {}", x.agent.name);
+        assert!(
+            (x.score - y.score).abs() < 1e-9,
+            "{context}: {} scores",
+            x.agent.name
+        );
+        assert_eq!(x.score.to_bits(), y.score.to_bits(), "{context}: same bits");
+        assert_eq!(x.term_freqs, y.term_freqs, "{context}: {}", x.agent.name);
+        assert_eq!(x.length, y.length, "{context}: {}", x.agent.name);
+    }
+}
+
+/// Queries that exercise ranking, listing, both filters and a scope.
+fn probe_queries(generator: &Generator, rng: &mut StdRng) -> Vec<SearchQuery> {
+    let mut out: Vec<SearchQuery> = (0..6).map(|_| query(&generator.query(rng))).collect();
+    out.push(query(""));
+    out.push(query("agent"));
+    let mut tagged = query(&generator.query(rng));
+    tagged.tags = vec![generator.tags[rng.random_range(0..generator.tags.len())].to_uppercase()];
+    out.push(tagged);
+    let mut listed = query("");
+    listed.capabilities = vec![generator.capabilities[rng.random_range(0..5)].clone()];
+    out.push(listed);
+    let mut both = query("agent");
+    both.tags = vec![generator.tags[rng.random_range(0..5)].clone()];
+    both.capabilities = vec![generator.capabilities[rng.random_range(0..5)].clone()];
+    out.push(both);
+    let mut scoped = query(&generator.query(rng));
+    scoped.scope = Some(name(&format!("a{:06}.bench", rng.random_range(0..50))));
+    out.push(scoped);
+    for q in &mut out {
+        q.limit = [1, 10, 50][rng.random_range(0..3)];
+    }
+    out
+}
+
+/// Random registrations, replacements and deletions, followed through lineages, give the
+/// answers of an index built from scratch over the same snapshot: after every step, across
+/// compactions, and after a compaction that is brought forward over the steps published
+/// while it ran.
+#[test]
+fn an_index_following_changes_answers_as_one_built_from_scratch() {
+    use crate::zone::Lineage;
+    use std::collections::BTreeMap;
+
+    let generator = Generator::new(3);
+    let mut rng = StdRng::seed_from_u64(17);
+    let mut agents: BTreeMap<String, crate::record::Agent> = (0..400)
+        .map(|i| {
+            let agent = generator.agent(&mut rng, i);
+            (agent.name.to_string(), agent)
+        })
+        .collect();
+    let mut next_id = 400;
+    let mut serial = 1;
+    let snapshot = |serial: u32, agents: &BTreeMap<String, crate::record::Agent>| {
+        zone("bench", serial, agents.values().cloned().collect())
+    };
+    let first = snapshot(serial, &agents);
+    let mut index = ZoneIndex::build(&first);
+    let mut compacting: Option<(ZoneIndex, ZoneIndex)> = None;
+    let (mut derived, mut compactions, mut rebases) = (0, 0, 0);
+    for step in 0..240 {
+        let mut changed = Vec::new();
+        for _ in 0..rng.random_range(1..=6) {
+            let existing: Vec<String> = agents.keys().cloned().collect();
+            match rng.random_range(0..10) {
+                // Register a new agent.
+                0..=3 => {
+                    let agent = generator.agent(&mut rng, next_id);
+                    next_id += 1;
+                    changed.push(agent.name.clone());
+                    agents.insert(agent.name.to_string(), agent);
+                }
+                // Replace one (same name, new text, tags and capabilities).
+                4..=6 if !existing.is_empty() => {
+                    let victim = &existing[rng.random_range(0..existing.len())];
+                    let mut agent = generator.agent(&mut rng, 0);
+                    agent.name = name(victim);
+                    changed.push(agent.name.clone());
+                    agents.insert(victim.clone(), agent);
+                }
+                // Deregister one.
+                7..=8 if !existing.is_empty() => {
+                    let victim = &existing[rng.random_range(0..existing.len())];
+                    agents.remove(victim);
+                    changed.push(name(victim));
+                }
+                // A name that is no agent (an alias or a delegation in a real lineage).
+                _ => changed.push(name(&format!("alias{step}.bench"))),
+            }
+        }
+        changed.sort();
+        changed.dedup();
+        let parent = serial;
+        serial += 1;
+        let next = snapshot(serial, &agents).with_lineage(Lineage {
+            parent_serial: parent,
+            changed: changed.into(),
+        });
+        index = index
+            .follow_snapshot(&next)
+            .expect("the snapshot follows the index");
+        derived += 1;
+        let fresh = ZoneIndex::build(&next);
+        assert_eq!(index.len(), fresh.len());
+        assert_eq!(index.term_count(), fresh.term_count(), "step {step}");
+        for q in probe_queries(&generator, &mut rng) {
+            assert_same_answers(&index, &fresh, &q, &format!("step {step}"));
+        }
+        // A compaction starts every 60 steps and is brought forward 7 steps later.
+        if step % 60 == 20 {
+            compacting = Some((index.compacted(), clone_index(&index)));
+        }
+        if step % 60 == 27
+            && let Some((compacted, source)) = compacting.take()
+        {
+            index = compacted
+                .rebase(&source, &index)
+                .expect("the index descends from the compacted one");
+            rebases += 1;
+            assert!(index.overlay_size() > 0, "the 7 steps are in the overlay");
+            for q in probe_queries(&generator, &mut rng) {
+                assert_same_answers(&index, &fresh, &q, &format!("rebased at {step}"));
+            }
+        }
+        if step % 60 == 50 {
+            index = index.compacted();
+            compactions += 1;
+            assert_eq!(index.overlay_size(), 0);
+            for q in probe_queries(&generator, &mut rng) {
+                assert_same_answers(&index, &fresh, &q, &format!("compacted at {step}"));
+            }
+        }
+    }
+    assert_eq!((derived, compactions, rebases), (240, 4, 4));
+
+    // A snapshot that does not follow the index's serial cannot be derived.
+    let unrelated = snapshot(serial + 5, &agents).with_lineage(Lineage {
+        parent_serial: serial + 4,
+        changed: Vec::new().into(),
+    });
+    assert!(index.follow_snapshot(&unrelated).is_none());
+    assert!(
+        index
+            .follow_snapshot(&snapshot(serial + 1, &agents))
+            .is_none()
+    );
+}
+
+/// The same index, for a test to keep as the source of a compaction.
+fn clone_index(index: &ZoneIndex) -> ZoneIndex {
+    ZoneIndex {
+        origin: index.origin.clone(),
+        serial: index.serial,
+        base: Arc::clone(&index.base),
+        overlay: index.overlay.clone(),
+        norms: OnceLock::new(),
+    }
+}
+
+/// A compaction of an index the current one does not descend from is refused.
+#[test]
+fn a_compaction_is_rebased_only_onto_a_descendant() {
+    use crate::zone::Lineage;
+
+    let generator = Generator::new(5);
+    let mut rng = StdRng::seed_from_u64(5);
+    let agents: Vec<_> = (0..50).map(|i| generator.agent(&mut rng, i)).collect();
+    let one = ZoneIndex::build(&zone("bench", 1, agents.clone()));
+    let compacted = one.compacted();
+    // Built in full at serial 2: another base.
+    let two = ZoneIndex::build(&zone("bench", 2, agents.clone()));
+    assert!(compacted.rebase(&one, &two).is_none());
+    // Derived from serial 1: rebased.
+    let followed = one
+        .follow_snapshot(
+            &zone("bench", 2, agents[1..].to_vec()).with_lineage(Lineage {
+                parent_serial: 1,
+                changed: vec![agents[0].name.clone()].into(),
+            }),
+        )
+        .expect("follows");
+    let rebased = compacted.rebase(&one, &followed).expect("descends");
+    assert_eq!((rebased.serial(), rebased.len()), (2, 49));
+}
+
 /// Generated agents: a vocabulary of 2,000 made-up words drawn with a Zipf law (so some are
 /// common and most rare, as in real text), and "agent" in every description.
 struct Generator {
@@ -340,4 +537,70 @@ fn bench_100k_agents() {
         );
     }
     println!("mean matches per mixed query: {}", matched / QUERIES as u64);
+
+    // Following changes one at a time (a third new agents, a third replaced, a third
+    // deregistered), up to the overlay's bound, as a node derives serial after serial.
+    let bound = index.overlay_bound();
+    let mut current = index;
+    let mut derive = hdrhistogram::Histogram::<u64>::new(3).expect("a histogram");
+    let mut rng = StdRng::seed_from_u64(3);
+    let mut next_id = AGENTS;
+    for serial in 2.. {
+        if current.overlay_size() > bound {
+            break;
+        }
+        let (name, agent) = match serial % 3 {
+            0 => {
+                let agent = generator.agent(&mut rng, next_id);
+                next_id += 1;
+                (agent.name.clone(), Some(Arc::new(agent)))
+            }
+            1 => {
+                let mut agent = generator.agent(&mut rng, 0);
+                agent.name = name(&format!("a{:06}.bench", rng.random_range(0..AGENTS)));
+                (agent.name.clone(), Some(Arc::new(agent)))
+            }
+            _ => (
+                name(&format!("a{:06}.bench", rng.random_range(0..AGENTS))),
+                None,
+            ),
+        };
+        let step = Step {
+            serial,
+            changed: vec![name].into(),
+        };
+        let started = Instant::now();
+        current = current.follow(std::slice::from_ref(&step), |_| agent.clone());
+        derive.record(micros(started.elapsed())).expect("in range");
+    }
+    let started = Instant::now();
+    let compacted = current.compacted();
+    let compaction = started.elapsed();
+    println!(
+        "{} changes followed one at a time: p50 {} µs, p99 {} µs, max {} µs per change; \
+         overlay {} (bound {bound}); compaction {compaction:?}",
+        derive.len(),
+        derive.value_at_quantile(0.5),
+        derive.value_at_quantile(0.99),
+        derive.max(),
+        current.overlay_size(),
+    );
+    for (what, index) in [
+        ("with the overlay full", &current),
+        ("compacted", &compacted),
+    ] {
+        let mut latency = hdrhistogram::Histogram::<u64>::new(3).expect("a histogram");
+        for q in &queries {
+            let started = Instant::now();
+            let result = index.search(q);
+            latency.record(micros(started.elapsed())).expect("in range");
+            std::hint::black_box(result);
+        }
+        println!(
+            "mixed queries {what}: p50 {} µs, p99 {} µs, max {} µs",
+            latency.value_at_quantile(0.5),
+            latency.value_at_quantile(0.99),
+            latency.max(),
+        );
+    }
 }

@@ -7,9 +7,12 @@
 //!
 //! # Why an in-memory inverted index, not tantivy
 //!
-//! - A zone is already in memory as an immutable [`ZoneSnapshot`](crate::zone::ZoneSnapshot);
-//!   its index is built from it once per serial and dropped with it, so there is nothing to
-//!   persist, segment, merge or commit, which is most of what a search engine crate is for.
+//! - A zone is already in memory as an immutable [`ZoneSnapshot`](crate::zone::ZoneSnapshot),
+//!   and its index lives beside it: nothing to persist or commit, which is most of what a
+//!   search engine crate is for. Registrations still change a zone many times a second, so
+//!   an index is one immutable base segment plus a small overlay of what changed since,
+//!   derived per serial from the snapshot's lineage and compacted into a new base in the
+//!   background (see [`index`] and [`cache`]): one segment and one merge, not an engine.
 //! - The federated merge needs the raw term statistics of each zone (document count, total
 //!   length, document frequency of each query term, each hit's term frequencies) to rescore
 //!   hits against the union of the zones. Owning the index keeps those numbers one field
@@ -34,10 +37,13 @@
 //!
 //! - [`analyze`]: the tokenizer (lowercase, split, stopwords, Snowball English stemming) and
 //!   queries.
-//! - [`index`]: [`ZoneIndex`], built from one snapshot, searched with an [`AnalyzedQuery`].
+//! - [`index`]: [`ZoneIndex`], built from one snapshot or derived from the previous serial's,
+//!   searched with an [`AnalyzedQuery`], with exact statistics either way.
 //! - [`bm25`]: the scoring function and the corpus statistics it takes.
 //! - [`merge`](mod@merge): per-zone results and their merge.
-//! - [`cache`]: [`ZoneIndexes`], one index per zone and serial, shared by concurrent callers.
+//! - [`cache`]: [`ZoneIndexes`], one index per zone and serial, shared by concurrent callers,
+//!   derived from the previous serial's when the snapshot's lineage allows, compacted on a
+//!   background thread.
 //! - [`federate`]: the walk over a node's zones and its children's, behind a peer trait
 //!   (the gRPC door implements it), shared by nodes and the gateway.
 

@@ -261,7 +261,7 @@ async fn a_slow_child_zone_makes_results_partial_not_late() {
         assert!(took < budget, "answered after {took:?}, budget {budget:?}");
         assert!(found.partial);
         assert_eq!(found.missed.len(), 1, "{:?}", found.missed);
-        assert_eq!(found.missed[0].zone, "slow.acme");
+        assert_eq!(found.missed[0].zone, "slow.acme", "{:?}", found.missed);
         let reason = found.missed[0].reason.to_lowercase();
         assert!(
             ["in time", "deadline", "timeout"]
