@@ -424,7 +424,7 @@ impl Resolver {
         }
         let result = if walk.trace.is_some() {
             // A traced resolution walks on its own so its trace is its own.
-            self.walk_tree(name, walk).await
+            Box::pin(self.walk_tree(name, walk)).await
         } else {
             let deadline = walk.deadline;
             // With a stale answer to fall back on, give up on the walk a little before the
@@ -444,7 +444,11 @@ impl Resolver {
                     queries: 0,
                     trace: None,
                 };
-                self.walk_tree(name, &mut own).await
+                // Boxed: a walk's state (two tables of questions in flight, the servers'
+                // attempts) is tens of kilobytes, and inline it would make every request's
+                // future that large, answered from the cache or not (each request's future is
+                // moved into a box by tonic: bench/instructions.sh counted the copy).
+                Box::pin(self.walk_tree(name, &mut own)).await
             });
             let result = match tokio::time::timeout_at(answer_by, shared).await {
                 Ok(result) => result.map_err(|error| ResolveError::clone(&error)),
