@@ -7,7 +7,8 @@
 #
 # Runs, all with `aop bench call` (a Rust rmcp client):
 #   1. CALLS (1000) concurrent calls to a sleeper agent (1 s each) through the gateway:
-#      wall time and errors.
+#      wall time and errors; then the same calls from the same client straight to the
+#      sleeper agent (the peer: what the client and the agent cost without the gateway).
 #   2. Gateway overhead: an echo agent called one at a time, directly and through the
 #      gateway, for DURATION each: p50/p99 of both and their difference.
 #   3. discover_agents and search_agents with AGENTS (10000) agents mounted, 1 and 8 in
@@ -20,7 +21,8 @@
 #
 # Environment: DURATION (10s), CALLS (1000), AGENTS (10000), SWARMS (1), SWARMS_CALLS (100),
 # SWARMS_PYTHON (target/interop-swarms-venv/bin/python), LOAD_DEADLINE seconds (120),
-# QUIET_WAIT seconds (60).
+# QUIET_WAIT seconds (60), SERVER_AOP (the aop binary that runs the agents, the node and the
+# gateway, default this tree's: another build measured under this tree's load generator).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -35,6 +37,7 @@ SWARMS_PYTHON=${SWARMS_PYTHON:-$ROOT/target/interop-swarms-venv/bin/python}
 LOAD_DEADLINE=${LOAD_DEADLINE:-120}
 QUIET_WAIT=${QUIET_WAIT:-60}
 AOP=$ROOT/target/release/aop
+SERVER_AOP=${SERVER_AOP:-$AOP}
 ZONE=$OUT/calls.toml
 
 mkdir -p "$OUT"
@@ -46,7 +49,7 @@ cargo build --release --quiet --bin aop
 # start_agent KIND NAME: runs a built-in agent on a free port; sets AGENT_URL.
 start_agent() {
     local kind=$1 name=$2 log_file=$OUT/agent-$2.log
-    "$AOP" agent serve --kind "$kind" --name "$name" --listen 127.0.0.1:0 >"$log_file" 2>&1 &
+    "$SERVER_AOP" agent serve --kind "$kind" --name "$name" --listen 127.0.0.1:0 >"$log_file" 2>&1 &
     PIDS+=($!)
     wait_line "$log_file" "serving MCP at" "$!"
     AGENT_URL=$(grep -o 'http://[^ ]*/mcp' "$log_file" | head -1)
@@ -75,13 +78,13 @@ endpoints = [{ url = "$ECHO_URL", tool = "echo" }]
 EOF
 
 NODE_PORT=$(free_port)
-"$AOP" node --zone "$ZONE" --grpc "127.0.0.1:$NODE_PORT" --node-id calls >"$OUT/calls-node.log" 2>&1 &
+"$SERVER_AOP" node --zone "$ZONE" --grpc "127.0.0.1:$NODE_PORT" --node-id calls >"$OUT/calls-node.log" 2>&1 &
 NODE_PID=$!
 PIDS+=($NODE_PID)
 wait_resolvable "$NODE_PID" "$OUT/calls-node.log" "http://127.0.0.1:$NODE_PORT" echo.calls.bench
 
 GATEWAY_PORT=$(free_port)
-"$AOP" gateway --resolver "http://127.0.0.1:$NODE_PORT" --listen "127.0.0.1:$GATEWAY_PORT" \
+"$SERVER_AOP" gateway --resolver "http://127.0.0.1:$NODE_PORT" --listen "127.0.0.1:$GATEWAY_PORT" \
     --mount calls.bench >"$OUT/calls-gateway.log" 2>&1 &
 GATEWAY_PID=$!
 PIDS+=($GATEWAY_PID)
@@ -100,6 +103,8 @@ run() {
 SLEEP_ARGS='{"task":"load test","ms":1000}'
 run warmup --url "$GATEWAY" --tool echo_calls_bench --args '{"task":"warm"}' --calls 200 --concurrency 8
 run sleepers-gateway --url "$GATEWAY" --tool sleeper_calls_bench --args "$SLEEP_ARGS" \
+    --calls "$CALLS" --concurrency "$CALLS"
+run sleepers-direct --url "$SLEEPER_URL" --tool sleeper --args "$SLEEP_ARGS" \
     --calls "$CALLS" --concurrency "$CALLS"
 run echo-direct --url "$ECHO_URL" --tool echo --args '{"task":"hello"}' --concurrency 1 --duration "$DURATION"
 run echo-gateway --url "$GATEWAY" --tool echo_calls_bench --args '{"task":"hello"}' --concurrency 1 --duration "$DURATION"
@@ -155,6 +160,7 @@ def row(label, what):
 print("| run | calls | errors | wall | throughput | p50 | p99 |")
 print("| --- | --- | --- | --- | --- | --- | --- |")
 row("sleepers-gateway", "1 s sleeper via gateway, all concurrent")
+row("sleepers-direct", "1 s sleeper, direct to the agent, all concurrent")
 row("echo-direct", "echo, direct to the agent, 1 in flight")
 row("echo-gateway", "echo, through the gateway, 1 in flight")
 for c in (1, 8):
@@ -168,4 +174,7 @@ if swarms:
 d, g = load("echo-direct")["latency_us"], load("echo-gateway")["latency_us"]
 print()
 print(f"gateway overhead per call: p50 {ms(g['p50'] - d['p50'])}, p99 {ms(g['p99'] - d['p99'])}")
+sg, sd = load("sleepers-gateway"), load("sleepers-direct")
+print(f"all-at-once sleepers: {sg['elapsed_s']:.2f} s through the gateway, {sd['elapsed_s']:.2f} s direct "
+      f"(ratio {sg['elapsed_s'] / sd['elapsed_s']:.2f})")
 PY

@@ -16,7 +16,9 @@
 #
 # Environment: DURATION (10s), WARMUP (1s; 0 skips), AGENTS (100000), SEED (1),
 # LOAD_DEADLINE seconds (120), QUIET_WAIT seconds (120: how long to wait for other work on the
-# machine to stop before each measurement), CARGO_TARGET_DIR (where the release binaries are built).
+# machine to stop before each measurement), CARGO_TARGET_DIR (where the release binaries are built),
+# NODE_AOP (the aop binary that runs the node, default this tree's; the load generator and the
+# bare server stay this tree's, so another build of the node is measured under the same load).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -31,6 +33,7 @@ QUIET_WAIT=${QUIET_WAIT:-120}
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 AOP=$TARGET/release/aop
 BARE=$TARGET/release/examples/bare_resolve_server
+NODE_AOP=${NODE_AOP:-$AOP}
 ZONE=$OUT/bench-$AGENTS.toml
 NAMES=$OUT/names-$AGENTS.txt
 TINY_ZONE=$ROOT/zones/finance.acme.toml
@@ -65,6 +68,7 @@ bench() {
 
 log "building release binaries and examples"
 cargo build --release --examples --bins
+log "the node under test: $NODE_AOP"
 
 log "generating $AGENTS agents into $ZONE"
 python3 "$ROOT/bench/gen_zone.py" --agents "$AGENTS" --origin bench --seed "$SEED" \
@@ -79,7 +83,7 @@ log "starting aop node on $URL"
 wait_quiet "the load-time measurement"
 LOAD_M0=$(machine_ticks) LOAD_G0=$(proc_ticks $$)
 START_NS=$(now_ns)
-"$AOP" --log-format json node --zone "$ZONE" --grpc "127.0.0.1:$PORT" \
+"$NODE_AOP" --log-format json node --zone "$ZONE" --grpc "127.0.0.1:$PORT" \
     --health-probes 0 >"$OUT/node.log" 2>&1 &
 NODE=$!
 PIDS+=("$NODE")
@@ -99,7 +103,7 @@ stop "$NODE"
 PORT=$(free_port)
 URL=http://127.0.0.1:$PORT
 log "starting aop node on $URL with $TINY_ZONE (memory baseline)"
-"$AOP" --log-format json node --zone "$TINY_ZONE" --grpc "127.0.0.1:$PORT" \
+"$NODE_AOP" --log-format json node --zone "$TINY_ZONE" --grpc "127.0.0.1:$PORT" \
     --health-probes 0 >"$OUT/node-tiny.log" 2>&1 &
 TINY=$!
 PIDS+=("$TINY")
