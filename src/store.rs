@@ -942,9 +942,9 @@ pub(crate) mod tests {
             agent: Arc::new(Agent {
                 name: name(full),
                 description: "d".into(),
-                tags: Vec::new(),
-                capabilities: Vec::new(),
-                version: String::new(),
+                tags: Box::default(),
+                capabilities: Box::default(),
+                version: "".into(),
                 ttl: None,
                 timeout_ms: record::DEFAULT_TIMEOUT_MS,
                 max_retries: record::DEFAULT_MAX_RETRIES,
