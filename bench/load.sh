@@ -9,15 +9,18 @@
 # seed 1, host-name endpoints, a DNS door in servers[]) and the same records as an RFC 1035
 # master file (bench/zone_to_rfc1035.py) for NSD, unless both are already in OUT (delete them
 # to regenerate). Then, for each server in turn: the time from its start to the first answer
-# to the zone's SOA over DNS, and, 2 s later, the proportional set size summed over its
-# processes (Pss in /proc/PID/smaps_rollup: shared pages counted once), the largest peak RSS
-# (VmHWM) of its processes and their CPU time. aop runs with --health-probes 0 (the generated
+# to the zone's SOA over DNS, and, once it has settled (its processes used under 0.05 s of
+# CPU in the last second: NSD answers while its server process is still being forked with a
+# second copy of the zone, and would be measured half-way), the proportional set size summed
+# over all its processes (Pss in /proc/PID/smaps_rollup: shared pages counted once), the
+# largest peak RSS (VmHWM) of its processes and their CPU time. aop runs with --health-probes 0 (the generated
 # endpoints name hosts that do not exist); with --data-dir it starts on an empty directory,
 # so the first start seeds the store from the file. NSD 4.x (Debian): foreground,
 # server-count 1, `database: ""` (no nsd.db), rate limiting off.
 #
 # Environment: SIZES ("100000 1000000"), AOP (target/release/aop), OUT (bench/out/load),
-# SEED (1), LOAD_DEADLINE seconds for a server to answer (600), NSD (1; 0 leaves NSD out).
+# SEED (1), LOAD_DEADLINE seconds for a server to answer (600), SETTLE_DEADLINE seconds to
+# wait for it to go quiet after that (120), NSD (1; 0 leaves NSD out).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -27,6 +30,7 @@ AOP=${AOP:-$ROOT/target/release/aop}
 OUT=${OUT:-$ROOT/bench/out/load}
 SEED=${SEED:-1}
 LOAD_DEADLINE=${LOAD_DEADLINE:-600}
+SETTLE_DEADLINE=${SETTLE_DEADLINE:-120}
 NSD_ON=${NSD:-1}
 mkdir -p "$OUT"
 
@@ -71,11 +75,35 @@ wait_soa() {
     done
 }
 
+# ticks PID: CPU ticks of the process and its descendants so far.
+ticks() {
+    local p sum=0
+    for p in $(family "$1"); do
+        sum=$((sum + $(awk '{ print $14 + $15 + $16 + $17 }' "/proc/$p/stat" 2>/dev/null || echo 0)))
+    done
+    echo "$sum"
+}
+
+# settle PID: waits until the server's processes used under 0.05 s of CPU in a second (at
+# most SETTLE_DEADLINE seconds; a line says so if it never settled).
+settle() {
+    local pid=$1 deadline=$((SECONDS + SETTLE_DEADLINE)) before after quiet
+    quiet=$(($(getconf CLK_TCK) / 20))
+    after=$(ticks "$pid")
+    while ((SECONDS < deadline)); do
+        before=$after
+        sleep 1
+        after=$(ticks "$pid")
+        ((after - before <= quiet)) && return 0
+    done
+    log "pid $pid still busy after ${SETTLE_DEADLINE}s; measured anyway"
+}
+
 # report LABEL AGENTS PID START_NS: one result line, then stops the server.
 report() {
     local label=$1 agents=$2 pid=$3 start=$4 ready pss=0 hwm=0 ticks=0 p h
     ready=$(($(date +%s%N) - start))
-    sleep 2
+    settle "$pid"
     for p in $(family "$pid"); do
         pss=$((pss + $(awk '/^Pss:/ { print $2 }' "/proc/$p/smaps_rollup")))
         h=$(awk '/^VmHWM:/ { print $2 }' "/proc/$p/status")
