@@ -13,7 +13,8 @@
 //!
 //! - [`name`]: agent and zone names, their rules and canonical form.
 //! - [`record`]: agents, endpoints, aliases, delegations, zone headers; field rules and limits;
-//!   records with their provenance and the typed changes between serials.
+//!   records with their provenance and the typed changes between serials; the interned
+//!   vocabularies (tags, capabilities, versions) they share.
 //! - [`answer`]: what a lookup returns, whoever produced it.
 //! - [`clock`]: time as an input, so TTL and lease logic is tested by moving time by hand.
 //! - [`telemetry`]: request ids, latency histograms, the recent-queries ring.

@@ -32,6 +32,14 @@
 //! again, so the store drops its handle and reopens on the next use: once the cause is gone,
 //! writes succeed without a restart, and [`Store::write_error`] says meanwhile why they fail.
 //!
+//! A store in memory (a node without a data directory) keeps its `records` table as the
+//! records themselves, not encoded: each holds the same `Arc` as the zone the node serves, so
+//! a million file records are held once, not a second time as protobuf pages of an in-memory
+//! database (that copy cost as much as the zone itself). The other tables stay in redb. The
+//! records are an `imbl` map per zone, swapped in under a lock only after the redb commit
+//! succeeded, and a reader takes its redb snapshot and the map's (O(1)) under the same lock,
+//! so a transfer still reads one consistent state; they are encoded when read out.
+//!
 //! [`backup`] copies a stopped node's store into a fresh file and puts one back.
 
 use std::ops::ControlFlow;
@@ -44,6 +52,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use crate::name::Name;
 use crate::record::{LiveRecord, RecordKind, ZoneChange, ZoneHeader};
 use crate::wire::pb;
+use std::collections::HashMap;
 
 pub mod backup;
 
@@ -288,7 +297,11 @@ pub fn decode_record_value(bytes: &[u8]) -> Result<LiveRecord, ValueError> {
 /// Every zone in one read transaction of the store file at `path` (the node's own store, or
 /// a backup being checked), with its records and leases, each value decoded and checked by
 /// the record rules.
-fn load_zones(txn: &redb::ReadTransaction, path: &Path) -> Result<Vec<StoredZoneData>, StoreError> {
+fn load_zones(
+    txn: &redb::ReadTransaction,
+    path: &Path,
+    memory: Option<&MemoryRecords>,
+) -> Result<Vec<StoredZoneData>, StoreError> {
     let io = |error: &dyn std::fmt::Display| io_error(path, error);
     let zones = txn.open_table(ZONES).map_err(|e| io(&e))?;
     let records = txn.open_table(RECORDS).map_err(|e| io(&e))?;
@@ -300,6 +313,14 @@ fn load_zones(txn: &redb::ReadTransaction, path: &Path) -> Result<Vec<StoredZone
         let (meta, header) = decode_zone_value(value.value())
             .map_err(|e| bad_value(path, &origin, "zone header", e))?;
         let mut zone_records = Vec::new();
+        if let Some(memory) = memory {
+            zone_records.extend(
+                memory
+                    .get(origin.as_str())
+                    .into_iter()
+                    .flat_map(|m| m.values().cloned()),
+            );
+        }
         for row in records.range((origin.as_str(), "")..).map_err(|e| io(&e))? {
             let (key, value) = row.map_err(|e| io(&e))?;
             if key.value().0 != origin {
@@ -344,6 +365,9 @@ pub fn record_key(kind: RecordKind, name: &Name) -> String {
     format!("{}/{name}", kind.word())
 }
 
+/// The records of an in-memory store: per zone, by kind and name.
+type MemoryRecords = HashMap<String, imbl::OrdMap<(RecordKind, Name), LiveRecord>>;
+
 /// The node's store.
 pub struct Store {
     /// The database; `None` after a failed write dropped it, until the next use reopens it.
@@ -356,6 +380,9 @@ pub struct Store {
     write_error: Mutex<Option<String>>,
     /// Reads of the change log (pages of changes), for tests and benchmarks of watchers.
     log_reads: std::sync::atomic::AtomicU64,
+    /// An in-memory store's records, decoded (see the module doc); `None` for a file. Held
+    /// for writing across a commit, for reading while a reader opens its redb snapshot.
+    memory: Option<RwLock<MemoryRecords>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -381,6 +408,7 @@ impl Store {
             path: path.to_path_buf(),
             write_error: Mutex::new(None),
             log_reads: std::sync::atomic::AtomicU64::new(0),
+            memory: None,
         };
         store.open()?;
         store.create_tables()?;
@@ -395,6 +423,7 @@ impl Store {
             path: PathBuf::from("(in memory)"),
             write_error: Mutex::new(None),
             log_reads: std::sync::atomic::AtomicU64::new(0),
+            memory: Some(RwLock::new(HashMap::new())),
         };
         store.open()?;
         store.create_tables()?;
@@ -410,6 +439,7 @@ impl Store {
             path: path.to_path_buf(),
             write_error: Mutex::new(None),
             log_reads: std::sync::atomic::AtomicU64::new(0),
+            memory: None,
         };
         store.open()?;
         store.create_tables()?;
@@ -496,8 +526,21 @@ impl Store {
     /// Every zone held, with its records and leases, checked like any input: a value that
     /// does not decode, or breaks the record rules, is an error naming the zone.
     pub fn load(&self) -> Result<Vec<StoredZoneData>, StoreError> {
-        let txn = self.db()?.begin_read().map_err(|e| self.io(e))?;
-        load_zones(&txn, &self.path)
+        let (txn, memory) = self.begin_read()?;
+        load_zones(&txn, &self.path, memory.as_ref())
+    }
+
+    /// A read transaction, with an in-memory store's records as of the same commit.
+    fn begin_read(&self) -> Result<(redb::ReadTransaction, Option<MemoryRecords>), StoreError> {
+        let db = self.db()?;
+        match &self.memory {
+            None => Ok((db.begin_read().map_err(|e| self.io(e))?, None)),
+            Some(memory) => {
+                let memory = memory.read().unwrap_or_else(|p| p.into_inner());
+                let txn = db.begin_read().map_err(|e| self.io(e))?;
+                Ok((txn, Some(memory.clone())))
+            }
+        }
     }
 
     /// The zone's header as stored.
@@ -584,7 +627,7 @@ impl Store {
         since: Option<u32>,
         sink: &mut dyn FnMut(TransferItem) -> ControlFlow<()>,
     ) -> Result<bool, StoreError> {
-        let txn = self.db()?.begin_read().map_err(|e| self.io(e))?;
+        let (txn, memory) = self.begin_read()?;
         let zones = txn.open_table(ZONES).map_err(|e| self.io(e))?;
         let Some(value) = zones.get(origin).map_err(|e| self.io(e))? else {
             return Ok(false);
@@ -638,6 +681,14 @@ impl Store {
         })
         .is_break()
         {
+            return Ok(true);
+        }
+        if let Some(memory) = memory {
+            for record in memory.get(origin).into_iter().flat_map(|m| m.values()) {
+                if sink(TransferItem::Record(pb::ZoneRecord::from(record))).is_break() {
+                    break;
+                }
+            }
             return Ok(true);
         }
         let records = txn.open_table(RECORDS).map_err(|e| self.io(e))?;
@@ -706,6 +757,13 @@ impl Store {
         nonces: &[NonceRow],
         now_ms: Option<u64>,
     ) -> Result<(), StoreError> {
+        // An in-memory store's records: changed on a copy (O(1) to take), put in place only
+        // once the transaction has committed, readers held off meanwhile.
+        let mut memory = self
+            .memory
+            .as_ref()
+            .map(|m| m.write().unwrap_or_else(|p| p.into_inner()));
+        let mut records_after = memory.as_deref().cloned();
         let mut txn = self.db()?.begin_write().map_err(|e| self.io(e))?;
         txn.set_durability(redb::Durability::Immediate)
             .map_err(|e| self.io(e))?;
@@ -722,7 +780,13 @@ impl Store {
                         .map_err(|e| self.bad(origin, "zone header", e))?,
                     None => pb::StoredZone::default(),
                 };
+                let mut in_memory = records_after
+                    .as_mut()
+                    .map(|m| m.entry(origin.to_string()).or_default());
                 if write.clear {
+                    if let Some(map) = in_memory.as_deref_mut() {
+                        map.clear();
+                    }
                     records
                         .retain_in((origin, "")..=(origin, "\u{10ffff}"), |_, _| false)
                         .map_err(|e| self.io(e))?;
@@ -753,11 +817,19 @@ impl Store {
                     meta.refreshed_unix_ms = at;
                 }
                 for (kind, name) in &write.deletes {
+                    if let Some(map) = in_memory.as_deref_mut() {
+                        map.remove(&(*kind, name.clone()));
+                        continue;
+                    }
                     records
                         .remove((origin, record_key(*kind, name).as_str()))
                         .map_err(|e| self.io(e))?;
                 }
                 for record in &write.puts {
+                    if let Some(map) = in_memory.as_deref_mut() {
+                        map.insert((record.kind(), record.name().clone()), record.clone());
+                        continue;
+                    }
                     let key = record_key(record.kind(), record.name());
                     let value = pb::ZoneRecord::from(record).encode_to_vec();
                     records
@@ -824,7 +896,11 @@ impl Store {
                 .map_err(|e| self.io(e))?;
             }
         }
-        txn.commit().map_err(|e| self.io(e))
+        txn.commit().map_err(|e| self.io(e))?;
+        if let (Some(memory), Some(after)) = (memory.as_deref_mut(), records_after) {
+            *memory = after;
+        }
+        Ok(())
     }
 }
 
@@ -866,9 +942,9 @@ pub(crate) mod tests {
             agent: Arc::new(Agent {
                 name: name(full),
                 description: "d".into(),
-                tags: Vec::new(),
-                capabilities: Vec::new(),
-                version: String::new(),
+                tags: Box::default(),
+                capabilities: Box::default(),
+                version: "".into(),
                 ttl: None,
                 timeout_ms: record::DEFAULT_TIMEOUT_MS,
                 max_retries: record::DEFAULT_MAX_RETRIES,
@@ -967,6 +1043,83 @@ pub(crate) mod tests {
         assert_eq!(zone.records.len(), 1);
         assert!(zone.leases.is_empty());
         assert!(since(4).is_none());
+    }
+
+    /// Every record of a full transfer of `origin`, encoded.
+    fn transferred(store: &Store, origin: &str) -> Vec<pb::ZoneRecord> {
+        let mut records = Vec::new();
+        store
+            .stream_transfer(origin, None, &mut |item| {
+                if let TransferItem::Record(record) = item {
+                    records.push(record);
+                }
+                ControlFlow::Continue(())
+            })
+            .unwrap();
+        records
+    }
+
+    #[test]
+    fn an_in_memory_store_holds_the_records_put_not_a_copy_and_reads_like_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = Store::open_dir(dir.path()).unwrap();
+        let memory = Store::in_memory().unwrap();
+        let put = agent("a.finance.acme");
+        let mut seed = ZoneWrite::new(name("finance.acme"));
+        seed.clear = true;
+        seed.header = Some(header(1));
+        seed.puts = vec![
+            agent("c.finance.acme"),
+            put.clone(),
+            agent("b.finance.acme"),
+        ];
+        let mut other = ZoneWrite::new(name("other.acme"));
+        other.header = Some(header_of("other.acme", 7));
+        other.puts = vec![agent("x.other.acme")];
+        let mut step = ZoneWrite::new(name("finance.acme"));
+        step.header = Some(header(2));
+        step.deletes = vec![(RecordKind::Agent, name("c.finance.acme"))];
+        for store in [&file, &memory] {
+            store.commit(&[seed.clone(), other.clone()]).unwrap();
+            store.commit(std::slice::from_ref(&step)).unwrap();
+        }
+
+        // The same records, in the same order, from both: loaded and transferred.
+        let loaded = |store: &Store| {
+            let mut zones = store.load().unwrap();
+            zones.sort_by(|a, b| a.header.origin.cmp(&b.header.origin));
+            zones
+                .into_iter()
+                .map(|z| (z.header.origin.to_string(), z.records))
+                .collect::<Vec<_>>()
+        };
+        let from_memory = loaded(&memory);
+        assert_eq!(from_memory, loaded(&file));
+        let names: Vec<&str> = from_memory[0].1.iter().map(|r| r.name().as_str()).collect();
+        assert_eq!(names, ["a.finance.acme", "b.finance.acme"], "c was deleted");
+        assert_eq!(from_memory[1].1.len(), 1, "the other zone is untouched");
+        assert_eq!(
+            transferred(&memory, "finance.acme"),
+            transferred(&file, "finance.acme")
+        );
+        assert_eq!(transferred(&memory, "finance.acme").len(), 2);
+
+        // Held, not encoded: the agent read back is the very allocation that was put.
+        let (LiveRecord::Agent(put), LiveRecord::Agent(held)) = (&put, &from_memory[0].1[0]) else {
+            panic!("agents expected");
+        };
+        assert!(Arc::ptr_eq(&put.agent, &held.agent));
+
+        // A full replacement empties the zone first, in memory as on file.
+        let mut full = ZoneWrite::new(name("finance.acme"));
+        full.clear = true;
+        full.header = Some(header(3));
+        full.puts = vec![agent("z.finance.acme")];
+        for store in [&file, &memory] {
+            store.commit(std::slice::from_ref(&full)).unwrap();
+        }
+        assert_eq!(loaded(&memory), loaded(&file));
+        assert_eq!(transferred(&memory, "finance.acme").len(), 1);
     }
 
     #[test]

@@ -235,8 +235,8 @@ pub fn agent_view(agent: &Agent) -> AgentView {
     AgentView {
         name: agent.name.to_string(),
         description: agent.description.clone(),
-        tags: agent.tags.clone(),
-        capabilities: agent.capabilities.clone(),
+        tags: agent.tags.iter().map(|t| t.to_string()).collect(),
+        capabilities: agent.capabilities.iter().map(|c| c.to_string()).collect(),
         source: None,
         endpoints: agent
             .endpoints

@@ -916,9 +916,9 @@ fn new_agent(name: Name, endpoint: Endpoint, fields: AgentUpdate) -> Agent {
     let mut agent = Agent {
         name,
         description: String::new(),
-        tags: Vec::new(),
-        capabilities: Vec::new(),
-        version: String::new(),
+        tags: Box::default(),
+        capabilities: Box::default(),
+        version: record::intern::empty(),
         ttl: None,
         timeout_ms: DEFAULT_TIMEOUT_MS,
         max_retries: DEFAULT_MAX_RETRIES,
@@ -949,13 +949,13 @@ fn apply_fields(agent: &mut Agent, fields: AgentUpdate) {
         agent.description = v;
     }
     if let Some(v) = tags {
-        agent.tags = v;
+        agent.tags = record::intern::intern_all(&v);
     }
     if let Some(v) = capabilities {
-        agent.capabilities = v;
+        agent.capabilities = record::intern::intern_all(&v);
     }
     if let Some(v) = version {
-        agent.version = v;
+        agent.version = record::intern::intern(&v);
     }
     if let Some(v) = ttl {
         agent.ttl = (v > 0).then_some(v);

@@ -555,3 +555,58 @@ async fn an_incremental_transfer_that_breaks_the_zone_is_refused_and_the_zone_ke
     let lineage = zone.lineage().expect("a change has a lineage");
     assert_eq!(lineage.parent_serial, serial);
 }
+
+#[tokio::test(start_paused = true)]
+async fn without_a_data_dir_the_file_records_are_held_once_and_transfers_carry_them_all() {
+    let pair = pair().await;
+    // The secondary's first, full transfer came from the records the store holds in memory.
+    assert!(pair.secondary.has_agent("analyst.finance.acme"));
+    let serial = pair.register("planner", 3600).await;
+
+    // The store's record of the file's agent is the very allocation the zone serves.
+    let store = Arc::clone(&pair.primary.authority.shared.store);
+    let zones = store.load().unwrap();
+    let stored = zones[0]
+        .records
+        .iter()
+        .find_map(|record| match record {
+            crate::record::LiveRecord::Agent(agent)
+                if agent.agent.name.as_str() == "analyst.finance.acme" =>
+            {
+                Some(Arc::clone(&agent.agent))
+            }
+            _ => None,
+        })
+        .expect("the file's agent in the store");
+    let zone = pair.primary.catalog.zone(&origin()).unwrap();
+    let served = zone.agent("analyst.finance.acme").unwrap();
+    assert!(Arc::ptr_eq(&stored, served));
+
+    // A full transfer now: the file's agent and the registered one, at the new serial.
+    let mut names = Vec::new();
+    let mut at = None;
+    store
+        .stream_transfer(origin().as_str(), None, &mut |item| {
+            match item {
+                crate::store::TransferItem::Start { header, full } => {
+                    assert!(full);
+                    at = header.map(|h| h.serial);
+                }
+                crate::store::TransferItem::Record(record) => {
+                    if let Some(crate::wire::pb::zone_record::Record::Agent(agent)) = record.record
+                    {
+                        names.push(agent.name);
+                    }
+                }
+                crate::store::TransferItem::Change(_) => panic!("a full transfer has no changes"),
+            }
+            std::ops::ControlFlow::Continue(())
+        })
+        .unwrap();
+    assert_eq!(at, Some(serial));
+    assert_eq!(names, ["analyst.finance.acme", "planner.finance.acme"]);
+    pair.eventually("the secondary has the registration", |p| {
+        p.secondary.has_agent("planner.finance.acme")
+    })
+    .await;
+}

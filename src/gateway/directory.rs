@@ -566,9 +566,9 @@ mod tests {
         Agent {
             name: Name::parse(full_name).unwrap(),
             description: description.into(),
-            tags: Vec::new(),
-            capabilities: Vec::new(),
-            version: String::new(),
+            tags: Box::default(),
+            capabilities: Box::default(),
+            version: "".into(),
             ttl: None,
             timeout_ms: record::DEFAULT_TIMEOUT_MS,
             max_retries: record::DEFAULT_MAX_RETRIES,

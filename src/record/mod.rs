@@ -15,6 +15,7 @@ use crate::name::Name;
 
 mod change;
 mod health;
+pub mod intern;
 
 pub use change::{LiveAgent, LiveRecord, RecordChange, RecordKind, ZoneChange, serial_newer};
 pub use health::{
@@ -232,7 +233,7 @@ fn check_len(field: &'static str, text: &str, limit: usize) -> Result<(), Record
 }
 
 /// Tags and capabilities: at most 32 non-empty, distinct entries of at most 64 bytes.
-pub fn check_labels(field: &'static str, items: &[String]) -> Result<(), RecordError> {
+pub fn check_labels<S: AsRef<str>>(field: &'static str, items: &[S]) -> Result<(), RecordError> {
     if items.len() > TAGS_MAX {
         return Err(RecordError::TooMany {
             field,
@@ -241,14 +242,18 @@ pub fn check_labels(field: &'static str, items: &[String]) -> Result<(), RecordE
         });
     }
     for (index, item) in items.iter().enumerate() {
+        let item = item.as_ref();
         if item.trim().is_empty() {
             return Err(RecordError::Empty { field });
         }
         check_len(field, item, TAG_MAX_BYTES)?;
-        if items[..index].contains(item) {
+        if items[..index]
+            .iter()
+            .any(|earlier| earlier.as_ref() == item)
+        {
             return Err(RecordError::Duplicate {
                 field,
-                value: item.clone(),
+                value: item.to_string(),
             });
         }
     }
@@ -402,9 +407,12 @@ pub fn check_endpoints(endpoints: &[Endpoint]) -> Result<(), RecordError> {
 pub struct Agent {
     pub name: Name,
     pub description: String,
-    pub tags: Vec<String>,
-    pub capabilities: Vec<String>,
-    pub version: String,
+    /// Interned ([`intern`]): one allocation per distinct tag in the process.
+    pub tags: Box<[Arc<str>]>,
+    /// Interned, like `tags`.
+    pub capabilities: Box<[Arc<str>]>,
+    /// Interned; empty when the record gives none.
+    pub version: Arc<str>,
     /// `None`: the zone's default TTL.
     pub ttl: Option<u32>,
     pub timeout_ms: u32,

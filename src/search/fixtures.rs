@@ -14,9 +14,9 @@ pub fn agent(full_name: &str, description: &str, tags: &[&str], capabilities: &[
     Agent {
         name: name(full_name),
         description: description.to_string(),
-        tags: tags.iter().map(|t| t.to_string()).collect(),
-        capabilities: capabilities.iter().map(|c| c.to_string()).collect(),
-        version: String::new(),
+        tags: record::intern::intern_all(tags),
+        capabilities: record::intern::intern_all(capabilities),
+        version: "".into(),
         ttl: None,
         timeout_ms: record::DEFAULT_TIMEOUT_MS,
         max_retries: record::DEFAULT_MAX_RETRIES,

@@ -264,7 +264,7 @@ fn remove_from<T: Clone>(
 
 fn add_overlay_values(
     map: &mut HashMap<Arc<str>, Arc<Vec<DocId>>>,
-    values: &[String],
+    values: &[Arc<str>],
     slot: DocId,
 ) -> Box<[Arc<str>]> {
     let mut folded: Vec<String> = values.iter().map(|v| fold_value(v)).collect();
@@ -843,7 +843,7 @@ fn analyze_document(
     length
 }
 
-fn add_values(map: &mut HashMap<Box<str>, Vec<DocId>>, values: &[String], doc: DocId) {
+fn add_values(map: &mut HashMap<Box<str>, Vec<DocId>>, values: &[Arc<str>], doc: DocId) {
     for value in values {
         let list = map.entry(fold_value(value).into_boxed_str()).or_default();
         // Values differing only in case fold to one.

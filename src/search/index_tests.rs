@@ -457,8 +457,8 @@ impl Generator {
             picked
         };
         let mut agent = agent(&format!("a{i:06}.bench"), &description.join(" "), &[], &[]);
-        agent.tags = pick(rng, &self.tags);
-        agent.capabilities = pick(rng, &self.capabilities);
+        agent.tags = crate::record::intern::intern_all(&pick(rng, &self.tags));
+        agent.capabilities = crate::record::intern::intern_all(&pick(rng, &self.capabilities));
         agent
     }
 

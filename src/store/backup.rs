@@ -411,7 +411,7 @@ fn describe(db: &ReadOnlyDatabase, path: &Path) -> String {
     let Ok(txn) = db.begin_read() else {
         return "which cannot be read".into();
     };
-    match load_zones(&txn, path) {
+    match load_zones(&txn, path, None) {
         Ok(zones) => {
             let summary = StoreSummary {
                 path: path.to_path_buf(),
@@ -542,7 +542,7 @@ fn verify(path: &Path) -> Result<StoreSummary, String> {
     let (zones, changes) = {
         let txn = db.begin_read().map_err(|e| e.to_string())?;
         check_tables(&txn)?;
-        let zones = load_zones(&txn, path).map_err(|e| reason_of(&e))?;
+        let zones = load_zones(&txn, path, None).map_err(|e| reason_of(&e))?;
         let changes = check_change_log(&txn)?;
         (zones, changes)
     };

@@ -280,7 +280,7 @@ fn string(text: &str) -> String {
     toml::Value::String(text.to_string()).to_string()
 }
 
-fn string_array(items: &[String]) -> String {
+fn string_array(items: &[std::sync::Arc<str>]) -> String {
     let items: Vec<String> = items.iter().map(|item| string(item)).collect();
     format!("[{}]", items.join(", "))
 }
@@ -405,9 +405,9 @@ mod tests {
         Agent {
             name: name(full_name),
             description: String::new(),
-            tags: Vec::new(),
-            capabilities: Vec::new(),
-            version: String::new(),
+            tags: Box::default(),
+            capabilities: Box::default(),
+            version: "".into(),
             ttl: None,
             timeout_ms: record::DEFAULT_TIMEOUT_MS,
             max_retries: record::DEFAULT_MAX_RETRIES,
@@ -450,9 +450,9 @@ mod tests {
         rich.description =
             "Says \"hi\" and 'bye',\nthen a tab\there, a backslash \\ and ünïcødé ✓ 🙂\r\nend\""
                 .to_string();
-        rich.tags = vec!["c++".to_string(), "ünï".to_string(), "a \"q\"".to_string()];
-        rich.capabilities = vec!["search".to_string()];
-        rich.version = "2.0.0-beta.1+build'7".to_string();
+        rich.tags = record::intern::intern_all(&["c++", "ünï", "a \"q\""]);
+        rich.capabilities = record::intern::intern_all(&["search"]);
+        rich.version = "2.0.0-beta.1+build'7".into();
         rich.ttl = Some(45);
         rich.timeout_ms = record::limits::TIMEOUT_MS_MAX;
         rich.max_retries = 0;

@@ -377,8 +377,8 @@ impl<'i> Reader<'i> {
         let version = match self.optional_str(table, "version") {
             Some((text, span)) => self
                 .record_result(record::check_version(text), &span)
-                .map(|()| text.to_string()),
-            None => Some(String::new()),
+                .map(|()| record::intern::intern(text)),
+            None => Some(record::intern::empty()),
         };
         let ttl = match table.get("ttl") {
             Some(_) => self.ttl(table, "ttl", 0, 0).map(Some),
@@ -631,15 +631,15 @@ impl<'i> Reader<'i> {
         Some(endpoints)
     }
 
-    fn labels(&mut self, table: &DeTable<'_>, key: &'static str) -> Option<Vec<String>> {
+    fn labels(&mut self, table: &DeTable<'_>, key: &'static str) -> Option<Box<[Arc<str>]>> {
         let Some(value) = table.get(key) else {
-            return Some(Vec::new());
+            return Some(Box::default());
         };
         let items = self.array(value, key)?;
         let mut labels = Vec::with_capacity(items.len());
         for item in items {
             match item.get_ref().as_str() {
-                Some(text) => labels.push(text.to_string()),
+                Some(text) => labels.push(text),
                 None => {
                     self.error(
                         &item.span(),
@@ -653,7 +653,7 @@ impl<'i> Reader<'i> {
             }
         }
         match record::check_labels(key, &labels) {
-            Ok(()) => Some(labels),
+            Ok(()) => Some(record::intern::intern_all(&labels)),
             Err(error) => {
                 // Point at the offending entry where there is one.
                 let at = match &error {

@@ -36,9 +36,9 @@ fn agent(full_name: &str, version: u64) -> LiveRecord {
         agent: Arc::new(Agent {
             name: name(full_name),
             description: String::new(),
-            tags: Vec::new(),
-            capabilities: Vec::new(),
-            version: version.to_string(),
+            tags: Box::default(),
+            capabilities: Box::default(),
+            version: version.to_string().into(),
             ttl: None,
             timeout_ms: record::DEFAULT_TIMEOUT_MS,
             max_retries: record::DEFAULT_MAX_RETRIES,

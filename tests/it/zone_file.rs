@@ -1418,7 +1418,10 @@ fn valid_zone_loads_with_its_fields_and_defaults() {
 
     let analyst = zone.agent("analyst.finance.acme").unwrap();
     assert_eq!(analyst.ttl, Some(120));
-    assert_eq!(analyst.tags, ["finance", "analysis"]);
+    assert_eq!(
+        analyst.tags.iter().map(|t| &**t).collect::<Vec<_>>(),
+        ["finance", "analysis"]
+    );
     assert_eq!(analyst.endpoints.len(), 2);
     assert_eq!(
         (analyst.endpoints[1].priority, analyst.endpoints[1].weight),
