@@ -65,8 +65,10 @@ pub const STORE_FILE: &str = "aop.redb";
 /// redb's page cache for a store file. redb's default (1 GiB) keeps a second copy of a large
 /// zone's records in memory after the commit that seeds it, while the node holds the zone
 /// decoded anyway and reads the store in full only at start; the OS page cache serves those
-/// reads. 64 MiB holds the pages a commit of a batch of updates touches many times over.
-const FILE_CACHE_BYTES: usize = 64 << 20;
+/// reads. A commit of a batch of updates touches a few pages per table (the paths from the
+/// roots to the keys it writes, a handful of levels deep), so 16 MiB holds them many times
+/// over; more only keeps pages of the seeding commit resident that nothing reads again.
+const FILE_CACHE_BYTES: usize = 16 << 20;
 /// The same for a store in memory, whose backend holds every page already.
 const MEMORY_CACHE_BYTES: usize = 4 << 20;
 
