@@ -189,7 +189,7 @@ fn check_response(request: &[u8], response: Option<&[u8]>, transport: Transport)
 
 /// The DNS door's fast path: the common query shape parsed without allocating, the response
 /// cache (each query asked twice, so the second is a cache hit with patched ID and question)
-/// and the negative answers written straight into bytes.
+/// and the answers written straight into bytes (agents' TXT, SRV and addresses, negatives).
 pub fn dns_fast(data: &[u8]) {
     let answerer = answerer();
     for transport in [Transport::Udp, Transport::Tcp] {
@@ -197,8 +197,20 @@ pub fn dns_fast(data: &[u8]) {
             let (response, _) = answerer.answer(data, transport);
             check_response(data, response.as_deref(), transport);
         }
-        if let Some((response, _)) = answerer.direct_negative(data, transport) {
+        if let Some((response, code)) = answerer.direct(data, transport) {
             check_response(data, response.as_deref(), transport);
+            // A positive answer written directly is the full path's, byte for byte.
+            if let Some(bytes) = &response
+                && bytes.get(6..8).is_some_and(|count| count != [0, 0])
+            {
+                let (full, full_code) = answerer.respond(data, transport);
+                assert_eq!(code, full_code, "the direct writer's RCODE");
+                assert_eq!(
+                    full.as_deref(),
+                    Some(bytes.as_slice()),
+                    "the direct writer's bytes"
+                );
+            }
         }
     }
 }

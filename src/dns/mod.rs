@@ -2,12 +2,15 @@
 //! and TCP, so `dig`, Unbound and DNS-AID clients can resolve agent names.
 //!
 //! [`respond`] turns one query into one response from the catalog ([`records`] maps agents,
-//! aliases and zones to TXT, SVCB, SRV, CNAME, SOA, NS and glue). This module owns the
+//! aliases and zones to TXT, SVCB, SRV, CNAME, SOA, NS and glue); the common answers (an
+//! agent's TXT, SRV and addresses, [`direct`]; negatives, [`negative`]) are written straight
+//! into bytes first, and other simple questions come from [`cache`]. This module owns the
 //! sockets: UDP workers that answer each datagram in place (through the optional
 //! response-rate limiter, [`ratelimit`]), and a TCP listener with a cap on connections and an
 //! idle timeout, for answers too large for UDP (RFC 7766).
 
 pub mod cache;
+pub mod direct;
 pub mod message;
 pub mod negative;
 pub mod observe;

@@ -22,7 +22,7 @@ use crate::record::{Agent, Alias, Endpoint, ServerAddress, ZoneHeader, answer_en
 use crate::zone::ZoneSnapshot;
 
 /// Longest character-string in a TXT record (RFC 1035 section 3.3).
-const TXT_STRING_MAX: usize = 255;
+pub(crate) const TXT_STRING_MAX: usize = 255;
 
 /// The protocol label of our agents in the DNS-AID index and SRV owner names.
 pub const PROTOCOL: &str = "mcp";
@@ -87,33 +87,57 @@ struct Location {
     address: Option<IpAddr>,
 }
 
-fn locate(agent: &Agent, endpoint: &Endpoint) -> Option<Location> {
+/// What an endpoint's URL says about where it is, before any DNS name is built: the one
+/// reading of a URL that both the record builders here and the direct writer
+/// (`dns::direct`) use, so they cannot disagree.
+pub(crate) struct Place {
+    /// The host name, lowercase without a trailing dot; `None` for a literal address (the
+    /// target is then the agent's own name).
+    pub host: Option<String>,
+    pub port: u16,
+    pub address: Option<IpAddr>,
+}
+
+pub(crate) fn place(endpoint: &Endpoint) -> Option<Place> {
     let url = url::Url::parse(&endpoint.url).ok()?;
     let port = url.port_or_known_default()?;
-    match url.host()? {
-        url::Host::Domain(host) => Some(Location {
-            target: dns_name(&host.trim_end_matches('.').to_ascii_lowercase()),
+    Some(match url.host()? {
+        url::Host::Domain(host) => Place {
+            host: Some(host.trim_end_matches('.').to_ascii_lowercase()),
             port,
             address: None,
-        }),
-        url::Host::Ipv4(ip) => Some(Location {
-            target: dns_name(agent.name.as_str()),
+        },
+        url::Host::Ipv4(ip) => Place {
+            host: None,
             port,
             address: Some(IpAddr::V4(ip)),
-        }),
-        url::Host::Ipv6(ip) => Some(Location {
-            target: dns_name(agent.name.as_str()),
+        },
+        url::Host::Ipv6(ip) => Place {
+            host: None,
             port,
             address: Some(IpAddr::V6(ip)),
-        }),
-    }
+        },
+    })
+}
+
+fn locate(agent: &Agent, endpoint: &Endpoint) -> Option<Location> {
+    let place = place(endpoint)?;
+    let target = match &place.host {
+        Some(host) => dns_name(host),
+        None => dns_name(agent.name.as_str()),
+    };
+    Some(Location {
+        target,
+        port: place.port,
+        address: place.address,
+    })
 }
 
 /// Endpoints in the order clients should try them: healthy first and down ones left out
 /// (docs/protocol.md §9.1), then lowest priority first, then heaviest weight. Some clients
 /// (the DNS-AID reference client among them) use only the first SVCB record on the wire, so
 /// the order matters.
-fn preferred_order(agent: &Agent) -> Vec<&Endpoint> {
+pub(crate) fn preferred_order(agent: &Agent) -> Vec<&Endpoint> {
     let mut endpoints = answer_endpoints(&agent.endpoints);
     endpoints.sort_by_key(|e| {
         (

@@ -13,14 +13,19 @@
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{DNSClass, Record, RecordType};
 
+use std::collections::HashMap;
 use std::sync::Arc;
+
+use arc_swap::ArcSwap;
 
 use crate::catalog::Catalog;
 use crate::dns::cache::{ResponseCache, SimpleQuery, parse_simple};
+use crate::dns::direct::{self, Writer};
 use crate::dns::message::{EDNS_PAYLOAD, PLAIN_UDP_PAYLOAD, Transport, canonical_text};
 use crate::dns::negative;
 use crate::dns::records::{self, ApexRecords, dns_name};
 use crate::name::Name;
+use crate::record::Agent;
 use crate::record::limits::ALIAS_CHAIN_MAX;
 use crate::zone::ZoneSnapshot;
 
@@ -37,7 +42,16 @@ pub enum Disposition {
 pub struct Answerer {
     catalog: Arc<Catalog>,
     responses: ResponseCache,
-    apexes: moka::sync::Cache<(Name, u64), Arc<ApexRecords>>,
+    apexes: ArcSwap<Apexes>,
+}
+
+/// The question-independent records of each zone, for one catalog generation: read on every
+/// query with one atomic load (a shared map would hash and lock), replaced whole when a zone
+/// is first asked about after a change (a node serves few zones).
+#[derive(Clone, Default)]
+struct Apexes {
+    generation: u64,
+    zones: HashMap<Name, Arc<ApexRecords>>,
 }
 
 impl Answerer {
@@ -45,23 +59,24 @@ impl Answerer {
         Answerer {
             catalog,
             responses: ResponseCache::new(response_cache_bytes),
-            apexes: moka::sync::Cache::new(10_000),
+            apexes: ArcSwap::from_pointee(Apexes::default()),
         }
     }
 
-    /// Answers `request`, from the cache when the query has the common shape and was
-    /// answered before with the same zone data.
+    /// Answers `request`: written straight into bytes when the query has the common shape
+    /// and the answer one of the shapes [`Self::direct`] writes, else from the cache when the
+    /// same question was answered before with the same zone data, else by the full path.
     pub fn answer(&self, request: &[u8], transport: Transport) -> (Option<Vec<u8>>, Disposition) {
         let Some(query) = parse_simple(request) else {
             return self.respond(request, transport);
         };
+        if let Some(answer) = self.written(request, &query, transport) {
+            return answer;
+        }
         let generation = self.catalog.generation();
         if let Some(response) = self.responses.get(request, &query, transport, generation) {
             let code = ResponseCode::from_low(response[3] & 0x0f);
             return (Some(response), Disposition::Answered(code));
-        }
-        if let Some(answer) = self.negative(request, &query, transport) {
-            return answer;
         }
         let (response, disposition) = self.respond(request, transport);
         if let Some(bytes) = &response {
@@ -71,21 +86,23 @@ impl Answerer {
         (response, disposition)
     }
 
-    /// The negative answer to `request` written straight into bytes, when it has the common
-    /// shape and its answer is negative; `None` when the full path must answer. (The door
-    /// uses it for every cache miss; tests compare it with the full path.)
-    pub fn direct_negative(
+    /// The answer to `request` written straight into bytes, when it has the common shape and
+    /// its answer is one the direct writers cover; `None` when the full path must answer.
+    /// (The door tries it first for every simple query; tests and the fuzz target compare it
+    /// with the full path.)
+    pub fn direct(
         &self,
         request: &[u8],
         transport: Transport,
     ) -> Option<(Option<Vec<u8>>, Disposition)> {
-        self.negative(request, &parse_simple(request)?, transport)
+        self.written(request, &parse_simple(request)?, transport)
     }
 
-    /// A negative answer written straight into bytes (`dns::negative`), when the question
-    /// has one: a missing name, or an existing one without records of the type asked.
-    /// `None` sends the query down the full path.
-    fn negative(
+    /// An agent's TXT, SRV or A/AAAA answer (`dns::direct`), or a negative answer
+    /// (`dns::negative`: a missing name, or an existing one without records of the type
+    /// asked), written straight into bytes. `None` sends the query on to the cache and the
+    /// full path.
+    fn written(
         &self,
         request: &[u8],
         query: &SimpleQuery,
@@ -100,27 +117,6 @@ impl Answerer {
             return None;
         }
         let apex = self.apex(&zone);
-        if apex.negative_soa_wire.is_empty() {
-            return None;
-        }
-        let qtype = RecordType::from(query.qtype);
-        let nxdomain = match classify(&zone, &name, apex.name_servers.len()) {
-            Node::Missing => true,
-            Node::EmptyNonTerminal => false,
-            Node::Agent(agent) => match qtype {
-                RecordType::TXT | RecordType::SVCB => return None,
-                RecordType::A | RecordType::AAAA => {
-                    let v6 = qtype == RecordType::AAAA;
-                    if !records::agent_addresses(agent, 0, v6).is_empty() {
-                        return None;
-                    }
-                    false
-                }
-                _ => false,
-            },
-            Node::Srv(_) if qtype != RecordType::SRV => false,
-            _ => return None,
-        };
         let limit = match (transport, query.edns_payload) {
             (Transport::Tcp, _) => usize::from(u16::MAX),
             (Transport::Udp, Some(payload)) => {
@@ -128,6 +124,45 @@ impl Answerer {
             }
             (Transport::Udp, None) => usize::from(PLAIN_UDP_PAYLOAD),
         };
+        let ttl = |agent: &Agent| agent.ttl.unwrap_or(zone.header().ttl);
+        let positive = |writer: Writer| {
+            let bytes = writer.finish(query, limit)?;
+            Some((Some(bytes), Disposition::Answered(ResponseCode::NoError)))
+        };
+        let nxdomain = match classify(&zone, &name, apex.name_servers.len()) {
+            Node::Missing => true,
+            Node::EmptyNonTerminal => false,
+            Node::Agent(agent) => {
+                let mut writer = Writer::new(request, query)?;
+                match query.qtype {
+                    direct::TYPE_TXT => direct::agent_txt(&mut writer, agent, ttl(agent))?,
+                    direct::TYPE_A | direct::TYPE_AAAA => {
+                        let v6 = query.qtype == direct::TYPE_AAAA;
+                        direct::agent_addresses(&mut writer, agent, ttl(agent), v6)?;
+                    }
+                    // SVCB: the full path (and the cache).
+                    qtype if RecordType::from(qtype) == RecordType::SVCB => return None,
+                    _ => {}
+                }
+                if writer.answers() > 0 {
+                    return positive(writer);
+                }
+                false
+            }
+            Node::Srv(agent) if query.qtype == direct::TYPE_SRV => {
+                let mut writer = Writer::new(request, query)?;
+                direct::agent_srv(&mut writer, agent, &name, ttl(agent))?;
+                if writer.answers() > 0 {
+                    return positive(writer);
+                }
+                false
+            }
+            Node::Srv(_) => false,
+            _ => return None,
+        };
+        if apex.negative_soa_wire.is_empty() {
+            return None;
+        }
         let bytes = negative::encode(request, query, nxdomain, &apex.negative_soa_wire, limit)?;
         let code = if nxdomain {
             ResponseCode::NXDomain
@@ -138,9 +173,31 @@ impl Answerer {
     }
 
     fn apex(&self, zone: &ZoneSnapshot) -> Arc<ApexRecords> {
-        let key = (zone.origin().clone(), self.catalog.generation());
-        self.apexes
-            .get_with(key, || Arc::new(ApexRecords::build(zone)))
+        let generation = self.catalog.generation();
+        let table = self.apexes.load();
+        if table.generation == generation
+            && let Some(apex) = table.zones.get(zone.origin())
+        {
+            return Arc::clone(apex);
+        }
+        let built = Arc::new(ApexRecords::build(zone));
+        self.apexes.rcu(|current| {
+            if current.generation > generation {
+                // A newer generation got there first; this answer uses what it built.
+                return Apexes::clone(current);
+            }
+            let mut next = if current.generation == generation {
+                Apexes::clone(current)
+            } else {
+                Apexes {
+                    generation,
+                    zones: HashMap::new(),
+                }
+            };
+            next.zones.insert(zone.origin().clone(), Arc::clone(&built));
+            next
+        });
+        built
     }
 
     /// The full path: any query, answered from the catalog.
@@ -301,14 +358,19 @@ fn classify<'z>(zone: &'z ZoneSnapshot, name: &str, name_servers: usize) -> Node
     {
         return Node::NameServer(number - 1);
     }
-    if let Some(agent) = zone.agent(name) {
-        return Node::Agent(agent);
-    }
-    if let Some(alias) = zone.alias(name) {
-        return Node::Alias(alias);
-    }
-    if zone.is_empty_non_terminal(name) {
-        return Node::EmptyNonTerminal;
+    // Agent and alias names, and so the names above them, have only letters, digits and
+    // hyphens (`crate::name`): a name with an `_` anywhere is none of them, and two map
+    // lookups are saved on every SRV question.
+    if !name.contains('_') {
+        if let Some(agent) = zone.agent(name) {
+            return Node::Agent(agent);
+        }
+        if let Some(alias) = zone.alias(name) {
+            return Node::Alias(alias);
+        }
+        if zone.is_empty_non_terminal(name) {
+            return Node::EmptyNonTerminal;
+        }
     }
     if let Some(agent) = name
         .strip_prefix(SERVICE_PREFIX)

@@ -855,6 +855,8 @@ async fn repeat_questions_are_answered_the_same_with_the_callers_id_flags_and_ca
 
 /// Negative answers are written straight into bytes (`dns::negative`); they must say exactly
 /// what the full path says, for every kind of negative, with and without EDNS, in any case.
+/// (Their SOA is written uncompressed, so they match after decoding; the positive answers of
+/// `dns::direct` match byte for byte: `direct_answers_are_the_full_paths_bytes`.)
 #[test]
 fn negative_answers_written_directly_match_the_full_path() {
     use aop::catalog::Catalog;
@@ -887,11 +889,11 @@ fn negative_answers_written_directly_match_the_full_path() {
         for edns in [false, true] {
             let request = query(name, rtype, edns).to_vec().unwrap();
             for transport in [Transport::Udp, Transport::Tcp] {
-                let negative = kind == "NXDOMAIN" || kind == "NODATA";
+                let written = matches!(kind, "NXDOMAIN" | "NODATA" | "answer");
                 assert_eq!(
-                    answerer.direct_negative(&request, transport).is_some(),
-                    negative,
-                    "{kind} {name} {rtype}: written directly only when negative"
+                    answerer.direct(&request, transport).is_some(),
+                    written,
+                    "{kind} {name} {rtype}: written directly only for agents' answers and negatives"
                 );
                 let (direct, direct_code) = answerer.answer(&request, transport);
                 let (full, full_code) = answerer.respond(&request, transport);
@@ -909,5 +911,226 @@ fn negative_answers_written_directly_match_the_full_path() {
                 );
             }
         }
+    }
+}
+
+/// Zone of every shape the direct writers meet: several endpoints of each kind (literal IPv4,
+/// IPv6, host names, a trailing dot, duplicates), a description over 255 bytes cut inside a
+/// UTF-8 character, UTF-8 tags, a multi-label agent, an agent with no endpoint fields beyond
+/// the URL, an agent whose SRV set is too big for 512 bytes, aliases, a delegation with glue.
+const SHAPES: &str = r#"
+[zone]
+origin = "shapes.test"
+serial = 7
+ttl = 300
+negative_ttl = 30
+contact = "ops@shapes.test"
+servers = [
+  { grpc = "http://127.0.0.1:7102", dns = "127.0.0.2:53" },
+  { grpc = "http://127.0.0.1:7103", dns = "[2001:db8::5]:53" },
+]
+
+[[agent]]
+name = "multi"
+description = "DESCRIPTION"
+tags = ["données", "ünïcode", "x"]
+capabilities = ["a", "b"]
+version = "2.0.0-rc.1"
+ttl = 45
+endpoints = [
+  { url = "http://192.0.2.7:9101/mcp", priority = 30, weight = 3 },
+  { url = "https://Agents.Example.COM./m/mcp", priority = 10, weight = 9 },
+  { url = "http://[2001:db8::7]:9102/mcp", priority = 20, weight = 0 },
+  { url = "http://192.0.2.7:9103/other", priority = 20, weight = 5 },
+  { url = "http://192.0.2.8/mcp", priority = 40, weight = 1 },
+  { url = "https://multi.shapes.test/mcp", priority = 50, weight = 1 },
+]
+
+[[agent]]
+name = "plain"
+endpoints = [{ url = "https://plain-host.example:8443/mcp" }]
+
+[[agent]]
+name = "deep.team.units"
+description = "three labels"
+endpoints = [{ url = "http://[::1]:9/mcp" }]
+
+[[agent]]
+name = "wide"
+endpoints = [
+WIDE]
+
+[[alias]]
+name = "nick"
+target = "multi"
+
+[[alias]]
+name = "away"
+target = "plain.elsewhere."
+
+[[delegation]]
+zone = "child"
+servers = [{ grpc = "http://127.0.0.1:7110", dns = "127.0.0.10:53" }]
+ttl = 3600
+"#;
+
+/// Every positive answer the door writes directly must be the full path's bytes exactly
+/// (TTLs, flags, compression pointers, record order), and everything else must still be
+/// answered as the full path answers it (decoded: the same records, TTLs and flags): over a zone of every shape, each name in several casings, each type,
+/// with no EDNS and with payloads of 512, 1232 and 4096, RD set or not, over UDP and TCP.
+#[test]
+fn direct_answers_are_the_full_paths_bytes() {
+    use aop::catalog::Catalog;
+    use aop::dns::message::Transport;
+    use aop::dns::respond::Answerer;
+    // 300 bytes of description with a two-byte character across byte 255 of the string.
+    let description = format!(
+        "{}é{}",
+        "d".repeat(255 - "description=".len() - 1),
+        "z".repeat(40)
+    );
+    let wide: String = (0..16)
+        .map(|i| format!("  {{ url = \"http://replica-{i}.agents.example.com:9000/mcp\" }},\n"))
+        .collect();
+    let text = SHAPES
+        .replace("DESCRIPTION", &description)
+        .replace("WIDE", &wide);
+    let answerer = Answerer::new(
+        std::sync::Arc::new(Catalog::new("dns-test", vec![zone(&text), zone(FINANCE)])),
+        1 << 20,
+    );
+    let names = [
+        "multi.shapes.test.",
+        "_mcp._tcp.multi.shapes.test.",
+        "_tcp.multi.shapes.test.",
+        "plain.shapes.test.",
+        "_mcp._tcp.plain.shapes.test.",
+        "deep.team.units.shapes.test.",
+        "_mcp._tcp.deep.team.units.shapes.test.",
+        "team.units.shapes.test.",
+        "wide.shapes.test.",
+        "_mcp._tcp.wide.shapes.test.",
+        "nick.shapes.test.",
+        "away.shapes.test.",
+        "x.child.shapes.test.",
+        "shapes.test.",
+        "_ns1.shapes.test.",
+        "_ns2.shapes.test.",
+        "_index._agents.shapes.test.",
+        "_agents.shapes.test.",
+        "missing.shapes.test.",
+        "analyst.finance.acme.",
+        "_mcp._tcp.analyst.finance.acme.",
+        "elsewhere.example.",
+    ];
+    let types = [
+        RecordType::TXT,
+        RecordType::SRV,
+        RecordType::A,
+        RecordType::AAAA,
+        RecordType::SVCB,
+        RecordType::MX,
+        RecordType::CNAME,
+        RecordType::SOA,
+        RecordType::NS,
+        RecordType::ANY,
+    ];
+    // Casings: as written, all upper, alternating, first label upper, last label upper.
+    let casings = |name: &str| -> Vec<String> {
+        let alternate: String = name
+            .chars()
+            .enumerate()
+            .map(|(i, c)| {
+                if i % 2 == 0 {
+                    c.to_ascii_uppercase()
+                } else {
+                    c
+                }
+            })
+            .collect();
+        let (first, rest) = name.split_once('.').unwrap();
+        let trimmed = name.trim_end_matches('.');
+        let (head, last) = trimmed.rsplit_once('.').unwrap_or(("", trimmed));
+        let last_upper = if head.is_empty() {
+            format!("{}.", last.to_ascii_uppercase())
+        } else {
+            format!("{head}.{}.", last.to_ascii_uppercase())
+        };
+        vec![
+            name.to_string(),
+            name.to_ascii_uppercase(),
+            alternate,
+            format!("{}.{rest}", first.to_ascii_uppercase()),
+            last_upper,
+        ]
+    };
+    let mut direct_positive = std::collections::BTreeSet::new();
+    let mut compared = 0;
+    for name in names {
+        for rtype in types {
+            for spelled in casings(name) {
+                for payload in [None, Some(512u16), Some(1232), Some(4096)] {
+                    for rd in [true, false] {
+                        let mut message = query(&spelled, rtype, false);
+                        message.metadata.id = 0xBEEF;
+                        message.metadata.recursion_desired = rd;
+                        if let Some(payload) = payload {
+                            let mut opt = Edns::new();
+                            opt.set_max_payload(payload);
+                            message.set_edns(opt);
+                        }
+                        let request = message.to_vec().unwrap();
+                        for transport in [Transport::Udp, Transport::Tcp] {
+                            let what =
+                                format!("{spelled} {rtype} edns={payload:?} rd={rd} {transport:?}");
+                            let (full, full_code) = answerer.respond(&request, transport);
+                            let full = full.expect("the full path answers");
+                            let (door, door_code) = answerer.answer(&request, transport);
+                            let door = door.expect("the door answers");
+                            assert_eq!(door_code, full_code, "{what}");
+                            let direct = answerer.direct(&request, transport);
+                            let ancount = u16::from_be_bytes([full[6], full[7]]);
+                            if let Some((bytes, code)) = &direct {
+                                assert_eq!(*code, full_code, "{what}");
+                                assert_eq!(bytes.as_deref(), Some(door.as_slice()), "{what}");
+                            }
+                            if ancount > 0 && direct.is_some() {
+                                // Positive answers written directly: the full path's bytes.
+                                assert_eq!(door, full, "{what}");
+                                direct_positive.insert((name, rtype.to_string()));
+                            } else {
+                                // Negative answers written directly (their SOA uncompressed),
+                                // and answers from the cache (its compression follows the
+                                // first asker's casing): the same message once decoded, names
+                                // compared without case, everything else exactly.
+                                let decode =
+                                    |bytes: &[u8]| Message::from_vec(bytes).expect("decodes");
+                                assert_eq!(decode(&door), decode(&full), "{what}");
+                            }
+                            compared += 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert_eq!(compared, names.len() * types.len() * 5 * 4 * 2 * 2);
+    // The shapes the direct writers exist for were written directly (not only cached).
+    for expected in [
+        ("multi.shapes.test.", "TXT"),
+        ("multi.shapes.test.", "A"),
+        ("multi.shapes.test.", "AAAA"),
+        ("_mcp._tcp.multi.shapes.test.", "SRV"),
+        ("plain.shapes.test.", "TXT"),
+        ("_mcp._tcp.plain.shapes.test.", "SRV"),
+        ("deep.team.units.shapes.test.", "AAAA"),
+        ("_mcp._tcp.wide.shapes.test.", "SRV"),
+        ("analyst.finance.acme.", "TXT"),
+        ("_mcp._tcp.analyst.finance.acme.", "SRV"),
+    ] {
+        assert!(
+            direct_positive.contains(&(expected.0, expected.1.to_string())),
+            "{expected:?} written directly; written: {direct_positive:?}"
+        );
     }
 }
