@@ -21,7 +21,7 @@
 #
 # Environment: DURATION (10s), CALLS (1000), AGENTS (10000), SWARMS (1), SWARMS_CALLS (100),
 # SWARMS_PYTHON (target/interop-swarms-venv/bin/python), LOAD_DEADLINE seconds (120),
-# QUIET_WAIT seconds (60), SERVER_AOP (the aop binary that runs the agents, the node and the
+# QUIET_WAIT seconds (60), SKIP_BUILD=1 (use the release binary already built), SERVER_AOP (the aop binary that runs the agents, the node and the
 # gateway, default this tree's: another build measured under this tree's load generator).
 set -euo pipefail
 
@@ -43,8 +43,10 @@ ZONE=$OUT/calls.toml
 mkdir -p "$OUT"
 source "$ROOT/bench/lib.sh"
 
-log "building release binaries"
-cargo build --release --quiet --bin aop
+if [[ ${SKIP_BUILD:-0} != 1 ]]; then
+    log "building release binaries"
+    cargo build --release --quiet --bin aop
+fi
 
 # start_agent KIND NAME: runs a built-in agent on a free port; sets AGENT_URL.
 start_agent() {

@@ -17,7 +17,7 @@
 # Environment: DURATION (10s), WARMUP (1s; 0 skips), AGENTS (100000), SEED (1),
 # LOAD_DEADLINE seconds (120), QUIET_WAIT seconds (120: how long to wait for other work on the
 # machine to stop before each measurement), CARGO_TARGET_DIR (where the release binaries are built),
-# NODE_AOP (the aop binary that runs the node, default this tree's; the load generator and the
+# SKIP_BUILD=1 (use the release binaries already built), NODE_AOP (the aop binary that runs the node, default this tree's; the load generator and the
 # bare server stay this tree's, so another build of the node is measured under the same load).
 set -euo pipefail
 
@@ -66,8 +66,10 @@ bench() {
         >"$OUT/$label.cpu"
 }
 
-log "building release binaries and examples"
-cargo build --release --examples --bins
+if [[ ${SKIP_BUILD:-0} != 1 ]]; then
+    log "building release binaries and examples"
+    cargo build --release --examples --bins
+fi
 log "the node under test: $NODE_AOP"
 
 log "generating $AGENTS agents into $ZONE"
