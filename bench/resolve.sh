@@ -17,8 +17,11 @@
 # Environment: DURATION (10s), WARMUP (1s; 0 skips), AGENTS (100000), SEED (1),
 # LOAD_DEADLINE seconds (120), QUIET_WAIT seconds (120: how long to wait for other work on the
 # machine to stop before each measurement), CARGO_TARGET_DIR (where the release binaries are built),
-# SKIP_BUILD=1 (use the release binaries already built), NODE_AOP (the aop binary that runs the node, default this tree's; the load generator and the
-# bare server stay this tree's, so another build of the node is measured under the same load).
+# SKIP_BUILD=1 (use the release binaries already built), RECURSIVE=1 (the registry is asked
+# recursive questions, `aop bench resolve`'s default and the gateway's way, instead of
+# --no-recurse; the bare server answers both alike), NODE_AOP (the aop binary that runs the
+# node, default this tree's; the load generator and the bare server stay this tree's, so
+# another build of the node is measured under the same load).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -34,6 +37,14 @@ TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 AOP=$TARGET/release/aop
 BARE=$TARGET/release/examples/bare_resolve_server
 NODE_AOP=${NODE_AOP:-$AOP}
+RECURSIVE=${RECURSIVE:-0}
+if [[ $RECURSIVE == 1 ]]; then
+    FORM=()
+    export FORM_NAME="resolve (recursive: the node's own answers, through its resolver)"
+else
+    FORM=(--no-recurse)
+    export FORM_NAME="resolve --no-recurse"
+fi
 ZONE=$OUT/bench-$AGENTS.toml
 NAMES=$OUT/names-$AGENTS.txt
 TINY_ZONE=$ROOT/zones/finance.acme.toml
@@ -50,14 +61,14 @@ bench() {
     local label=$1 url=$2 concurrency=$3 connections=$4 server=$5
     wait_quiet "$label"
     if [[ $WARMUP != 0 && $WARMUP != 0s ]]; then
-        "$AOP" bench resolve --server "$url" --names "$NAMES" --no-recurse --json \
+        "$AOP" bench resolve --server "$url" --names "$NAMES" "${FORM[@]}" --json \
             --concurrency "$concurrency" --connections "$connections" \
             --duration "$WARMUP" >/dev/null
     fi
     log "bench $label: $concurrency in flight over $connections connection(s) for $DURATION"
     local t0 m0 s0 g0 t1 m1 s1 g1
     t0=$(now_ns) m0=$(machine_ticks) s0=$(proc_ticks "$server") g0=$(proc_ticks $$)
-    "$AOP" bench resolve --server "$url" --names "$NAMES" --no-recurse --json \
+    "$AOP" bench resolve --server "$url" --names "$NAMES" "${FORM[@]}" --json \
         --concurrency "$concurrency" --connections "$connections" \
         --duration "$DURATION" >"$OUT/$label.json"
     t1=$(now_ns) m1=$(machine_ticks) s1=$(proc_ticks "$server") g1=$(proc_ticks $$)
@@ -204,7 +215,7 @@ def ms(us):
     return f"{us / 1000:.3f}"
 
 runs = [("128 in flight / 4 conns", "c128-k4"), ("8 in flight / 1 conn", "c8-k1")]
-print(f"resolve --no-recurse, {duration} per run (latencies in ms)")
+print(f"{os.environ.get('FORM_NAME', 'resolve --no-recurse')}, {duration} per run (latencies in ms)")
 header = f"  {'run':25} {'server':9} {'req/s':>9} {'p50':>7} {'p90':>7} {'p99':>7} {'p999':>7} {'max':>8} {'errors':>6} {'cpu srv/gen/other':>18}  outcomes"
 print(header)
 print("  " + "-" * (len(header) - 2))
