@@ -282,29 +282,7 @@ PY
     NSD_DIR=$OUT/nsd-$N
     rm -rf "$NSD_DIR"
     mkdir -p "$NSD_DIR"
-    cat >"$NSD_DIR/nsd.conf" <<EOF
-server:
-    ip-address: 127.0.0.1
-    port: $NSD_PORT
-    server-count: 1
-    zonesdir: "$OUT"
-    pidfile: "$NSD_DIR/nsd.pid"
-    database: ""
-    zonelistfile: "$NSD_DIR/zone.list"
-    xfrdfile: "$NSD_DIR/xfrd.state"
-    logfile: "$NSD_DIR/nsd.log"
-    username: ""
-    chroot: ""
-    verbosity: 0
-    rrl-ratelimit: 0
-    rrl-whitelist-ratelimit: 0
-    minimal-responses: $NSD_MINIMAL
-remote-control:
-    control-enable: no
-zone:
-    name: bench
-    zonefile: "bench-$N.zone"
-EOF
+    write_nsd_conf "$NSD_DIR" "$NSD_PORT" "$OUT" "bench-$N.zone" "$NSD_MINIMAL"
     cat >"$OUT/hickory-$N.toml" <<EOF
 listen_addrs_ipv4 = ["127.0.0.1"]
 listen_port = $HICKORY_PORT

@@ -101,3 +101,35 @@ pids_ticks() {
     done
     echo "$sum"
 }
+
+# write_nsd_conf DIR PORT ZONESDIR ZONEFILE MINIMAL: an NSD 4.x config in DIR/nsd.conf serving
+# zone `bench` from ZONESDIR/ZONEFILE on 127.0.0.1:PORT, as the benchmarks run it: one server
+# process, no database file, no user or chroot change, rate limiting off, and
+# `minimal-responses: MINIMAL` (yes: like the node and hickory-dns, no NS set and glue on
+# positive answers).
+write_nsd_conf() {
+    local dir=$1 port=$2 zonesdir=$3 zonefile=$4 minimal=$5
+    cat >"$dir/nsd.conf" <<EOF
+server:
+    ip-address: 127.0.0.1
+    port: $port
+    server-count: 1
+    zonesdir: "$zonesdir"
+    pidfile: "$dir/nsd.pid"
+    database: ""
+    zonelistfile: "$dir/zone.list"
+    xfrdfile: "$dir/xfrd.state"
+    logfile: "$dir/nsd.log"
+    username: ""
+    chroot: ""
+    verbosity: 0
+    rrl-ratelimit: 0
+    rrl-whitelist-ratelimit: 0
+    minimal-responses: $minimal
+remote-control:
+    control-enable: no
+zone:
+    name: bench
+    zonefile: "$zonefile"
+EOF
+}

@@ -34,6 +34,8 @@ SETTLE_DEADLINE=${SETTLE_DEADLINE:-120}
 NSD_ON=${NSD:-1}
 mkdir -p "$OUT"
 
+# Helpers: free_port, write_nsd_conf (its log is replaced by this script's).
+source "$ROOT/bench/lib.sh"
 log() { echo "[load] $*" >&2; }
 
 for tool in dig python3; do
@@ -44,10 +46,6 @@ if [[ $NSD_ON == 1 ]] && ! command -v nsd >/dev/null; then
     exit 1
 fi
 [[ -x $AOP ]] || { log "no aop binary at $AOP (cargo build --release, or set AOP)"; exit 1; }
-
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
 
 # family PID: the process and its descendants (NSD forks).
 family() {
@@ -134,29 +132,7 @@ for N in $SIZES; do
         rm -rf "$NSD_DIR"
         mkdir -p "$NSD_DIR"
         PORT=$(free_port)
-        cat >"$NSD_DIR/nsd.conf" <<EOF
-server:
-    ip-address: 127.0.0.1
-    port: $PORT
-    server-count: 1
-    zonesdir: "$OUT"
-    pidfile: "$NSD_DIR/nsd.pid"
-    database: ""
-    zonelistfile: "$NSD_DIR/zone.list"
-    xfrdfile: "$NSD_DIR/xfrd.state"
-    logfile: "$NSD_DIR/nsd.log"
-    username: ""
-    chroot: ""
-    verbosity: 0
-    rrl-ratelimit: 0
-    rrl-whitelist-ratelimit: 0
-    minimal-responses: yes
-remote-control:
-    control-enable: no
-zone:
-    name: bench
-    zonefile: "bench-$N.zone"
-EOF
+        write_nsd_conf "$NSD_DIR" "$PORT" "$OUT" "bench-$N.zone" yes
         START=$(date +%s%N)
         nsd -d -c "$NSD_DIR/nsd.conf" >"$NSD_DIR/stderr.log" 2>&1 &
         PID=$!
