@@ -164,6 +164,21 @@ wait_dns() {
     echo $(($(now_ns) - START_NS)) >"$OUT/$label.ready"
 }
 
+# start_node BIN LABEL GRPC_PORT DNS_PORT: `BIN node` on the size's zone (after a quiet
+# machine), timed from START_NS until it answers over DNS; its PID in NODE_PID, its log in
+# $OUT/LABEL-N.log.
+start_node() {
+    local bin=$1 label=$2 grpc=$3 dns=$4
+    wait_quiet "$label start"
+    note "$bin" node --zone "$ZONE" --grpc "127.0.0.1:$grpc" --dns "127.0.0.1:$dns" --health-probes 0
+    START_NS=$(now_ns)
+    "$bin" node --zone "$ZONE" --grpc "127.0.0.1:$grpc" --dns "127.0.0.1:$dns" \
+        --health-probes 0 >"$OUT/$label-$N.log" 2>&1 &
+    NODE_PID=$!
+    PIDS+=("$NODE_PID")
+    wait_dns "$label-$N" "$NODE_PID" "$OUT/$label-$N.log" "$dns"
+}
+
 # family PID: the process and its descendants (NSD's process becomes xfrd, which forks the
 # main process, which forks the server process).
 family() {
@@ -307,29 +322,15 @@ EOF
     NSD_PIDS=$(family "$NSD_PID")
 
     log "starting aop node on 127.0.0.1:$AOP_PORT"
-    wait_quiet "aop start"
-    note "$AOP" node --zone "$ZONE" --grpc "127.0.0.1:$GRPC_PORT" --dns "127.0.0.1:$AOP_PORT" \
-        --health-probes 0
-    START_NS=$(now_ns)
-    "$AOP" node --zone "$ZONE" --grpc "127.0.0.1:$GRPC_PORT" --dns "127.0.0.1:$AOP_PORT" \
-        --health-probes 0 >"$OUT/aop-$N.log" 2>&1 &
-    AOP_PID=$!
-    PIDS+=("$AOP_PID")
-    wait_dns "aop-$N" "$AOP_PID" "$OUT/aop-$N.log" "$AOP_PORT"
+    start_node "$AOP" aop "$GRPC_PORT" "$AOP_PORT"
+    AOP_PID=$NODE_PID
 
     COMPARE=(--server "nsd=127.0.0.1:$NSD_PORT" --server "aop=127.0.0.1:$AOP_PORT")
     BASE_PID=
     if [[ -n $AOP_BASE ]]; then
         log "starting aop base ($AOP_BASE) on 127.0.0.1:$BASE_PORT"
-        wait_quiet "aop base start"
-        note "$AOP_BASE" node --zone "$ZONE" --grpc "127.0.0.1:$BASE_GRPC_PORT" \
-            --dns "127.0.0.1:$BASE_PORT" --health-probes 0
-        START_NS=$(now_ns)
-        "$AOP_BASE" node --zone "$ZONE" --grpc "127.0.0.1:$BASE_GRPC_PORT" --dns "127.0.0.1:$BASE_PORT" \
-            --health-probes 0 >"$OUT/base-$N.log" 2>&1 &
-        BASE_PID=$!
-        PIDS+=("$BASE_PID")
-        wait_dns "base-$N" "$BASE_PID" "$OUT/base-$N.log" "$BASE_PORT"
+        start_node "$AOP_BASE" base "$BASE_GRPC_PORT" "$BASE_PORT"
+        BASE_PID=$NODE_PID
         COMPARE+=(--server "base=127.0.0.1:$BASE_PORT")
     fi
     HICKORY_PID=
